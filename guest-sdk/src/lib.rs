@@ -1,0 +1,100 @@
+//! # damson-guest: write Damson process plugins in Rust
+//!
+//! A plugin is a type that implements [`Process`]: its [`Process::define`] declares ports, exit
+//! codes and the outline — the way plumpy's `define` does — and its methods are the outline's steps
+//! and conditions. [`export!`] turns it into a WebAssembly component for the Damson host.
+//!
+//! ```no_run
+//! use damson_guest::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Add;
+//!
+//! impl Process for Add {
+//!     fn define(spec: &mut Spec<Self>) {
+//!         spec.input("x").valid_type(Type::Int).help("The first addend");
+//!         spec.input("y").valid_type(Type::Int).help("The second addend");
+//!         spec.output("sum").valid_type(Type::Int).help("x + y");
+//!         spec.outline([step("add", Self::add)]);
+//!     }
+//! }
+//!
+//! impl Add {
+//!     fn add(&mut self, p: &mut Ctx) -> Step {
+//!         let (x, y): (i64, i64) = (p.input("x")?, p.input("y")?);
+//!         p.out("sum", x + y)?;
+//!         Ok(Next::Continue)
+//!     }
+//! }
+//!
+//! damson_guest::export!(Add);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`: the output is already a component.
+//!
+//! ## Rules the SDK keeps for you
+//! - Plugins never touch WASI stdout or stderr: logging goes through the host ([`info!`] and
+//!   friends) and a panic is reported through the host before the plugin traps. A WASI stream handle
+//!   kept in memory would make the plugin's memory image unrestorable.
+//! - The plugin value (your struct) is created with `Default` before the first step and lives for
+//!   the whole process: fields carry state from step to step.
+
+// Lets the generated bindings name this crate the way plugins do.
+extern crate self as damson_guest;
+
+mod ctx;
+mod error;
+mod log;
+mod outline;
+mod spec;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use ctx::{ChildId, Ctx};
+pub use error::{Error, Result};
+pub use log::Level;
+pub use outline::{Outline, if_, return_, return_with, step, while_};
+pub use serde_json::{self, Value, json};
+pub use spec::{ExitCode, PortBuilder, Spec, Type};
+
+/// A Damson process: its spec and the steps of its outline.
+///
+/// The value is created with [`Default`] before the first step runs and kept until the process
+/// ends, so fields hold state between steps (and are part of the process's memory image).
+pub trait Process: Default + 'static {
+    /// Declare the plugin's inputs, outputs, exit codes and outline. Called once, with no process
+    /// value yet; it must not have side effects.
+    fn define(spec: &mut Spec<Self>);
+}
+
+/// What a step returns: where the outline goes next, or the error that ends the process EXCEPTED.
+pub type Step = Result<Next>;
+
+/// What happens after a step.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Next {
+    /// Go on with the outline.
+    #[default]
+    Continue,
+    /// Wait until the host resumes the process (or the named event arrives).
+    Wait {
+        /// The event that resumes the process; `None` for a plain resume.
+        event: Option<String>,
+        /// Status message shown while waiting.
+        message: Option<String>,
+    },
+    /// End the outline now with this exit code (status 0 is success).
+    Finish(ExitCode),
+    /// Kill the process with this message.
+    Kill(String),
+}
+
+/// Everything a plugin usually needs.
+pub mod prelude {
+    pub use crate::{
+        Ctx, Error, ExitCode, Next, Outline, Process, Result, Spec, Step, Type, Value, if_, json,
+        return_, return_with, step, while_,
+    };
+    pub use crate::{bail, debug, error, info, trace, warn};
+}

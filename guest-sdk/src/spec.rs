@@ -1,0 +1,290 @@
+//! The spec builder: what a plugin declares in [`Process::define`](crate::Process::define).
+
+use std::collections::HashMap;
+
+use crate::__private::bindings::damson::workflow::types as wit;
+use crate::outline::{Condition, Outline, StepFn};
+
+/// A JSON type a port accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// Anything.
+    Any,
+    /// JSON `null`.
+    Null,
+    /// `true` or `false` (never an `Int`).
+    Bool,
+    /// A number without fraction or exponent.
+    Int,
+    /// A number with a fraction or exponent.
+    Float,
+    /// Any number.
+    Number,
+    /// A string.
+    Str,
+    /// An array.
+    List,
+    /// An object.
+    Dict,
+}
+
+impl From<Type> for wit::ValueType {
+    fn from(t: Type) -> Self {
+        match t {
+            Type::Any => wit::ValueType::Any,
+            Type::Null => wit::ValueType::Null,
+            Type::Bool => wit::ValueType::Bool,
+            Type::Int => wit::ValueType::Int,
+            Type::Float => wit::ValueType::Float,
+            Type::Number => wit::ValueType::Number,
+            Type::Str => wit::ValueType::Str,
+            Type::List => wit::ValueType::List,
+            Type::Dict => wit::ValueType::Dict,
+        }
+    }
+}
+
+/// An exit code: a status (0 is success) and an optional message, as a step's
+/// [`Next::Finish`](crate::Next::Finish) carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitCode {
+    pub status: u32,
+    pub message: Option<String>,
+}
+
+impl ExitCode {
+    /// An exit code with a status and no message.
+    pub fn new(status: u32) -> Self {
+        Self { status, message: None }
+    }
+
+    /// An exit code with a status and a message.
+    pub fn with_message(status: u32, message: impl Into<String>) -> Self {
+        Self { status, message: Some(message.into()) }
+    }
+}
+
+/// One declared port or namespace. Returned by [`Spec::input`] and friends to be configured.
+pub struct PortBuilder {
+    port: wit::Port,
+    validator: Option<fn(&serde_json::Value) -> Option<String>>,
+    computed_default: Option<fn() -> serde_json::Value>,
+}
+
+impl PortBuilder {
+    fn new(path: &str, namespace: bool) -> Self {
+        Self {
+            port: wit::Port {
+                path: path.to_string(),
+                namespace,
+                valid_types: Vec::new(),
+                required: true,
+                default: None,
+                help: None,
+                validator: false,
+                dynamic: false,
+                populate_defaults: true,
+            },
+            validator: None,
+            computed_default: None,
+        }
+    }
+
+    /// Accept values of this type (call again to accept several). By default any type is accepted.
+    /// On a namespace this types the undeclared values and makes it dynamic.
+    pub fn valid_type(&mut self, ty: Type) -> &mut Self {
+        self.port.valid_types.push(ty.into());
+        if self.port.namespace {
+            self.port.dynamic = true;
+        }
+        self
+    }
+
+    /// Whether a value must be given (ports) or the contents validated even when nothing was
+    /// given (namespaces). Both are required by default, as in plumpy.
+    pub fn required(&mut self, required: bool) -> &mut Self {
+        self.port.required = required;
+        self
+    }
+
+    /// Use this value when none is given (which makes the port optional).
+    pub fn default(&mut self, value: impl serde::Serialize) -> &mut Self {
+        let json = serde_json::to_string(&value).expect("a default value must serialize to JSON");
+        self.port.default = Some(wit::DefaultValue::Value(json));
+        self.port.required = false;
+        self
+    }
+
+    /// Compute the default when the host needs one — only when no value was given.
+    pub fn default_with(&mut self, compute: fn() -> serde_json::Value) -> &mut Self {
+        self.port.default = Some(wit::DefaultValue::Computed);
+        self.port.required = false;
+        self.computed_default = Some(compute);
+        self
+    }
+
+    /// A description shown by `damson describe`.
+    pub fn help(&mut self, help: impl Into<String>) -> &mut Self {
+        self.port.help = Some(help.into());
+        self
+    }
+
+    /// Check values with this function; the message it returns becomes the validation error.
+    pub fn validator(&mut self, check: fn(&serde_json::Value) -> Option<String>) -> &mut Self {
+        self.port.validator = true;
+        self.validator = Some(check);
+        self
+    }
+
+    /// Namespace only: accept keys that are not declared ports.
+    pub fn dynamic(&mut self, dynamic: bool) -> &mut Self {
+        self.port.dynamic = dynamic;
+        self
+    }
+
+    /// Namespace only: fill the defaults inside even when the namespace is not given (default on).
+    pub fn populate_defaults(&mut self, populate: bool) -> &mut Self {
+        self.port.populate_defaults = populate;
+        self
+    }
+}
+
+/// What a plugin declares: name, version, ports, exit codes and outline.
+///
+/// The name and version default to the plugin crate's package name and version.
+pub struct Spec<P> {
+    name: String,
+    version: String,
+    description: Option<String>,
+    inputs: Vec<PortBuilder>,
+    outputs: Vec<PortBuilder>,
+    exit_codes: Vec<wit::ExitCode>,
+    outline: Vec<Outline<P>>,
+}
+
+pub(crate) struct Finished<P> {
+    pub wit: wit::Spec,
+    pub steps: HashMap<String, (StepFn<P>, usize)>,
+    pub conditions: HashMap<String, (Condition<P>, usize)>,
+    pub validators: HashMap<String, fn(&serde_json::Value) -> Option<String>>,
+    pub defaults: HashMap<String, fn() -> serde_json::Value>,
+}
+
+impl<P> Spec<P> {
+    pub(crate) fn new() -> Self {
+        Self {
+            name: String::new(),
+            version: String::new(),
+            description: None,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            exit_codes: Vec::new(),
+            outline: Vec::new(),
+        }
+    }
+
+    /// Override the plugin's name (by default the crate's package name).
+    pub fn name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Override the plugin's version (by default the crate's package version).
+    pub fn version(&mut self, version: impl Into<String>) -> &mut Self {
+        self.version = version.into();
+        self
+    }
+
+    /// A description of the plugin (plumpy takes the class docstring).
+    pub fn description(&mut self, description: impl Into<String>) -> &mut Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Declare an input port at a dotted path (`"options.greeting"` creates namespace `options`).
+    pub fn input(&mut self, path: &str) -> &mut PortBuilder {
+        self.inputs.push(PortBuilder::new(path, false));
+        self.inputs.last_mut().unwrap()
+    }
+
+    /// Declare (or configure) an input namespace; `""` is the root of all inputs.
+    pub fn input_namespace(&mut self, path: &str) -> &mut PortBuilder {
+        self.inputs.push(PortBuilder::new(path, true));
+        self.inputs.last_mut().unwrap()
+    }
+
+    /// Declare an output port at a dotted path.
+    pub fn output(&mut self, path: &str) -> &mut PortBuilder {
+        self.outputs.push(PortBuilder::new(path, false));
+        self.outputs.last_mut().unwrap()
+    }
+
+    /// Declare (or configure) an output namespace; `""` is the root of all outputs.
+    pub fn output_namespace(&mut self, path: &str) -> &mut PortBuilder {
+        self.outputs.push(PortBuilder::new(path, true));
+        self.outputs.last_mut().unwrap()
+    }
+
+    /// Declare an exit code, returned so a step can end with it.
+    pub fn exit_code(&mut self, status: u32, label: &str, message: &str) -> ExitCode {
+        self.exit_codes.push(wit::ExitCode {
+            status,
+            label: label.to_string(),
+            message: message.to_string(),
+        });
+        ExitCode::with_message(status, message)
+    }
+
+    /// Set the outline: the steps, conditions and loops the host walks through.
+    pub fn outline(&mut self, outline: impl IntoIterator<Item = Outline<P>>) -> &mut Self {
+        self.outline = outline.into_iter().collect();
+        self
+    }
+
+    pub(crate) fn finish(self) -> Finished<P> {
+        let mut finished = Finished {
+            wit: wit::Spec {
+                name: self.name,
+                version: self.version,
+                description: self.description,
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                exit_codes: self.exit_codes,
+                outline: wit::Outline { nodes: Vec::new(), root: 0 },
+            },
+            steps: HashMap::new(),
+            conditions: HashMap::new(),
+            validators: HashMap::new(),
+            defaults: HashMap::new(),
+        };
+        for (root, ports) in [("inputs", self.inputs), ("outputs", self.outputs)] {
+            for port in ports {
+                let full = if port.port.path.is_empty() {
+                    root.to_string()
+                } else {
+                    format!("{root}.{}", port.port.path)
+                };
+                if let Some(v) = port.validator {
+                    finished.validators.insert(full.clone(), v);
+                }
+                if let Some(d) = port.computed_default {
+                    finished.defaults.insert(full, d);
+                }
+                if root == "inputs" {
+                    finished.wit.inputs.push(port.port);
+                } else {
+                    finished.wit.outputs.push(port.port);
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        let root = crate::outline::flatten_sequence(
+            self.outline,
+            &mut nodes,
+            &mut finished.steps,
+            &mut finished.conditions,
+        );
+        finished.wit.outline = wit::Outline { nodes, root };
+        finished
+    }
+}

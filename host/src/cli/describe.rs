@@ -1,0 +1,132 @@
+//! `damson describe`: what a plugin declares.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::{CommonOptions, exit};
+use crate::Host;
+use crate::ports::{DefaultValue, PortEntry, PortNamespace};
+use crate::workchain::Instruction;
+
+/// Show a plugin's name, version, ports, exit codes and outline.
+#[derive(Debug, Args)]
+pub(crate) struct DescribeCommand {
+    /// A plugin name (looked up in the plugin directory) or a path to a `.wasm` file.
+    plugin: String,
+
+    /// Print the description as one JSON object.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+impl DescribeCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let host = Host::new(&self.common.host_config())?;
+        let plugin = host.load(&self.plugin).await?;
+        let spec = plugin.spec();
+        if self.json {
+            let description = json!({
+                "name": spec.name,
+                "version": spec.version,
+                "description": spec.description,
+                "digest": plugin.digest(),
+                "spec": { "inputs": spec.inputs, "outputs": spec.outputs },
+                "exit_codes": spec.exit_codes,
+                "outline": spec.outline,
+            });
+            println!("{}", serde_json::to_string_pretty(&description)?);
+            return Ok(ExitCode::from(exit::OK));
+        }
+        println!("{} {}", spec.name, spec.version);
+        if let Some(description) = &spec.description {
+            println!("  {description}");
+        }
+        println!("  digest: sha256:{}", plugin.digest());
+        for (title, namespace) in [("inputs", &spec.inputs), ("outputs", &spec.outputs)] {
+            println!("{title}:{}", if namespace.dynamic { " (dynamic)" } else { "" });
+            if namespace.ports.is_empty() {
+                println!("  (none)");
+            }
+            print_ports(namespace, 1);
+        }
+        if !spec.exit_codes.is_empty() {
+            println!("exit codes:");
+            for code in &spec.exit_codes {
+                println!("  {} {}: {}", code.status, code.label, code.message);
+            }
+        }
+        println!("outline:");
+        print_outline(spec.outline.root(), 1);
+        Ok(ExitCode::from(exit::OK))
+    }
+}
+
+fn print_ports(namespace: &PortNamespace, depth: usize) {
+    let indent = "  ".repeat(depth);
+    for entry in namespace.ports.values() {
+        match entry {
+            PortEntry::Port(port) => {
+                let mut line = format!("{indent}{}: {}", port.name, port.valid_types);
+                match &port.default {
+                    Some(DefaultValue::Value(v)) => line.push_str(&format!(" = {v}")),
+                    Some(DefaultValue::Computed) => line.push_str(" = (computed)"),
+                    None if port.required => line.push_str(" (required)"),
+                    None => line.push_str(" (optional)"),
+                }
+                if port.validator {
+                    line.push_str(" [validated by plugin]");
+                }
+                if let Some(help) = &port.help {
+                    line.push_str(&format!(" — {help}"));
+                }
+                println!("{line}");
+            }
+            PortEntry::Namespace(ns) => {
+                let mut line = format!("{indent}{}:", ns.name);
+                if ns.dynamic {
+                    line.push_str(&format!(" (namespace, dynamic: {})", ns.valid_types));
+                } else {
+                    line.push_str(" (namespace)");
+                }
+                if let Some(help) = &ns.help {
+                    line.push_str(&format!(" — {help}"));
+                }
+                println!("{line}");
+                print_ports(ns, depth + 1);
+            }
+        }
+    }
+}
+
+fn print_outline(instruction: &Instruction, depth: usize) {
+    let indent = "  ".repeat(depth);
+    match instruction {
+        Instruction::Step(name) => println!("{indent}{name}"),
+        Instruction::Sequence(children) => {
+            for child in children {
+                print_outline(child, depth);
+            }
+        }
+        Instruction::If(branches) => {
+            for (i, branch) in branches.iter().enumerate() {
+                match (&branch.condition, i) {
+                    (Some(c), 0) => println!("{indent}if_({c}):"),
+                    (Some(c), _) => println!("{indent}elif_({c}):"),
+                    (None, _) => println!("{indent}else_:"),
+                }
+                print_outline(&branch.body, depth + 1);
+            }
+        }
+        Instruction::While { condition, body } => {
+            println!("{indent}while_({condition}):");
+            print_outline(body, depth + 1);
+        }
+        Instruction::Return(None) => println!("{indent}return_"),
+        Instruction::Return(Some(status)) => println!("{indent}return_({status})"),
+    }
+}

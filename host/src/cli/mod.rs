@@ -1,0 +1,178 @@
+//! The `damson` command line: one subcommand per file, errors with context through `anyhow`.
+
+mod describe;
+mod inputs;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::HostConfig;
+
+/// Damson runs workflow processes written as WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "damson", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunCommand),
+    Describe(describe::DescribeCommand),
+}
+
+/// Options every command that loads plugins shares.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CommonOptions {
+    /// Directory where plugins are looked up by name, as `<name>.wasm`. Defaults to where the
+    /// example plugins are built (`target/wasm32-wasip2/release` of this checkout).
+    #[arg(long, env = "DAMSON_PLUGINS", value_name = "DIR")]
+    plugins: Option<PathBuf>,
+
+    /// Damson's home directory, which holds the compiled-plugin cache. Defaults to `~/.damson`.
+    #[arg(long, env = "DAMSON_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    /// Compile plugins every time instead of using the cache in the home directory.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Most memory one plugin instance may use, e.g. `256MiB`, `64MiB`, `1GiB`.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    max_memory: usize,
+
+    /// Most wall-clock time one step may run, e.g. `10s`, `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    step_timeout: Duration,
+}
+
+impl CommonOptions {
+    /// The host configuration these options describe.
+    pub(crate) fn host_config(&self) -> HostConfig {
+        let mut config = HostConfig::new();
+        config.max_memory(self.max_memory).step_timeout(self.step_timeout);
+        if !self.no_cache {
+            config.cache_dir(self.home_dir().join("cache"));
+        }
+        match &self.plugins {
+            Some(dir) => {
+                config.plugin_dir(dir);
+            }
+            None => {
+                for dir in default_plugin_dirs() {
+                    config.plugin_dir(dir);
+                }
+            }
+        }
+        config
+    }
+
+    fn home_dir(&self) -> PathBuf {
+        if let Some(home) = &self.home {
+            return home.clone();
+        }
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".damson")
+    }
+}
+
+/// Where the example plugins are after `cargo xtask demo`: beside the `damson` binary in the
+/// target directory, or below the current directory.
+fn default_plugin_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)) {
+        // target/release/damson (or target/release/deps/<test>) → target/wasm32-wasip2/release
+        for base in [profile_dir.parent(), profile_dir.parent().and_then(|p| p.parent())].into_iter().flatten() {
+            let dir = base.join("wasm32-wasip2").join("release");
+            if dir.is_dir() && !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    let local = PathBuf::from("target").join("wasm32-wasip2").join("release");
+    if !dirs.contains(&local) {
+        dirs.push(local);
+    }
+    dirs
+}
+
+/// `256MiB`, `64 MiB`, `1GiB`, `512KiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().map_err(|_| format!("'{text}' does not start with a number"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    match number.checked_mul(factor) {
+        Some(0) => Err("the size must be above 0".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("'{text}' is too large")),
+    }
+}
+
+/// Exit codes of the `damson` binary.
+pub mod exit {
+    /// The process finished successfully (or the command did what it was asked).
+    pub const OK: u8 = 0;
+    /// The process ended another way: not successful, excepted, killed, or waiting.
+    pub const PROCESS_FAILED: u8 = 1;
+    /// A usage error, an invalid plugin or invalid inputs.
+    pub const USAGE: u8 = 2;
+}
+
+impl Cli {
+    /// Run the command and return the process exit code. Errors are printed by the caller.
+    pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Run(cmd) => cmd.execute().await,
+            Command::Describe(cmd) => cmd.execute().await,
+        }
+    }
+}
+
+/// Log to stderr; `RUST_LOG` filters (plugin log lines are under the target `damson::plugin`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,damson::plugin=info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("64 mib"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

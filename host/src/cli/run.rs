@@ -1,0 +1,161 @@
+//! `damson run`: run one process to a terminal state.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::{CommonOptions, exit};
+use crate::{Error, Host, ProcessRecord};
+
+const AFTER_HELP: &str = "\
+Examples:
+  damson run add -i x=1 -i y=2
+  damson run greet -i name=Ada -i options.shout=true --json
+  damson run ./my_plugin.wasm --inputs inputs.json
+
+Exit status: 0 when the process finished successfully, 1 when it ended any other way,
+2 for a usage error, an invalid plugin or invalid inputs.";
+
+/// Run a process of a plugin until it ends, and print how it ended and its outputs.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub(crate) struct RunCommand {
+    /// A plugin name (looked up in the plugin directory) or a path to a `.wasm` file.
+    plugin: String,
+
+    /// An input as KEY=VALUE. KEY may be dotted for nested namespaces (`options.greeting=Hi`);
+    /// VALUE is JSON when it parses as JSON, else a string. Repeatable.
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    inputs: Vec<String>,
+
+    /// A JSON file holding an object of inputs; `-i` values are applied over it.
+    #[arg(long = "inputs", value_name = "FILE.json")]
+    inputs_file: Option<PathBuf>,
+
+    /// Print exactly one JSON object on stdout:
+    /// {"pid", "plugin", "state", "successful", "exit_status", "exit_message", "outputs", "error"}.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+impl RunCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
+        let host = Host::new(&self.common.host_config())?;
+        let plugin = host.load(&self.plugin).await?;
+        let record = match host.run(&plugin, inputs).await {
+            Ok(record) => record,
+            Err(e @ Error::InvalidInputs { .. }) => {
+                if self.json {
+                    println!("{}", invalid_json(&plugin.spec().name, &e));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e).context(format!("cannot run plugin '{}'", self.plugin)),
+        };
+        if self.json {
+            println!("{}", record_json(&record));
+        } else {
+            print_record(&record);
+        }
+        Ok(ExitCode::from(if record.successful() == Some(true) {
+            exit::OK
+        } else {
+            exit::PROCESS_FAILED
+        }))
+    }
+}
+
+/// The `--json` object of a process record.
+pub(crate) fn record_json(record: &ProcessRecord) -> Value {
+    json!({
+        "pid": record.pid,
+        "plugin": record.plugin,
+        "state": record.state,
+        "successful": record.successful(),
+        "exit_status": record.exit_status,
+        "exit_message": record.exit_message,
+        "outputs": record.outputs,
+        "error": record.error,
+    })
+}
+
+/// The `--json` object when the inputs are invalid: no process was created.
+fn invalid_json(plugin: &str, error: &Error) -> Value {
+    json!({
+        "pid": null,
+        "plugin": plugin,
+        "state": null,
+        "successful": false,
+        "exit_status": null,
+        "exit_message": null,
+        "outputs": {},
+        "error": error_chain(error),
+    })
+}
+
+fn print_record(record: &ProcessRecord) {
+    let how = match record.successful() {
+        Some(true) => "successfully".to_string(),
+        Some(false) if record.exit_status.is_some() => "unsuccessfully".to_string(),
+        _ => String::new(),
+    };
+    let mut line = format!("{} {} {}", record.plugin, record.pid, record.state);
+    if !how.is_empty() {
+        line.push(' ');
+        line.push_str(&how);
+    }
+    if let Some(status) = record.exit_status {
+        line.push_str(&format!(" (exit status {status})"));
+    }
+    println!("{line}");
+    if let Some(message) = &record.exit_message {
+        println!("  {message}");
+    }
+    if let Some(error) = &record.error {
+        println!("  error: {error}");
+    }
+    if let Some(status) = &record.status {
+        println!("  status: {status}");
+    }
+    match &record.outputs {
+        Value::Object(map) if !map.is_empty() => {
+            println!("outputs:");
+            print_tree(&record.outputs, 1);
+        }
+        _ => println!("outputs: (none)"),
+    }
+}
+
+fn print_tree(value: &Value, depth: usize) {
+    let indent = "  ".repeat(depth);
+    if let Value::Object(map) = value {
+        for (key, value) in map {
+            match value {
+                Value::Object(inner) if !inner.is_empty() => {
+                    println!("{indent}{key}:");
+                    print_tree(value, depth + 1);
+                }
+                _ => println!("{indent}{key}: {value}"),
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,155 @@
+//! [`HostConfig`]: how the host runs plugins. Every option documents its default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a [`Host`](crate::Host) runs plugins.
+///
+/// # Defaults
+/// - memory per plugin instance: 256 MiB ([`max_memory`](Self::max_memory))
+/// - wall-clock time per step: 10 s ([`step_timeout`](Self::step_timeout))
+/// - wasm stack: 1 MiB ([`max_wasm_stack`](Self::max_wasm_stack))
+/// - compiled-artifact cache: none ([`cache_dir`](Self::cache_dir); the CLI uses
+///   `$DAMSON_HOME/cache`)
+/// - sandbox: no WASI capability at all ([`Sandbox`])
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = damson::HostConfig::new();
+/// config.max_memory(64 << 20).step_timeout(Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub(crate) max_memory: usize,
+    pub(crate) step_timeout: Duration,
+    pub(crate) epoch_tick: Duration,
+    pub(crate) max_wasm_stack: usize,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) plugin_dirs: Vec<PathBuf>,
+    pub(crate) sandbox: Sandbox,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostConfig {
+    /// The defaults listed above.
+    pub fn new() -> Self {
+        Self {
+            max_memory: 256 << 20,
+            step_timeout: Duration::from_secs(10),
+            epoch_tick: Duration::from_millis(10),
+            max_wasm_stack: 1 << 20,
+            cache_dir: None,
+            plugin_dirs: Vec::new(),
+            sandbox: Sandbox::default(),
+        }
+    }
+
+    /// The most linear memory, in bytes, one plugin instance may use (all its memories together).
+    /// A step that grows past it ends the process EXCEPTED, naming the limit.
+    ///
+    /// By default 256 MiB.
+    ///
+    /// # Panics
+    /// If `bytes` is 0.
+    #[track_caller]
+    pub fn max_memory(&mut self, bytes: usize) -> &mut Self {
+        assert!(bytes > 0, "max_memory cannot be 0");
+        self.max_memory = bytes;
+        self
+    }
+
+    /// How long one step (or condition, validator, default) may run, wall-clock. A step still
+    /// running then is interrupted at the next epoch tick and the process ends EXCEPTED.
+    ///
+    /// By default 10 s.
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    #[track_caller]
+    pub fn step_timeout(&mut self, timeout: Duration) -> &mut Self {
+        assert!(!timeout.is_zero(), "step_timeout cannot be zero");
+        self.step_timeout = timeout;
+        self
+    }
+
+    /// How often running guests are interrupted to check their deadline and let other work run
+    /// (wasmtime's epoch). Shorter is more responsive and costs a little more.
+    ///
+    /// By default 10 ms.
+    ///
+    /// # Panics
+    /// If `tick` is zero.
+    #[track_caller]
+    pub fn epoch_tick(&mut self, tick: Duration) -> &mut Self {
+        assert!(!tick.is_zero(), "epoch_tick cannot be zero");
+        self.epoch_tick = tick;
+        self
+    }
+
+    /// The most stack, in bytes, wasm code may use; deeper recursion ends the process EXCEPTED
+    /// with a stack overflow.
+    ///
+    /// By default 1 MiB.
+    ///
+    /// # Panics
+    /// If `bytes` is below 64 KiB.
+    #[track_caller]
+    pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
+        assert!(bytes >= 64 << 10, "max_wasm_stack must be at least 64 KiB");
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Keep compiled plugins in this directory, keyed by the component's SHA-256 digest, so a
+    /// plugin is compiled once. Files are written atomically; one that does not load (another
+    /// wasmtime version, a damaged file) is compiled again and replaced.
+    ///
+    /// By default there is no cache and every load compiles.
+    pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Look plugins up by name in this directory (as `<name>.wasm`), after those added before.
+    ///
+    /// By default no directory: plugins are loaded by path only.
+    pub fn plugin_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.plugin_dirs.push(dir.into());
+        self
+    }
+
+    /// What plugins may reach of the outside world.
+    pub fn sandbox(&mut self, sandbox: Sandbox) -> &mut Self {
+        self.sandbox = sandbox;
+        self
+    }
+}
+
+/// The WASI capabilities given to plugins. Damson plugins need none: everything they do goes
+/// through Damson's own imports.
+///
+/// # Defaults
+/// - no environment variables
+/// - no arguments
+/// - no preopened directories (so no file can be opened)
+/// - stdin closed; stdout and stderr discarded
+/// - all network access denied (no TCP, no UDP, no name lookup)
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// Environment variables the plugin sees.
+    pub env: Vec<(String, String)>,
+    /// Arguments the plugin sees.
+    pub args: Vec<String>,
+    /// Host directories the plugin may open, as `(host path, guest path)`, read-only.
+    pub read_only_dirs: Vec<(PathBuf, String)>,
+    /// Whether the plugin's WASI stdout and stderr go to the host's stderr (for debugging only:
+    /// a plugin that writes there holds a stream handle, which breaks its memory images).
+    pub inherit_stdio: bool,
+    /// Whether TCP, UDP and name lookups are allowed.
+    pub network: bool,
+}

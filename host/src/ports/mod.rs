@@ -1,0 +1,291 @@
+//! Ports and port namespaces: what a process accepts and emits, and how values are checked.
+//!
+//! This is plumpy's `Port` / `InputPort` / `OutputPort` / `PortNamespace` model over JSON values.
+//! **Architecture invariant:** this module knows nothing of WebAssembly. Where a plugin takes part
+//! (a guest validator, a computed default) the functions here say *what* to ask the plugin and the
+//! caller asks it; so everything here is pure and tested directly.
+//!
+//! Paths are dotted: `inputs.options.greeting` is port `greeting` in namespace `options` of the
+//! root namespace `inputs`. Errors carry the full path, as plumpy's breadcrumbs do.
+
+mod types;
+mod validate;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use types::{ValidTypes, ValueType};
+pub use validate::{GuestCheck, ValidationError};
+
+/// The separator of port paths.
+pub const SEPARATOR: char = '.';
+
+/// Where a port's default comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultValue {
+    /// This value, checked against the port when the spec is built.
+    Value(Value),
+    /// Computed by the plugin, only when no value was given (plumpy's callable default).
+    Computed,
+}
+
+/// A single-value port.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Port {
+    pub name: String,
+    pub valid_types: ValidTypes,
+    pub required: bool,
+    pub default: Option<DefaultValue>,
+    pub help: Option<String>,
+    /// Whether the plugin validates this port's value.
+    pub validator: bool,
+}
+
+/// A namespace of ports: a JSON object whose keys are declared ports, or any keys if dynamic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortNamespace {
+    pub name: String,
+    pub ports: IndexMap<String, PortEntry>,
+    /// The type of undeclared values; any non-empty set makes the namespace dynamic.
+    pub valid_types: ValidTypes,
+    /// Whether keys that are not declared ports are accepted.
+    pub dynamic: bool,
+    /// Whether the namespace is validated even when no value was given for it (as in plumpy,
+    /// namespaces are required by default; an optional one that is absent or empty is skipped).
+    pub required: bool,
+    pub help: Option<String>,
+    /// Whether the plugin validates this namespace's whole value (after its ports).
+    pub validator: bool,
+    /// Whether defaults inside are filled when no value was given for the namespace.
+    pub populate_defaults: bool,
+}
+
+/// A port or a namespace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PortEntry {
+    Port(Port),
+    Namespace(PortNamespace),
+}
+
+/// One declaration, as a plugin makes it: a port or a namespace at a dotted path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortDecl {
+    /// Dotted path below the namespace it is declared in; empty for that namespace itself.
+    pub path: String,
+    pub namespace: bool,
+    pub valid_types: ValidTypes,
+    pub required: bool,
+    pub default: Option<DefaultValue>,
+    pub help: Option<String>,
+    pub validator: bool,
+    pub dynamic: bool,
+    pub populate_defaults: bool,
+}
+
+/// A mistake in a declaration: the spec cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot declare '{path}': '{port}' is a port, not a namespace")]
+    NotANamespace { path: String, port: String },
+    #[error("port '{path}' is declared twice")]
+    Duplicate { path: String },
+    #[error("the default of port '{path}' is invalid: {message}")]
+    InvalidDefault { path: String, message: String },
+    #[error("port '{path}' has an empty name component")]
+    EmptyName { path: String },
+}
+
+impl PortNamespace {
+    /// An empty, non-dynamic, required namespace.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ports: IndexMap::new(),
+            valid_types: ValidTypes::default(),
+            dynamic: false,
+            required: true,
+            help: None,
+            validator: false,
+            populate_defaults: true,
+        }
+    }
+
+    /// Build a namespace from declarations, in order.
+    pub fn from_decls<'a>(
+        name: &str,
+        decls: impl IntoIterator<Item = &'a PortDecl>,
+    ) -> Result<Self, SpecError> {
+        let mut namespace = Self::new(name);
+        for decl in decls {
+            namespace.declare(decl)?;
+        }
+        Ok(namespace)
+    }
+
+    /// Add a port or configure a namespace, creating the namespaces along its path (S24).
+    pub fn declare(&mut self, decl: &PortDecl) -> Result<(), SpecError> {
+        let full = join(&self.name, &decl.path);
+        let mut components: Vec<&str> =
+            if decl.path.is_empty() { Vec::new() } else { decl.path.split(SEPARATOR).collect() };
+        if components.iter().any(|c| c.is_empty()) {
+            return Err(SpecError::EmptyName { path: full });
+        }
+        let last = if decl.namespace { None } else { components.pop() };
+
+        let mut namespace = self;
+        let mut walked = namespace.name.clone();
+        for component in components {
+            walked = join(&walked, component);
+            let entry = namespace
+                .ports
+                .entry(component.to_string())
+                .or_insert_with(|| PortEntry::Namespace(PortNamespace::new(component)));
+            namespace = match entry {
+                PortEntry::Namespace(ns) => ns,
+                PortEntry::Port(_) => {
+                    return Err(SpecError::NotANamespace { path: full, port: walked });
+                }
+            };
+        }
+
+        match last {
+            None => {
+                namespace.valid_types = decl.valid_types.clone();
+                // As in plumpy, a valid type implies dynamic.
+                namespace.dynamic = decl.dynamic || !decl.valid_types.0.is_empty();
+                namespace.required = decl.required;
+                namespace.help = decl.help.clone();
+                namespace.validator = decl.validator;
+                namespace.populate_defaults = decl.populate_defaults;
+                Ok(())
+            }
+            Some(name) => {
+                if namespace.ports.contains_key(name) {
+                    return Err(SpecError::Duplicate { path: full });
+                }
+                if let Some(DefaultValue::Value(value)) = &decl.default
+                    && !decl.valid_types.accepts(value)
+                {
+                    return Err(SpecError::InvalidDefault {
+                        path: full,
+                        message: validate::wrong_type(value, &decl.valid_types),
+                    });
+                }
+                let port = Port {
+                    name: name.to_string(),
+                    valid_types: decl.valid_types.clone(),
+                    required: decl.required && decl.default.is_none(),
+                    default: decl.default.clone(),
+                    help: decl.help.clone(),
+                    validator: decl.validator,
+                };
+                namespace.ports.insert(name.to_string(), PortEntry::Port(port));
+                Ok(())
+            }
+        }
+    }
+
+    /// The port or namespace at a dotted path below this namespace.
+    pub fn get(&self, path: &str) -> Option<&PortEntry> {
+        let (first, rest) = match path.split_once(SEPARATOR) {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        };
+        let entry = self.ports.get(first)?;
+        match (entry, rest) {
+            (entry, None) => Some(entry),
+            (PortEntry::Namespace(ns), Some(rest)) => ns.get(rest),
+            (PortEntry::Port(_), Some(_)) => None,
+        }
+    }
+}
+
+impl PortEntry {
+    pub fn name(&self) -> &str {
+        match self {
+            PortEntry::Port(p) => &p.name,
+            PortEntry::Namespace(ns) => &ns.name,
+        }
+    }
+}
+
+/// `a` + `.` + `b`, or whichever is not empty.
+pub(crate) fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}{SEPARATOR}{b}"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A port declaration with plumpy's defaults: required, any type.
+    pub fn port(path: &str) -> PortDecl {
+        PortDecl {
+            path: path.to_string(),
+            namespace: false,
+            valid_types: ValidTypes::default(),
+            required: true,
+            default: None,
+            help: None,
+            validator: false,
+            dynamic: false,
+            populate_defaults: true,
+        }
+    }
+
+    pub fn namespace(path: &str) -> PortDecl {
+        PortDecl { namespace: true, ..port(path) }
+    }
+
+    pub fn typed(mut decl: PortDecl, types: &[ValueType]) -> PortDecl {
+        decl.valid_types = ValidTypes(types.to_vec());
+        decl
+    }
+
+    pub fn with_default(mut decl: PortDecl, value: Value) -> PortDecl {
+        decl.default = Some(DefaultValue::Value(value));
+        decl.required = false;
+        decl
+    }
+
+    #[test]
+    fn dotted_paths_create_nested_namespaces() {
+        let ns = PortNamespace::from_decls("inputs", &[port("some.name.space.a")]).unwrap();
+        let Some(PortEntry::Port(a)) = ns.get("some.name.space.a") else { panic!("no port") };
+        assert_eq!(a.name, "a");
+        assert!(matches!(ns.get("some.name"), Some(PortEntry::Namespace(_))));
+        assert!(ns.get("some.other").is_none());
+    }
+
+    #[test]
+    fn a_port_cannot_hold_ports() {
+        let err = PortNamespace::from_decls("inputs", &[port("a"), port("a.b")]).unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::NotANamespace { path: "inputs.a.b".into(), port: "inputs.a".into() }
+        );
+    }
+
+    #[test]
+    fn a_default_of_the_wrong_type_is_refused_at_declaration() {
+        let decl = with_default(typed(port("x"), &[ValueType::Str]), json!(4));
+        let err = PortNamespace::from_decls("inputs", &[decl]).unwrap_err();
+        assert!(err.to_string().contains("inputs.x"), "{err}");
+    }
+
+    #[test]
+    fn a_valid_type_makes_a_namespace_dynamic() {
+        let ns = PortNamespace::from_decls("inputs", &[typed(namespace("extra"), &[ValueType::Int])])
+            .unwrap();
+        let Some(PortEntry::Namespace(extra)) = ns.get("extra") else { panic!() };
+        assert!(extra.dynamic);
+    }
+}

@@ -1,0 +1,58 @@
+//! [`ProcessData`]: the part of a process that a running step reads and writes.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::ports::{GuestCheck, SEPARATOR, ValidationError};
+use crate::spec::ProcessSpec;
+
+/// Inputs, context, outputs and status of a process: what the host imports act on while a step
+/// runs. Outputs are validated as they are emitted.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessData {
+    pub pid: String,
+    pub spec: Option<Arc<ProcessSpec>>,
+    pub inputs: Value,
+    pub context: Map<String, Value>,
+    pub outputs: Map<String, Value>,
+    pub status: Option<String>,
+    /// The first invalid output of the current step: it ends the process EXCEPTED.
+    pub output_error: Option<ValidationError>,
+    /// Outputs of the current step that the plugin's validators must still check.
+    pub output_checks: Vec<GuestCheck>,
+}
+
+impl ProcessData {
+    /// The input at a dotted path.
+    pub fn input(&self, path: &str) -> Option<&Value> {
+        path.split(SEPARATOR).try_fold(&self.inputs, |value, key| value.get(key))
+    }
+
+    /// Validate an output emitted at a dotted path and store it.
+    pub fn emit_output(&mut self, path: &str, value: Value) -> Result<(), ValidationError> {
+        let spec = self.spec.as_ref().ok_or_else(|| ValidationError {
+            path: format!("outputs.{path}"),
+            message: "outputs can only be emitted by a running step".into(),
+        })?;
+        match spec.outputs.validate_emitted(path, &value) {
+            Ok(checks) => self.output_checks.extend(checks),
+            Err(e) => {
+                self.output_error.get_or_insert_with(|| e.clone());
+                return Err(e);
+            }
+        }
+        let mut components: Vec<&str> = path.split(SEPARATOR).collect();
+        let last = components.pop().expect("split yields at least one part");
+        let mut map = &mut self.outputs;
+        for key in components {
+            let entry = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            map = entry.as_object_mut().expect("made an object above");
+        }
+        map.insert(last.to_string(), value);
+        Ok(())
+    }
+}

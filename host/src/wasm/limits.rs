@@ -1,0 +1,85 @@
+//! Resource limits of one plugin instance: memory through the store's limiter, time through
+//! wasmtime's epoch deadline.
+
+use std::time::{Duration, Instant};
+
+/// A limit a plugin ran into. Returned from wasmtime callbacks, so it comes back out of the
+/// guest call as the error, where [`crate::wasm`] recognises it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("exceeded the memory limit of {}", mib(*limit))]
+    Memory { limit: usize },
+    #[error("exceeded the time limit of {limit:?} per step")]
+    Time { limit: Duration },
+}
+
+/// The memory limiter of one store: the sum of all its linear memories must stay under `max`.
+pub(crate) struct MemoryLimiter {
+    max: usize,
+    used: usize,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(max: usize) -> Self {
+        Self { max, used: 0 }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let used = self.used - current.min(self.used) + desired;
+        if used > self.max {
+            // An error, not `Ok(false)`: a Rust guest would abort on a failed allocation without
+            // saying why, while this ends the step with a message that names the limit.
+            return Err(wasmtime::Error::new(LimitExceeded::Memory { limit: self.max }));
+        }
+        self.used = used;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The deadline of the call in progress.
+#[derive(Debug, Default)]
+pub(crate) struct Deadline {
+    pub(crate) at: Option<(Instant, Duration)>,
+}
+
+impl Deadline {
+    pub(crate) fn start(&mut self, limit: Duration) {
+        self.at = Some((Instant::now() + limit, limit));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.at = None;
+    }
+
+    /// The error to stop the guest with, once the deadline has passed.
+    pub(crate) fn check(&self) -> Result<(), LimitExceeded> {
+        match self.at {
+            Some((at, limit)) if Instant::now() >= at => Err(LimitExceeded::Time { limit }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn mib(bytes: usize) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
