@@ -1,1 +1,87 @@
+//! Helpers for the integration tests: where the real plugins and the real `damson` binary are.
+//!
+//! Both are built from source by `cargo xtask test` (which runs this suite); the helpers fail
+//! with the command to run when they are missing, never skip.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use damson::{Host, HostConfig};
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        })
+}
+
+/// Where the plugins were built: `DAMSON_PLUGINS`, else `target/wasm32-wasip2/release`.
+pub fn plugin_dir() -> PathBuf {
+    let dir = std::env::var_os("DAMSON_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip2").join("release"));
+    assert!(
+        dir.join("add.wasm").is_file(),
+        "the test plugins are not built in {}: run `cargo xtask test` (or `cargo xtask plugins`)",
+        dir.display()
+    );
+    dir
+}
+
+/// The built plugin of this name.
+pub fn plugin(name: &str) -> PathBuf {
+    let file = plugin_dir().join(format!("{name}.wasm"));
+    assert!(
+        file.is_file(),
+        "plugin {name} is not built at {}: run `cargo xtask plugins`",
+        file.display()
+    );
+    file
+}
+
+/// A home directory shared by the tests, so compiled plugins are cached once for all of them.
+pub fn shared_home() -> PathBuf {
+    target_dir().join("damson-test-home")
+}
+
+/// The `damson` binary of the profile these tests were built with, with a clean environment:
+/// the shared home, the built plugins, and no `RUST_LOG`.
+pub fn damson() -> Command {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // target/<profile>/deps/<test binary> → target/<profile>/damson
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps")
+        .join("damson");
+    assert!(
+        bin.is_file(),
+        "{} is not built: run `cargo xtask test` (or `cargo build --release -p damson`)",
+        bin.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.env("DAMSON_HOME", shared_home())
+        .env("DAMSON_PLUGINS", plugin_dir())
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// A configuration for library tests: the built plugins and the shared compile cache.
+pub fn config() -> HostConfig {
+    let mut config = HostConfig::new();
+    config
+        .plugin_dir(plugin_dir())
+        .cache_dir(shared_home().join("cache"));
+    config
+}
+
+/// One host shared by library tests that use the default limits.
+pub fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| Host::new(&config()).expect("a host with the default configuration"))
+}

@@ -40,7 +40,10 @@ struct Built<P: Process> {
 
 impl<P: Process> Default for Runtime<P> {
     fn default() -> Self {
-        Self { spec: None, process: None }
+        Self {
+            spec: None,
+            process: None,
+        }
     }
 }
 
@@ -79,7 +82,10 @@ impl<P: Process> Runtime<P> {
         let process = self.process.get_or_insert_with(P::default);
         let mut ctx = crate::Ctx::new();
         let next = step(process, &mut ctx).map_err(|e| e.to_string())?;
-        Ok(wit::StepResult { next: next_to_wit(next), awaits: ctx.take_awaits() })
+        Ok(wit::StepResult {
+            next: next_to_wit(next),
+            awaits: ctx.take_awaits(),
+        })
     }
 
     pub fn check_condition(&mut self, name: &str) -> Result<bool, String> {
@@ -112,9 +118,10 @@ fn next_to_wit(next: Next) -> wit::Next {
     match next {
         Next::Continue => wit::Next::Continue,
         Next::Wait { event, message } => wit::Next::Wait(wit::WaitFor { event, message }),
-        Next::Finish(code) => {
-            wit::Next::Finish(wit::Exit { status: code.status, message: code.message })
-        }
+        Next::Finish(code) => wit::Next::Finish(wit::Exit {
+            status: code.status,
+            message: code.message,
+        }),
         Next::Kill(message) => wit::Next::Kill(message),
     }
 }

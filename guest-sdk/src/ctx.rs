@@ -44,7 +44,9 @@ impl Ctx {
 
     /// The input at a dotted path, if given.
     pub fn input_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
-        host::input(path).map(|json| parse(&json, "input", path)).transpose()
+        host::input(path)
+            .map(|json| parse(&json, "input", path))
+            .transpose()
     }
 
     /// All inputs as one JSON object.
@@ -62,7 +64,9 @@ impl Ctx {
 
     /// The context value under `key`, if any.
     pub fn get_opt<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        host::context_get(key).map(|json| parse(&json, "context key", key)).transpose()
+        host::context_get(key)
+            .map(|json| parse(&json, "context key", key))
+            .transpose()
     }
 
     /// Set the context value under `key`.
@@ -94,17 +98,27 @@ impl Ctx {
 
     /// Launch a child process of the named plugin with these inputs.
     pub fn launch(&mut self, plugin: &str, inputs: serde_json::Value) -> Result<ChildId> {
-        host::launch(plugin, &inputs.to_string()).map(ChildId).map_err(Error::msg)
+        host::launch(plugin, &inputs.to_string())
+            .map(ChildId)
+            .map_err(Error::msg)
     }
 
     /// Await `child` after this step and store its record under `key` (plumpy's `ToContext`).
     pub fn to_context(&mut self, key: &str, child: &ChildId) {
-        self.awaits.push(AwaitChild { pid: child.0.clone(), key: key.to_string(), append: false });
+        self.awaits.push(AwaitChild {
+            pid: child.0.clone(),
+            key: key.to_string(),
+            append: false,
+        });
     }
 
     /// Await `child` after this step and append its record to the list under `key`.
     pub fn append_to_context(&mut self, key: &str, child: &ChildId) {
-        self.awaits.push(AwaitChild { pid: child.0.clone(), key: key.to_string(), append: true });
+        self.awaits.push(AwaitChild {
+            pid: child.0.clone(),
+            key: key.to_string(),
+            append: true,
+        });
     }
 }
 

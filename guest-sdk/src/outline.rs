@@ -28,12 +28,15 @@ pub type StepFn<P> = fn(&mut P, &mut Ctx) -> Step;
 /// A condition: a method of the plugin that reads state and answers yes or no.
 pub type Condition<P> = fn(&P, &Ctx) -> Result<bool>;
 
+/// A branch of an `if_`: its condition (none for `else_`) and body.
+type Branch<P> = (Option<(&'static str, Condition<P>)>, Vec<Outline<P>>);
+
 /// One element of an outline.
 pub enum Outline<P> {
     #[doc(hidden)]
     Step(&'static str, StepFn<P>),
     #[doc(hidden)]
-    If(Vec<(Option<(&'static str, Condition<P>)>, Vec<Outline<P>>)>),
+    If(Vec<Branch<P>>),
     #[doc(hidden)]
     While(&'static str, Condition<P>, Vec<Outline<P>>),
     #[doc(hidden)]
@@ -125,7 +128,10 @@ pub(crate) fn flatten_sequence<P>(
     steps: &mut HashMap<String, (StepFn<P>, usize)>,
     conditions: &mut HashMap<String, (Condition<P>, usize)>,
 ) -> u32 {
-    let children = seq.into_iter().map(|o| flatten(o, nodes, steps, conditions)).collect();
+    let children = seq
+        .into_iter()
+        .map(|o| flatten(o, nodes, steps, conditions))
+        .collect();
     push(nodes, wit::Instruction::Sequence(children))
 }
 
@@ -156,7 +162,10 @@ fn flatten<P>(
         Outline::While(name, f, body) => {
             register(conditions, name, f, f as usize, "condition");
             let body = flatten_sequence(body, nodes, steps, conditions);
-            wit::Instruction::WhileLoop(wit::WhileLoop { condition: name.to_string(), body })
+            wit::Instruction::WhileLoop(wit::WhileLoop {
+                condition: name.to_string(),
+                body,
+            })
         }
         Outline::Return(status) => wit::Instruction::Return(status),
     };
@@ -164,10 +173,19 @@ fn flatten<P>(
 }
 
 /// Register `f` under `name`; the same name may appear several times, but always for one function.
-fn register<F: Copy>(map: &mut HashMap<String, (F, usize)>, name: &str, f: F, addr: usize, what: &str) {
+fn register<F: Copy>(
+    map: &mut HashMap<String, (F, usize)>,
+    name: &str,
+    f: F,
+    addr: usize,
+    what: &str,
+) {
     assert!(!name.is_empty(), "a {what} needs a name");
     let (_, known) = *map.entry(name.to_string()).or_insert((f, addr));
-    assert!(known == addr, "the {what} name '{name}' is used for two different functions");
+    assert!(
+        known == addr,
+        "the {what} name '{name}' is used for two different functions"
+    );
 }
 
 fn push(nodes: &mut Vec<wit::Instruction>, instruction: wit::Instruction) -> u32 {

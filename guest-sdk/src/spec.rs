@@ -55,12 +55,18 @@ pub struct ExitCode {
 impl ExitCode {
     /// An exit code with a status and no message.
     pub fn new(status: u32) -> Self {
-        Self { status, message: None }
+        Self {
+            status,
+            message: None,
+        }
     }
 
     /// An exit code with a status and a message.
     pub fn with_message(status: u32, message: impl Into<String>) -> Self {
-        Self { status, message: Some(message.into()) }
+        Self {
+            status,
+            message: Some(message.into()),
+        }
     }
 }
 
@@ -250,7 +256,10 @@ impl<P> Spec<P> {
                 inputs: Vec::new(),
                 outputs: Vec::new(),
                 exit_codes: self.exit_codes,
-                outline: wit::Outline { nodes: Vec::new(), root: 0 },
+                outline: wit::Outline {
+                    nodes: Vec::new(),
+                    root: 0,
+                },
             },
             steps: HashMap::new(),
             conditions: HashMap::new(),

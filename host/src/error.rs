@@ -43,7 +43,11 @@ pub enum Error {
         "'{}' is not a Damson plugin for world {expected}: {detail}",
         path.display()
     )]
-    WrongWorld { path: PathBuf, expected: &'static str, detail: String },
+    WrongWorld {
+        path: PathBuf,
+        expected: &'static str,
+        detail: String,
+    },
 
     #[error("plugin '{}' failed while declaring its spec: {message}", path.display())]
     Declare { path: PathBuf, message: String },
@@ -63,7 +67,11 @@ pub enum Error {
     },
 
     #[error("plugin '{plugin}' failed while {doing}: {message}")]
-    Guest { plugin: String, doing: String, message: String },
+    Guest {
+        plugin: String,
+        doing: String,
+        message: String,
+    },
 
     #[error("cannot set up the WebAssembly engine: {message}")]
     Engine { message: String },

@@ -27,9 +27,12 @@ use crate::wasm::{Plugin, Runtime};
 pub struct Host {
     runtime: Runtime,
     config: HostConfig,
-    /// Loaded plugins by file, with the file's modification time and length when loaded.
-    plugins: tokio::sync::Mutex<HashMap<PathBuf, (Option<SystemTime>, u64, Arc<Plugin>)>>,
+    /// Loaded plugins by file.
+    plugins: tokio::sync::Mutex<HashMap<PathBuf, Loaded>>,
 }
+
+/// A loaded plugin and what its file looked like then (modification time, length).
+type Loaded = (Option<SystemTime>, u64, Arc<Plugin>);
 
 impl Host {
     /// A host with this configuration. Starts wasmtime's engine and the epoch thread.
@@ -45,7 +48,10 @@ impl Host {
     /// ending in `.wasm`), or a name looked up as `<name>.wasm` in the plugin directories.
     pub fn find_plugin(&self, reference: &str) -> Result<PathBuf> {
         let as_path = Path::new(reference);
-        if reference.contains(std::path::MAIN_SEPARATOR) || reference.ends_with(".wasm") || as_path.is_file() {
+        if reference.contains(std::path::MAIN_SEPARATOR)
+            || reference.ends_with(".wasm")
+            || as_path.is_file()
+        {
             return Ok(as_path.to_path_buf());
         }
         // Cargo names a crate's artifact with underscores.
@@ -58,7 +64,10 @@ impl Host {
                 }
             }
         }
-        Err(Error::PluginNotFound { name: reference.to_string(), dirs: self.config.plugin_dirs.clone() })
+        Err(Error::PluginNotFound {
+            name: reference.to_string(),
+            dirs: self.config.plugin_dirs.clone(),
+        })
     }
 
     /// Load a plugin by name or path (see [`find_plugin`](Self::find_plugin)): check it,
@@ -66,8 +75,10 @@ impl Host {
     /// reused while its file is unchanged.
     pub async fn load(&self, reference: &str) -> Result<Arc<Plugin>> {
         let path = self.find_plugin(reference)?;
-        let meta = std::fs::metadata(&path)
-            .map_err(|source| Error::ReadPlugin { path: path.clone(), source })?;
+        let meta = std::fs::metadata(&path).map_err(|source| Error::ReadPlugin {
+            path: path.clone(),
+            source,
+        })?;
         let (modified, len) = (meta.modified().ok(), meta.len());
         let mut plugins = self.plugins.lock().await;
         if let Some((m, l, plugin)) = plugins.get(&path)

@@ -1,1 +1,5 @@
+//! Integration tests: real plugins, compiled from source, through the real host and CLI.
 
+mod cli;
+mod plugins;
+mod sandbox;

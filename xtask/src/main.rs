@@ -1,1 +1,144 @@
-fn main() {}
+//! Chores, run as `cargo xtask <command>`:
+//!
+//! - `plugins`: build the example and test plugins for `wasm32-wasip2` (adding the target with
+//!   rustup when it is missing) into `target/wasm32-wasip2/release/`.
+//! - `demo`: build the plugins and the release `damson` binary, then run a real multi-step work
+//!   chain (`collatz`) and print its outputs.
+//! - `test`: build what the tests need, then run the whole test suite (release profile, so the
+//!   demo's build is reused).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <plugins | demo | test> [-- extra args for cargo test]";
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("plugins") => build_plugins(),
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// Add the wasm target when rustup says it is missing.
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("cannot run rustup to check for the {WASM_TARGET} target: {e}"))?;
+    let listed = String::from_utf8_lossy(&installed.stdout);
+    if listed.lines().any(|line| line.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn build_plugins() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo()
+        .current_dir(root().join("plugins"))
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .env("CARGO_TARGET_DIR", target_dir())
+        // Flags meant for the host (e.g. from a surrounding cargo) must not reach the guests.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS"))?;
+    eprintln!("xtask: plugins are in {}", plugin_dir().display());
+    Ok(())
+}
+
+fn plugin_dir() -> PathBuf {
+    target_dir().join(WASM_TARGET).join("release")
+}
+
+fn build_host() -> Result<(), String> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "damson",
+        "--bin",
+        "damson",
+    ]))
+}
+
+fn demo() -> Result<(), String> {
+    build_plugins()?;
+    build_host()?;
+    let damson = target_dir().join("release").join("damson");
+    println!(
+        "\nDamson demo: the `collatz` work chain (while_ / if_ / else_ over 100+ steps), n = 27\n"
+    );
+    run(Command::new(&damson)
+        .args(["describe", "collatz"])
+        .env("DAMSON_PLUGINS", plugin_dir()))?;
+    println!();
+    run(Command::new(&damson)
+        .args(["run", "collatz", "-i", "n=27"])
+        .env("DAMSON_PLUGINS", plugin_dir()))?;
+    println!("\nNext: `target/release/damson run add -i x=1 -i y=2 --json`, or see README.md.");
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    build_plugins()?;
+    build_host()?;
+    let extra: Vec<&str> = extra
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| *a == "--")
+        .collect();
+    run(cargo()
+        .args(["test", "--release", "--workspace", "--exclude", "xtask"])
+        .args(if extra.is_empty() {
+            vec![]
+        } else {
+            [vec!["--"], extra].concat()
+        })
+        .env("DAMSON_PLUGINS", plugin_dir()))
+}

@@ -48,7 +48,10 @@ impl DescribeCommand {
         }
         println!("  digest: sha256:{}", plugin.digest());
         for (title, namespace) in [("inputs", &spec.inputs), ("outputs", &spec.outputs)] {
-            println!("{title}:{}", if namespace.dynamic { " (dynamic)" } else { "" });
+            println!(
+                "{title}:{}",
+                if namespace.dynamic { " (dynamic)" } else { "" }
+            );
             if namespace.ports.is_empty() {
                 println!("  (none)");
             }

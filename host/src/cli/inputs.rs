@@ -53,7 +53,9 @@ fn insert(map: &mut Map<String, Value>, key: &str, value: Value) -> anyhow::Resu
             map.insert(key.to_string(), value);
         }
         Some((first, rest)) => {
-            let entry = map.entry(first.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = map
+                .entry(first.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             let Value::Object(inner) = entry else {
                 bail!("'{first}' already has a value that is not a namespace");
             };
@@ -72,14 +74,20 @@ mod tests {
     fn values_are_json_when_they_parse_else_strings() {
         let pairs = ["x=1", "s=hello", "q=\"1\"", "l=[1,2]", "b=true"].map(String::from);
         let inputs = collect(None, &pairs).unwrap();
-        assert_eq!(inputs, json!({"x": 1, "s": "hello", "q": "1", "l": [1, 2], "b": true}));
+        assert_eq!(
+            inputs,
+            json!({"x": 1, "s": "hello", "q": "1", "l": [1, 2], "b": true})
+        );
     }
 
     #[test]
     fn dotted_keys_nest() {
         let pairs = ["options.greeting=Hi", "options.shout=true", "name=Ada"].map(String::from);
         let inputs = collect(None, &pairs).unwrap();
-        assert_eq!(inputs, json!({"options": {"greeting": "Hi", "shout": true}, "name": "Ada"}));
+        assert_eq!(
+            inputs,
+            json!({"options": {"greeting": "Hi", "shout": true}, "name": "Ada"})
+        );
     }
 
     #[test]

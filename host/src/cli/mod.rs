@@ -55,7 +55,9 @@ impl CommonOptions {
     /// The host configuration these options describe.
     pub(crate) fn host_config(&self) -> HostConfig {
         let mut config = HostConfig::new();
-        config.max_memory(self.max_memory).step_timeout(self.step_timeout);
+        config
+            .max_memory(self.max_memory)
+            .step_timeout(self.step_timeout);
         if !self.no_cache {
             config.cache_dir(self.home_dir().join("cache"));
         }
@@ -87,16 +89,27 @@ impl CommonOptions {
 /// target directory, or below the current directory.
 fn default_plugin_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)) {
+    if let Some(profile_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+    {
         // target/release/damson (or target/release/deps/<test>) → target/wasm32-wasip2/release
-        for base in [profile_dir.parent(), profile_dir.parent().and_then(|p| p.parent())].into_iter().flatten() {
+        for base in [
+            profile_dir.parent(),
+            profile_dir.parent().and_then(|p| p.parent()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let dir = base.join("wasm32-wasip2").join("release");
             if dir.is_dir() && !dirs.contains(&dir) {
                 dirs.push(dir);
             }
         }
     }
-    let local = PathBuf::from("target").join("wasm32-wasip2").join("release");
+    let local = PathBuf::from("target")
+        .join("wasm32-wasip2")
+        .join("release");
     if !dirs.contains(&local) {
         dirs.push(local);
     }
@@ -106,9 +119,13 @@ fn default_plugin_dirs() -> Vec<PathBuf> {
 /// `256MiB`, `64 MiB`, `1GiB`, `512KiB` or a number of bytes.
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().map_err(|_| format!("'{text}' does not start with a number"))?;
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a number"))?;
     let factor = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,

@@ -128,12 +128,19 @@ impl PortNamespace {
     /// Add a port or configure a namespace, creating the namespaces along its path (S24).
     pub fn declare(&mut self, decl: &PortDecl) -> Result<(), SpecError> {
         let full = join(&self.name, &decl.path);
-        let mut components: Vec<&str> =
-            if decl.path.is_empty() { Vec::new() } else { decl.path.split(SEPARATOR).collect() };
+        let mut components: Vec<&str> = if decl.path.is_empty() {
+            Vec::new()
+        } else {
+            decl.path.split(SEPARATOR).collect()
+        };
         if components.iter().any(|c| c.is_empty()) {
             return Err(SpecError::EmptyName { path: full });
         }
-        let last = if decl.namespace { None } else { components.pop() };
+        let last = if decl.namespace {
+            None
+        } else {
+            components.pop()
+        };
 
         let mut namespace = self;
         let mut walked = namespace.name.clone();
@@ -146,7 +153,10 @@ impl PortNamespace {
             namespace = match entry {
                 PortEntry::Namespace(ns) => ns,
                 PortEntry::Port(_) => {
-                    return Err(SpecError::NotANamespace { path: full, port: walked });
+                    return Err(SpecError::NotANamespace {
+                        path: full,
+                        port: walked,
+                    });
                 }
             };
         }
@@ -182,7 +192,9 @@ impl PortNamespace {
                     help: decl.help.clone(),
                     validator: decl.validator,
                 };
-                namespace.ports.insert(name.to_string(), PortEntry::Port(port));
+                namespace
+                    .ports
+                    .insert(name.to_string(), PortEntry::Port(port));
                 Ok(())
             }
         }
@@ -242,7 +254,10 @@ pub(crate) mod tests {
     }
 
     pub fn namespace(path: &str) -> PortDecl {
-        PortDecl { namespace: true, ..port(path) }
+        PortDecl {
+            namespace: true,
+            ..port(path)
+        }
     }
 
     pub fn typed(mut decl: PortDecl, types: &[ValueType]) -> PortDecl {
@@ -259,7 +274,9 @@ pub(crate) mod tests {
     #[test]
     fn dotted_paths_create_nested_namespaces() {
         let ns = PortNamespace::from_decls("inputs", &[port("some.name.space.a")]).unwrap();
-        let Some(PortEntry::Port(a)) = ns.get("some.name.space.a") else { panic!("no port") };
+        let Some(PortEntry::Port(a)) = ns.get("some.name.space.a") else {
+            panic!("no port")
+        };
         assert_eq!(a.name, "a");
         assert!(matches!(ns.get("some.name"), Some(PortEntry::Namespace(_))));
         assert!(ns.get("some.other").is_none());
@@ -270,7 +287,10 @@ pub(crate) mod tests {
         let err = PortNamespace::from_decls("inputs", &[port("a"), port("a.b")]).unwrap_err();
         assert_eq!(
             err,
-            SpecError::NotANamespace { path: "inputs.a.b".into(), port: "inputs.a".into() }
+            SpecError::NotANamespace {
+                path: "inputs.a.b".into(),
+                port: "inputs.a".into()
+            }
         );
     }
 
@@ -283,9 +303,12 @@ pub(crate) mod tests {
 
     #[test]
     fn a_valid_type_makes_a_namespace_dynamic() {
-        let ns = PortNamespace::from_decls("inputs", &[typed(namespace("extra"), &[ValueType::Int])])
-            .unwrap();
-        let Some(PortEntry::Namespace(extra)) = ns.get("extra") else { panic!() };
+        let ns =
+            PortNamespace::from_decls("inputs", &[typed(namespace("extra"), &[ValueType::Int])])
+                .unwrap();
+        let Some(PortEntry::Namespace(extra)) = ns.get("extra") else {
+            panic!()
+        };
         assert!(extra.dynamic);
     }
 }

@@ -47,7 +47,9 @@ impl PortNamespace {
         if !values.is_object() && !values.is_null() {
             return values.clone();
         }
-        let filled = self.fill(values.as_object(), &self.name, &mut |path| computed.get(path).cloned());
+        let filled = self.fill(values.as_object(), &self.name, &mut |path| {
+            computed.get(path).cloned()
+        });
         Value::Object(filled)
     }
 
@@ -137,7 +139,10 @@ impl PortNamespace {
                 PortEntry::Namespace(ns) => ns.validate_at(map.get(name), &port_path, checks)?,
             }
         }
-        let unknown: Vec<&String> = map.keys().filter(|k| !self.ports.contains_key(*k)).collect();
+        let unknown: Vec<&String> = map
+            .keys()
+            .filter(|k| !self.ports.contains_key(*k))
+            .collect();
         if !unknown.is_empty() && !self.dynamic {
             let names: Vec<String> = unknown.iter().map(|k| format!("'{k}'")).collect();
             return Err(error(
@@ -153,7 +158,10 @@ impl PortNamespace {
             validate_dynamic(&self.valid_types, &map[key], &join(path, key))?;
         }
         if self.validator {
-            checks.push(GuestCheck { path: path.to_string(), value: Value::Object(map.clone()) });
+            checks.push(GuestCheck {
+                path: path.to_string(),
+                value: Value::Object(map.clone()),
+            });
         }
         Ok(())
     }
@@ -173,7 +181,10 @@ impl PortNamespace {
         let mut walked = self.name.clone();
         let components: Vec<&str> = path.split(super::SEPARATOR).collect();
         if components.iter().any(|c| c.is_empty()) {
-            return Err(error(&full, "an output path needs a name for every component".into()));
+            return Err(error(
+                &full,
+                "an output path needs a name for every component".into(),
+            ));
         }
         for (i, component) in components.iter().enumerate() {
             let last = i + 1 == components.len();
@@ -184,7 +195,10 @@ impl PortNamespace {
                     return Ok(checks);
                 }
                 Some(PortEntry::Port(_)) => {
-                    return Err(error(&full, format!("'{walked}' is a port, not a namespace")));
+                    return Err(error(
+                        &full,
+                        format!("'{walked}' is a port, not a namespace"),
+                    ));
                 }
                 Some(PortEntry::Namespace(ns)) if last => {
                     ns.validate_at(Some(value), &full, &mut checks)?;
@@ -257,7 +271,10 @@ fn validate_port(
 ) -> Result<(), ValidationError> {
     let Some(value) = value else {
         if port.required {
-            return Err(error(path, format!("required value was not provided for '{path}'")));
+            return Err(error(
+                path,
+                format!("required value was not provided for '{path}'"),
+            ));
         }
         // A validator is not called for a value that was not given.
         return Ok(());
@@ -266,7 +283,10 @@ fn validate_port(
         return Err(error(path, wrong_type(value, &port.valid_types)));
     }
     if port.validator {
-        checks.push(GuestCheck { path: path.to_string(), value: value.clone() });
+        checks.push(GuestCheck {
+            path: path.to_string(),
+            value: value.clone(),
+        });
     }
     Ok(())
 }
@@ -306,7 +326,10 @@ fn abbreviate(value: &Value) -> String {
 }
 
 fn error(path: &str, message: String) -> ValidationError {
-    ValidationError { path: path.to_string(), message }
+    ValidationError {
+        path: path.to_string(),
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -341,7 +364,9 @@ mod tests {
     #[test]
     fn nested_errors_carry_the_full_path() {
         let ns = inputs(&[typed(port("a.b.c"), &[ValueType::Bool])]);
-        let err = ns.validate(Some(&json!({"a": {"b": {"c": 3}}}))).unwrap_err();
+        let err = ns
+            .validate(Some(&json!({"a": {"b": {"c": 3}}})))
+            .unwrap_err();
         assert_eq!(err.path, "inputs.a.b.c");
     }
 
@@ -362,7 +387,10 @@ mod tests {
             with_default(port("opts.greeting"), json!("Hello")),
         ]);
         let filled = ns.pre_process(&json!({"t": false}), &HashMap::new());
-        assert_eq!(filled, json!({"t": false, "f": false, "zero": 0, "opts": {"greeting": "Hello"}}));
+        assert_eq!(
+            filled,
+            json!({"t": false, "f": false, "zero": 0, "opts": {"greeting": "Hello"}})
+        );
         assert!(ns.validate(Some(&filled)).unwrap().is_empty());
     }
 
@@ -372,7 +400,10 @@ mod tests {
         decl.default = Some(DefaultValue::Computed);
         decl.required = false;
         let ns = inputs(&[decl]);
-        assert_eq!(ns.computed_defaults_needed(&json!({})), vec!["inputs.later".to_string()]);
+        assert_eq!(
+            ns.computed_defaults_needed(&json!({})),
+            vec!["inputs.later".to_string()]
+        );
         assert!(ns.computed_defaults_needed(&json!({"later": 3})).is_empty());
         let computed = HashMap::from([("inputs.later".to_string(), json!(1))]);
         assert_eq!(ns.pre_process(&json!({}), &computed), json!({"later": 1}));
@@ -390,14 +421,21 @@ mod tests {
         let paths: Vec<_> = checks.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, ["inputs.a", "inputs"]);
         let checks = ns.validate(Some(&json!({}))).unwrap();
-        assert_eq!(checks.len(), 1, "the port validator is not called without a value");
+        assert_eq!(
+            checks.len(),
+            1,
+            "the port validator is not called without a value"
+        );
     }
 
     #[test]
     fn emitted_outputs_must_be_declared_unless_dynamic() {
         let outputs = PortNamespace::from_decls(
             "outputs",
-            &[typed(port("sum"), &[ValueType::Int]), typed(namespace("extra"), &[ValueType::Str])],
+            &[
+                typed(port("sum"), &[ValueType::Int]),
+                typed(namespace("extra"), &[ValueType::Str]),
+            ],
         )
         .unwrap();
         assert!(outputs.validate_emitted("sum", &json!(3)).is_ok());
@@ -405,16 +443,27 @@ mod tests {
         assert_eq!(err.path, "outputs.sum");
         let err = outputs.validate_emitted("total", &json!(3)).unwrap_err();
         assert_eq!(err.path, "outputs.total");
-        assert!(outputs.validate_emitted("extra.anything", &json!("ok")).is_ok());
-        let err = outputs.validate_emitted("extra.anything", &json!(1)).unwrap_err();
+        assert!(
+            outputs
+                .validate_emitted("extra.anything", &json!("ok"))
+                .is_ok()
+        );
+        let err = outputs
+            .validate_emitted("extra.anything", &json!(1))
+            .unwrap_err();
         assert_eq!(err.path, "outputs.extra.anything");
     }
 
     #[test]
     fn missing_required_outputs_are_listed() {
-        let outputs =
-            PortNamespace::from_decls("outputs", &[port("a"), port("b"), with_default(port("c"), json!(1))])
-                .unwrap();
-        assert_eq!(outputs.missing_required(&json!({"a": 1})), vec!["outputs.b".to_string()]);
+        let outputs = PortNamespace::from_decls(
+            "outputs",
+            &[port("a"), port("b"), with_default(port("c"), json!(1))],
+        )
+        .unwrap();
+        assert_eq!(
+            outputs.missing_required(&json!({"a": 1})),
+            vec!["outputs.b".to_string()]
+        );
     }
 }

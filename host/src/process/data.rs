@@ -26,7 +26,8 @@ pub struct ProcessData {
 impl ProcessData {
     /// The input at a dotted path.
     pub fn input(&self, path: &str) -> Option<&Value> {
-        path.split(SEPARATOR).try_fold(&self.inputs, |value, key| value.get(key))
+        path.split(SEPARATOR)
+            .try_fold(&self.inputs, |value, key| value.get(key))
     }
 
     /// Validate an output emitted at a dotted path and store it.
@@ -46,7 +47,9 @@ impl ProcessData {
         let last = components.pop().expect("split yields at least one part");
         let mut map = &mut self.outputs;
         for key in components {
-            let entry = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = map
+                .entry(key.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }

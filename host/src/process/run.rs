@@ -14,8 +14,13 @@ use crate::workchain::Call;
 
 /// How a run of the outline stopped.
 enum End {
-    Finished { status: u32, message: Option<String> },
-    Waiting { message: Option<String> },
+    Finished {
+        status: u32,
+        message: Option<String>,
+    },
+    Waiting {
+        message: Option<String>,
+    },
     Excepted(String),
     Killed(String),
 }
@@ -24,15 +29,21 @@ enum End {
 ///
 /// Invalid inputs are an [`Error`] and no process is created, as in plumpy. Anything that goes
 /// wrong afterwards ends the process EXCEPTED, with the reason in the record.
-pub(crate) async fn execute(runtime: &Runtime, plugin: &Plugin, inputs: Value) -> Result<ProcessRecord> {
+pub(crate) async fn execute(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    inputs: Value,
+) -> Result<ProcessRecord> {
     let spec = plugin.spec().clone();
     let guest_error = |doing: &str, f: Failure| Error::Guest {
         plugin: spec.name.clone(),
         doing: doing.to_string(),
         message: f.to_string(),
     };
-    let mut instance =
-        runtime.instantiate(plugin).await.map_err(|f| guest_error("starting", f))?;
+    let mut instance = runtime
+        .instantiate(plugin)
+        .await
+        .map_err(|f| guest_error("starting", f))?;
     let inputs = prepare_inputs(&spec, &mut instance, inputs).await?;
 
     let pid = uuid::Uuid::new_v4().to_string();
@@ -97,13 +108,24 @@ pub(crate) async fn execute(runtime: &Runtime, plugin: &Plugin, inputs: Value) -
 fn missing_message(missing: &[String]) -> Option<String> {
     (!missing.is_empty()).then(|| {
         let names: Vec<String> = missing.iter().map(|p| format!("'{p}'")).collect();
-        format!("required output{} not emitted: {}", if missing.len() == 1 { " was" } else { "s were" }, names.join(", "))
+        format!(
+            "required output{} not emitted: {}",
+            if missing.len() == 1 { " was" } else { "s were" },
+            names.join(", ")
+        )
     })
 }
 
 /// Fill defaults (asking the plugin for computed ones) and validate, plugin validators included.
-async fn prepare_inputs(spec: &ProcessSpec, instance: &mut Instance, given: Value) -> Result<Value> {
-    let invalid = |source: ValidationError| Error::InvalidInputs { plugin: spec.name.clone(), source };
+async fn prepare_inputs(
+    spec: &ProcessSpec,
+    instance: &mut Instance,
+    given: Value,
+) -> Result<Value> {
+    let invalid = |source: ValidationError| Error::InvalidInputs {
+        plugin: spec.name.clone(),
+        source,
+    };
     let guest_error = |doing: String, f: Failure| Error::Guest {
         plugin: spec.name.clone(),
         doing,
@@ -125,7 +147,10 @@ async fn prepare_inputs(spec: &ProcessSpec, instance: &mut Instance, given: Valu
             .await
             .map_err(|f| guest_error(format!("validating '{}'", check.path), f))?;
         if let Some(message) = verdict {
-            return Err(invalid(ValidationError { path: check.path, message }));
+            return Err(invalid(ValidationError {
+                path: check.path,
+                message,
+            }));
         }
     }
     Ok(inputs)
@@ -144,7 +169,9 @@ async fn walk(spec: &Arc<ProcessSpec>, instance: &mut Instance, record: &mut Pro
                     Err(failure) => return End::Excepted(format!("step '{name}' {failure}")),
                 };
                 if let Some(error) = check_outputs(instance).await {
-                    return End::Excepted(format!("step '{name}' emitted an invalid output: {error}"));
+                    return End::Excepted(format!(
+                        "step '{name}' emitted an invalid output: {error}"
+                    ));
                 }
                 if let Some(child) = result.awaits.first() {
                     return End::Excepted(format!(
@@ -156,9 +183,16 @@ async fn walk(spec: &Arc<ProcessSpec>, instance: &mut Instance, record: &mut Pro
                 use crate::wasm::wit_next as next;
                 match result.next {
                     next::Continue => outline.step_done(&mut cursor),
-                    next::Wait(wait) => return End::Waiting { message: wait.message },
+                    next::Wait(wait) => {
+                        return End::Waiting {
+                            message: wait.message,
+                        };
+                    }
                     next::Finish(exit) => {
-                        return End::Finished { status: exit.status, message: exit.message };
+                        return End::Finished {
+                            status: exit.status,
+                            message: exit.message,
+                        };
                     }
                     next::Kill(message) => return End::Killed(message),
                 }
@@ -168,9 +202,17 @@ async fn walk(spec: &Arc<ProcessSpec>, instance: &mut Instance, record: &mut Pro
                 Err(failure) => return End::Excepted(format!("condition '{name}' {failure}")),
             },
             Call::Return(status) => {
-                return End::Finished { status: status.unwrap_or(0), message: None };
+                return End::Finished {
+                    status: status.unwrap_or(0),
+                    message: None,
+                };
             }
-            Call::Done => return End::Finished { status: 0, message: None },
+            Call::Done => {
+                return End::Finished {
+                    status: 0,
+                    message: None,
+                };
+            }
         }
     }
 }
@@ -188,7 +230,13 @@ async fn check_outputs(instance: &mut Instance) -> Option<String> {
         match instance.validate(&check.path, &check.value).await {
             Ok(None) => {}
             Ok(Some(message)) => {
-                return Some(ValidationError { path: check.path, message }.to_string());
+                return Some(
+                    ValidationError {
+                        path: check.path,
+                        message,
+                    }
+                    .to_string(),
+                );
             }
             Err(failure) => return Some(format!("the validator of '{}' {failure}", check.path)),
         }

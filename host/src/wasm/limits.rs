@@ -36,7 +36,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         if used > self.max {
             // An error, not `Ok(false)`: a Rust guest would abort on a failed allocation without
             // saying why, while this ends the step with a message that names the limit.
-            return Err(wasmtime::Error::new(LimitExceeded::Memory { limit: self.max }));
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                limit: self.max,
+            }));
         }
         self.used = used;
         Ok(true)
@@ -77,7 +79,7 @@ impl Deadline {
 }
 
 fn mib(bytes: usize) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-pub use limits::LimitExceeded;
 pub(crate) use bindings::damson::workflow::types::Next as wit_next;
+pub use limits::LimitExceeded;
 pub(crate) use state::StoreState;
 
 use crate::config::HostConfig;
@@ -115,26 +115,38 @@ impl Runtime {
             .max_wasm_stack(config.max_wasm_stack)
             // The fiber a guest call runs on needs room for the wasm stack and the host frames.
             .async_stack_size(config.max_wasm_stack + (1 << 20));
-        let engine = Engine::new(&wasm).map_err(|e| Error::Engine { message: format!("{e:#}") })?;
+        let engine = Engine::new(&wasm).map_err(|e| Error::Engine {
+            message: format!("{e:#}"),
+        })?;
         let mut linker = Linker::new(&engine);
         // Plugins built by Rust's wasm32-wasip2 import WASI even when they use none of it; the
         // sandbox (empty by default) decides what those imports can reach.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| Error::Engine { message: format!("{e:#}") })?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine {
+            message: format!("{e:#}"),
+        })?;
         bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,
             |state| state,
         )
-        .map_err(|e| Error::Engine { message: format!("{e:#}") })?;
+        .map_err(|e| Error::Engine {
+            message: format!("{e:#}"),
+        })?;
         let ticker = EpochTicker::start(&engine, config.epoch_tick);
-        Ok(Self { engine, linker: Arc::new(linker), config: config.clone(), _ticker: ticker })
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            config: config.clone(),
+            _ticker: ticker,
+        })
     }
 
     /// Load the plugin at `path`: check that it is a component of this world, compile it (or
     /// reuse its cached artifact) and read its spec.
     pub(crate) async fn load(&self, path: &Path) -> Result<Plugin> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| Error::ReadPlugin { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadPlugin {
+            path: path.to_path_buf(),
+            source,
+        })?;
         check_header(path, &bytes)?;
         let digest = hex::encode(Sha256::digest(&bytes));
 
@@ -153,11 +165,14 @@ impl Runtime {
         })?;
 
         self.check_world(path, &component)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| Error::WrongWorld {
-            path: path.to_path_buf(),
-            expected: WORLD,
-            detail: format!("{e:#}"),
-        })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| Error::WrongWorld {
+                    path: path.to_path_buf(),
+                    expected: WORLD,
+                    detail: format!("{e:#}"),
+                })?;
         let pre = bindings::PluginPre::new(instance_pre).map_err(|e| Error::WrongWorld {
             path: path.to_path_buf(),
             expected: WORLD,
@@ -167,16 +182,27 @@ impl Runtime {
         // Declaring the spec runs guest code: under the same limits as a step.
         let mut instance = Instance::new(self, &pre, "(loading)".into())
             .await
-            .map_err(|f| Error::Declare { path: path.to_path_buf(), message: f.to_string() })?;
-        let declared = instance
-            .describe()
-            .await
-            .map_err(|f| Error::Declare { path: path.to_path_buf(), message: f.to_string() })?;
+            .map_err(|f| Error::Declare {
+                path: path.to_path_buf(),
+                message: f.to_string(),
+            })?;
+        let declared = instance.describe().await.map_err(|f| Error::Declare {
+            path: path.to_path_buf(),
+            message: f.to_string(),
+        })?;
         let name = declared.name.clone();
-        let spec = spec::from_wit(declared)
-            .map_err(|source| Error::InvalidSpec { plugin: name, source })?;
+        let spec = spec::from_wit(declared).map_err(|source| Error::InvalidSpec {
+            plugin: name,
+            source,
+        })?;
         tracing::debug!(plugin = %spec.name, digest, from_cache, "loaded plugin");
-        Ok(Plugin { path: path.to_path_buf(), digest, spec: Arc::new(spec), from_cache, pre })
+        Ok(Plugin {
+            path: path.to_path_buf(),
+            digest,
+            spec: Arc::new(spec),
+            from_cache,
+            pre,
+        })
     }
 
     /// A fresh instance of `plugin`, to run one process.
@@ -188,9 +214,15 @@ impl Runtime {
     /// imports something this host does not provide.
     fn check_world(&self, path: &Path, component: &Component) -> Result<()> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         if !exports.iter().any(|e| e == bindings::PROCESS_INTERFACE) {
-            let detail = match exports.iter().find(|e| e.starts_with("damson:workflow/process@")) {
+            let detail = match exports
+                .iter()
+                .find(|e| e.starts_with("damson:workflow/process@"))
+            {
                 Some(other) => format!(
                     "it exports {other}, but this host implements {}",
                     bindings::PROCESS_INTERFACE
@@ -202,7 +234,11 @@ impl Runtime {
                     exports.join(", ")
                 ),
             };
-            return Err(Error::WrongWorld { path: path.to_path_buf(), expected: WORLD, detail });
+            return Err(Error::WrongWorld {
+                path: path.to_path_buf(),
+                expected: WORLD,
+                detail,
+            });
         }
         for (name, item) in ty.imports(&self.engine) {
             let known = name.starts_with("wasi:")
@@ -216,7 +252,9 @@ impl Runtime {
                 return Err(Error::WrongWorld {
                     path: path.to_path_buf(),
                     expected: WORLD,
-                    detail: format!("it imports the {kind} {name}, which this host does not provide"),
+                    detail: format!(
+                        "it imports the {kind} {name}, which this host does not provide"
+                    ),
                 });
             }
         }
@@ -227,11 +265,15 @@ impl Runtime {
 /// Tell a text file or a core module from a component before wasmtime gives a vaguer error.
 fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(Error::NotWasm { path: path.to_path_buf() });
+        return Err(Error::NotWasm {
+            path: path.to_path_buf(),
+        });
     }
     // Bytes 4..8: version 1 layer 0 is a core module; a component has layer 1.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(Error::CoreModule { path: path.to_path_buf() });
+        return Err(Error::CoreModule {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -285,7 +327,9 @@ impl Instance {
 
     fn begin(&mut self) -> Result<(), Failure> {
         if let Some(failure) = &self.poisoned {
-            return Err(Failure::Trap(format!("the plugin instance failed before: {failure}")));
+            return Err(Failure::Trap(format!(
+                "the plugin instance failed before: {failure}"
+            )));
         }
         let state = self.store.data_mut();
         state.panic = None;
@@ -306,25 +350,40 @@ impl Instance {
 
     pub(crate) async fn describe(&mut self) -> Result<wit::Spec, Failure> {
         self.begin()?;
-        let r = self.bindings.damson_workflow_process().call_describe(&mut self.store).await;
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_describe(&mut self.store)
+            .await;
         self.end(r)
     }
 
     pub(crate) async fn run_step(&mut self, name: &str) -> Result<wit::StepResult, Failure> {
         self.begin()?;
-        let r = self.bindings.damson_workflow_process().call_run_step(&mut self.store, name).await;
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_run_step(&mut self.store, name)
+            .await;
         self.end(r)?.map_err(Failure::Error)
     }
 
     pub(crate) async fn check_condition(&mut self, name: &str) -> Result<bool, Failure> {
         self.begin()?;
-        let r =
-            self.bindings.damson_workflow_process().call_check_condition(&mut self.store, name).await;
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_check_condition(&mut self.store, name)
+            .await;
         self.end(r)?.map_err(Failure::Error)
     }
 
     /// The plugin's verdict on `value` for the port at `path`: `Some(message)` when invalid.
-    pub(crate) async fn validate(&mut self, path: &str, value: &Value) -> Result<Option<String>, Failure> {
+    pub(crate) async fn validate(
+        &mut self,
+        path: &str,
+        value: &Value,
+    ) -> Result<Option<String>, Failure> {
         self.begin()?;
         let r = self
             .bindings
@@ -343,7 +402,9 @@ impl Instance {
             .await;
         let json = self.end(r)?.map_err(Failure::Error)?;
         serde_json::from_str(&json).map_err(|e| {
-            Failure::Error(format!("the computed default of '{path}' is not valid JSON: {e}"))
+            Failure::Error(format!(
+                "the computed default of '{path}' is not valid JSON: {e}"
+            ))
         })
     }
 }
@@ -358,7 +419,10 @@ fn classify(error: wasmtime::Error, panic: Option<String>, max_wasm_stack: usize
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => Failure::StackOverflow {
-            detail: format!("the wasm call stack limit of {} KiB was reached", max_wasm_stack >> 10),
+            detail: format!(
+                "the wasm call stack limit of {} KiB was reached",
+                max_wasm_stack >> 10
+            ),
         },
         Some(Trap::MemoryOutOfBounds) => match runaway_recursion(&error) {
             Some(function) => Failure::StackOverflow {
@@ -383,7 +447,10 @@ fn runaway_recursion(error: &wasmtime::Error) -> Option<String> {
         return None;
     }
     let first = frames.first()?;
-    let same = frames.iter().filter(|f| f.func_index() == first.func_index()).count();
+    let same = frames
+        .iter()
+        .filter(|f| f.func_index() == first.func_index())
+        .count();
     (same * 4 >= frames.len() * 3).then(|| {
         first.func_name().map_or_else(
             || format!("function {}", first.func_index()),

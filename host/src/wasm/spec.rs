@@ -14,7 +14,10 @@ pub(super) fn from_wit(spec: wit::Spec) -> Result<ProcessSpec, InvalidSpec> {
     let mut seen = std::collections::HashSet::new();
     for code in &spec.exit_codes {
         if !seen.insert(code.status) {
-            return Err(InvalidSpec::Other(format!("exit status {} is declared twice", code.status)));
+            return Err(InvalidSpec::Other(format!(
+                "exit status {} is declared twice",
+                code.status
+            )));
         }
     }
     let nodes: Vec<Node> = spec.outline.nodes.into_iter().map(node).collect();
@@ -28,7 +31,11 @@ pub(super) fn from_wit(spec: wit::Spec) -> Result<ProcessSpec, InvalidSpec> {
         exit_codes: spec
             .exit_codes
             .into_iter()
-            .map(|c| ExitCodeSpec { status: c.status, label: c.label, message: c.message })
+            .map(|c| ExitCodeSpec {
+                status: c.status,
+                label: c.label,
+                message: c.message,
+            })
             .collect(),
         outline,
     })
@@ -40,14 +47,12 @@ fn ports(root: &str, declared: Vec<wit::Port>) -> Result<PortNamespace, InvalidS
         let default = match port.default {
             None => None,
             Some(wit::DefaultValue::Computed) => Some(DefaultValue::Computed),
-            Some(wit::DefaultValue::Value(json)) => {
-                Some(DefaultValue::Value(serde_json::from_str(&json).map_err(|e| {
-                    InvalidSpec::Default {
-                        path: format!("{root}.{}", port.path),
-                        message: format!("not valid JSON: {e}"),
-                    }
-                })?))
-            }
+            Some(wit::DefaultValue::Value(json)) => Some(DefaultValue::Value(
+                serde_json::from_str(&json).map_err(|e| InvalidSpec::Default {
+                    path: format!("{root}.{}", port.path),
+                    message: format!("not valid JSON: {e}"),
+                })?,
+            )),
         };
         decls.push(PortDecl {
             path: port.path,
@@ -82,9 +87,12 @@ fn node(instruction: wit::Instruction) -> Node {
     match instruction {
         wit::Instruction::Step(name) => Node::Step(name),
         wit::Instruction::Sequence(children) => Node::Sequence(children),
-        wit::Instruction::Conditional(branches) => {
-            Node::Conditional(branches.into_iter().map(|b| (b.condition, b.body)).collect())
-        }
+        wit::Instruction::Conditional(branches) => Node::Conditional(
+            branches
+                .into_iter()
+                .map(|b| (b.condition, b.body))
+                .collect(),
+        ),
         wit::Instruction::WhileLoop(w) => Node::While(w.condition, w.body),
         wit::Instruction::Return(status) => Node::Return(status),
     }

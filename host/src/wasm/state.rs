@@ -47,14 +47,17 @@ fn wasi_ctx(sandbox: &Sandbox) -> WasiCtx {
     builder.args(&sandbox.args);
     for (host_dir, guest_dir) in &sandbox.read_only_dirs {
         // A directory that cannot be opened is left out; the plugin then cannot see it.
-        if let Err(e) = builder.preopened_dir(host_dir, guest_dir, wasmtime_wasi::FsPerms::ReadOnly) {
+        if let Err(e) = builder.preopened_dir(host_dir, guest_dir, wasmtime_wasi::FsPerms::ReadOnly)
+        {
             tracing::warn!(dir = %host_dir.display(), "cannot share directory with plugins: {e:#}");
         }
     }
     if sandbox.inherit_stdio {
         builder.inherit_stdout().inherit_stderr();
     }
-    builder.allow_tcp(sandbox.network).allow_udp(sandbox.network);
+    builder
+        .allow_tcp(sandbox.network)
+        .allow_udp(sandbox.network);
     builder.allow_ip_name_lookup(sandbox.network);
     if sandbox.network {
         builder.inherit_network();
@@ -64,7 +67,10 @@ fn wasi_ctx(sandbox: &Sandbox) -> WasiCtx {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -105,7 +111,10 @@ impl host::Host for StoreState {
 
     fn emit_output(&mut self, path: String, value: String) -> wasmtime::Result<Result<(), String>> {
         let value = parse_json(&value, || format!("emit-output of port '{path}'"))?;
-        Ok(self.process.emit_output(&path, value).map_err(|e| e.to_string()))
+        Ok(self
+            .process
+            .emit_output(&path, value)
+            .map_err(|e| e.to_string()))
     }
 
     fn set_status(&mut self, message: Option<String>) -> wasmtime::Result<()> {
@@ -117,16 +126,30 @@ impl host::Host for StoreState {
         let pid = self.process.pid.as_str();
         let plugin = &*self.plugin;
         match level {
-            types::LogLevel::Trace => tracing::trace!(target: "damson::plugin", %pid, %plugin, "{message}"),
-            types::LogLevel::Debug => tracing::debug!(target: "damson::plugin", %pid, %plugin, "{message}"),
-            types::LogLevel::Info => tracing::info!(target: "damson::plugin", %pid, %plugin, "{message}"),
-            types::LogLevel::Warn => tracing::warn!(target: "damson::plugin", %pid, %plugin, "{message}"),
-            types::LogLevel::Error => tracing::error!(target: "damson::plugin", %pid, %plugin, "{message}"),
+            types::LogLevel::Trace => {
+                tracing::trace!(target: "damson::plugin", %pid, %plugin, "{message}")
+            }
+            types::LogLevel::Debug => {
+                tracing::debug!(target: "damson::plugin", %pid, %plugin, "{message}")
+            }
+            types::LogLevel::Info => {
+                tracing::info!(target: "damson::plugin", %pid, %plugin, "{message}")
+            }
+            types::LogLevel::Warn => {
+                tracing::warn!(target: "damson::plugin", %pid, %plugin, "{message}")
+            }
+            types::LogLevel::Error => {
+                tracing::error!(target: "damson::plugin", %pid, %plugin, "{message}")
+            }
         }
         Ok(())
     }
 
-    fn launch(&mut self, plugin: String, _inputs: String) -> wasmtime::Result<Result<String, String>> {
+    fn launch(
+        &mut self,
+        plugin: String,
+        _inputs: String,
+    ) -> wasmtime::Result<Result<String, String>> {
         Ok(Err(format!(
             "cannot launch '{plugin}': launching child processes is not supported by this host yet"
         )))
@@ -143,6 +166,7 @@ impl host::Host for StoreState {
 
 /// JSON from the guest; malformed JSON is a bug in the plugin and traps with the call named.
 fn parse_json(text: &str, call: impl FnOnce() -> String) -> wasmtime::Result<serde_json::Value> {
-    serde_json::from_str(text)
-        .map_err(|e| wasmtime::Error::msg(format!("the plugin sent invalid JSON in {}: {e}", call())))
+    serde_json::from_str(text).map_err(|e| {
+        wasmtime::Error::msg(format!("the plugin sent invalid JSON in {}: {e}", call()))
+    })
 }

@@ -33,7 +33,10 @@ pub enum Instruction {
     /// `if_` / `elif_` / `else_`.
     If(Vec<Branch>),
     /// `while_(condition)(body)`.
-    While { condition: String, body: Box<Instruction> },
+    While {
+        condition: String,
+        body: Box<Instruction>,
+    },
     /// `return_`, with an exit status (none means 0).
     Return(Option<u32>),
 }
@@ -86,12 +89,24 @@ pub struct Outline {
 /// Where a process is in its outline: plain data, saved with every checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cursor {
-    Step { done: bool },
+    Step {
+        done: bool,
+    },
     Return,
-    Sequence { index: usize, current: Option<Box<Cursor>> },
+    Sequence {
+        index: usize,
+        current: Option<Box<Cursor>>,
+    },
     /// `tried` conditions were false so far; `chosen` is the body of branch `tried` once entered.
-    If { tried: usize, chosen: Option<Box<Cursor>> },
-    While { body: Option<Box<Cursor>>, done: bool, iterations: u64 },
+    If {
+        tried: usize,
+        chosen: Option<Box<Cursor>>,
+    },
+    While {
+        body: Option<Box<Cursor>>,
+        done: bool,
+        iterations: u64,
+    },
 }
 
 impl Outline {
@@ -150,17 +165,26 @@ impl Outline {
 
 fn build(nodes: &[Node], index: u32, used: &mut [bool]) -> Result<Instruction, OutlineError> {
     let i = index as usize;
-    let node = nodes.get(i).ok_or(OutlineError::NoSuchNode { index, len: nodes.len() })?;
+    let node = nodes.get(i).ok_or(OutlineError::NoSuchNode {
+        index,
+        len: nodes.len(),
+    })?;
     if std::mem::replace(&mut used[i], true) {
         return Err(OutlineError::Shared { index });
     }
     Ok(match node {
         Node::Step(name) if name.is_empty() => {
-            return Err(OutlineError::Unnamed { index, what: "a step" });
+            return Err(OutlineError::Unnamed {
+                index,
+                what: "a step",
+            });
         }
         Node::Step(name) => Instruction::Step(name.clone()),
         Node::Sequence(children) => Instruction::Sequence(
-            children.iter().map(|&c| build(nodes, c, used)).collect::<Result<_, _>>()?,
+            children
+                .iter()
+                .map(|&c| build(nodes, c, used))
+                .collect::<Result<_, _>>()?,
         ),
         Node::Conditional(branches) => {
             if branches.first().is_none_or(|(c, _)| c.is_none()) {
@@ -169,18 +193,29 @@ fn build(nodes: &[Node], index: u32, used: &mut [bool]) -> Result<Instruction, O
             let mut built = Vec::with_capacity(branches.len());
             for (n, (condition, body)) in branches.iter().enumerate() {
                 match condition {
-                    None if n + 1 != branches.len() => return Err(OutlineError::ElseNotLast { index }),
+                    None if n + 1 != branches.len() => {
+                        return Err(OutlineError::ElseNotLast { index });
+                    }
                     Some(c) if c.is_empty() => {
-                        return Err(OutlineError::Unnamed { index, what: "a condition" });
+                        return Err(OutlineError::Unnamed {
+                            index,
+                            what: "a condition",
+                        });
                     }
                     _ => {}
                 }
-                built.push(Branch { condition: condition.clone(), body: build(nodes, *body, used)? });
+                built.push(Branch {
+                    condition: condition.clone(),
+                    body: build(nodes, *body, used)?,
+                });
             }
             Instruction::If(built)
         }
         Node::While(condition, _) if condition.is_empty() => {
-            return Err(OutlineError::Unnamed { index, what: "a while_ condition" });
+            return Err(OutlineError::Unnamed {
+                index,
+                what: "a while_ condition",
+            });
         }
         Node::While(condition, body) => Instruction::While {
             condition: condition.clone(),
@@ -194,20 +229,36 @@ fn start(ins: &Instruction) -> Cursor {
     match ins {
         Instruction::Step(_) => Cursor::Step { done: false },
         Instruction::Return(_) => Cursor::Return,
-        Instruction::Sequence(_) => Cursor::Sequence { index: 0, current: None },
-        Instruction::If(_) => Cursor::If { tried: 0, chosen: None },
-        Instruction::While { .. } => Cursor::While { body: None, done: false, iterations: 0 },
+        Instruction::Sequence(_) => Cursor::Sequence {
+            index: 0,
+            current: None,
+        },
+        Instruction::If(_) => Cursor::If {
+            tried: 0,
+            chosen: None,
+        },
+        Instruction::While { .. } => Cursor::While {
+            body: None,
+            done: false,
+            iterations: 0,
+        },
     }
 }
 
 fn next<'a>(ins: &'a Instruction, cursor: &mut Cursor) -> Call<'a> {
     match (ins, cursor) {
         (Instruction::Step(name), Cursor::Step { done }) => {
-            if *done { Call::Done } else { Call::Step(name) }
+            if *done {
+                Call::Done
+            } else {
+                Call::Step(name)
+            }
         }
         (Instruction::Return(status), Cursor::Return) => Call::Return(*status),
         (Instruction::Sequence(children), Cursor::Sequence { index, current }) => loop {
-            let Some(child) = children.get(*index) else { return Call::Done };
+            let Some(child) = children.get(*index) else {
+                return Call::Done;
+            };
             let cur = current.get_or_insert_with(|| Box::new(start(child)));
             match next(child, cur) {
                 Call::Done => {
@@ -218,7 +269,9 @@ fn next<'a>(ins: &'a Instruction, cursor: &mut Cursor) -> Call<'a> {
             }
         },
         (Instruction::If(branches), Cursor::If { tried, chosen }) => {
-            let Some(branch) = branches.get(*tried) else { return Call::Done };
+            let Some(branch) = branches.get(*tried) else {
+                return Call::Done;
+            };
             if let Some(body) = chosen {
                 return next(&branch.body, body);
             }
@@ -227,7 +280,12 @@ fn next<'a>(ins: &'a Instruction, cursor: &mut Cursor) -> Call<'a> {
                 None => next(&branch.body, chosen.insert(Box::new(start(&branch.body)))),
             }
         }
-        (Instruction::While { condition, body }, Cursor::While { body: cur, done, .. }) => {
+        (
+            Instruction::While { condition, body },
+            Cursor::While {
+                body: cur, done, ..
+            },
+        ) => {
             if *done {
                 return Call::Done;
             }
@@ -252,7 +310,13 @@ fn next<'a>(ins: &'a Instruction, cursor: &mut Cursor) -> Call<'a> {
 fn answer(ins: &Instruction, cursor: &mut Cursor, value: Option<bool>) {
     match (ins, cursor) {
         (Instruction::Step(_), Cursor::Step { done }) => *done = true,
-        (Instruction::Sequence(children), Cursor::Sequence { index, current: Some(cur) }) => {
+        (
+            Instruction::Sequence(children),
+            Cursor::Sequence {
+                index,
+                current: Some(cur),
+            },
+        ) => {
             answer(&children[*index], cur, value);
         }
         (Instruction::If(branches), Cursor::If { tried, chosen }) => match chosen {
@@ -262,16 +326,21 @@ fn answer(ins: &Instruction, cursor: &mut Cursor, value: Option<bool>) {
             }
             None => *tried += 1,
         },
-        (Instruction::While { body, .. }, Cursor::While { body: cur, done, iterations }) => {
-            match cur {
-                Some(c) => answer(body, c, value),
-                None if value == Some(true) => {
-                    *cur = Some(Box::new(start(body)));
-                    *iterations += 1;
-                }
-                None => *done = true,
+        (
+            Instruction::While { body, .. },
+            Cursor::While {
+                body: cur,
+                done,
+                iterations,
+            },
+        ) => match cur {
+            Some(c) => answer(body, c, value),
+            None if value == Some(true) => {
+                *cur = Some(Box::new(start(body)));
+                *iterations += 1;
             }
-        }
+            None => *done = true,
+        },
         _ => {}
     }
 }
@@ -288,7 +357,9 @@ fn position(ins: &Instruction, cursor: &Cursor, out: &mut String) {
             }
         }
         (Instruction::If(branches), Cursor::If { tried, chosen }) => {
-            let Some(branch) = branches.get(*tried) else { return out.push_str("if_") };
+            let Some(branch) = branches.get(*tried) else {
+                return out.push_str("if_");
+            };
             match &branch.condition {
                 Some(c) if *tried == 0 => {
                     let _ = write!(out, "if_({c})");
@@ -323,23 +394,23 @@ mod tests {
     /// `s1, if_(isA)(s2).elif_(isB)(s3).else_(s4), s5, while_(ltN)(s6)` (plumpy's test_run).
     fn s39() -> Outline {
         let nodes = vec![
-            Node::Step("s1".into()),                      // 0
-            Node::Step("s2".into()),                      // 1
-            Node::Sequence(vec![1]),                      // 2
-            Node::Step("s3".into()),                      // 3
-            Node::Sequence(vec![3]),                      // 4
-            Node::Step("s4".into()),                      // 5
-            Node::Sequence(vec![5]),                      // 6
+            Node::Step("s1".into()), // 0
+            Node::Step("s2".into()), // 1
+            Node::Sequence(vec![1]), // 2
+            Node::Step("s3".into()), // 3
+            Node::Sequence(vec![3]), // 4
+            Node::Step("s4".into()), // 5
+            Node::Sequence(vec![5]), // 6
             Node::Conditional(vec![
                 (Some("isA".into()), 2),
                 (Some("isB".into()), 4),
                 (None, 6),
             ]), // 7
-            Node::Step("s5".into()),                      // 8
-            Node::Step("s6".into()),                      // 9
-            Node::Sequence(vec![9]),                      // 10
-            Node::While("ltN".into(), 10),                // 11
-            Node::Sequence(vec![0, 7, 8, 11]),            // 12
+            Node::Step("s5".into()), // 8
+            Node::Step("s6".into()), // 9
+            Node::Sequence(vec![9]), // 10
+            Node::While("ltN".into(), 10), // 11
+            Node::Sequence(vec![0, 7, 8, 11]), // 12
         ];
         Outline::from_nodes(&nodes, 12).unwrap()
     }
@@ -382,8 +453,16 @@ mod tests {
                 }
                 _ => unreachable!(),
             });
-            let steps: Vec<_> = calls.iter().filter(|c| c.starts_with('s')).cloned().collect();
-            assert_eq!(steps, ["s1", expected, "s5", "s6", "s6", "s6"], "value {value}");
+            let steps: Vec<_> = calls
+                .iter()
+                .filter(|c| c.starts_with('s'))
+                .cloned()
+                .collect();
+            assert_eq!(
+                steps,
+                ["s1", expected, "s5", "s6", "s6", "s6"],
+                "value {value}"
+            );
         }
     }
 
@@ -446,11 +525,20 @@ mod tests {
     #[test]
     fn malformed_outlines_are_refused() {
         let shared = vec![Node::Step("a".into()), Node::Sequence(vec![0, 0])];
-        assert_eq!(Outline::from_nodes(&shared, 1), Err(OutlineError::Shared { index: 0 }));
+        assert_eq!(
+            Outline::from_nodes(&shared, 1),
+            Err(OutlineError::Shared { index: 0 })
+        );
         let missing = vec![Node::Sequence(vec![4])];
-        assert!(matches!(Outline::from_nodes(&missing, 0), Err(OutlineError::NoSuchNode { .. })));
+        assert!(matches!(
+            Outline::from_nodes(&missing, 0),
+            Err(OutlineError::NoSuchNode { .. })
+        ));
         let else_first = vec![Node::Step("a".into()), Node::Conditional(vec![(None, 0)])];
-        assert_eq!(Outline::from_nodes(&else_first, 1), Err(OutlineError::EmptyIf { index: 1 }));
+        assert_eq!(
+            Outline::from_nodes(&else_first, 1),
+            Err(OutlineError::EmptyIf { index: 1 })
+        );
         let empty = vec![Node::Sequence(vec![])];
         assert_eq!(Outline::from_nodes(&empty, 0), Err(OutlineError::NoSteps));
     }

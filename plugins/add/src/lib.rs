@@ -6,8 +6,12 @@ struct Add;
 
 impl Process for Add {
     fn define(spec: &mut Spec<Self>) {
-        spec.input("x").valid_type(Type::Int).help("The first addend");
-        spec.input("y").valid_type(Type::Int).help("The second addend");
+        spec.input("x")
+            .valid_type(Type::Int)
+            .help("The first addend");
+        spec.input("y")
+            .valid_type(Type::Int)
+            .help("The second addend");
         spec.output("sum").valid_type(Type::Int).help("x + y");
         spec.outline([step("add", Self::add)]);
     }

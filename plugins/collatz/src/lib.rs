@@ -19,17 +19,27 @@ struct Collatz {
 impl Process for Collatz {
     fn define(spec: &mut Spec<Self>) {
         spec.description("Counts the steps of the Collatz sequence from n down to 1.");
-        spec.input("n").valid_type(Type::Int).help("Where to start (at least 1)");
-        spec.output("steps").valid_type(Type::Int).help("How many steps it took to reach 1");
-        spec.output("peak").valid_type(Type::Int).help("The largest value on the way");
+        spec.input("n")
+            .valid_type(Type::Int)
+            .help("Where to start (at least 1)");
+        spec.output("steps")
+            .valid_type(Type::Int)
+            .help("How many steps it took to reach 1");
+        spec.output("peak")
+            .valid_type(Type::Int)
+            .help("The largest value on the way");
         spec.exit_code(NOT_POSITIVE, "ERROR_NOT_POSITIVE", "n must be at least 1");
         spec.outline([
             step("start", Self::start),
-            while_("above_one", Self::above_one, [
-                if_("is_even", Self::is_even, [step("halve", Self::halve)])
-                    .else_([step("triple_plus_one", Self::triple_plus_one)]),
-                step("count", Self::count),
-            ]),
+            while_(
+                "above_one",
+                Self::above_one,
+                [
+                    if_("is_even", Self::is_even, [step("halve", Self::halve)])
+                        .else_([step("triple_plus_one", Self::triple_plus_one)]),
+                    step("count", Self::count),
+                ],
+            ),
             step("finish", Self::finish),
         ]);
     }
@@ -39,7 +49,10 @@ impl Collatz {
     fn start(&mut self, p: &mut Ctx) -> Step {
         let n: i64 = p.input("n")?;
         if n < 1 {
-            return Ok(Next::Finish(ExitCode::with_message(NOT_POSITIVE, format!("n must be at least 1, got {n}"))));
+            return Ok(Next::Finish(ExitCode::with_message(
+                NOT_POSITIVE,
+                format!("n must be at least 1, got {n}"),
+            )));
         }
         p.set("n", n)?;
         self.peak = n as u64;

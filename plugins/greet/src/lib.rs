@@ -7,11 +7,21 @@ struct Greet;
 impl Process for Greet {
     fn define(spec: &mut Spec<Self>) {
         spec.description("Greets someone, politely by default.");
-        spec.input("name").valid_type(Type::Str).help("Who to greet");
+        spec.input("name")
+            .valid_type(Type::Str)
+            .help("Who to greet");
         spec.input_namespace("options").help("How to greet");
-        spec.input("options.greeting").valid_type(Type::Str).default("Hello").help("The word to greet with");
-        spec.input("options.shout").valid_type(Type::Bool).default(false).help("Greet in capitals");
-        spec.output("message").valid_type(Type::Str).help("The greeting");
+        spec.input("options.greeting")
+            .valid_type(Type::Str)
+            .default("Hello")
+            .help("The word to greet with");
+        spec.input("options.shout")
+            .valid_type(Type::Bool)
+            .default(false)
+            .help("Greet in capitals");
+        spec.output("message")
+            .valid_type(Type::Str)
+            .help("The greeting");
         spec.outline([step("greet", Self::greet)]);
     }
 }

@@ -1,0 +1,354 @@
+//! The `damson` command line: its JSON contract, exit codes and error messages.
+
+use std::process::Output;
+
+use damson_tests::{damson, plugin, plugin_dir};
+use serde_json::{Value, json};
+
+fn run(args: &[&str]) -> Output {
+    damson().args(args).output().expect("damson runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", stdout(out)))
+}
+
+#[test]
+fn run_json_prints_one_object_with_the_documented_keys() {
+    let out = run(&["run", "add", "-i", "x=1", "-i", "y=2", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let record = json_of(&out);
+    let keys: Vec<&str> = record
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "pid",
+            "plugin",
+            "state",
+            "successful",
+            "exit_status",
+            "exit_message",
+            "outputs",
+            "error"
+        ]
+    );
+    assert_eq!(record["plugin"], "add");
+    assert_eq!(record["state"], "FINISHED");
+    assert_eq!(record["successful"], true);
+    assert_eq!(record["exit_status"], 0);
+    assert_eq!(record["outputs"], json!({"sum": 3}));
+    assert_eq!(record["error"], Value::Null);
+}
+
+#[test]
+fn a_missing_input_exits_2_naming_the_port() {
+    let out = run(&["run", "add", "-i", "x=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'inputs.y'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("required value was not provided"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_wrong_type_exits_2_naming_the_port_and_the_expected_type() {
+    let out = run(&["run", "add", "-i", "x=\"a\"", "-i", "y=2"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("'inputs.x'") && err.contains("expected 'int'"),
+        "{err}"
+    );
+
+    // With --json the error is in the object too, and still on stderr.
+    let out = run(&["run", "add", "-i", "x=\"a\"", "-i", "y=2", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let record = json_of(&out);
+    assert_eq!(record["successful"], false);
+    assert!(
+        record["error"].as_str().unwrap().contains("inputs.x"),
+        "{record}"
+    );
+}
+
+#[test]
+fn a_wrong_nested_value_names_the_full_dotted_path() {
+    let out = run(&["run", "greet", "-i", "name=Ada", "-i", "options.shout=3"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("'inputs.options.shout'") && err.contains("expected 'bool'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_on_a_namespace_is_named() {
+    let out = run(&["run", "greet", "-i", "name=Ada", "-i", "options.loud=true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("'loud'"), "{}", stderr(&out));
+}
+
+#[test]
+fn inputs_come_from_a_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inputs.json");
+    std::fs::write(&file, r#"{"name": "Ada", "options": {"greeting": "Hi"}}"#).unwrap();
+    let out = run(&[
+        "run",
+        "greet",
+        "--inputs",
+        file.to_str().unwrap(),
+        "-i",
+        "name=Grace",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_of(&out)["outputs"]["message"], "Hi, Grace!");
+
+    std::fs::write(&file, "{ not json").unwrap();
+    let out = run(&["run", "greet", "--inputs", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("inputs.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn human_output_shows_state_and_outputs() {
+    let out = run(&["run", "collatz", "-i", "n=6"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("collatz "), "{text}");
+    assert!(
+        text.contains("FINISHED successfully (exit status 0)"),
+        "{text}"
+    );
+    assert!(text.contains("steps: 8"), "{text}");
+}
+
+#[test]
+fn an_unsuccessful_or_excepted_process_exits_1() {
+    let out = run(&["run", "collatz", "-i", "n=0", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let record = json_of(&out);
+    assert_eq!(
+        (record["state"].as_str(), record["exit_status"].as_u64()),
+        (Some("FINISHED"), Some(400))
+    );
+    assert_eq!(record["successful"], false);
+
+    let out = run(&["run", "fail", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let record = json_of(&out);
+    assert_eq!(record["state"], "EXCEPTED");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("the fail plugin always panics")
+    );
+}
+
+#[test]
+fn limits_end_runaway_plugins_within_seconds() {
+    let started = std::time::Instant::now();
+    let out = run(&["run", "spin", "--step-timeout", "1s", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json_of(&out)["error"]
+            .as_str()
+            .unwrap()
+            .contains("time limit of 1s")
+    );
+    assert!(
+        started.elapsed().as_secs() < 6,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let out = run(&["run", "hog", "--max-memory", "48MiB", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json_of(&out)["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 48 MiB")
+    );
+
+    let out = run(&["run", "deep", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json_of(&out)["error"]
+            .as_str()
+            .unwrap()
+            .contains("overflowed its stack")
+    );
+}
+
+#[test]
+fn describe_shows_ports_and_the_outline_structure() {
+    let out = run(&["describe", "collatz"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("n: int (required)"), "{text}");
+    assert!(text.contains("steps: int"), "{text}");
+    assert!(text.contains("400 ERROR_NOT_POSITIVE"), "{text}");
+    let outline = text.split("outline:\n").nth(1).unwrap();
+    assert_eq!(
+        outline,
+        "  start\n  while_(above_one):\n    if_(is_even):\n      halve\n    else_:\n      \
+         triple_plus_one\n    count\n  finish\n"
+    );
+}
+
+#[test]
+fn describe_json_has_the_spec() {
+    let out = run(&["describe", "greet", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let description = json_of(&out);
+    assert_eq!(description["name"], "greet");
+    let greeting = &description["spec"]["inputs"]["ports"]["options"]["ports"]["greeting"];
+    assert_eq!(greeting["default"], json!({"value": "Hello"}));
+    assert_eq!(greeting["valid_types"], json!(["str"]));
+}
+
+#[test]
+fn files_that_are_not_plugins_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("readme.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let out = run(&["run", text.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a WebAssembly file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let out = run(&["run", core.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("core WebAssembly module, not a component"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["run", plugin("wrongworld").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("@9.0.0"), "{}", stderr(&out));
+
+    let out = run(&["run", "baddecl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("while declaring its spec"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["run", "nonesuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no plugin named 'nonesuch'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&["run"]).status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(run(&["run", "add", "-i", "novalue"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["run", "add", "--max-memory", "lots"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [&["--help"][..], &["run", "--help"], &["describe", "--help"]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("Usage:"), "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn a_second_run_reuses_the_compiled_artifact() {
+    let home = tempfile::tempdir().unwrap();
+    let runs: Vec<String> = (0..2)
+        .map(|_| {
+            let out = damson()
+                .env("DAMSON_HOME", home.path())
+                .env("RUST_LOG", "damson=debug")
+                .args(["run", "add", "-i", "x=1", "-i", "y=2"])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            stderr(&out)
+        })
+        .collect();
+    assert!(runs[0].contains("cached compiled artifact"), "{}", runs[0]);
+    assert!(
+        !runs[0].contains("reusing compiled artifact"),
+        "{}",
+        runs[0]
+    );
+    assert!(
+        runs[1].contains("reusing compiled artifact from cache"),
+        "{}",
+        runs[1]
+    );
+    assert!(!runs[1].contains("compiled component"), "{}", runs[1]);
+}
+
+#[test]
+fn plugins_are_found_beside_the_binary_without_configuration() {
+    // `target/<profile>/damson` finds `target/wasm32-wasip2/release` on its own.
+    assert!(
+        plugin_dir().ends_with("wasm32-wasip2/release"),
+        "plugins built elsewhere"
+    );
+    let out = damson()
+        .env_remove("DAMSON_PLUGINS")
+        .current_dir(std::env::temp_dir())
+        .args(["run", "add", "-i", "x=2", "-i", "y=3", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_of(&out)["outputs"]["sum"], 5);
+}
+
+#[test]
+fn plugin_log_lines_are_tagged_with_the_pid() {
+    let out = damson()
+        .env("RUST_LOG", "info")
+        .args(["run", "greet", "-i", "name=Ada", "--json"])
+        .output()
+        .unwrap();
+    let pid = json_of(&out)["pid"].as_str().unwrap().to_string();
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("greeting Ada"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains(&format!("pid={pid}")), "{line}");
+}
