@@ -172,7 +172,8 @@ fn flatten<P>(
     push(nodes, instruction)
 }
 
-/// Register `f` under `name`; the same name may appear several times, but always for one function.
+/// Register `f` under `name`; the same name may appear several times, but always for one function
+/// (two functions with identical bodies may share an address, which is harmless).
 fn register<F: Copy>(
     map: &mut HashMap<String, (F, usize)>,
     name: &str,
@@ -191,4 +192,84 @@ fn register<F: Copy>(
 fn push(nodes: &mut Vec<wit::Instruction>, instruction: wit::Instruction) -> u32 {
     nodes.push(instruction);
     u32::try_from(nodes.len() - 1).expect("outline too large")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Next, Spec};
+
+    #[derive(Default)]
+    struct P;
+
+    fn yes(_: &P, _: &Ctx) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn a(_: &mut P, _: &mut Ctx) -> Step {
+        Ok(Next::Continue)
+    }
+
+    // Not the same body as `a`: the optimiser may merge identical functions into one address.
+    fn b(_: &mut P, _: &mut Ctx) -> Step {
+        Ok(Next::Kill("b".into()))
+    }
+
+    fn flattened(outline: Vec<Outline<P>>) -> wit::Outline {
+        let mut spec = Spec::<P>::new();
+        spec.outline(outline);
+        spec.finish().wit.outline
+    }
+
+    #[test]
+    fn a_nested_outline_flattens_into_indexed_nodes() {
+        let outline = flattened(vec![
+            step("a", a),
+            while_(
+                "yes",
+                yes,
+                [if_("yes", yes, [step("b", b)]).else_([return_with(3)])],
+            ),
+        ]);
+        let root = &outline.nodes[outline.root as usize];
+        let wit::Instruction::Sequence(children) = root else {
+            panic!("root is {root:?}")
+        };
+        assert_eq!(children.len(), 2);
+        assert!(
+            matches!(&outline.nodes[children[0] as usize], wit::Instruction::Step(s) if s == "a")
+        );
+        let wit::Instruction::WhileLoop(w) = &outline.nodes[children[1] as usize] else {
+            panic!("no while_");
+        };
+        assert_eq!(w.condition, "yes");
+        let wit::Instruction::Sequence(body) = &outline.nodes[w.body as usize] else {
+            panic!()
+        };
+        let wit::Instruction::Conditional(branches) = &outline.nodes[body[0] as usize] else {
+            panic!()
+        };
+        assert_eq!(branches.len(), 2);
+        assert_eq!(branches[1].condition, None);
+    }
+
+    #[test]
+    #[should_panic(expected = "else_ must be the last branch")]
+    fn else_after_else_is_refused() {
+        let _ = if_("yes", yes, [step("a", a)])
+            .else_([step("a", a)])
+            .else_([step("a", a)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "used for two different functions")]
+    fn one_name_for_two_steps_is_refused() {
+        flattened(vec![step("same", a), step("same", b)]);
+    }
+
+    #[test]
+    fn one_step_may_appear_twice() {
+        let outline = flattened(vec![step("a", a), step("a", a)]);
+        assert_eq!(outline.nodes.len(), 3);
+    }
 }
