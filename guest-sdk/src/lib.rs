@@ -56,7 +56,7 @@ pub use error::{Error, Result};
 pub use log::Level;
 pub use outline::{Outline, if_, return_, return_with, step, while_};
 pub use serde_json::{self, Value, json};
-pub use spec::{ExitCode, PortBuilder, Spec, Type};
+pub use spec::{ExitCode, ExposeBuilder, PortBuilder, Spec, Type};
 
 /// A Damson process: its spec and the steps of its outline.
 ///

@@ -155,6 +155,81 @@ impl PortBuilder {
     }
 }
 
+/// Another plugin's ports copied into this one, returned by [`Spec::expose_inputs`] and
+/// [`Spec::expose_outputs`] to be configured. The copies keep their types, defaults and help;
+/// their validators and computed defaults stay the other plugin's.
+pub struct ExposeBuilder {
+    expose: wit::Expose,
+}
+
+impl ExposeBuilder {
+    fn new(side: wit::PortSide, plugin: &str, namespace: &str) -> Self {
+        Self {
+            expose: wit::Expose {
+                side,
+                plugin: plugin.to_string(),
+                namespace: namespace.to_string(),
+                include: None,
+                exclude: None,
+                namespace_options: wit::NamespaceOptions {
+                    required: None,
+                    dynamic: None,
+                    valid_types: None,
+                    help: None,
+                    populate_defaults: None,
+                },
+            },
+        }
+    }
+
+    /// Copy only these ports: dotted paths relative to the exposed namespace (`"a"`, `"sub.x"`;
+    /// a namespace's name takes all of it). Cannot be combined with [`exclude`](Self::exclude).
+    pub fn include<S: Into<String>>(&mut self, ports: impl IntoIterator<Item = S>) -> &mut Self {
+        self.expose.include = Some(ports.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Copy all ports but these (dotted paths as for [`include`](Self::include)).
+    pub fn exclude<S: Into<String>>(&mut self, ports: impl IntoIterator<Item = S>) -> &mut Self {
+        self.expose.exclude = Some(ports.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether the receiving namespace is required (by default: as the exposed one).
+    pub fn required(&mut self, required: bool) -> &mut Self {
+        self.expose.namespace_options.required = Some(required);
+        self
+    }
+
+    /// Whether the receiving namespace is dynamic (by default: as the exposed one).
+    pub fn dynamic(&mut self, dynamic: bool) -> &mut Self {
+        self.expose.namespace_options.dynamic = Some(dynamic);
+        self
+    }
+
+    /// Accept undeclared values of this type in the receiving namespace (call again for several).
+    pub fn valid_type(&mut self, ty: Type) -> &mut Self {
+        self.expose
+            .namespace_options
+            .valid_types
+            .get_or_insert_with(Vec::new)
+            .push(ty.into());
+        self
+    }
+
+    /// Help for the receiving namespace.
+    pub fn help(&mut self, help: impl Into<String>) -> &mut Self {
+        self.expose.namespace_options.help = Some(help.into());
+        self
+    }
+
+    /// Whether defaults inside are filled when the namespace is not given.
+    pub fn populate_defaults(&mut self, populate: bool) -> &mut Self {
+        self.expose.namespace_options.populate_defaults = Some(populate);
+        self
+    }
+}
+
 /// What a plugin declares: name, version, ports, exit codes and outline.
 ///
 /// The name and version default to the plugin crate's package name and version.
@@ -164,6 +239,7 @@ pub struct Spec<P> {
     description: Option<String>,
     inputs: Vec<PortBuilder>,
     outputs: Vec<PortBuilder>,
+    exposes: Vec<ExposeBuilder>,
     exit_codes: Vec<wit::ExitCode>,
     outline: Vec<Outline<P>>,
 }
@@ -184,6 +260,7 @@ impl<P> Spec<P> {
             description: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            exposes: Vec::new(),
             exit_codes: Vec::new(),
             outline: Vec::new(),
         }
@@ -231,6 +308,26 @@ impl<P> Spec<P> {
         self.outputs.last_mut().unwrap()
     }
 
+    /// Copy the inputs of another plugin (by name) into the input namespace at a dotted path
+    /// (`""`: the top level), as plumpy's `expose_inputs`. Exposures come before the plugin's own
+    /// ports, which may add to the exposed namespaces.
+    pub fn expose_inputs(&mut self, plugin: &str, namespace: &str) -> &mut ExposeBuilder {
+        self.exposes
+            .push(ExposeBuilder::new(wit::PortSide::Inputs, plugin, namespace));
+        self.exposes.last_mut().unwrap()
+    }
+
+    /// Copy the outputs of another plugin into the output namespace at a dotted path, as plumpy's
+    /// `expose_outputs`.
+    pub fn expose_outputs(&mut self, plugin: &str, namespace: &str) -> &mut ExposeBuilder {
+        self.exposes.push(ExposeBuilder::new(
+            wit::PortSide::Outputs,
+            plugin,
+            namespace,
+        ));
+        self.exposes.last_mut().unwrap()
+    }
+
     /// Declare an exit code, returned so a step can end with it.
     pub fn exit_code(&mut self, status: u32, label: &str, message: &str) -> ExitCode {
         self.exit_codes.push(wit::ExitCode {
@@ -255,6 +352,7 @@ impl<P> Spec<P> {
                 description: self.description,
                 inputs: Vec::new(),
                 outputs: Vec::new(),
+                exposes: self.exposes.into_iter().map(|e| e.expose).collect(),
                 exit_codes: self.exit_codes,
                 outline: wit::Outline {
                     nodes: Vec::new(),

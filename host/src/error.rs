@@ -59,6 +59,14 @@ pub enum Error {
         source: InvalidSpec,
     },
 
+    #[error("plugin '{plugin}' exposes the ports of '{exposed}', which cannot be loaded")]
+    Expose {
+        plugin: String,
+        exposed: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     #[error("invalid inputs for plugin '{plugin}'")]
     InvalidInputs {
         plugin: String,

@@ -1,14 +1,16 @@
 //! [`Host`]: the entry point a program embeds to load plugins and run processes.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::Value;
 
 use crate::config::HostConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, InvalidSpec, Result};
 use crate::process::{self, ProcessRecord};
 use crate::wasm::{Plugin, Runtime};
 
@@ -28,11 +30,11 @@ pub struct Host {
     runtime: Runtime,
     config: HostConfig,
     /// Loaded plugins by file.
-    plugins: tokio::sync::Mutex<HashMap<PathBuf, Loaded>>,
+    plugins: Mutex<HashMap<PathBuf, Cached>>,
 }
 
 /// A loaded plugin and what its file looked like then (modification time, length).
-type Loaded = (Option<SystemTime>, u64, Arc<Plugin>);
+type Cached = (Option<SystemTime>, u64, Arc<Plugin>);
 
 impl Host {
     /// A host with this configuration. Starts wasmtime's engine and the epoch thread.
@@ -40,7 +42,7 @@ impl Host {
         Ok(Self {
             runtime: Runtime::new(config)?,
             config: config.clone(),
-            plugins: tokio::sync::Mutex::new(HashMap::new()),
+            plugins: Mutex::new(HashMap::new()),
         })
     }
 
@@ -71,25 +73,64 @@ impl Host {
     }
 
     /// Load a plugin by name or path (see [`find_plugin`](Self::find_plugin)): check it,
-    /// compile it (or reuse the cached artifact) and read its spec. A plugin loaded before is
-    /// reused while its file is unchanged.
+    /// compile it (or reuse the cached artifact), read its spec, and load the plugins whose ports
+    /// it exposes. A plugin loaded before is reused while its file is unchanged.
     pub async fn load(&self, reference: &str) -> Result<Arc<Plugin>> {
-        let path = self.find_plugin(reference)?;
-        let meta = std::fs::metadata(&path).map_err(|source| Error::ReadPlugin {
-            path: path.clone(),
-            source,
-        })?;
-        let (modified, len) = (meta.modified().ok(), meta.len());
-        let mut plugins = self.plugins.lock().await;
-        if let Some((m, l, plugin)) = plugins.get(&path)
-            && *m == modified
-            && *l == len
-        {
-            return Ok(plugin.clone());
-        }
-        let plugin = Arc::new(self.runtime.load(&path).await?);
-        plugins.insert(path, (modified, len, plugin.clone()));
-        Ok(plugin)
+        self.load_exposing(reference, Vec::new()).await
+    }
+
+    /// Load `reference`, which the plugins in `chain` expose (each the one before's).
+    fn load_exposing<'a>(
+        &'a self,
+        reference: &'a str,
+        chain: Vec<String>,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<Plugin>>> + Send + 'a>> {
+        Box::pin(async move {
+            let path = self.find_plugin(reference)?;
+            let meta = std::fs::metadata(&path).map_err(|source| Error::ReadPlugin {
+                path: path.clone(),
+                source,
+            })?;
+            let (modified, len) = (meta.modified().ok(), meta.len());
+            if let Some((m, l, plugin)) = self.plugins.lock().expect("plugin cache").get(&path)
+                && *m == modified
+                && *l == len
+            {
+                return Ok(plugin.clone());
+            }
+            let loaded = self.runtime.load(&path).await?;
+            let name = loaded.declared.name.clone();
+            if chain.contains(&name) {
+                let cycle = [chain.as_slice(), &[name.clone()]].concat().join(" → ");
+                return Err(Error::InvalidSpec {
+                    plugin: name,
+                    source: InvalidSpec::Other(format!("exposed plugins form a cycle: {cycle}")),
+                });
+            }
+            let mut exposed = HashMap::new();
+            for expose in &loaded.declared.exposes {
+                if exposed.contains_key(&expose.plugin) {
+                    continue;
+                }
+                let mut inner = chain.clone();
+                inner.push(name.clone());
+                let plugin = self
+                    .load_exposing(&expose.plugin, inner)
+                    .await
+                    .map_err(|e| Error::Expose {
+                        plugin: name.clone(),
+                        exposed: expose.plugin.clone(),
+                        source: Box::new(e),
+                    })?;
+                exposed.insert(expose.plugin.clone(), plugin);
+            }
+            let plugin = Arc::new(Plugin::new(loaded, exposed)?);
+            self.plugins
+                .lock()
+                .expect("plugin cache")
+                .insert(path, (modified, len, plugin.clone()));
+            Ok(plugin)
+        })
     }
 
     /// Run a new process of `plugin` with `inputs` (a JSON object) until it terminates, or

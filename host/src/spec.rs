@@ -2,10 +2,12 @@
 
 use serde::Serialize;
 
-use crate::ports::PortNamespace;
+use crate::error::InvalidSpec;
+use crate::ports::{NamespaceOptions, PortDecl, PortNamespace, Rules};
 use crate::workchain::Outline;
 
-/// Everything the host knows about a plugin from its declaration (plumpy's `ProcessSpec`).
+/// Everything the host knows about a plugin from its declaration (plumpy's `ProcessSpec`), with
+/// exposed ports copied in.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessSpec {
     pub name: String,
@@ -29,5 +31,84 @@ impl ProcessSpec {
     /// The declared exit code with this status, if any.
     pub fn exit_code(&self, status: u32) -> Option<&ExitCodeSpec> {
         self.exit_codes.iter().find(|c| c.status == status)
+    }
+}
+
+/// Which side of another plugin's spec an [`Expose`] copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Inputs,
+    Outputs,
+}
+
+/// Ports of another plugin copied into this one (plumpy's `expose_inputs` / `expose_outputs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expose {
+    pub side: Side,
+    /// The other plugin, by name.
+    pub plugin: String,
+    /// The dotted namespace to copy into (`""`: the top level).
+    pub namespace: String,
+    pub rules: Rules,
+    pub options: NamespaceOptions,
+}
+
+/// A spec as declared, before the ports of other plugins are exposed into it.
+#[derive(Debug, Clone)]
+pub struct DeclaredSpec {
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub inputs: Vec<PortDecl>,
+    pub outputs: Vec<PortDecl>,
+    pub exposes: Vec<Expose>,
+    pub exit_codes: Vec<ExitCodeSpec>,
+    pub outline: Outline,
+}
+
+impl DeclaredSpec {
+    /// Build the spec: first the exposed ports, in order, then the plugin's own declarations
+    /// over them (so a plugin refines what it exposed; declaring an exposed port again is an
+    /// error). `exposed` gives the spec of each plugin named by an expose.
+    pub fn build<'a>(
+        &self,
+        exposed: impl Fn(&str) -> Option<&'a ProcessSpec>,
+    ) -> Result<ProcessSpec, InvalidSpec> {
+        let mut inputs = PortNamespace::new("inputs");
+        let mut outputs = PortNamespace::new("outputs");
+        for expose in &self.exposes {
+            let source = exposed(&expose.plugin).ok_or_else(|| {
+                InvalidSpec::Other(format!(
+                    "the exposed plugin '{}' is not loaded",
+                    expose.plugin
+                ))
+            })?;
+            let (target, from) = match expose.side {
+                Side::Inputs => (&mut inputs, &source.inputs),
+                Side::Outputs => (&mut outputs, &source.outputs),
+            };
+            target.expose(
+                &expose.namespace,
+                from,
+                &expose.plugin,
+                &expose.rules,
+                &expose.options,
+            )?;
+        }
+        for decl in &self.inputs {
+            inputs.declare(decl)?;
+        }
+        for decl in &self.outputs {
+            outputs.declare(decl)?;
+        }
+        Ok(ProcessSpec {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            inputs,
+            outputs,
+            exit_codes: self.exit_codes.clone(),
+            outline: self.outline.clone(),
+        })
     }
 }

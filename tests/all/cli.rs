@@ -222,9 +222,17 @@ fn describe_json_has_the_spec() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let description = json_of(&out);
     assert_eq!(description["name"], "greet");
-    let greeting = &description["spec"]["inputs"]["ports"]["options"]["ports"]["greeting"];
-    assert_eq!(greeting["default"], json!({"value": "Hello"}));
-    assert_eq!(greeting["valid_types"], json!(["str"]));
+    assert_eq!(description["version"], "0.1.0");
+    assert_eq!(description["world"], "damson:workflow/plugin@0.1.0");
+    let inputs = &description["spec"]["inputs"];
+    assert_eq!(inputs["_attrs"]["dynamic"], false);
+    assert_eq!(
+        inputs["options"]["greeting"],
+        json!({"name": "greeting", "required": false, "valid_type": ["str"],
+               "help": "The word to greet with", "default": "Hello"})
+    );
+    assert_eq!(inputs["name"]["required"], true);
+    assert_eq!(description["spec"]["outputs"]["message"]["valid_type"], json!(["str"]));
 }
 
 #[test]

@@ -2,4 +2,5 @@
 
 mod cli;
 mod plugins;
+mod ports;
 mod sandbox;

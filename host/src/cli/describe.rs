@@ -11,6 +11,11 @@ use crate::ports::{DefaultValue, PortEntry, PortNamespace};
 use crate::workchain::Instruction;
 
 /// Show a plugin's name, version, ports, exit codes and outline.
+///
+/// With `--json`, one object: `name`, `version`, `digest` (SHA-256 of the component), `world`,
+/// `description` (only when the plugin has one), `spec` with `inputs` and `outputs` (each a
+/// namespace description: see `damson::ports` `describe`), `exit_codes` (`status`, `label`,
+/// `message`) and `outline` (nested `sequence` / `step` / `if` / `while` / `return` objects).
 #[derive(Debug, Args)]
 pub(crate) struct DescribeCommand {
     /// A plugin name (looked up in the plugin directory) or a path to a `.wasm` file.
@@ -30,15 +35,19 @@ impl DescribeCommand {
         let plugin = host.load(&self.plugin).await?;
         let spec = plugin.spec();
         if self.json {
-            let description = json!({
+            let mut description = json!({
                 "name": spec.name,
                 "version": spec.version,
-                "description": spec.description,
                 "digest": plugin.digest(),
-                "spec": { "inputs": spec.inputs, "outputs": spec.outputs },
+                "world": crate::WORLD,
+                "spec": { "inputs": spec.inputs.description(), "outputs": spec.outputs.description() },
                 "exit_codes": spec.exit_codes,
                 "outline": spec.outline,
             });
+            // As plumpy's `get_description`: the description only when there is one.
+            if let Some(text) = &spec.description {
+                description["description"] = json!(text);
+            }
             println!("{}", serde_json::to_string_pretty(&description)?);
             return Ok(ExitCode::from(exit::OK));
         }
@@ -83,6 +92,9 @@ fn print_ports(namespace: &PortNamespace, depth: usize) {
                 }
                 if port.validator {
                     line.push_str(" [validated by plugin]");
+                }
+                if let Some(origin) = &port.origin {
+                    line.push_str(&format!(" [from {}]", origin.plugin));
                 }
                 if let Some(help) = &port.help {
                     line.push_str(&format!(" — {help}"));

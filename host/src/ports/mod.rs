@@ -8,6 +8,8 @@
 //! Paths are dotted: `inputs.options.greeting` is port `greeting` in namespace `options` of the
 //! root namespace `inputs`. Errors carry the full path, as plumpy's breadcrumbs do.
 
+mod absorb;
+mod describe;
 mod types;
 mod validate;
 
@@ -15,8 +17,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use absorb::{NamespaceOptions, Rules};
 pub use types::{ValidTypes, ValueType};
-pub use validate::{GuestCheck, ValidationError};
+pub use validate::{DefaultRequest, GuestCheck, ValidationError};
 
 /// The separator of port paths.
 pub const SEPARATOR: char = '.';
@@ -31,6 +34,16 @@ pub enum DefaultValue {
     Computed,
 }
 
+/// Where a port copied from another plugin's spec came from (by `expose`): its validator and
+/// computed default belong to that plugin, under that path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The port's full path in that plugin's spec, e.g. `inputs.a`.
+    pub path: String,
+}
+
 /// A single-value port.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Port {
@@ -41,6 +54,8 @@ pub struct Port {
     pub help: Option<String>,
     /// Whether the plugin validates this port's value.
     pub validator: bool,
+    /// Set when the port was exposed from another plugin.
+    pub origin: Option<Origin>,
 }
 
 /// A namespace of ports: a JSON object whose keys are declared ports, or any keys if dynamic.
@@ -60,6 +75,8 @@ pub struct PortNamespace {
     pub validator: bool,
     /// Whether defaults inside are filled when no value was given for the namespace.
     pub populate_defaults: bool,
+    /// Set when the namespace was exposed from another plugin.
+    pub origin: Option<Origin>,
 }
 
 /// A port or a namespace.
@@ -96,7 +113,14 @@ pub enum SpecError {
     InvalidDefault { path: String, message: String },
     #[error("port '{path}' has an empty name component")]
     EmptyName { path: String },
+    #[error("port '{path}': the name '{name}' is reserved")]
+    ReservedName { path: String, name: String },
+    #[error("exposing into '{path}': include and exclude rules cannot be given together")]
+    IncludeAndExclude { path: String },
 }
+
+/// The key under which a namespace's own attributes appear in its description.
+pub const ATTRS_KEY: &str = "_attrs";
 
 impl PortNamespace {
     /// An empty, non-dynamic, required namespace.
@@ -110,6 +134,7 @@ impl PortNamespace {
             help: None,
             validator: false,
             populate_defaults: true,
+            origin: None,
         }
     }
 
@@ -126,6 +151,9 @@ impl PortNamespace {
     }
 
     /// Add a port or configure a namespace, creating the namespaces along its path (S24).
+    ///
+    /// Declaring a namespace that exists already updates it; as in plumpy, a namespace that was
+    /// made dynamic (by `dynamic` or a valid type) stays dynamic.
     pub fn declare(&mut self, decl: &PortDecl) -> Result<(), SpecError> {
         let full = join(&self.name, &decl.path);
         let mut components: Vec<&str> = if decl.path.is_empty() {
@@ -136,40 +164,29 @@ impl PortNamespace {
         if components.iter().any(|c| c.is_empty()) {
             return Err(SpecError::EmptyName { path: full });
         }
+        if let Some(reserved) = components.iter().find(|c| **c == ATTRS_KEY) {
+            return Err(SpecError::ReservedName {
+                path: full,
+                name: reserved.to_string(),
+            });
+        }
         let last = if decl.namespace {
             None
         } else {
             components.pop()
         };
-
-        let mut namespace = self;
-        let mut walked = namespace.name.clone();
-        for component in components {
-            walked = join(&walked, component);
-            let entry = namespace
-                .ports
-                .entry(component.to_string())
-                .or_insert_with(|| PortEntry::Namespace(PortNamespace::new(component)));
-            namespace = match entry {
-                PortEntry::Namespace(ns) => ns,
-                PortEntry::Port(_) => {
-                    return Err(SpecError::NotANamespace {
-                        path: full,
-                        port: walked,
-                    });
-                }
-            };
-        }
+        let namespace = self.namespace_at(&components, &full)?;
 
         match last {
             None => {
                 namespace.valid_types = decl.valid_types.clone();
-                // As in plumpy, a valid type implies dynamic.
-                namespace.dynamic = decl.dynamic || !decl.valid_types.0.is_empty();
+                // A valid type implies dynamic, and dynamic is never taken back.
+                namespace.dynamic |= decl.dynamic || !decl.valid_types.0.is_empty();
                 namespace.required = decl.required;
                 namespace.help = decl.help.clone();
                 namespace.validator = decl.validator;
                 namespace.populate_defaults = decl.populate_defaults;
+                namespace.origin = None;
                 Ok(())
             }
             Some(name) => {
@@ -191,6 +208,7 @@ impl PortNamespace {
                     default: decl.default.clone(),
                     help: decl.help.clone(),
                     validator: decl.validator,
+                    origin: None,
                 };
                 namespace
                     .ports
@@ -198,6 +216,33 @@ impl PortNamespace {
                 Ok(())
             }
         }
+    }
+
+    /// The namespace at `components` below this one, created (plain) where missing.
+    fn namespace_at(
+        &mut self,
+        components: &[&str],
+        full: &str,
+    ) -> Result<&mut PortNamespace, SpecError> {
+        let mut namespace = self;
+        let mut walked = namespace.name.clone();
+        for component in components {
+            walked = join(&walked, component);
+            let entry = namespace
+                .ports
+                .entry(component.to_string())
+                .or_insert_with(|| PortEntry::Namespace(PortNamespace::new(*component)));
+            namespace = match entry {
+                PortEntry::Namespace(ns) => ns,
+                PortEntry::Port(_) => {
+                    return Err(SpecError::NotANamespace {
+                        path: full.to_string(),
+                        port: walked,
+                    });
+                }
+            };
+        }
+        Ok(namespace)
     }
 
     /// The port or namespace at a dotted path below this namespace.
@@ -220,6 +265,14 @@ impl PortEntry {
         match self {
             PortEntry::Port(p) => &p.name,
             PortEntry::Namespace(ns) => &ns.name,
+        }
+    }
+
+    /// Where the entry was exposed from, if it was.
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            PortEntry::Port(p) => p.origin.as_ref(),
+            PortEntry::Namespace(ns) => ns.origin.as_ref(),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{DefaultValue, Port, PortEntry, PortNamespace, ValidTypes, ValueType, join};
+use super::{DefaultValue, Origin, Port, PortEntry, PortNamespace, ValidTypes, ValueType, join};
 
 /// A value that failed validation, with the full dotted path of its port.
 ///
@@ -17,22 +17,36 @@ pub struct ValidationError {
     pub message: String,
 }
 
-/// A value the plugin must check, because its port or namespace declared a validator.
+/// A value a plugin must check, because its port or namespace declared a validator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuestCheck {
     /// The full dotted path of the port or namespace.
     pub path: String,
     pub value: Value,
+    /// For a port exposed from another plugin: that plugin, which owns the validator.
+    pub origin: Option<Origin>,
+}
+
+/// A computed default a plugin must provide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultRequest {
+    /// The full dotted path of the port.
+    pub path: String,
+    /// For a port exposed from another plugin: that plugin, which owns the default.
+    pub origin: Option<Origin>,
 }
 
 impl PortNamespace {
     /// The full paths of the computed defaults that [`pre_process`](Self::pre_process) will use
     /// for `values`: ask the plugin for these, and only these (plumpy evaluates a callable default
     /// only when no value was given).
-    pub fn computed_defaults_needed(&self, values: &Value) -> Vec<String> {
+    pub fn computed_defaults_needed(&self, values: &Value) -> Vec<DefaultRequest> {
         let mut needed = Vec::new();
-        self.fill(values.as_object(), &self.name, &mut |path| {
-            needed.push(path.to_string());
+        self.fill(values.as_object(), &self.name, &mut |path, port| {
+            needed.push(DefaultRequest {
+                path: path.to_string(),
+                origin: port.origin.clone(),
+            });
             None
         });
         needed
@@ -41,23 +55,39 @@ impl PortNamespace {
     /// Fill in defaults, as plumpy's `pre_process` does: a port's default when no value was given,
     /// and the defaults inside a namespace that was not given when it populates defaults.
     ///
+    /// One deliberate difference: an *optional* namespace that was not given is left out when its
+    /// defaults alone would not make a valid value (a required port inside has no default).
+    /// plumpy fills it and then fails validation on a namespace the user never asked for; here a
+    /// value that was valid stays valid once its defaults are filled.
+    ///
     /// `computed` holds the values of computed defaults by full path. Values that are not objects
     /// where a namespace is expected are left alone for [`validate`](Self::validate) to report.
     pub fn pre_process(&self, values: &Value, computed: &HashMap<String, Value>) -> Value {
         if !values.is_object() && !values.is_null() {
             return values.clone();
         }
-        let filled = self.fill(values.as_object(), &self.name, &mut |path| {
+        let filled = self.fill(values.as_object(), &self.name, &mut |path, _| {
             computed.get(path).cloned()
         });
+        let given_nothing = values.as_object().is_none_or(|m| m.is_empty());
+        if given_nothing && !self.required && !self.fits(&filled) {
+            return values.clone();
+        }
         Value::Object(filled)
+    }
+
+    /// Whether `values` passes this namespace's own checks (not the plugin's).
+    fn fits(&self, values: &Map<String, Value>) -> bool {
+        let value = Value::Object(values.clone());
+        self.validate_at(Some(&value), &self.name, &mut Vec::new())
+            .is_ok()
     }
 
     fn fill(
         &self,
         given: Option<&Map<String, Value>>,
         path: &str,
-        computed: &mut dyn FnMut(&str) -> Option<Value>,
+        computed: &mut dyn FnMut(&str, &Port) -> Option<Value>,
     ) -> Map<String, Value> {
         let mut out = given.cloned().unwrap_or_default();
         for (name, entry) in &self.ports {
@@ -72,7 +102,7 @@ impl PortNamespace {
                             out.insert(name.clone(), v.clone());
                         }
                         Some(DefaultValue::Computed) => {
-                            if let Some(v) = computed(&port_path) {
+                            if let Some(v) = computed(&port_path, port) {
                                 out.insert(name.clone(), v);
                             }
                         }
@@ -87,7 +117,7 @@ impl PortNamespace {
                     Some(_) => {}
                     None if ns.populate_defaults => {
                         let inner = ns.fill(None, &port_path, computed);
-                        if !inner.is_empty() {
+                        if !inner.is_empty() && (ns.required || ns.fits(&inner)) {
                             out.insert(name.clone(), Value::Object(inner));
                         }
                     }
@@ -161,6 +191,7 @@ impl PortNamespace {
             checks.push(GuestCheck {
                 path: path.to_string(),
                 value: Value::Object(map.clone()),
+                origin: self.origin.clone(),
             });
         }
         Ok(())
@@ -286,6 +317,7 @@ fn validate_port(
         checks.push(GuestCheck {
             path: path.to_string(),
             value: value.clone(),
+            origin: port.origin.clone(),
         });
     }
     Ok(())
@@ -400,9 +432,13 @@ mod tests {
         decl.default = Some(DefaultValue::Computed);
         decl.required = false;
         let ns = inputs(&[decl]);
+        let needed = ns.computed_defaults_needed(&json!({}));
         assert_eq!(
-            ns.computed_defaults_needed(&json!({})),
-            vec!["inputs.later".to_string()]
+            needed,
+            [DefaultRequest {
+                path: "inputs.later".into(),
+                origin: None
+            }]
         );
         assert!(ns.computed_defaults_needed(&json!({"later": 3})).is_empty());
         let computed = HashMap::from([("inputs.later".to_string(), json!(1))]);

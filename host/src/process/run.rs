@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{ProcessRecord, ProcessState};
 use crate::error::{Error, Result};
-use crate::ports::ValidationError;
+use crate::ports::{DefaultRequest, GuestCheck, Origin, ValidationError};
 use crate::spec::ProcessSpec;
 use crate::wasm::{Failure, Instance, Plugin, Runtime};
 use crate::workchain::Call;
@@ -40,11 +40,17 @@ pub(crate) async fn execute(
         doing: doing.to_string(),
         message: f.to_string(),
     };
-    let mut instance = runtime
+    let own = runtime
         .instantiate(plugin)
         .await
         .map_err(|f| guest_error("starting", f))?;
-    let inputs = prepare_inputs(&spec, &mut instance, inputs).await?;
+    let mut guests = Guests {
+        runtime,
+        plugin,
+        own,
+        others: HashMap::new(),
+    };
+    let inputs = prepare_inputs(&spec, &mut guests, inputs).await?;
 
     let pid = uuid::Uuid::new_v4().to_string();
     let mut record = ProcessRecord {
@@ -64,16 +70,16 @@ pub(crate) async fn execute(
     };
     tracing::debug!(%pid, plugin = %spec.name, "process created");
     {
-        let data = instance.data();
+        let data = guests.own.data();
         data.pid = pid.clone();
         data.spec = Some(spec.clone());
         data.inputs = inputs;
     }
 
     record.state = ProcessState::Running;
-    let end = walk(&spec, &mut instance, &mut record).await;
+    let end = walk(&spec, &mut guests, &mut record).await;
 
-    let data = instance.data();
+    let data = guests.own.data();
     record.outputs = Value::Object(std::mem::take(&mut data.outputs));
     record.context = std::mem::take(&mut data.context);
     record.status = data.status.take();
@@ -116,10 +122,54 @@ fn missing_message(missing: &[String]) -> Option<String> {
     })
 }
 
+/// The process's own plugin instance, and instances of the plugins whose exposed ports have
+/// validators or computed defaults, made when first needed.
+struct Guests<'a> {
+    runtime: &'a Runtime,
+    plugin: &'a Plugin,
+    own: Instance,
+    others: HashMap<String, Instance>,
+}
+
+impl Guests<'_> {
+    /// The instance that owns a port of this origin, and the port's path there.
+    async fn owner<'p>(
+        &mut self,
+        path: &'p str,
+        origin: Option<&'p Origin>,
+    ) -> Result<(&mut Instance, &'p str), Failure> {
+        let Some(origin) = origin else {
+            return Ok((&mut self.own, path));
+        };
+        if !self.others.contains_key(&origin.plugin) {
+            let plugin = self.plugin.exposed(&origin.plugin).ok_or_else(|| {
+                Failure::Error(format!(
+                    "the exposed plugin '{}' is not loaded",
+                    origin.plugin
+                ))
+            })?;
+            let instance = self.runtime.instantiate(plugin).await?;
+            self.others.insert(origin.plugin.clone(), instance);
+        }
+        let instance = self.others.get_mut(&origin.plugin).expect("inserted above");
+        Ok((instance, origin.path.as_str()))
+    }
+
+    async fn validate(&mut self, check: &GuestCheck) -> Result<Option<String>, Failure> {
+        let (instance, path) = self.owner(&check.path, check.origin.as_ref()).await?;
+        instance.validate(path, &check.value).await
+    }
+
+    async fn compute_default(&mut self, request: &DefaultRequest) -> Result<Value, Failure> {
+        let (instance, path) = self.owner(&request.path, request.origin.as_ref()).await?;
+        instance.compute_default(path).await
+    }
+}
+
 /// Fill defaults (asking the plugin for computed ones) and validate, plugin validators included.
 async fn prepare_inputs(
     spec: &ProcessSpec,
-    instance: &mut Instance,
+    guests: &mut Guests<'_>,
     given: Value,
 ) -> Result<Value> {
     let invalid = |source: ValidationError| Error::InvalidInputs {
@@ -132,18 +182,18 @@ async fn prepare_inputs(
         message: f.to_string(),
     };
     let mut computed = HashMap::new();
-    for path in spec.inputs.computed_defaults_needed(&given) {
-        let value = instance
-            .compute_default(&path)
+    for request in spec.inputs.computed_defaults_needed(&given) {
+        let value = guests
+            .compute_default(&request)
             .await
-            .map_err(|f| guest_error(format!("computing the default of '{path}'"), f))?;
-        computed.insert(path, value);
+            .map_err(|f| guest_error(format!("computing the default of '{}'", request.path), f))?;
+        computed.insert(request.path, value);
     }
     let inputs = spec.inputs.pre_process(&given, &computed);
     let checks = spec.inputs.validate(Some(&inputs)).map_err(invalid)?;
     for check in checks {
-        let verdict = instance
-            .validate(&check.path, &check.value)
+        let verdict = guests
+            .validate(&check)
             .await
             .map_err(|f| guest_error(format!("validating '{}'", check.path), f))?;
         if let Some(message) = verdict {
@@ -157,18 +207,18 @@ async fn prepare_inputs(
 }
 
 /// Walk the outline from the start until the process finishes, waits, fails or is killed.
-async fn walk(spec: &Arc<ProcessSpec>, instance: &mut Instance, record: &mut ProcessRecord) -> End {
+async fn walk(spec: &Arc<ProcessSpec>, guests: &mut Guests<'_>, record: &mut ProcessRecord) -> End {
     let outline = &spec.outline;
     let mut cursor = outline.start();
     loop {
         match outline.next(&mut cursor) {
             Call::Step(name) => {
                 record.position = outline.position(&cursor);
-                let result = match instance.run_step(name).await {
+                let result = match guests.own.run_step(name).await {
                     Ok(result) => result,
                     Err(failure) => return End::Excepted(format!("step '{name}' {failure}")),
                 };
-                if let Some(error) = check_outputs(instance).await {
+                if let Some(error) = check_outputs(guests).await {
                     return End::Excepted(format!(
                         "step '{name}' emitted an invalid output: {error}"
                     ));
@@ -197,7 +247,7 @@ async fn walk(spec: &Arc<ProcessSpec>, instance: &mut Instance, record: &mut Pro
                     next::Kill(message) => return End::Killed(message),
                 }
             }
-            Call::Condition(name) => match instance.check_condition(name).await {
+            Call::Condition(name) => match guests.own.check_condition(name).await {
                 Ok(value) => outline.condition(&mut cursor, value),
                 Err(failure) => return End::Excepted(format!("condition '{name}' {failure}")),
             },
@@ -219,15 +269,15 @@ async fn walk(spec: &Arc<ProcessSpec>, instance: &mut Instance, record: &mut Pro
 
 /// The first problem with the outputs the last step emitted: an invalid one, or one that the
 /// plugin's validator rejects.
-async fn check_outputs(instance: &mut Instance) -> Option<String> {
-    let data = instance.data();
+async fn check_outputs(guests: &mut Guests<'_>) -> Option<String> {
+    let data = guests.own.data();
     if let Some(error) = data.output_error.take() {
         data.output_checks.clear();
         return Some(error.to_string());
     }
     let checks = std::mem::take(&mut data.output_checks);
     for check in checks {
-        match instance.validate(&check.path, &check.value).await {
+        match guests.validate(&check).await {
             Ok(None) => {}
             Ok(Some(message)) => {
                 return Some(

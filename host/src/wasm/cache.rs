@@ -61,11 +61,14 @@ fn artifact_path(engine: &Engine, dir: &Path, digest: &str) -> PathBuf {
 
 /// Write to a temporary file beside `file`, then rename: readers never see half a file.
 fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
+    // Unique per process and write, so concurrent loads of one plugin never share a file.
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file.file_name().unwrap().to_string_lossy(),
-        std::process::id()
+        ".{}.{}.{}.tmp",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, file).inspect_err(|_| {

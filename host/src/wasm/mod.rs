@@ -9,6 +9,7 @@ mod limits;
 mod spec;
 mod state;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,7 @@ pub(crate) use state::StoreState;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::process::ProcessData;
-use crate::spec::ProcessSpec;
+use crate::spec::{DeclaredSpec, ProcessSpec};
 use bindings::damson::workflow::types as wit;
 
 /// The plugin world this host implements.
@@ -40,6 +41,16 @@ pub(crate) struct Runtime {
     _ticker: EpochTicker,
 }
 
+/// A component that was read, checked, compiled and asked for its spec: a [`Plugin`] once the
+/// plugins it exposes are loaded too.
+pub(crate) struct Loaded {
+    path: PathBuf,
+    digest: String,
+    from_cache: bool,
+    pre: bindings::PluginPre<StoreState>,
+    pub(crate) declared: DeclaredSpec,
+}
+
 /// A loaded, checked and compiled plugin, ready to instantiate.
 pub struct Plugin {
     path: PathBuf,
@@ -47,6 +58,8 @@ pub struct Plugin {
     spec: Arc<ProcessSpec>,
     from_cache: bool,
     pre: bindings::PluginPre<StoreState>,
+    /// The plugins whose ports this one exposes, by name.
+    exposed: HashMap<String, Arc<Plugin>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -60,7 +73,33 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    /// Its declared spec.
+    /// The plugin of a loaded component, with the plugins it exposes (by name); builds its spec.
+    pub(crate) fn new(loaded: Loaded, exposed: HashMap<String, Arc<Plugin>>) -> Result<Self> {
+        let spec = loaded
+            .declared
+            .build(|name| exposed.get(name).map(|p| &**p.spec()))
+            .map_err(|source| Error::InvalidSpec {
+                plugin: loaded.declared.name.clone(),
+                source,
+            })?;
+        Ok(Self {
+            path: loaded.path,
+            digest: loaded.digest,
+            spec: Arc::new(spec),
+            from_cache: loaded.from_cache,
+            pre: loaded.pre,
+            exposed,
+        })
+    }
+
+    /// A plugin whose ports this one exposes, directly or through another exposed plugin.
+    pub fn exposed(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.exposed
+            .get(name)
+            .or_else(|| self.exposed.values().find_map(|p| p.exposed(name)))
+    }
+
+    /// Its spec, with exposed ports copied in.
     pub fn spec(&self) -> &Arc<ProcessSpec> {
         &self.spec
     }
@@ -140,9 +179,9 @@ impl Runtime {
         })
     }
 
-    /// Load the plugin at `path`: check that it is a component of this world, compile it (or
-    /// reuse its cached artifact) and read its spec.
-    pub(crate) async fn load(&self, path: &Path) -> Result<Plugin> {
+    /// Load the component at `path`: check that it is a component of this world, compile it (or
+    /// reuse its cached artifact) and read its declared spec.
+    pub(crate) async fn load(&self, path: &Path) -> Result<Loaded> {
         let bytes = std::fs::read(path).map_err(|source| Error::ReadPlugin {
             path: path.to_path_buf(),
             source,
@@ -191,17 +230,17 @@ impl Runtime {
             message: f.to_string(),
         })?;
         let name = declared.name.clone();
-        let spec = spec::from_wit(declared).map_err(|source| Error::InvalidSpec {
+        let declared = spec::from_wit(declared).map_err(|source| Error::InvalidSpec {
             plugin: name,
             source,
         })?;
-        tracing::debug!(plugin = %spec.name, digest, from_cache, "loaded plugin");
-        Ok(Plugin {
+        tracing::debug!(plugin = %declared.name, digest, from_cache, "loaded component");
+        Ok(Loaded {
             path: path.to_path_buf(),
             digest,
-            spec: Arc::new(spec),
             from_cache,
             pre,
+            declared,
         })
     }
 

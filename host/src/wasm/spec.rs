@@ -1,16 +1,15 @@
-//! WIT declarations → the host's [`ProcessSpec`].
+//! WIT declarations → the host's [`DeclaredSpec`].
 
 use crate::error::InvalidSpec;
-use crate::ports::{DefaultValue, PortDecl, PortNamespace, ValidTypes, ValueType};
-use crate::spec::{ExitCodeSpec, ProcessSpec};
+use crate::ports::{DefaultValue, NamespaceOptions, PortDecl, Rules, ValidTypes, ValueType};
+use crate::spec::{DeclaredSpec, ExitCodeSpec, Expose, Side};
 use crate::workchain::{Node, Outline};
 
 use super::bindings::damson::workflow::types as wit;
 
-/// Build and check the spec a plugin declared.
-pub(super) fn from_wit(spec: wit::Spec) -> Result<ProcessSpec, InvalidSpec> {
-    let inputs = ports("inputs", spec.inputs)?;
-    let outputs = ports("outputs", spec.outputs)?;
+/// Check what a plugin declared and turn it into the host's types. Ports are checked when the
+/// spec is built ([`DeclaredSpec::build`]), once exposed plugins are known.
+pub(super) fn from_wit(spec: wit::Spec) -> Result<DeclaredSpec, InvalidSpec> {
     let mut seen = std::collections::HashSet::new();
     for code in &spec.exit_codes {
         if !seen.insert(code.status) {
@@ -22,12 +21,13 @@ pub(super) fn from_wit(spec: wit::Spec) -> Result<ProcessSpec, InvalidSpec> {
     }
     let nodes: Vec<Node> = spec.outline.nodes.into_iter().map(node).collect();
     let outline = Outline::from_nodes(&nodes, spec.outline.root)?;
-    Ok(ProcessSpec {
+    Ok(DeclaredSpec {
         name: spec.name,
         version: spec.version,
         description: spec.description,
-        inputs,
-        outputs,
+        inputs: ports("inputs", spec.inputs)?,
+        outputs: ports("outputs", spec.outputs)?,
+        exposes: spec.exposes.into_iter().map(expose).collect(),
         exit_codes: spec
             .exit_codes
             .into_iter()
@@ -41,32 +41,60 @@ pub(super) fn from_wit(spec: wit::Spec) -> Result<ProcessSpec, InvalidSpec> {
     })
 }
 
-fn ports(root: &str, declared: Vec<wit::Port>) -> Result<PortNamespace, InvalidSpec> {
-    let mut decls = Vec::with_capacity(declared.len());
-    for port in declared {
-        let default = match port.default {
-            None => None,
-            Some(wit::DefaultValue::Computed) => Some(DefaultValue::Computed),
-            Some(wit::DefaultValue::Value(json)) => Some(DefaultValue::Value(
-                serde_json::from_str(&json).map_err(|e| InvalidSpec::Default {
-                    path: format!("{root}.{}", port.path),
-                    message: format!("not valid JSON: {e}"),
-                })?,
-            )),
-        };
-        decls.push(PortDecl {
-            path: port.path,
-            namespace: port.namespace,
-            valid_types: ValidTypes(port.valid_types.into_iter().map(value_type).collect()),
-            required: port.required,
-            default,
-            help: port.help,
-            validator: port.validator,
-            dynamic: port.dynamic,
-            populate_defaults: port.populate_defaults,
-        });
+fn ports(root: &str, declared: Vec<wit::Port>) -> Result<Vec<PortDecl>, InvalidSpec> {
+    declared
+        .into_iter()
+        .map(|port| {
+            let default = match port.default {
+                None => None,
+                Some(wit::DefaultValue::Computed) => Some(DefaultValue::Computed),
+                Some(wit::DefaultValue::Value(json)) => Some(DefaultValue::Value(
+                    serde_json::from_str(&json).map_err(|e| InvalidSpec::Default {
+                        path: format!("{root}.{}", port.path),
+                        message: format!("not valid JSON: {e}"),
+                    })?,
+                )),
+            };
+            Ok(PortDecl {
+                path: port.path,
+                namespace: port.namespace,
+                valid_types: valid_types(port.valid_types),
+                required: port.required,
+                default,
+                help: port.help,
+                validator: port.validator,
+                dynamic: port.dynamic,
+                populate_defaults: port.populate_defaults,
+            })
+        })
+        .collect()
+}
+
+fn expose(expose: wit::Expose) -> Expose {
+    let options = expose.namespace_options;
+    Expose {
+        side: match expose.side {
+            wit::PortSide::Inputs => Side::Inputs,
+            wit::PortSide::Outputs => Side::Outputs,
+        },
+        plugin: expose.plugin,
+        namespace: expose.namespace,
+        rules: Rules {
+            include: expose.include,
+            exclude: expose.exclude,
+        },
+        options: NamespaceOptions {
+            required: options.required,
+            dynamic: options.dynamic,
+            valid_types: options.valid_types.map(valid_types),
+            help: options.help,
+            populate_defaults: options.populate_defaults,
+        },
     }
-    Ok(PortNamespace::from_decls(root, &decls)?)
+}
+
+fn valid_types(types: Vec<wit::ValueType>) -> ValidTypes {
+    ValidTypes(types.into_iter().map(value_type).collect())
 }
 
 fn value_type(t: wit::ValueType) -> ValueType {
