@@ -101,7 +101,7 @@ impl Host {
             let loaded = self.runtime.load(&path).await?;
             let name = loaded.declared.name.clone();
             if chain.contains(&name) {
-                let cycle = [chain.as_slice(), &[name.clone()]].concat().join(" → ");
+                let cycle = [chain.as_slice(), std::slice::from_ref(&name)].concat().join(" → ");
                 return Err(Error::InvalidSpec {
                     plugin: name,
                     source: InvalidSpec::Other(format!("exposed plugins form a cycle: {cycle}")),

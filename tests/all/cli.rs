@@ -232,7 +232,10 @@ fn describe_json_has_the_spec() {
                "help": "The word to greet with", "default": "Hello"})
     );
     assert_eq!(inputs["name"]["required"], true);
-    assert_eq!(description["spec"]["outputs"]["message"]["valid_type"], json!(["str"]));
+    assert_eq!(
+        description["spec"]["outputs"]["message"]["valid_type"],
+        json!(["str"])
+    );
 }
 
 #[test]

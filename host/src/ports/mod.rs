@@ -287,6 +287,11 @@ pub(crate) fn join(a: &str, b: &str) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod scenarios;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;

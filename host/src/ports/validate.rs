@@ -111,8 +111,11 @@ impl PortNamespace {
                 }
                 PortEntry::Namespace(ns) => match out.get(name) {
                     Some(Value::Object(inner)) => {
-                        let inner = ns.fill(Some(inner), &port_path, computed);
-                        out.insert(name.clone(), Value::Object(inner));
+                        let filled = ns.fill(Some(inner), &port_path, computed);
+                        // An optional namespace given empty is like one not given (see above).
+                        if !inner.is_empty() || ns.required || ns.fits(&filled) {
+                            out.insert(name.clone(), Value::Object(filled));
+                        }
                     }
                     Some(_) => {}
                     None if ns.populate_defaults => {
