@@ -104,20 +104,33 @@ impl Ctx {
     }
 
     /// Await `child` after this step and store its record under `key` (plumpy's `ToContext`).
+    ///
+    /// The record is an object with `pid`, `plugin`, `state`, `successful`, `exit_status`,
+    /// `exit_message`, `outputs` and `error`. A child that does not finish successfully makes
+    /// this process end EXCEPTED; use [`inspect_in_context`](Self::inspect_in_context) to handle
+    /// failures in a later step instead.
     pub fn to_context(&mut self, key: &str, child: &ChildId) {
-        self.awaits.push(AwaitChild {
-            pid: child.0.clone(),
-            key: key.to_string(),
-            append: false,
-        });
+        self.await_child(key, child, false, false);
     }
 
     /// Await `child` after this step and append its record to the list under `key`.
     pub fn append_to_context(&mut self, key: &str, child: &ChildId) {
+        self.await_child(key, child, true, false);
+    }
+
+    /// Await `child` and store its record under `key` whether or not it succeeded: a later step
+    /// inspects it.
+    pub fn inspect_in_context(&mut self, key: &str, child: &ChildId) {
+        self.await_child(key, child, false, true);
+    }
+
+    fn await_child(&mut self, key: &str, child: &ChildId, append: bool, inspect: bool) {
+        let (pid, key) = (child.0.clone(), key.to_string());
         self.awaits.push(AwaitChild {
-            pid: child.0.clone(),
-            key: key.to_string(),
-            append: true,
+            pid,
+            key,
+            append,
+            inspect,
         });
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 /// - compiled-artifact cache: none ([`cache_dir`](Self::cache_dir); the CLI uses
 ///   `$DAMSON_HOME/cache`)
 /// - sandbox: no WASI capability at all ([`Sandbox`])
+/// - processes running a guest call at once: 64
+///   ([`max_concurrent_steps`](Self::max_concurrent_steps))
 ///
 /// ```
 /// use std::time::Duration;
@@ -27,6 +29,7 @@ pub struct HostConfig {
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) plugin_dirs: Vec<PathBuf>,
     pub(crate) sandbox: Sandbox,
+    pub(crate) max_concurrent_steps: usize,
 }
 
 impl Default for HostConfig {
@@ -46,7 +49,24 @@ impl HostConfig {
             cache_dir: None,
             plugin_dirs: Vec::new(),
             sandbox: Sandbox::default(),
+            max_concurrent_steps: 64,
         }
+    }
+
+    /// How many processes may run a guest call (a step, a condition, a validator) at the same
+    /// time; the others wait for a turn. Processes that wait (for a resume or for children)
+    /// take no turn. Guest calls yield at every epoch tick, so a limit above the number of
+    /// cores keeps short steps flowing past long ones.
+    ///
+    /// By default 64.
+    ///
+    /// # Panics
+    /// If `limit` is 0.
+    #[track_caller]
+    pub fn max_concurrent_steps(&mut self, limit: usize) -> &mut Self {
+        assert!(limit > 0, "max_concurrent_steps cannot be 0");
+        self.max_concurrent_steps = limit;
+        self
     }
 
     /// The most linear memory, in bytes, one plugin instance may use (all its memories together).

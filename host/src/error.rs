@@ -81,6 +81,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("process {pid} has terminated: a process runs once")]
+    Closed { pid: String },
+
     #[error("cannot set up the WebAssembly engine: {message}")]
     Engine { message: String },
 }

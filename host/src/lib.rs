@@ -30,5 +30,5 @@ pub mod workchain;
 pub use config::{HostConfig, Sandbox};
 pub use error::{Error, InvalidSpec, Result};
 pub use host::Host;
-pub use process::{ProcessRecord, ProcessState};
+pub use process::{Event, ProcessHandle, ProcessListener, ProcessRecord, ProcessState};
 pub use wasm::{Failure, LimitExceeded, Plugin, WORLD};

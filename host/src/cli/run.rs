@@ -60,9 +60,13 @@ impl RunCommand {
             Err(e) => return Err(e).context(format!("cannot run plugin '{}'", self.plugin)),
         };
         if self.json {
-            println!("{}", record_json(&record));
+            println!("{}", tree_json(&host, &record));
         } else {
             print_record(&record);
+            if !record.children.is_empty() {
+                println!("processes:");
+                print_processes(&host, &record, 1);
+            }
         }
         Ok(ExitCode::from(if record.successful() == Some(true) {
             exit::OK
@@ -72,18 +76,40 @@ impl RunCommand {
     }
 }
 
-/// The `--json` object of a process record.
-pub(crate) fn record_json(record: &ProcessRecord) -> Value {
-    json!({
-        "pid": record.pid,
-        "plugin": record.plugin,
-        "state": record.state,
-        "successful": record.successful(),
-        "exit_status": record.exit_status,
-        "exit_message": record.exit_message,
-        "outputs": record.outputs,
-        "error": record.error,
-    })
+/// The `--json` object of a process record, with its children's, recursively, under
+/// `children` (omitted when there are none).
+pub(crate) fn tree_json(host: &Host, record: &ProcessRecord) -> Value {
+    let mut json = record.summary();
+    if !record.children.is_empty() {
+        let children: Vec<Value> = record
+            .children
+            .iter()
+            .filter_map(|pid| host.process(pid))
+            .map(|child| tree_json(host, &child.record()))
+            .collect();
+        json["children"] = Value::Array(children);
+    }
+    json
+}
+
+/// One line per process below `record`, indented by depth.
+fn print_processes(host: &Host, record: &ProcessRecord, depth: usize) {
+    let line = |r: &ProcessRecord| {
+        let how = match r.successful() {
+            Some(true) => " ok".to_string(),
+            Some(false) => r
+                .error
+                .as_deref()
+                .or(r.exit_message.as_deref())
+                .map_or_else(|| " failed".to_string(), |m| format!(" — {m}")),
+            None => String::new(),
+        };
+        format!("{} {} {}{how}", r.plugin, r.pid, r.state)
+    };
+    println!("{}{}", "  ".repeat(depth), line(record));
+    for child in record.children.iter().filter_map(|pid| host.process(pid)) {
+        print_processes(host, &child.record(), depth + 1);
+    }
 }
 
 /// The `--json` object when the inputs are invalid: no process was created.
@@ -127,20 +153,20 @@ fn print_record(record: &ProcessRecord) {
     match &record.outputs {
         Value::Object(map) if !map.is_empty() => {
             println!("outputs:");
-            print_tree(&record.outputs, 1);
+            print_values(&record.outputs, 1);
         }
         _ => println!("outputs: (none)"),
     }
 }
 
-fn print_tree(value: &Value, depth: usize) {
+fn print_values(value: &Value, depth: usize) {
     let indent = "  ".repeat(depth);
     if let Value::Object(map) = value {
         for (key, value) in map {
             match value {
                 Value::Object(inner) if !inner.is_empty() => {
                     println!("{indent}{key}:");
-                    print_tree(value, depth + 1);
+                    print_values(value, depth + 1);
                 }
                 _ => println!("{indent}{key}: {value}"),
             }

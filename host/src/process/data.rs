@@ -8,7 +8,8 @@ use crate::ports::{GuestCheck, SEPARATOR, ValidationError};
 use crate::spec::ProcessSpec;
 
 /// Inputs, context, outputs and status of a process: what the host imports act on while a step
-/// runs. Outputs are validated as they are emitted.
+/// runs. Outputs are validated as they are emitted; launches are recorded and carried out when
+/// the step returns.
 #[derive(Debug, Default, Clone)]
 pub struct ProcessData {
     pub pid: String,
@@ -21,6 +22,19 @@ pub struct ProcessData {
     pub output_error: Option<ValidationError>,
     /// Outputs of the current step that the plugin's validators must still check.
     pub output_checks: Vec<GuestCheck>,
+    /// Outputs emitted by the current step, in order, for the `output_emitted` events.
+    pub emitted: Vec<(String, Value)>,
+    /// Children the current step launched, to create when it returns.
+    pub launches: Vec<Launch>,
+}
+
+/// A child process a step asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// The pid the child will have (returned to the step at once).
+    pub pid: String,
+    pub plugin: String,
+    pub inputs: Value,
 }
 
 impl ProcessData {
@@ -43,6 +57,7 @@ impl ProcessData {
                 return Err(e);
             }
         }
+        self.emitted.push((path.to_string(), value.clone()));
         let mut components: Vec<&str> = path.split(SEPARATOR).collect();
         let last = components.pop().expect("split yields at least one part");
         let mut map = &mut self.outputs;
@@ -57,5 +72,27 @@ impl ProcessData {
         }
         map.insert(last.to_string(), value);
         Ok(())
+    }
+
+    /// Record a child to launch after the step; returns its pid.
+    pub fn launch(&mut self, plugin: String, inputs: Value) -> Result<String, String> {
+        if self.spec.is_none() {
+            return Err("children can only be launched by a running step".into());
+        }
+        if plugin.is_empty() {
+            return Err("launch needs a plugin name".into());
+        }
+        if !inputs.is_object() {
+            return Err(format!(
+                "the inputs of a '{plugin}' child must be a JSON object"
+            ));
+        }
+        let pid = uuid::Uuid::new_v4().to_string();
+        self.launches.push(Launch {
+            pid: pid.clone(),
+            plugin,
+            inputs,
+        });
+        Ok(pid)
     }
 }

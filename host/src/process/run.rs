@@ -1,137 +1,39 @@
-//! Running a process: prepare its inputs, walk its outline one call at a time, and end it.
+//! A process's task: prepare its inputs, walk its outline one call at a time, honour pause,
+//! play, kill and resume between calls, launch and await children, and end it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{ProcessRecord, ProcessState};
+use super::{Event, ProcessHandle, ProcessState};
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::ports::{DefaultRequest, GuestCheck, Origin, ValidationError};
 use crate::spec::ProcessSpec;
-use crate::wasm::{Failure, Instance, Plugin, Runtime};
-use crate::workchain::Call;
+use crate::wasm::{Failure, Instance, Plugin, wit_next as next};
+use crate::workchain::{Call, Cursor};
 
-/// How a run of the outline stopped.
+/// How a process ended.
 enum End {
     Finished {
         status: u32,
         message: Option<String>,
     },
-    Waiting {
-        message: Option<String>,
-    },
     Excepted(String),
-    Killed(String),
-}
-
-/// Run a new process of `plugin` with `inputs` until it terminates or waits.
-///
-/// Invalid inputs are an [`Error`] and no process is created, as in plumpy. Anything that goes
-/// wrong afterwards ends the process EXCEPTED, with the reason in the record.
-pub(crate) async fn execute(
-    runtime: &Runtime,
-    plugin: &Plugin,
-    inputs: Value,
-) -> Result<ProcessRecord> {
-    let spec = plugin.spec().clone();
-    let guest_error = |doing: &str, f: Failure| Error::Guest {
-        plugin: spec.name.clone(),
-        doing: doing.to_string(),
-        message: f.to_string(),
-    };
-    let own = runtime
-        .instantiate(plugin)
-        .await
-        .map_err(|f| guest_error("starting", f))?;
-    let mut guests = Guests {
-        runtime,
-        plugin,
-        own,
-        others: HashMap::new(),
-    };
-    let inputs = prepare_inputs(&spec, &mut guests, inputs).await?;
-
-    let pid = uuid::Uuid::new_v4().to_string();
-    let mut record = ProcessRecord {
-        pid: pid.clone(),
-        plugin: spec.name.clone(),
-        plugin_digest: plugin.digest().to_string(),
-        state: ProcessState::Created,
-        inputs: inputs.clone(),
-        outputs: Value::Object(Map::new()),
-        context: Map::new(),
-        status: None,
-        position: String::new(),
-        exit_status: None,
-        exit_message: None,
-        missing_outputs: Vec::new(),
-        error: None,
-    };
-    tracing::debug!(%pid, plugin = %spec.name, "process created");
-    {
-        let data = guests.own.data();
-        data.pid = pid.clone();
-        data.spec = Some(spec.clone());
-        data.inputs = inputs;
-    }
-
-    record.state = ProcessState::Running;
-    let end = walk(&spec, &mut guests, &mut record).await;
-
-    let data = guests.own.data();
-    record.outputs = Value::Object(std::mem::take(&mut data.outputs));
-    record.context = std::mem::take(&mut data.context);
-    record.status = data.status.take();
-    match end {
-        End::Finished { status, message } => {
-            record.state = ProcessState::Finished;
-            record.exit_status = Some(status);
-            record.missing_outputs = spec.outputs.missing_required(&record.outputs);
-            record.exit_message = message
-                .or_else(|| spec.exit_code(status).map(|c| c.message.clone()))
-                .or_else(|| missing_message(&record.missing_outputs));
-        }
-        End::Waiting { message } => {
-            record.state = ProcessState::Waiting;
-            if message.is_some() {
-                record.status = message;
-            }
-        }
-        End::Excepted(error) => {
-            record.state = ProcessState::Excepted;
-            record.error = Some(error);
-        }
-        End::Killed(message) => {
-            record.state = ProcessState::Killed;
-            record.exit_message = Some(message);
-        }
-    }
-    tracing::debug!(%pid, state = %record.state, "process stopped");
-    Ok(record)
-}
-
-fn missing_message(missing: &[String]) -> Option<String> {
-    (!missing.is_empty()).then(|| {
-        let names: Vec<String> = missing.iter().map(|p| format!("'{p}'")).collect();
-        format!(
-            "required output{} not emitted: {}",
-            if missing.len() == 1 { " was" } else { "s were" },
-            names.join(", ")
-        )
-    })
+    Killed(Option<String>),
 }
 
 /// The process's own plugin instance, and instances of the plugins whose exposed ports have
 /// validators or computed defaults, made when first needed.
-struct Guests<'a> {
-    runtime: &'a Runtime,
-    plugin: &'a Plugin,
-    own: Instance,
-    others: HashMap<String, Instance>,
+pub(crate) struct Guests {
+    pub(crate) host: Host,
+    pub(crate) plugin: Arc<Plugin>,
+    pub(crate) own: Instance,
+    pub(crate) others: HashMap<String, Instance>,
 }
 
-impl Guests<'_> {
+impl Guests {
     /// The instance that owns a port of this origin, and the port's path there.
     async fn owner<'p>(
         &mut self,
@@ -148,7 +50,8 @@ impl Guests<'_> {
                     origin.plugin
                 ))
             })?;
-            let instance = self.runtime.instantiate(plugin).await?;
+            let interrupt = self.own.interrupt();
+            let instance = self.host.runtime().instantiate(plugin, interrupt).await?;
             self.others.insert(origin.plugin.clone(), instance);
         }
         let instance = self.others.get_mut(&origin.plugin).expect("inserted above");
@@ -167,9 +70,9 @@ impl Guests<'_> {
 }
 
 /// Fill defaults (asking the plugin for computed ones) and validate, plugin validators included.
-async fn prepare_inputs(
+pub(crate) async fn prepare_inputs(
     spec: &ProcessSpec,
-    guests: &mut Guests<'_>,
+    guests: &mut Guests,
     given: Value,
 ) -> Result<Value> {
     let invalid = |source: ValidationError| Error::InvalidInputs {
@@ -206,90 +109,505 @@ async fn prepare_inputs(
     Ok(inputs)
 }
 
-/// Walk the outline from the start until the process finishes, waits, fails or is killed.
-async fn walk(spec: &Arc<ProcessSpec>, guests: &mut Guests<'_>, record: &mut ProcessRecord) -> End {
-    let outline = &spec.outline;
-    let mut cursor = outline.start();
-    loop {
-        match outline.next(&mut cursor) {
-            Call::Step(name) => {
-                record.position = outline.position(&cursor);
-                let result = match guests.own.run_step(name).await {
-                    Ok(result) => result,
-                    Err(failure) => return End::Excepted(format!("step '{name}' {failure}")),
-                };
-                if let Some(error) = check_outputs(guests).await {
-                    return End::Excepted(format!(
-                        "step '{name}' emitted an invalid output: {error}"
-                    ));
+/// A child awaited by the step that launched it.
+struct Awaited {
+    handle: ProcessHandle,
+    key: String,
+    append: bool,
+    inspect: bool,
+}
+
+/// What a waiting process waits for.
+enum Until {
+    /// A resume (optionally named after the event it stands for).
+    Resume { event: Option<String> },
+    /// These children to terminate.
+    Children(Vec<Awaited>),
+}
+
+/// The task that runs one process.
+pub(crate) struct Task {
+    pub(crate) handle: ProcessHandle,
+    pub(crate) spec: Arc<ProcessSpec>,
+    pub(crate) guests: Guests,
+    pub(crate) cursor: Cursor,
+    /// Children launched so far, by pid.
+    pub(crate) children: HashMap<String, ProcessHandle>,
+}
+
+impl Task {
+    pub(crate) async fn run(mut self) {
+        let end = match self.created().await {
+            Ok(()) => {
+                self.set_state(ProcessState::Running);
+                self.emit(Event::Running);
+                self.walk().await
+            }
+            Err(end) => end,
+        };
+        self.end(end);
+    }
+
+    /// CREATED: wait for start (a pause or a kill may come first).
+    async fn created(&mut self) -> Result<(), End> {
+        loop {
+            let shared = self.handle.shared.clone();
+            let notified = shared.wake.notified();
+            let started = self.apply_controls()?.started;
+            if started && !self.handle.is_paused() {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    /// Apply pending kill, pause and play requests. Returns a copy of what else is pending.
+    fn apply_controls(&mut self) -> Result<Pending, End> {
+        let mut control = self.handle.shared.control();
+        if let Some(message) = control.kill.take() {
+            return Err(End::Killed(message));
+        }
+        let pause = control.pause.take();
+        let play = std::mem::take(&mut control.play);
+        let pending = Pending {
+            started: control.started,
+        };
+        drop(control);
+        if let Some(message) = pause
+            && !self.handle.is_paused()
+        {
+            self.handle.shared.record.send_modify(|r| {
+                r.paused = true;
+                if message.is_some() {
+                    r.status = message.clone();
                 }
-                if let Some(child) = result.awaits.first() {
-                    return End::Excepted(format!(
-                        "step '{name}' awaits child process '{}', but this host cannot run child \
-                         processes yet",
-                        child.pid
-                    ));
-                }
-                use crate::wasm::wit_next as next;
-                match result.next {
-                    next::Continue => outline.step_done(&mut cursor),
-                    next::Wait(wait) => {
-                        return End::Waiting {
-                            message: wait.message,
-                        };
+            });
+            self.emit(Event::Paused { message });
+        } else if play && self.handle.is_paused() {
+            let status = self.guests.own.data().status.clone();
+            self.handle.shared.record.send_modify(|r| {
+                r.paused = false;
+                r.status = status;
+            });
+            self.emit(Event::Played);
+        }
+        Ok(pending)
+    }
+
+    /// Between two calls: apply requests, and stay here while paused.
+    async fn checkpoint(&mut self) -> Result<(), End> {
+        loop {
+            let shared = self.handle.shared.clone();
+            let notified = shared.wake.notified();
+            self.apply_controls()?;
+            if !self.handle.is_paused() {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    async fn walk(&mut self) -> End {
+        let spec = self.spec.clone();
+        let outline = &spec.outline;
+        loop {
+            if let Err(end) = self.checkpoint().await {
+                return end;
+            }
+            match outline.next(&mut self.cursor) {
+                Call::Step(name) => {
+                    let position = outline.position(&self.cursor);
+                    self.handle
+                        .shared
+                        .record
+                        .send_modify(|r| r.position = position);
+                    let result = {
+                        let _permit = self.guests.host.step_permit().await;
+                        self.guests.own.run_step(name).await
+                    };
+                    self.emit_outputs();
+                    let result = match result {
+                        Ok(result) => result,
+                        Err(Failure::Interrupted) => return self.killed(),
+                        Err(failure) => return End::Excepted(format!("step '{name}' {failure}")),
+                    };
+                    if let Some(error) = self.check_outputs().await {
+                        return End::Excepted(format!(
+                            "step '{name}' emitted an invalid output: {error}"
+                        ));
                     }
-                    next::Finish(exit) => {
-                        return End::Finished {
-                            status: exit.status,
-                            message: exit.message,
-                        };
+                    if let Err(error) = self.launch_children().await {
+                        return End::Excepted(format!("step '{name}' {error}"));
                     }
-                    next::Kill(message) => return End::Killed(message),
+                    let awaited = match self.awaited(result.awaits) {
+                        Ok(awaited) => awaited,
+                        Err(error) => return End::Excepted(format!("step '{name}' {error}")),
+                    };
+                    outline.step_done(&mut self.cursor);
+                    if !awaited.is_empty()
+                        && let Err(end) = self.wait(Until::Children(awaited), None).await
+                    {
+                        return end;
+                    }
+                    match result.next {
+                        next::Continue => {}
+                        next::Wait(wait) => {
+                            let until = Until::Resume { event: wait.event };
+                            if let Err(end) = self.wait(until, wait.message).await {
+                                return end;
+                            }
+                        }
+                        next::Finish(exit) => {
+                            return End::Finished {
+                                status: exit.status,
+                                message: exit.message,
+                            };
+                        }
+                        next::Kill(message) => return End::Killed(Some(message)),
+                    }
+                }
+                Call::Condition(name) => {
+                    let value = {
+                        let _permit = self.guests.host.step_permit().await;
+                        self.guests.own.check_condition(name).await
+                    };
+                    match value {
+                        Ok(value) => outline.condition(&mut self.cursor, value),
+                        Err(Failure::Interrupted) => return self.killed(),
+                        Err(failure) => {
+                            return End::Excepted(format!("condition '{name}' {failure}"));
+                        }
+                    }
+                }
+                Call::Return(status) => {
+                    return End::Finished {
+                        status: status.unwrap_or(0),
+                        message: None,
+                    };
+                }
+                Call::Done => {
+                    return End::Finished {
+                        status: 0,
+                        message: None,
+                    };
                 }
             }
-            Call::Condition(name) => match guests.own.check_condition(name).await {
-                Ok(value) => outline.condition(&mut cursor, value),
-                Err(failure) => return End::Excepted(format!("condition '{name}' {failure}")),
-            },
-            Call::Return(status) => {
-                return End::Finished {
-                    status: status.unwrap_or(0),
-                    message: None,
+        }
+    }
+
+    /// The end of a process whose guest call was interrupted by a kill.
+    fn killed(&mut self) -> End {
+        End::Killed(self.handle.shared.control().kill.take().flatten())
+    }
+
+    /// WAITING until `until` is met; paused meanwhile if asked (and then not resumed until
+    /// played), killed if asked.
+    async fn wait(&mut self, until: Until, message: Option<String>) -> Result<(), End> {
+        if message.is_some() {
+            self.guests.own.data().status = message.clone();
+        }
+        let awaiting: Vec<String> = match &until {
+            Until::Children(children) => children
+                .iter()
+                .map(|c| c.handle.pid().to_string())
+                .collect(),
+            Until::Resume { .. } => Vec::new(),
+        };
+        self.handle
+            .shared
+            .record
+            .send_modify(|r| r.awaiting = awaiting);
+        self.set_state(ProcessState::Waiting);
+        self.emit(Event::Waiting { message });
+        loop {
+            let shared = self.handle.shared.clone();
+            let notified = shared.wake.notified();
+            self.apply_controls()?;
+            if !self.handle.is_paused() {
+                let done = match &until {
+                    Until::Resume { event } => {
+                        let resumed = self.handle.shared.control().resume.take();
+                        if let Some(value) = resumed {
+                            if let Some(value) = value {
+                                let key = event.clone().unwrap_or_else(|| "resumed".to_string());
+                                self.guests.own.data().context.insert(key, value);
+                            }
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    Until::Children(children) => {
+                        children.iter().all(|c| c.handle.state().is_terminal())
+                    }
                 };
+                if done {
+                    break;
+                }
             }
-            Call::Done => {
-                return End::Finished {
-                    status: 0,
-                    message: None,
+            notified.await;
+        }
+        self.handle
+            .shared
+            .record
+            .send_modify(|r| r.awaiting.clear());
+        if let Until::Children(children) = until {
+            self.collect(children)?;
+        }
+        self.set_state(ProcessState::Running);
+        self.emit(Event::Running);
+        Ok(())
+    }
+
+    /// Put the records of terminated children into the context; a failed child the step did not
+    /// inspect ends this process.
+    fn collect(&mut self, children: Vec<Awaited>) -> Result<(), End> {
+        for child in children {
+            let record = child.handle.record();
+            if !child.inspect && record.successful() != Some(true) {
+                let how = match (&record.error, &record.exit_message) {
+                    (Some(error), _) => format!("ended {}: {error}", record.state),
+                    (None, Some(message)) => {
+                        format!("ended {} unsuccessfully: {message}", record.state)
+                    }
+                    (None, None) => format!("ended {} unsuccessfully", record.state),
                 };
+                return Err(End::Excepted(format!(
+                    "child process {} ({}) awaited as '{}' {how}",
+                    record.pid, record.plugin, child.key
+                )));
             }
+            let context = &mut self.guests.own.data().context;
+            if child.append {
+                let list = context
+                    .entry(child.key)
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if !list.is_array() {
+                    *list = Value::Array(vec![list.take()]);
+                }
+                list.as_array_mut()
+                    .expect("made a list above")
+                    .push(record.summary());
+            } else {
+                context.insert(child.key, record.summary());
+            }
+        }
+        Ok(())
+    }
+
+    /// Create and start the children the last step launched.
+    async fn launch_children(&mut self) -> Result<(), String> {
+        let launches = std::mem::take(&mut self.guests.own.data().launches);
+        for launch in launches {
+            let host = self.guests.host.clone();
+            let plugin = host.load(&launch.plugin).await.map_err(|e| {
+                format!(
+                    "launched a '{}' child that cannot be loaded: {}",
+                    launch.plugin,
+                    chain(&e)
+                )
+            })?;
+            let child = host
+                .create_process(&plugin, launch.inputs, Some(launch.pid), Some(&self.handle))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "launched a '{}' child that cannot be created: {}",
+                        launch.plugin,
+                        chain(&e)
+                    )
+                })?;
+            child.start().map_err(|e| e.to_string())?;
+            let pid = child.pid().to_string();
+            self.handle
+                .shared
+                .record
+                .send_modify(|r| r.children.push(pid.clone()));
+            self.children.insert(pid, child);
+        }
+        Ok(())
+    }
+
+    fn awaited(&self, awaits: Vec<crate::wasm::WitAwait>) -> Result<Vec<Awaited>, String> {
+        awaits
+            .into_iter()
+            .map(|a| {
+                let handle = self.children.get(&a.pid).cloned().ok_or_else(|| {
+                    format!(
+                        "awaits process '{}', which is not a child it launched",
+                        a.pid
+                    )
+                })?;
+                Ok(Awaited {
+                    handle,
+                    key: a.key,
+                    append: a.append,
+                    inspect: a.inspect,
+                })
+            })
+            .collect()
+    }
+
+    /// The first problem with the outputs the last step emitted: an invalid one, or one that the
+    /// plugin's validator rejects.
+    async fn check_outputs(&mut self) -> Option<String> {
+        let data = self.guests.own.data();
+        if let Some(error) = data.output_error.take() {
+            data.output_checks.clear();
+            return Some(error.to_string());
+        }
+        let checks = std::mem::take(&mut data.output_checks);
+        for check in checks {
+            match self.guests.validate(&check).await {
+                Ok(None) => {}
+                Ok(Some(message)) => {
+                    return Some(
+                        ValidationError {
+                            path: check.path,
+                            message,
+                        }
+                        .to_string(),
+                    );
+                }
+                Err(failure) => {
+                    return Some(format!("the validator of '{}' {failure}", check.path));
+                }
+            }
+        }
+        None
+    }
+
+    fn emit_outputs(&mut self) {
+        let emitted = std::mem::take(&mut self.guests.own.data().emitted);
+        for (path, value) in emitted {
+            self.emit(Event::OutputEmitted { path, value });
+        }
+    }
+
+    /// Change state, publishing the process's data with it.
+    fn set_state(&mut self, state: ProcessState) {
+        let data = self.guests.own.data();
+        let (outputs, context, status) = (
+            data.outputs.clone(),
+            data.context.clone(),
+            data.status.clone(),
+        );
+        self.handle.shared.record.send_modify(|r| {
+            r.state = state;
+            r.outputs = Value::Object(outputs);
+            r.context = context;
+            if !r.paused {
+                r.status = status;
+            }
+        });
+    }
+
+    fn emit(&self, event: Event) {
+        self.handle.emit(&event);
+    }
+
+    fn end(mut self, end: End) {
+        let data = self.guests.own.data();
+        let (outputs, context, status) = (
+            Value::Object(std::mem::take(&mut data.outputs)),
+            std::mem::take(&mut data.context),
+            data.status.take(),
+        );
+        // Plumpy applies a pause requested during the final step after the transition: the
+        // process is then terminated *and* paused.
+        let late_pause = self.handle.shared.control().pause.take();
+        let (state, event) = match end {
+            End::Finished {
+                status: exit,
+                message,
+            } => {
+                let missing = self.spec.outputs.missing_required(&outputs);
+                let message = message
+                    .or_else(|| self.spec.exit_code(exit).map(|c| c.message.clone()))
+                    .or_else(|| missing_message(&missing));
+                let successful = exit == 0 && missing.is_empty();
+                self.handle.shared.record.send_modify(|r| {
+                    r.exit_status = Some(exit);
+                    r.exit_message = message;
+                    r.missing_outputs = missing;
+                });
+                (
+                    ProcessState::Finished,
+                    Event::Finished {
+                        successful,
+                        exit_status: exit,
+                    },
+                )
+            }
+            End::Excepted(error) => {
+                self.kill_children(Some("the parent process excepted"));
+                self.handle
+                    .shared
+                    .record
+                    .send_modify(|r| r.error = Some(error.clone()));
+                (ProcessState::Excepted, Event::Excepted { error })
+            }
+            End::Killed(message) => {
+                self.kill_children(Some("the parent process was killed"));
+                self.handle
+                    .shared
+                    .record
+                    .send_modify(|r| r.exit_message = message.clone());
+                (ProcessState::Killed, Event::Killed { message })
+            }
+        };
+        // One change makes the process terminal, with everything it produced: whoever sees the
+        // state sees the outputs.
+        self.handle.shared.record.send_modify(|r| {
+            r.outputs = outputs;
+            r.context = context;
+            if !r.paused {
+                r.status = status;
+            }
+            if late_pause.is_some() {
+                r.paused = true;
+            }
+            r.awaiting.clear();
+            r.state = state;
+        });
+        tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
+        self.emit(event);
+        if let Some(message) = late_pause {
+            self.emit(Event::Paused { message });
+        }
+        if let Some(parent) = self.handle.shared.parent.as_ref().and_then(|p| p.upgrade()) {
+            parent.wake.notify_one();
+        }
+    }
+
+    fn kill_children(&self, message: Option<&str>) {
+        for child in self.children.values() {
+            child.kill(message, true);
         }
     }
 }
 
-/// The first problem with the outputs the last step emitted: an invalid one, or one that the
-/// plugin's validator rejects.
-async fn check_outputs(guests: &mut Guests<'_>) -> Option<String> {
-    let data = guests.own.data();
-    if let Some(error) = data.output_error.take() {
-        data.output_checks.clear();
-        return Some(error.to_string());
+/// What is still pending after requests were applied.
+struct Pending {
+    started: bool,
+}
+
+fn missing_message(missing: &[String]) -> Option<String> {
+    (!missing.is_empty()).then(|| {
+        let names: Vec<String> = missing.iter().map(|p| format!("'{p}'")).collect();
+        let verb = if missing.len() == 1 { " was" } else { "s were" };
+        format!("required output{verb} not emitted: {}", names.join(", "))
+    })
+}
+
+/// An error with its causes, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
-    let checks = std::mem::take(&mut data.output_checks);
-    for check in checks {
-        match guests.validate(&check).await {
-            Ok(None) => {}
-            Ok(Some(message)) => {
-                return Some(
-                    ValidationError {
-                        path: check.path,
-                        message,
-                    }
-                    .to_string(),
-                );
-            }
-            Err(failure) => return Some(format!("the validator of '{}' {failure}", check.path)),
-        }
-    }
-    None
+    text
 }

@@ -13,6 +13,11 @@ pub enum LimitExceeded {
     Time { limit: Duration },
 }
 
+/// The process was killed while a guest call was running: the call stops at the next epoch tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted: the process was killed")]
+pub struct Interrupted;
+
 /// The memory limiter of one store: the sum of all its linear memories must stay under `max`.
 pub(crate) struct MemoryLimiter {
     max: usize,

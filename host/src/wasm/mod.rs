@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-pub(crate) use bindings::damson::workflow::types::Next as wit_next;
-pub use limits::LimitExceeded;
+pub(crate) use bindings::damson::workflow::types::{AwaitChild as WitAwait, Next as wit_next};
+pub use limits::{Interrupted, LimitExceeded};
 pub(crate) use state::StoreState;
 
 use crate::config::HostConfig;
@@ -144,6 +144,9 @@ pub enum Failure {
     /// Any other trap.
     #[error("trapped: {0}")]
     Trap(String),
+    /// The process was killed while the call ran.
+    #[error("was interrupted: the process was killed")]
+    Interrupted,
 }
 
 impl Runtime {
@@ -219,7 +222,8 @@ impl Runtime {
         })?;
 
         // Declaring the spec runs guest code: under the same limits as a step.
-        let mut instance = Instance::new(self, &pre, "(loading)".into())
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let mut instance = Instance::new(self, &pre, "(loading)".into(), interrupt)
             .await
             .map_err(|f| Error::Declare {
                 path: path.to_path_buf(),
@@ -245,8 +249,18 @@ impl Runtime {
     }
 
     /// A fresh instance of `plugin`, to run one process.
-    pub(crate) async fn instantiate(&self, plugin: &Plugin) -> Result<Instance, Failure> {
-        Instance::new(self, &plugin.pre, plugin.spec.name.as_str().into()).await
+    pub(crate) async fn instantiate(
+        &self,
+        plugin: &Plugin,
+        interrupt: Arc<AtomicBool>,
+    ) -> Result<Instance, Failure> {
+        Instance::new(
+            self,
+            &plugin.pre,
+            plugin.spec.name.as_str().into(),
+            interrupt,
+        )
+        .await
     }
 
     /// Name what is wrong when a component does not export this world's `process` interface or
@@ -332,12 +346,16 @@ impl Instance {
         runtime: &Runtime,
         pre: &bindings::PluginPre<StoreState>,
         plugin: Arc<str>,
+        interrupt: Arc<AtomicBool>,
     ) -> Result<Self, Failure> {
         let config = &runtime.config;
-        let state = StoreState::new(&config.sandbox, config.max_memory, plugin);
+        let state = StoreState::new(&config.sandbox, config.max_memory, plugin, interrupt);
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|ctx| {
+            if ctx.data().interrupt.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Interrupted));
+            }
             ctx.data().deadline.check().map_err(wasmtime::Error::new)?;
             // Yield to the async runtime at every tick so one guest never holds a thread.
             Ok(UpdateDeadline::Yield(1))
@@ -357,6 +375,11 @@ impl Instance {
         };
         instance.store.data_mut().deadline.clear();
         Ok(instance)
+    }
+
+    /// The flag that interrupts this instance's calls.
+    pub(crate) fn interrupt(&self) -> Arc<AtomicBool> {
+        self.store.data().interrupt.clone()
     }
 
     /// The data of the process this instance serves, which host imports read and write.
@@ -450,6 +473,9 @@ impl Instance {
 
 /// Turn a wasmtime error from a guest call into what happened, in words a user can act on.
 fn classify(error: wasmtime::Error, panic: Option<String>, max_wasm_stack: usize) -> Failure {
+    if error.downcast_ref::<Interrupted>().is_some() {
+        return Failure::Interrupted;
+    }
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return Failure::Limit(limit.clone());
     }

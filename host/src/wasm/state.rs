@@ -1,6 +1,7 @@
 //! The data of one store, and the host imports plugins call.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -22,10 +23,17 @@ pub(crate) struct StoreState {
     pub(crate) panic: Option<String>,
     /// Plugin name, for log lines.
     pub(crate) plugin: Arc<str>,
+    /// Set when the process is killed: a running call stops at the next epoch tick.
+    pub(crate) interrupt: Arc<AtomicBool>,
 }
 
 impl StoreState {
-    pub(crate) fn new(sandbox: &Sandbox, max_memory: usize, plugin: Arc<str>) -> Self {
+    pub(crate) fn new(
+        sandbox: &Sandbox,
+        max_memory: usize,
+        plugin: Arc<str>,
+        interrupt: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             wasi: wasi_ctx(sandbox),
             table: ResourceTable::new(),
@@ -34,6 +42,7 @@ impl StoreState {
             process: ProcessData::default(),
             panic: None,
             plugin,
+            interrupt,
         }
     }
 }
@@ -148,11 +157,10 @@ impl host::Host for StoreState {
     fn launch(
         &mut self,
         plugin: String,
-        _inputs: String,
+        inputs: String,
     ) -> wasmtime::Result<Result<String, String>> {
-        Ok(Err(format!(
-            "cannot launch '{plugin}': launching child processes is not supported by this host yet"
-        )))
+        let inputs = parse_json(&inputs, || format!("launch of '{plugin}'"))?;
+        Ok(self.process.launch(plugin, inputs))
     }
 
     fn report_panic(&mut self, message: String, location: Option<String>) -> wasmtime::Result<()> {

@@ -1,0 +1,210 @@
+//! [`ProcessHandle`]: control and watch a process from anywhere.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+use super::{Event, ProcessListener, ProcessRecord, ProcessState};
+use crate::error::{Error, Result};
+
+/// A cheap, cloneable handle on a running (or finished) process.
+///
+/// Control methods return at once: they record a request that the process's task carries out
+/// at its next chance (a running step is never cut short, except by a kill). Watch the effect
+/// with [`wait_for`](Self::wait_for), [`wait`](Self::wait) or [`record`](Self::record).
+#[derive(Clone)]
+pub struct ProcessHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The part of a process shared by its task and its handles.
+pub(crate) struct Shared {
+    pub(crate) pid: String,
+    pub(crate) control: Mutex<Control>,
+    /// Wakes the task when a request arrives or a child it awaits terminates.
+    pub(crate) wake: Notify,
+    pub(crate) record: watch::Sender<ProcessRecord>,
+    /// Set on kill: the guest call in progress stops at the next epoch tick.
+    pub(crate) interrupt: Arc<AtomicBool>,
+    pub(crate) parent: Option<Weak<Shared>>,
+}
+
+/// Requests not yet carried out, and the listeners.
+#[derive(Default)]
+pub(crate) struct Control {
+    pub(crate) started: bool,
+    /// A pause to apply, with its message.
+    pub(crate) pause: Option<Option<String>>,
+    pub(crate) play: bool,
+    /// A kill to apply, with its message.
+    pub(crate) kill: Option<Option<String>>,
+    /// A resume to apply to a waiting process, with its value.
+    pub(crate) resume: Option<Option<Value>>,
+    pub(crate) listeners: Vec<Arc<dyn ProcessListener>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        record: ProcessRecord,
+        interrupt: Arc<AtomicBool>,
+        parent: Option<Weak<Shared>>,
+    ) -> Self {
+        Self {
+            pid: record.pid.clone(),
+            control: Mutex::new(Control::default()),
+            wake: Notify::new(),
+            record: watch::Sender::new(record),
+            interrupt,
+            parent,
+        }
+    }
+
+    pub(crate) fn control(&self) -> MutexGuard<'_, Control> {
+        self.control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ProcessHandle {
+    /// The process id.
+    pub fn pid(&self) -> &str {
+        &self.shared.pid
+    }
+
+    /// A snapshot of the process's record, as of its last state change.
+    pub fn record(&self) -> ProcessRecord {
+        self.shared.record.borrow().clone()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ProcessState {
+        self.shared.record.borrow().state
+    }
+
+    /// Whether the process is paused.
+    pub fn is_paused(&self) -> bool {
+        self.shared.record.borrow().paused
+    }
+
+    /// Add a listener for the events from now on.
+    pub fn add_listener(&self, listener: Arc<dyn ProcessListener>) {
+        self.shared.control().listeners.push(listener);
+    }
+
+    /// Start a created process.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the process has terminated: a process runs once (plumpy's
+    /// `ClosedError`).
+    pub fn start(&self) -> Result<()> {
+        if self.state().is_terminal() {
+            return Err(Error::Closed {
+                pid: self.pid().to_string(),
+            });
+        }
+        self.shared.control().started = true;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Pause the process: at once when it is created or waiting, after the running step
+    /// otherwise. The message replaces the status until [`play`](Self::play). Returns false
+    /// when the process has terminated.
+    pub fn pause(&self, message: Option<&str>) -> bool {
+        if self.state().is_terminal() {
+            return false;
+        }
+        let mut control = self.shared.control();
+        control.pause = Some(message.map(str::to_string));
+        control.play = false;
+        drop(control);
+        self.shared.wake.notify_one();
+        true
+    }
+
+    /// Play a paused process (or cancel a pause not yet applied). Returns false when the
+    /// process has terminated.
+    pub fn play(&self) -> bool {
+        if self.state().is_terminal() {
+            return false;
+        }
+        let mut control = self.shared.control();
+        if control.pause.take().is_none() {
+            control.play = true;
+        }
+        drop(control);
+        self.shared.wake.notify_one();
+        true
+    }
+
+    /// Kill the process, interrupting a running step at the next epoch tick. Returns true when
+    /// it is killed or will be (also when it was killed before), false when it ended another
+    /// way. `force` does not wait for its children to be killed.
+    pub fn kill(&self, message: Option<&str>, force: bool) -> bool {
+        match self.state() {
+            ProcessState::Killed => return true,
+            state if state.is_terminal() => return false,
+            _ => {}
+        }
+        let _ = force; // Children are killed without waiting for them in either case.
+        let mut control = self.shared.control();
+        control
+            .kill
+            .get_or_insert_with(|| message.map(str::to_string));
+        drop(control);
+        self.shared.interrupt.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+        true
+    }
+
+    /// Resume a waiting process; `value` is stored in its context under the event it waits for
+    /// (or `resumed`). A paused process resumes once played. Returns false unless the process
+    /// is waiting.
+    pub fn resume(&self, value: Option<Value>) -> bool {
+        if self.state() != ProcessState::Waiting {
+            return false;
+        }
+        self.shared.control().resume = Some(value);
+        self.shared.wake.notify_one();
+        true
+    }
+
+    /// Wait until the record satisfies `condition` (checked on every state change), and return
+    /// it.
+    pub async fn wait_for(&self, condition: impl Fn(&ProcessRecord) -> bool) -> ProcessRecord {
+        let mut rx = self.shared.record.subscribe();
+        let record = rx
+            .wait_for(|r| condition(r))
+            .await
+            .expect("the sender lives in self")
+            .clone();
+        record
+    }
+
+    /// Wait until the process terminates, and return its record.
+    pub async fn wait(&self) -> ProcessRecord {
+        self.wait_for(|r| r.state.is_terminal()).await
+    }
+
+    /// Tell the listeners about `event` (outside any lock; a listener may use the handle).
+    pub(crate) fn emit(&self, event: &Event) {
+        let listeners = self.shared.control().listeners.clone();
+        for listener in listeners {
+            let call = std::panic::AssertUnwindSafe(|| listener.on_event(self, event));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!(pid = %self.pid(), event = event.name(), "a process listener panicked");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ProcessHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessHandle")
+            .field("pid", &self.shared.pid)
+            .finish_non_exhaustive()
+    }
+}
