@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     /// Wakes the task when a request arrives or a child it awaits terminates.
     pub(crate) wake: Notify,
     pub(crate) record: watch::Sender<ProcessRecord>,
+    /// Set once the process has terminated and its listeners have heard of it.
+    pub(crate) done: watch::Sender<bool>,
     /// Set on kill: the guest call in progress stops at the next epoch tick.
     pub(crate) interrupt: Arc<AtomicBool>,
     pub(crate) parent: Option<Weak<Shared>>,
@@ -56,6 +58,7 @@ impl Shared {
             control: Mutex::new(Control::default()),
             wake: Notify::new(),
             record: watch::Sender::new(record),
+            done: watch::Sender::new(false),
             interrupt,
             parent,
         }
@@ -184,9 +187,12 @@ impl ProcessHandle {
         record
     }
 
-    /// Wait until the process terminates, and return its record.
+    /// Wait until the process terminates and its listeners have been told, and return its
+    /// record.
     pub async fn wait(&self) -> ProcessRecord {
-        self.wait_for(|r| r.state.is_terminal()).await
+        let mut done = self.shared.done.subscribe();
+        let _ = done.wait_for(|done| *done).await;
+        self.record()
     }
 
     /// Tell the listeners about `event` (outside any lock; a listener may use the handle).

@@ -139,7 +139,7 @@ impl Task {
     pub(crate) async fn run(mut self) {
         let end = match self.created().await {
             Ok(()) => {
-                self.set_state(ProcessState::Running);
+                self.set_state(ProcessState::Running, Vec::new());
                 self.emit(Event::Running);
                 self.walk().await
             }
@@ -313,11 +313,7 @@ impl Task {
                 .collect(),
             Until::Resume { .. } => Vec::new(),
         };
-        self.handle
-            .shared
-            .record
-            .send_modify(|r| r.awaiting = awaiting);
-        self.set_state(ProcessState::Waiting);
+        self.set_state(ProcessState::Waiting, awaiting);
         self.emit(Event::Waiting { message });
         loop {
             let shared = self.handle.shared.clone();
@@ -347,14 +343,10 @@ impl Task {
             }
             notified.await;
         }
-        self.handle
-            .shared
-            .record
-            .send_modify(|r| r.awaiting.clear());
         if let Until::Children(children) = until {
             self.collect(children)?;
         }
-        self.set_state(ProcessState::Running);
+        self.set_state(ProcessState::Running, Vec::new());
         self.emit(Event::Running);
         Ok(())
     }
@@ -484,8 +476,9 @@ impl Task {
         }
     }
 
-    /// Change state, publishing the process's data with it.
-    fn set_state(&mut self, state: ProcessState) {
+    /// Change state (and the children awaited), publishing the process's data with it in one
+    /// change, so that watchers never see half of it.
+    fn set_state(&mut self, state: ProcessState, awaiting: Vec<String>) {
         let data = self.guests.own.data();
         let (outputs, context, status) = (
             data.outputs.clone(),
@@ -494,6 +487,7 @@ impl Task {
         );
         self.handle.shared.record.send_modify(|r| {
             r.state = state;
+            r.awaiting = awaiting;
             r.outputs = Value::Object(outputs);
             r.context = context;
             if !r.paused {
@@ -575,6 +569,7 @@ impl Task {
         if let Some(message) = late_pause {
             self.emit(Event::Paused { message });
         }
+        self.handle.shared.done.send_replace(true);
         if let Some(parent) = self.handle.shared.parent.as_ref().and_then(|p| p.upgrade()) {
             parent.wake.notify_one();
         }
