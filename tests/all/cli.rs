@@ -295,7 +295,12 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["run", "--help"], &["describe", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["describe", "--help"],
+        &["bench", "--help"],
+    ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(0));
         assert!(stdout(&out).contains("Usage:"), "{}", stdout(&out));
@@ -362,4 +367,52 @@ fn plugin_log_lines_are_tagged_with_the_pid() {
         .find(|l| l.contains("greeting Ada"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains(&format!("pid={pid}")), "{line}");
+}
+
+#[test]
+fn bench_runs_plumpys_cases_and_prints_ratios() {
+    let out = run(&[
+        "bench",
+        "--runs",
+        "1",
+        "--processes",
+        "20",
+        "--iterations",
+        "50",
+        "--children",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for case in [
+        "a  20 trivial processes",
+        "b  while_ loop, 50 iterations",
+        "d  5 children in one step",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(case))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.trim_end().ends_with('x'), "no ratio in {line}");
+    }
+}
+
+#[test]
+fn run_shows_the_tree_of_processes() {
+    let out = run(&["run", "parent", "-i", "mode=pair"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let tree = text
+        .split("processes:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        tree.lines().next().unwrap().starts_with("  parent "),
+        "{tree}"
+    );
+    assert_eq!(
+        tree.lines().filter(|l| l.starts_with("    add ")).count(),
+        3,
+        "{tree}"
+    );
 }

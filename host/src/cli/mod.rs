@@ -1,5 +1,6 @@
 //! The `damson` command line: one subcommand per file, errors with context through `anyhow`.
 
+mod bench;
 mod describe;
 mod inputs;
 mod run;
@@ -24,6 +25,7 @@ pub struct Cli {
 enum Command {
     Run(run::RunCommand),
     Describe(describe::DescribeCommand),
+    Bench(bench::BenchCommand),
 }
 
 /// Options every command that loads plugins shares.
@@ -156,6 +158,7 @@ impl Cli {
         match self.command {
             Command::Run(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,
+            Command::Bench(cmd) => cmd.execute().await,
         }
     }
 }
