@@ -182,9 +182,8 @@ impl ProcessHandle {
         let record = rx
             .wait_for(|r| condition(r))
             .await
-            .expect("the sender lives in self")
-            .clone();
-        record
+            .expect("the sender lives in self");
+        record.clone()
     }
 
     /// Wait until the process terminates and its listeners have been told, and return its
