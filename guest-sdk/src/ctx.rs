@@ -96,6 +96,12 @@ impl Ctx {
         host::set_status(message);
     }
 
+    /// Ask for this process to be paused once this step returns; `message` replaces the status
+    /// while paused. The process waits there until it is played.
+    pub fn pause(&mut self, message: Option<&str>) {
+        host::pause(message);
+    }
+
     /// Launch a child process of the named plugin with these inputs.
     pub fn launch(&mut self, plugin: &str, inputs: serde_json::Value) -> Result<ChildId> {
         host::launch(plugin, &inputs.to_string())

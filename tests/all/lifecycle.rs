@@ -196,6 +196,40 @@ async fn s10_a_pause_requested_during_the_final_step_applies_after_it_finishes()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn s10_a_step_that_pauses_its_process_as_it_finishes_leaves_it_finished_and_paused() {
+    let process = create("lifecycle", json!({"mode": "pause"})).await;
+    let (seen, listener) = recorder();
+    process.add_listener(listener);
+    process.start().unwrap();
+    let record = process.wait().await;
+    assert_eq!(
+        (record.state, record.paused),
+        (ProcessState::Finished, true)
+    );
+    assert_eq!(
+        names(&seen),
+        ["running", "output_emitted", "finished", "paused"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s44_a_pause_inside_an_if_block_stops_between_its_steps() {
+    // The checkpoint half of plumpy's S44 comes with durable processes; this is the pause half.
+    let process = launch("ifblock", json!({})).await;
+    let paused = process.wait_for(|r| r.paused).await;
+    assert_eq!(paused.state, ProcessState::Running);
+    assert_eq!(paused.context.get("s1"), Some(&json!(true)));
+    assert_eq!(paused.context.get("s2"), None);
+    assert_eq!(paused.position, "0:if_(yes)(0:step1)");
+    assert_eq!(paused.status.as_deref(), Some("paused in step1"));
+    process.play();
+    let record = process.wait().await;
+    assert_eq!(record.successful(), Some(true));
+    assert_eq!(record.outputs, json!({"s2_ran": true}));
+    assert_eq!(record.context.get("s2"), Some(&json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn s11_a_paused_process_can_be_killed() {
     let process = launch("lifecycle", json!({"mode": "wait"})).await;
     process.wait_for(|r| r.state == ProcessState::Waiting).await;

@@ -26,6 +26,8 @@ pub struct ProcessData {
     pub emitted: Vec<(String, Value)>,
     /// Children the current step launched, to create when it returns.
     pub launches: Vec<Launch>,
+    /// A pause the current step asked for, with its message.
+    pub pause: Option<Option<String>>,
 }
 
 /// A child process a step asked for.

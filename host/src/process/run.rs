@@ -176,8 +176,13 @@ impl Task {
         if let Some(message) = pause
             && !self.handle.is_paused()
         {
+            // Publish what the process has done so far: a paused process is looked at.
+            let data = self.guests.own.data();
+            let (outputs, context) = (data.outputs.clone(), data.context.clone());
             self.handle.shared.record.send_modify(|r| {
                 r.paused = true;
+                r.outputs = Value::Object(outputs);
+                r.context = context;
                 if message.is_some() {
                     r.status = message.clone();
                 }
@@ -226,6 +231,9 @@ impl Task {
                         self.guests.own.run_step(name).await
                     };
                     self.emit_outputs();
+                    if let Some(message) = self.guests.own.data().pause.take() {
+                        self.handle.shared.control().pause = Some(message);
+                    }
                     let result = match result {
                         Ok(result) => result,
                         Err(Failure::Interrupted) => return self.killed(),

@@ -126,6 +126,11 @@ impl host::Host for StoreState {
             .map_err(|e| e.to_string()))
     }
 
+    fn pause(&mut self, message: Option<String>) -> wasmtime::Result<()> {
+        self.process.pause = Some(message);
+        Ok(())
+    }
+
     fn set_status(&mut self, message: Option<String>) -> wasmtime::Result<()> {
         self.process.status = message;
         Ok(())

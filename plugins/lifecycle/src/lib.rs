@@ -10,7 +10,7 @@ impl Process for Lifecycle {
         spec.input("mode")
             .valid_type(Type::Str)
             .default("ok")
-            .help("ok | raise | kill | unsuccessful | wait");
+            .help("ok | raise | kill | unsuccessful | wait | pause");
         spec.input_namespace("").dynamic(true);
         spec.output("default").valid_type(Type::Int).required(false);
         spec.output("finished")
@@ -36,6 +36,11 @@ impl Lifecycle {
             }
             "kill" => Ok(Next::Kill("killed".into())),
             "unsuccessful" => Ok(Next::Finish(ExitCode::new(256))),
+            "pause" => {
+                p.out("default", 5)?;
+                p.pause(None);
+                Ok(Next::Finish(ExitCode::new(0)))
+            }
             "wait" => Ok(Next::Wait {
                 event: None,
                 message: Some("waiting to be resumed".into()),
