@@ -10,6 +10,7 @@
 //! - [`workchain`]: outlines and the cursor that says where a process is.
 //! - [`spec`]: a plugin's declared spec.
 //! - [`process`]: process states, records, and running one through its outline.
+//! - [`persist`]: checkpoint bundles and persisters (in memory, embedded file).
 //! - `wasm`: wasmtime — engine, loading, instances, limits, host imports.
 //! - [`Host`] and [`HostConfig`]: the embedding API.
 //! - `cli`: the `damson` command line.
@@ -21,6 +22,7 @@ pub mod cli;
 mod config;
 mod error;
 mod host;
+pub mod persist;
 pub mod ports;
 pub mod process;
 pub mod spec;

@@ -1,0 +1,193 @@
+//! The checkpoint bundle: a versioned header with a checksum over the body, then the body.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic "DAMSONCK"
+//!      8     2  format version, little-endian (1)
+//!     10     2  flags (bit 0: the body holds a memory image)
+//!     12     8  body length in bytes, little-endian
+//!     20     4  CRC-32 of the body, little-endian
+//!     24     …  body: the record (postcard), then the memory image if flagged
+//! ```
+//!
+//! A bundle that is too short, truncated, of another format or version, or whose body does not
+//! match its checksum is refused with a [`BundleError`] before anything in it is used.
+
+use serde::{Deserialize, Serialize};
+
+/// The first bytes of every bundle.
+pub const MAGIC: [u8; 8] = *b"DAMSONCK";
+/// The format version this host writes and reads.
+pub const VERSION: u16 = 1;
+const HEADER_LEN: usize = 24;
+const FLAG_IMAGE: u16 = 1;
+
+/// Why bytes are not a usable bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("the bundle is {len} bytes long, shorter than its {HEADER_LEN}-byte header")]
+    TooShort { len: usize },
+    #[error("the bundle does not start with the magic bytes \"DAMSONCK\"")]
+    BadMagic,
+    #[error("the bundle has format version {found}; this host reads version {VERSION}")]
+    UnknownVersion { found: u16 },
+    #[error("the bundle has unknown flags {flags:#06x}")]
+    UnknownFlags { flags: u16 },
+    #[error("the bundle is truncated: its header announces {expected} body bytes, {found} follow")]
+    Truncated { expected: u64, found: u64 },
+    #[error(
+        "the bundle's body fails its checksum (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    Checksum { stored: u32, computed: u32 },
+    #[error("the bundle's body cannot be decoded at byte {offset} of the body: {message}")]
+    Decode { offset: usize, message: String },
+}
+
+/// The decoded body of a bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body<R> {
+    pub record: R,
+    pub image: Option<Vec<u8>>,
+}
+
+/// Encode `record` (and an optional memory image) as a bundle.
+pub fn encode<R: Serialize>(record: &R, image: Option<&[u8]>) -> Vec<u8> {
+    let mut body = postcard::to_stdvec(record).expect("a process record always serialises");
+    let mut flags = 0;
+    if let Some(image) = image {
+        flags |= FLAG_IMAGE;
+        body.extend_from_slice(image);
+    }
+    let mut bundle = Vec::with_capacity(HEADER_LEN + body.len());
+    bundle.extend_from_slice(&MAGIC);
+    bundle.extend_from_slice(&VERSION.to_le_bytes());
+    bundle.extend_from_slice(&flags.to_le_bytes());
+    bundle.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bundle.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    bundle.extend_from_slice(&body);
+    bundle
+}
+
+/// Check and decode a bundle.
+pub fn decode<R: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Body<R>, BundleError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(BundleError::TooShort { len: bytes.len() });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(BundleError::BadMagic);
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != VERSION {
+        return Err(BundleError::UnknownVersion { found: version });
+    }
+    let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
+    if flags & !FLAG_IMAGE != 0 {
+        return Err(BundleError::UnknownFlags { flags });
+    }
+    let expected = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let stored = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    let body = &bytes[HEADER_LEN..];
+    if body.len() as u64 != expected {
+        return Err(BundleError::Truncated {
+            expected,
+            found: body.len() as u64,
+        });
+    }
+    let computed = crc32fast::hash(body);
+    if computed != stored {
+        return Err(BundleError::Checksum { stored, computed });
+    }
+    let (record, rest) = postcard::take_from_bytes(body).map_err(|e| BundleError::Decode {
+        offset: 0,
+        message: e.to_string(),
+    })?;
+    let image = if flags & FLAG_IMAGE != 0 {
+        if rest.is_empty() {
+            return Err(BundleError::Decode {
+                offset: body.len(),
+                message: "a memory image is flagged, but none follows the record".into(),
+            });
+        }
+        Some(rest.to_vec())
+    } else if rest.is_empty() {
+        None
+    } else {
+        return Err(BundleError::Decode {
+            offset: body.len() - rest.len(),
+            message: format!(
+                "{} bytes follow the record, but no memory image is flagged",
+                rest.len()
+            ),
+        });
+    };
+    Ok(Body { record, image })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        pid: String,
+        context: String,
+        steps: u64,
+    }
+
+    fn sample() -> Sample {
+        Sample {
+            pid: "p-1".into(),
+            context: r#"{"n": 27}"#.into(),
+            steps: 111,
+        }
+    }
+
+    #[test]
+    fn a_bundle_round_trips_with_and_without_an_image() {
+        let plain = encode(&sample(), None);
+        assert_eq!(
+            decode::<Sample>(&plain).unwrap(),
+            Body {
+                record: sample(),
+                image: None
+            }
+        );
+        let with_image = encode(&sample(), Some(&[1, 2, 3]));
+        let body = decode::<Sample>(&with_image).unwrap();
+        assert_eq!(body.image.as_deref(), Some(&[1u8, 2, 3][..]));
+    }
+
+    #[test]
+    fn flipping_any_single_byte_is_detected() {
+        let bundle = encode(&sample(), Some(&[9; 40]));
+        for i in 0..bundle.len() {
+            let mut damaged = bundle.clone();
+            damaged[i] ^= 0x01;
+            assert!(
+                decode::<Sample>(&damaged).is_err(),
+                "a flip at byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_and_foreign_versions_are_named() {
+        let bundle = encode(&sample(), None);
+        for len in 0..bundle.len() {
+            let err = decode::<Sample>(&bundle[..len]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    BundleError::TooShort { .. } | BundleError::Truncated { .. }
+                ),
+                "{err}"
+            );
+        }
+        let mut future = bundle.clone();
+        future[8] = 2;
+        assert_eq!(
+            decode::<Sample>(&future).unwrap_err(),
+            BundleError::UnknownVersion { found: 2 }
+        );
+    }
+}

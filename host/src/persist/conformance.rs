@@ -1,0 +1,145 @@
+//! The persister conformance suite (plumpy S38), run against every backend.
+
+use super::bundle::{self, BundleError};
+use super::*;
+
+/// Run every check against a fresh, empty persister.
+pub(crate) async fn check(persister: &dyn Persister) {
+    s38_keys_list_filter_and_delete(persister).await;
+    saving_again_replaces(persister).await;
+    damaged_bundles_are_refused_naming_pid_and_tag(persister).await;
+    plugins_are_stored_by_digest(persister).await;
+    invalid_keys_are_refused(persister).await;
+}
+
+async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {
+    let a = CheckpointKey::new("a");
+    let a1 = CheckpointKey::new("a").tagged("one");
+    let b = CheckpointKey::new("b");
+    for key in [&a, &a1, &b] {
+        p.save(key, &bundle::encode(&key.pid, None)).await.unwrap();
+    }
+    let mut all = p.list().await.unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        [a.clone(), a1.clone(), b.clone()],
+        "untagged checkpoints are listed too"
+    );
+    let mut of_a = p.list_process(DEFAULT_TENANT, "a").await.unwrap();
+    of_a.sort();
+    assert_eq!(of_a, [a.clone(), a1.clone()]);
+
+    p.delete(&a1).await.unwrap();
+    assert_eq!(
+        p.list_process(DEFAULT_TENANT, "a").await.unwrap(),
+        [a.clone()],
+        "only that one"
+    );
+    p.delete(&a1).await.unwrap(); // a missing checkpoint: nothing happens
+    p.save(&a1, &bundle::encode(&"a", None)).await.unwrap();
+    p.delete_process(DEFAULT_TENANT, "a").await.unwrap();
+    assert!(
+        p.list_process(DEFAULT_TENANT, "a")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(p.list().await.unwrap(), [b.clone()]);
+    p.delete_process(DEFAULT_TENANT, "b").await.unwrap();
+}
+
+async fn saving_again_replaces(p: &dyn Persister) {
+    let key = CheckpointKey::new("replace");
+    p.save(&key, &bundle::encode(&1u32, None)).await.unwrap();
+    p.save(&key, &bundle::encode(&2u32, Some(&[7, 7])))
+        .await
+        .unwrap();
+    let body = load_checked::<u32>(p, &key).await.unwrap().unwrap();
+    assert_eq!((body.record, body.image), (2, Some(vec![7, 7])));
+    assert!(
+        load_checked::<u32>(p, &CheckpointKey::new("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    p.delete_process(DEFAULT_TENANT, "replace").await.unwrap();
+}
+
+async fn damaged_bundles_are_refused_naming_pid_and_tag(p: &dyn Persister) {
+    let good = bundle::encode(&"a record".to_string(), Some(&[1, 2, 3, 4]));
+    let key = CheckpointKey::new("damaged").tagged("t1");
+    for i in 0..good.len() {
+        let mut flipped = good.clone();
+        flipped[i] ^= 0x80;
+        p.save(&key, &flipped).await.unwrap();
+        let err = load_checked::<String>(p, &key).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("damaged") && text.contains("t1"), "{text}");
+    }
+    for len in [0, 10, good.len() - 1] {
+        p.save(&key, &good[..len]).await.unwrap();
+        match load_checked::<String>(p, &key).await {
+            Err(PersistError::Corrupt { source, .. }) => {
+                assert!(matches!(
+                    source,
+                    BundleError::TooShort { .. } | BundleError::Truncated { .. }
+                ))
+            }
+            other => panic!("a truncated bundle loaded: {other:?}"),
+        }
+    }
+    p.delete_process(DEFAULT_TENANT, "damaged").await.unwrap();
+}
+
+async fn plugins_are_stored_by_digest(p: &dyn Persister) {
+    assert!(p.load_plugin("abc").await.unwrap().is_none());
+    p.save_plugin("abc", b"component").await.unwrap();
+    p.save_plugin("abc", b"component").await.unwrap();
+    assert_eq!(
+        p.load_plugin("abc").await.unwrap().as_deref(),
+        Some(&b"component"[..])
+    );
+}
+
+async fn invalid_keys_are_refused(p: &dyn Persister) {
+    for key in [
+        CheckpointKey::new(""),
+        CheckpointKey::new("a\0b"),
+        CheckpointKey::new("a").tagged(""),
+    ] {
+        assert!(
+            matches!(
+                p.save(&key, b"x").await,
+                Err(PersistError::InvalidKey { .. })
+            ),
+            "{key:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_in_memory_persister_conforms() {
+    check(&MemoryPersister::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_persister_conforms_and_keeps_its_data_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("store.redb");
+    {
+        let store = EmbeddedPersister::open(&path).unwrap();
+        check(&store).await;
+        store
+            .save(&CheckpointKey::new("kept"), &bundle::encode(&5u8, None))
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedPersister::open(&path).unwrap();
+    let body = load_checked::<u8>(&store, &CheckpointKey::new("kept"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.record, 5);
+    assert!(store.summary().contains("store.redb"));
+}

@@ -1,0 +1,217 @@
+//! [`EmbeddedPersister`]: one file, no server (redb).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+
+use super::{CheckpointKey, PersistError, Persister, check_key};
+
+/// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
+/// SHA-256 digest (hex) → component bytes.
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+
+/// Keeps checkpoints and plugins in one redb file. Every write is one transaction: it commits
+/// whole or not at all, and a crash mid-write leaves the previous state.
+pub struct EmbeddedPersister {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl EmbeddedPersister {
+    /// Open the store at `path`, creating the file (and its directory) if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, PersistError> {
+        let path = path.as_ref().to_path_buf();
+        let backend = |message: String| PersistError::Backend {
+            location: path.display().to_string(),
+            message,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("cannot create its directory: {e}")))?;
+        }
+        let db = Database::create(&path).map_err(|e| backend(e.to_string()))?;
+        Ok(Self {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> PersistError {
+        PersistError::Backend {
+            location: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Run blocking redb work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, PersistError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| self.error(e))?
+            .map_err(|e| self.error(e))
+    }
+}
+
+fn encode(key: &CheckpointKey) -> String {
+    format!(
+        "{}\0{}\0{}",
+        key.tenant,
+        key.pid,
+        key.tag.as_deref().unwrap_or("")
+    )
+}
+
+fn decode(text: &str) -> Option<CheckpointKey> {
+    let mut parts = text.splitn(3, '\0');
+    let (tenant, pid, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(CheckpointKey {
+        tenant: tenant.into(),
+        pid: pid.into(),
+        tag: (!tag.is_empty()).then(|| tag.into()),
+    })
+}
+
+/// Keys of the checkpoints whose encoded key is in `range`, or none if the table is new.
+fn keys_in(db: &Database, prefix: Option<String>) -> Result<Vec<CheckpointKey>, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match txn.open_table(CHECKPOINTS) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut keys = Vec::new();
+    let iter = match &prefix {
+        // NUL ends a prefix; \x01 sorts right after it.
+        Some(prefix) => {
+            table.range(format!("{prefix}\0").as_str()..format!("{prefix}\x01").as_str())
+        }
+        None => table.range::<&str>(..),
+    }
+    .map_err(|e| e.to_string())?;
+    for entry in iter {
+        let (key, _) = entry.map_err(|e| e.to_string())?;
+        keys.extend(decode(key.value()));
+    }
+    Ok(keys)
+}
+
+#[async_trait]
+impl Persister for EmbeddedPersister {
+    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+        check_key(key)?;
+        let (key, bundle) = (encode(key), bundle.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+                table
+                    .insert(key.as_str(), bundle.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
+        let key = encode(key);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let table = match txn.open_table(CHECKPOINTS) {
+                Ok(table) => table,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let value = table.get(key.as_str()).map_err(|e| e.to_string())?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<CheckpointKey>, PersistError> {
+        self.blocking(|db| keys_in(db, None)).await
+    }
+
+    async fn list_process(
+        &self,
+        tenant: &str,
+        pid: &str,
+    ) -> Result<Vec<CheckpointKey>, PersistError> {
+        let prefix = format!("{tenant}\0{pid}");
+        self.blocking(move |db| keys_in(db, Some(prefix))).await
+    }
+
+    async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError> {
+        let key = encode(key);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+                table.remove(key.as_str()).map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
+        let keys = self.list_process(tenant, pid).await?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+                for key in &keys {
+                    table
+                        .remove(encode(key).as_str())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError> {
+        if self.load_plugin(digest).await?.is_some() {
+            return Ok(());
+        }
+        let (digest, component) = (digest.to_string(), component.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(PLUGINS).map_err(|e| e.to_string())?;
+                table
+                    .insert(digest.as_str(), component.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError> {
+        let digest = digest.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let table = match txn.open_table(PLUGINS) {
+                Ok(table) => table,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let value = table.get(digest.as_str()).map_err(|e| e.to_string())?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    fn summary(&self) -> String {
+        format!("embedded store at {}", self.path.display())
+    }
+}

@@ -1,0 +1,95 @@
+//! [`MemoryPersister`]: checkpoints in the process's memory.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{CheckpointKey, PersistError, Persister, check_key};
+
+/// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
+#[derive(Default)]
+pub struct MemoryPersister {
+    checkpoints: Mutex<BTreeMap<CheckpointKey, Vec<u8>>>,
+    plugins: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryPersister {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Persister for MemoryPersister {
+    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+        check_key(key)?;
+        self.checkpoints
+            .lock()
+            .expect("checkpoints")
+            .insert(key.clone(), bundle.to_vec());
+        Ok(())
+    }
+
+    async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
+        Ok(self
+            .checkpoints
+            .lock()
+            .expect("checkpoints")
+            .get(key)
+            .cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<CheckpointKey>, PersistError> {
+        Ok(self
+            .checkpoints
+            .lock()
+            .expect("checkpoints")
+            .keys()
+            .cloned()
+            .collect())
+    }
+
+    async fn list_process(
+        &self,
+        tenant: &str,
+        pid: &str,
+    ) -> Result<Vec<CheckpointKey>, PersistError> {
+        let all = self.checkpoints.lock().expect("checkpoints");
+        Ok(all
+            .keys()
+            .filter(|k| k.tenant == tenant && k.pid == pid)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError> {
+        self.checkpoints.lock().expect("checkpoints").remove(key);
+        Ok(())
+    }
+
+    async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
+        self.checkpoints
+            .lock()
+            .expect("checkpoints")
+            .retain(|k, _| !(k.tenant == tenant && k.pid == pid));
+        Ok(())
+    }
+
+    async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError> {
+        self.plugins
+            .lock()
+            .expect("plugins")
+            .entry(digest.to_string())
+            .or_insert_with(|| component.to_vec());
+        Ok(())
+    }
+
+    async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError> {
+        Ok(self.plugins.lock().expect("plugins").get(digest).cloned())
+    }
+
+    fn summary(&self) -> String {
+        "in-memory store".into()
+    }
+}

@@ -1,0 +1,159 @@
+//! Persistence: checkpoint bundles and the persisters that keep them.
+//!
+//! A [`Persister`] stores checkpoints as opaque bundles (see [`bundle`]) under a
+//! [`CheckpointKey`] — tenant, pid and an optional tag — with plumpy's operations: save, load,
+//! list all, list a process's, delete one, delete all of a process's. It also stores plugins
+//! content-addressed (SHA-256 digest → component bytes), so that any host sharing the store can
+//! load the exact component a checkpoint names. Writes are atomic: a failed save leaves the
+//! previous checkpoint as it was.
+//!
+//! Backends:
+//! - [`MemoryPersister`]: in the process, for tests and short-lived hosts;
+//! - [`EmbeddedPersister`]: one file, no server (redb: pure Rust, copy-on-write B-trees with
+//!   atomic, crash-safe commits, and several processes may open the same file — so `damson`
+//!   commands can read a store a running host writes).
+//!
+//! **Status:** this is the storage layer of durable processes. Processes do not checkpoint into
+//! it yet; a PostgreSQL backend and memory images come with the rest of the durable-processes
+//! work.
+
+pub mod bundle;
+mod embedded;
+mod memory;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedPersister;
+pub use memory::MemoryPersister;
+
+/// The tenant everything belongs to until tenants exist.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Which checkpoint: a process's (of a tenant), optionally tagged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckpointKey {
+    pub tenant: String,
+    pub pid: String,
+    /// `None` is the process's current checkpoint; a tag names a kept one.
+    pub tag: Option<String>,
+}
+
+impl CheckpointKey {
+    /// The current checkpoint of `pid` in the default tenant.
+    pub fn new(pid: impl Into<String>) -> Self {
+        Self {
+            tenant: DEFAULT_TENANT.into(),
+            pid: pid.into(),
+            tag: None,
+        }
+    }
+
+    /// The same process's checkpoint with this tag.
+    pub fn tagged(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+}
+
+impl std::fmt::Display for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process {}", self.pid)?;
+        if let Some(tag) = &self.tag {
+            write!(f, " (tag '{tag}')")?;
+        }
+        if self.tenant != DEFAULT_TENANT {
+            write!(f, " of tenant '{}'", self.tenant)?;
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong in a persister.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("the checkpoint of {key} is unusable")]
+    Corrupt {
+        key: CheckpointKey,
+        #[source]
+        source: bundle::BundleError,
+    },
+    #[error("invalid checkpoint key for {key}: {reason}")]
+    InvalidKey {
+        key: CheckpointKey,
+        reason: &'static str,
+    },
+    #[error("the store at '{location}' failed: {message}")]
+    Backend { location: String, message: String },
+}
+
+/// Stores checkpoint bundles and plugins. Implementations must make `save` atomic.
+#[async_trait]
+pub trait Persister: Send + Sync {
+    /// Store `bundle` under `key`, replacing what was there, atomically.
+    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError>;
+    /// The bundle stored under `key`, if any (not yet checked: see [`load_checked`]).
+    async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError>;
+    /// Every stored checkpoint's key (plumpy's `get_checkpoints`).
+    async fn list(&self) -> Result<Vec<CheckpointKey>, PersistError>;
+    /// The keys of one process's checkpoints (plumpy's `get_process_checkpoints`).
+    async fn list_process(
+        &self,
+        tenant: &str,
+        pid: &str,
+    ) -> Result<Vec<CheckpointKey>, PersistError>;
+    /// Delete one checkpoint; deleting a missing one does nothing.
+    async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError>;
+    /// Delete all of one process's checkpoints.
+    async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError>;
+    /// Store a plugin's component under its digest (storing it again does nothing).
+    async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError>;
+    /// The component stored under `digest`, if any.
+    async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError>;
+    /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".
+    fn summary(&self) -> String;
+}
+
+/// Load and check the bundle under `key`: `Ok(None)` when there is none, an error naming the
+/// pid and tag when it is damaged.
+pub async fn load_checked<R: for<'de> serde::Deserialize<'de>>(
+    persister: &dyn Persister,
+    key: &CheckpointKey,
+) -> Result<Option<bundle::Body<R>>, PersistError> {
+    let Some(bytes) = persister.load(key).await? else {
+        return Ok(None);
+    };
+    bundle::decode(&bytes)
+        .map(Some)
+        .map_err(|source| PersistError::Corrupt {
+            key: key.clone(),
+            source,
+        })
+}
+
+/// Keys are stored as text: refuse the characters that would make two keys collide.
+pub(crate) fn check_key(key: &CheckpointKey) -> Result<(), PersistError> {
+    let invalid = |reason| {
+        Err(PersistError::InvalidKey {
+            key: key.clone(),
+            reason,
+        })
+    };
+    let parts = [
+        Some(key.tenant.as_str()),
+        Some(key.pid.as_str()),
+        key.tag.as_deref(),
+    ];
+    if parts.iter().flatten().any(|p| p.contains('\0')) {
+        return invalid("a tenant, pid or tag cannot contain a NUL character");
+    }
+    if key.pid.is_empty() || key.tenant.is_empty() {
+        return invalid("the tenant and pid cannot be empty");
+    }
+    if key.tag.as_deref() == Some("") {
+        return invalid("a tag cannot be empty (use no tag)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
