@@ -128,17 +128,158 @@ fn demo() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     build_plugins()?;
     build_host()?;
+    let (server, url) = match env::var("DAMSON_TEST_POSTGRES") {
+        Ok(url) => {
+            eprintln!("xtask: using the PostgreSQL at DAMSON_TEST_POSTGRES");
+            (None, url)
+        }
+        Err(_) => {
+            let server = TestPostgres::start()?;
+            let url = server.url.clone();
+            (Some(server), url)
+        }
+    };
     let extra: Vec<&str> = extra
         .iter()
         .map(String::as_str)
         .skip_while(|a| *a == "--")
         .collect();
-    run(cargo()
+    let result = run(cargo()
         .args(["test", "--release", "--workspace", "--exclude", "xtask"])
         .args(if extra.is_empty() {
             vec![]
         } else {
             [vec!["--"], extra].concat()
         })
-        .env("DAMSON_PLUGINS", plugin_dir()))
+        .env("DAMSON_PLUGINS", plugin_dir())
+        .env("DAMSON_TEST_POSTGRES", &url));
+    drop(server);
+    result
+}
+
+/// A PostgreSQL server of the tests' own: a fresh cluster in the target directory, on a free
+/// loopback port, stopped when dropped.
+struct TestPostgres {
+    data: PathBuf,
+    bin: PathBuf,
+    url: String,
+    as_user: Option<&'static str>,
+}
+
+impl TestPostgres {
+    fn start() -> Result<Self, String> {
+        let bin = match postgres_bin() {
+            Ok(bin) => bin,
+            Err(missing) => {
+                // A fresh Debian machine: install the server, as .ci/run would.
+                if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
+                    return Err(missing);
+                }
+                eprintln!(
+                    "xtask: PostgreSQL is missing; installing Debian's package for the tests"
+                );
+                run(Command::new("apt-get").args(["update", "-qq"]))?;
+                run(Command::new("apt-get")
+                    .args(["install", "-y", "-qq", "postgresql"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"))?;
+                postgres_bin()?
+            }
+        };
+        let data = target_dir().join("damson-test-postgres");
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data)
+            .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        // PostgreSQL refuses to run as root: run it as the `postgres` user then.
+        let root = is_root();
+        let as_user = root.then_some("postgres");
+        if let Some(user) = as_user {
+            run(Command::new("chown").args(["-R", user]).arg(&data))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot find a free port: {e}"))?
+            .port();
+        let url = format!("postgres://damson@127.0.0.1:{port}/postgres");
+        let server = Self {
+            data,
+            bin,
+            url,
+            as_user,
+        };
+        run(server
+            .command("initdb")
+            .args(["-A", "trust", "-U", "damson", "--no-sync", "-D"])
+            .arg(&server.data)
+            .stdout(std::process::Stdio::null()))?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            server.data.display()
+        );
+        run(server
+            .command("pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&server.data)
+            .args(["-o", &options, "-l"])
+            .arg(server.data.join("server.log"))
+            .arg("start"))?;
+        eprintln!("xtask: PostgreSQL for the tests at {}", server.url);
+        Ok(server)
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        match self.as_user {
+            Some(user) => {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", user, "--"]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-m", "fast", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .status();
+    }
+}
+
+/// The directory with `initdb` and `pg_ctl`: on the PATH, or Debian's `/usr/lib/postgresql/*/bin`.
+fn postgres_bin() -> Result<PathBuf, String> {
+    let on_path = env::var_os("PATH").and_then(|paths| {
+        env::split_paths(&paths)
+            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    });
+    if let Some(dir) = on_path {
+        return Ok(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.into_iter().rev().find(|dir| dir.join("initdb").is_file()).ok_or_else(|| {
+        "PostgreSQL is not installed (no initdb on the PATH or in /usr/lib/postgresql): install \
+         it (Debian: apt-get install postgresql; .ci/run does), or set DAMSON_TEST_POSTGRES to a \
+         database URL the tests may fill"
+            .to_string()
+    })
+}
+
+/// Whether this runs as root (PostgreSQL will not, and apt-get needs it).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
 }

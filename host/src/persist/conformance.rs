@@ -33,7 +33,7 @@ async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {
     p.delete(&a1).await.unwrap();
     assert_eq!(
         p.list_process(DEFAULT_TENANT, "a").await.unwrap(),
-        [a.clone()],
+        vec![a.clone()],
         "only that one"
     );
     p.delete(&a1).await.unwrap(); // a missing checkpoint: nothing happens
@@ -45,7 +45,7 @@ async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(p.list().await.unwrap(), [b.clone()]);
+    assert_eq!(p.list().await.unwrap(), vec![b]);
     p.delete_process(DEFAULT_TENANT, "b").await.unwrap();
 }
 
@@ -142,4 +142,25 @@ async fn the_embedded_persister_conforms_and_keeps_its_data_across_reopening() {
         .unwrap();
     assert_eq!(body.record, 5);
     assert!(store.summary().contains("store.redb"));
+}
+
+/// Against the real PostgreSQL that `cargo xtask test` starts (its URL in
+/// `DAMSON_TEST_POSTGRES`). Never skipped: without a server this fails and says how to get one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_persister_conforms() {
+    let url = std::env::var("DAMSON_TEST_POSTGRES").expect(
+        "DAMSON_TEST_POSTGRES is not set: run the suite with `cargo xtask test`, which starts \
+         PostgreSQL, or point it at a database the test may fill",
+    );
+    let store = PostgresPersister::connect(&url).await.unwrap();
+    // A clean slate: this database is the tests' own.
+    for key in store.list().await.unwrap() {
+        store.delete(&key).await.unwrap();
+    }
+    check(&store).await;
+    assert!(
+        store
+            .summary()
+            .starts_with("PostgreSQL store at postgres://")
+    );
 }

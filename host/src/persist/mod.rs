@@ -11,20 +11,23 @@
 //! - [`MemoryPersister`]: in the process, for tests and short-lived hosts;
 //! - [`EmbeddedPersister`]: one file, no server (redb: pure Rust, copy-on-write B-trees with
 //!   atomic, crash-safe commits, and several processes may open the same file — so `damson`
-//!   commands can read a store a running host writes).
+//!   commands can read a store a running host writes);
+//! - [`PostgresPersister`]: a PostgreSQL database that many hosts share.
 //!
 //! **Status:** this is the storage layer of durable processes. Processes do not checkpoint into
-//! it yet; a PostgreSQL backend and memory images come with the rest of the durable-processes
-//! work.
+//! it yet; memory images, checkpointing and resuming come with the rest of the
+//! durable-processes work.
 
 pub mod bundle;
 mod embedded;
 mod memory;
+mod postgres;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedPersister;
 pub use memory::MemoryPersister;
+pub use postgres::PostgresPersister;
 
 /// The tenant everything belongs to until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";
