@@ -108,3 +108,15 @@ fn looked_in(dirs: &[PathBuf]) -> String {
     let dirs: Vec<String> = dirs.iter().map(|d| format!("'{}'", d.display())).collect();
     format!("looked for <name>.wasm in {}", dirs.join(", "))
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -122,7 +122,7 @@ fn invalid_json(plugin: &str, error: &Error) -> Value {
         "exit_status": null,
         "exit_message": null,
         "outputs": {},
-        "error": error_chain(error),
+        "error": crate::error::chain(error),
     })
 }
 
@@ -172,16 +172,4 @@ fn print_values(value: &Value, depth: usize) {
             }
         }
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

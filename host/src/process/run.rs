@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Event, ProcessHandle, ProcessState};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, chain};
 use crate::host::Host;
 use crate::ports::{DefaultRequest, GuestCheck, Origin, ValidationError};
 use crate::spec::ProcessSpec;
@@ -601,16 +601,4 @@ fn missing_message(missing: &[String]) -> Option<String> {
         let verb = if missing.len() == 1 { " was" } else { "s were" };
         format!("required output{verb} not emitted: {}", names.join(", "))
     })
-}
-
-/// An error with its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
