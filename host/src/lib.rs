@@ -33,4 +33,4 @@ pub use config::{HostConfig, Sandbox};
 pub use error::{Error, InvalidSpec, Result};
 pub use host::Host;
 pub use process::{Event, ProcessHandle, ProcessListener, ProcessRecord, ProcessState};
-pub use wasm::{Failure, LimitExceeded, Plugin, WORLD};
+pub use wasm::{Failure, LimitExceeded, Plugin, SnapshotSafety, WORLD};

@@ -208,6 +208,7 @@ fn describe_shows_ports_and_the_outline_structure() {
     assert!(text.contains("n: int (required)"), "{text}");
     assert!(text.contains("steps: int"), "{text}");
     assert!(text.contains("400 ERROR_NOT_POSITIVE"), "{text}");
+    assert!(text.contains("snapshot-safe: yes"), "{text}");
     let outline = text.split("outline:\n").nth(1).unwrap();
     assert_eq!(
         outline,
@@ -224,6 +225,10 @@ fn describe_json_has_the_spec() {
     assert_eq!(description["name"], "greet");
     assert_eq!(description["version"], "0.1.0");
     assert_eq!(description["world"], "damson:workflow/plugin@0.1.0");
+    assert_eq!(
+        description["memory_images"],
+        json!({"safe": true, "reasons": []})
+    );
     let inputs = &description["spec"]["inputs"];
     assert_eq!(inputs["_attrs"]["dynamic"], false);
     assert_eq!(

@@ -153,6 +153,24 @@ async fn files_that_are_not_components_are_refused() {
     assert!(missing.to_string().contains("no-such-plugin"), "{missing}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_plugins_are_safe_for_memory_images() {
+    for name in [
+        "add",
+        "greet",
+        "collatz",
+        "parent",
+        "counter",
+        "lifecycle",
+        "spin",
+        "hog",
+    ] {
+        let plugin = host().load(name).await.unwrap();
+        let safety = plugin.snapshot_safety();
+        assert!(safety.is_safe(), "{name}: {:?}", safety.reasons);
+    }
+}
+
 fn uuid_like(pid: &str) -> bool {
     pid.len() == 36 && pid.chars().filter(|c| *c == '-').count() == 4
 }

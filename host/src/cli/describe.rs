@@ -40,6 +40,10 @@ impl DescribeCommand {
                 "version": spec.version,
                 "digest": plugin.digest(),
                 "world": crate::WORLD,
+                "memory_images": {
+                    "safe": plugin.snapshot_safety().is_safe(),
+                    "reasons": plugin.snapshot_safety().reasons,
+                },
                 "spec": { "inputs": spec.inputs.description(), "outputs": spec.outputs.description() },
                 "exit_codes": spec.exit_codes,
                 "outline": spec.outline,
@@ -56,6 +60,15 @@ impl DescribeCommand {
             println!("  {description}");
         }
         println!("  digest: sha256:{}", plugin.digest());
+        let safety = plugin.snapshot_safety();
+        if safety.is_safe() {
+            println!("  snapshot-safe: yes (memory images of its instances can be taken)");
+        } else {
+            println!(
+                "  snapshot-safe: no, so no memory images (its state must live in the context): {}",
+                safety.reasons.join("; ")
+            );
+        }
         for (title, namespace) in [("inputs", &spec.inputs), ("outputs", &spec.outputs)] {
             println!(
                 "{title}:{}",

@@ -6,6 +6,9 @@
 mod bindings;
 mod cache;
 mod limits;
+pub mod safety;
+
+pub use safety::SnapshotSafety;
 mod spec;
 mod state;
 
@@ -47,6 +50,7 @@ pub(crate) struct Loaded {
     path: PathBuf,
     digest: String,
     from_cache: bool,
+    safety: SnapshotSafety,
     pre: bindings::PluginPre<StoreState>,
     pub(crate) declared: DeclaredSpec,
 }
@@ -60,6 +64,8 @@ pub struct Plugin {
     pre: bindings::PluginPre<StoreState>,
     /// The plugins whose ports this one exposes, by name.
     exposed: HashMap<String, Arc<Plugin>>,
+    /// Whether memory images of its instances can be taken.
+    safety: SnapshotSafety,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -87,6 +93,7 @@ impl Plugin {
             digest: loaded.digest,
             spec: Arc::new(spec),
             from_cache: loaded.from_cache,
+            safety: loaded.safety,
             pre: loaded.pre,
             exposed,
         })
@@ -122,6 +129,11 @@ impl Plugin {
     /// Whether the compiled artifact came from the on-disk cache.
     pub fn compiled_from_cache(&self) -> bool {
         self.from_cache
+    }
+
+    /// Whether memory images of this plugin can be taken, and if not, why.
+    pub fn snapshot_safety(&self) -> &SnapshotSafety {
+        &self.safety
     }
 }
 
@@ -191,6 +203,7 @@ impl Runtime {
         })?;
         check_header(path, &bytes)?;
         let digest = hex::encode(Sha256::digest(&bytes));
+        let safety = safety::check(&bytes);
 
         let engine = self.engine.clone();
         let cache_dir = self.config.cache_dir.clone();
@@ -243,6 +256,7 @@ impl Runtime {
             path: path.to_path_buf(),
             digest,
             from_cache,
+            safety,
             pre,
             declared,
         })
