@@ -22,12 +22,14 @@ pub mod bundle;
 mod embedded;
 mod memory;
 mod postgres;
+mod record;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedPersister;
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
+pub use record::{AwaitedChild, ProcessCheckpoint};
 
 /// The tenant everything belongs to until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";

@@ -18,7 +18,7 @@ mod data;
 mod handle;
 mod run;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use data::{Launch, ProcessData};
@@ -27,7 +27,7 @@ pub(crate) use handle::Shared;
 pub(crate) use run::{Guests, Task, prepare_inputs};
 
 /// The state of a process, as in plumpy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProcessState {
     Created,
