@@ -239,6 +239,16 @@ impl Task {
                         Err(Failure::Interrupted) => return self.killed(),
                         Err(failure) => return End::Excepted(format!("step '{name}' {failure}")),
                     };
+                    // A kill that came as the step returned: the process ends KILLED before any
+                    // more guest code (an output validator) runs and meets the interrupt.
+                    if self
+                        .handle
+                        .shared
+                        .interrupt
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        return self.killed();
+                    }
                     if let Some(error) = self.check_outputs().await {
                         return End::Excepted(format!(
                             "step '{name}' emitted an invalid output: {error}"
