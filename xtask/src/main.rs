@@ -127,7 +127,17 @@ fn demo() -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     build_plugins()?;
-    build_host()?;
+    // Everything the suite needs, the `damson` binary included, in one build with the test
+    // targets: dev-dependencies change some crates' features, and building the binary apart
+    // would compile wasmtime twice.
+    run(cargo().args([
+        "build",
+        "--release",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--all-targets",
+    ]))?;
     let (server, url) = match env::var("DAMSON_TEST_POSTGRES") {
         Ok(url) => {
             eprintln!("xtask: using the PostgreSQL at DAMSON_TEST_POSTGRES");
