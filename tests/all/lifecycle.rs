@@ -30,6 +30,14 @@ async fn create(plugin: &str, inputs: Value) -> ProcessHandle {
     host().create(&plugin, inputs).await.unwrap()
 }
 
+/// A created `lifecycle` process with a recorder listening to it.
+async fn watched(inputs: Value) -> (ProcessHandle, Arc<Mutex<Vec<&'static str>>>) {
+    let process = create("lifecycle", inputs).await;
+    let (seen, listener) = recorder();
+    process.add_listener(listener);
+    (process, seen)
+}
+
 async fn launch(plugin: &str, inputs: Value) -> ProcessHandle {
     let process = create(plugin, inputs).await;
     process.start().unwrap();
@@ -73,9 +81,7 @@ async fn s04_a_kill_returned_from_a_step_kills() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s06_kill_outside_a_step_is_idempotent_and_refused_once_finished() {
-    let process = create("lifecycle", json!({})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({})).await;
     assert!(process.kill(Some("Farewell!"), false));
     let record = process.wait().await;
     assert_eq!(record.state, ProcessState::Killed);
@@ -91,9 +97,7 @@ async fn s06_kill_outside_a_step_is_idempotent_and_refused_once_finished() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s07_a_waiting_process_is_resumed_by_a_listener() {
-    let process = create("lifecycle", json!({"mode": "wait"})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({"mode": "wait"})).await;
     process.add_listener(Arc::new(|p: &ProcessHandle, e: &Event| {
         if matches!(e, Event::Waiting { .. }) {
             assert!(p.resume(Some(json!("hello"))));
@@ -160,9 +164,7 @@ async fn s08_pause_while_waiting_then_play_then_resume() {
 async fn s10_a_pause_requested_during_the_final_step_applies_after_it_finishes() {
     // plumpy's step calls self.pause(); here a listener asks for the pause on the output the
     // final step emitted, before the step's result is applied.
-    let process = create("lifecycle", json!({"mode": "ok"})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({"mode": "ok"})).await;
     process.add_listener(Arc::new(|p: &ProcessHandle, e: &Event| {
         if matches!(e, Event::OutputEmitted { .. }) {
             p.pause(None);
@@ -197,9 +199,7 @@ async fn s10_a_pause_requested_during_the_final_step_applies_after_it_finishes()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s10_a_step_that_pauses_its_process_as_it_finishes_leaves_it_finished_and_paused() {
-    let process = create("lifecycle", json!({"mode": "pause"})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({"mode": "pause"})).await;
     process.start().unwrap();
     let record = process.wait().await;
     assert_eq!(
@@ -292,9 +292,7 @@ async fn s31_each_path_fires_plumpys_event_set() {
     let set =
         |seen: &Arc<Mutex<Vec<&'static str>>>| names(seen).into_iter().collect::<BTreeSet<_>>();
 
-    let process = create("lifecycle", json!({"mode": "ok"})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({"mode": "ok"})).await;
     process.start().unwrap();
     process.wait().await;
     assert_eq!(
@@ -302,16 +300,12 @@ async fn s31_each_path_fires_plumpys_event_set() {
         BTreeSet::from(["running", "output_emitted", "finished"])
     );
 
-    let process = create("lifecycle", json!({})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({})).await;
     process.kill(None, false);
     process.wait().await;
     assert_eq!(set(&seen), BTreeSet::from(["killed"]));
 
-    let process = create("lifecycle", json!({"mode": "raise"})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({"mode": "raise"})).await;
     process.start().unwrap();
     process.wait().await;
     assert_eq!(
@@ -319,9 +313,7 @@ async fn s31_each_path_fires_plumpys_event_set() {
         BTreeSet::from(["running", "output_emitted", "excepted"])
     );
 
-    let process = create("lifecycle", json!({})).await;
-    let (seen, listener) = recorder();
-    process.add_listener(listener);
+    let (process, seen) = watched(json!({})).await;
     assert!(process.pause(None));
     process.wait_for(|r| r.paused).await;
     // Listeners hear of a change just after it is visible in the record.

@@ -46,7 +46,7 @@ async fn an_endless_loop_is_stopped_by_the_step_time_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unbounded_allocation_is_stopped_by_the_memory_limit_and_memory_is_returned() {
+async fn unbounded_allocation_is_stopped_by_the_memory_limit_and_the_host_stays_bounded() {
     let mut config = config();
     config.max_memory(32 << 20);
     let host = Host::new(&config).unwrap();

@@ -153,7 +153,8 @@ impl Task {
         loop {
             let shared = self.handle.shared.clone();
             let notified = shared.wake.notified();
-            let started = self.apply_controls()?.started;
+            self.apply_controls()?;
+            let started = self.handle.shared.control().started;
             if started && !self.handle.is_paused() {
                 return Ok(());
             }
@@ -161,17 +162,14 @@ impl Task {
         }
     }
 
-    /// Apply pending kill, pause and play requests. Returns a copy of what else is pending.
-    fn apply_controls(&mut self) -> Result<Pending, End> {
+    /// Apply pending kill, pause and play requests.
+    fn apply_controls(&mut self) -> Result<(), End> {
         let mut control = self.handle.shared.control();
         if let Some(message) = control.kill.take() {
             return Err(End::Killed(message));
         }
         let pause = control.pause.take();
         let play = std::mem::take(&mut control.play);
-        let pending = Pending {
-            started: control.started,
-        };
         drop(control);
         if let Some(message) = pause
             && !self.handle.is_paused()
@@ -196,7 +194,7 @@ impl Task {
             });
             self.emit(Event::Played);
         }
-        Ok(pending)
+        Ok(())
     }
 
     /// Between two calls: apply requests, and stay here while paused.
@@ -598,11 +596,6 @@ impl Task {
             child.kill(message, true);
         }
     }
-}
-
-/// What is still pending after requests were applied.
-struct Pending {
-    started: bool,
 }
 
 fn missing_message(missing: &[String]) -> Option<String> {
