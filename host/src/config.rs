@@ -14,6 +14,9 @@ use std::time::Duration;
 /// - sandbox: no WASI capability at all ([`Sandbox`])
 /// - processes running a guest call at once: 64
 ///   ([`max_concurrent_steps`](Self::max_concurrent_steps))
+/// - with a store ([`Host::with_store`](crate::Host::with_store)): a checkpoint after every
+///   step ([`checkpoint_every_step`](Self::checkpoint_every_step)), with a memory image of
+///   snapshot-safe plugins ([`memory_images`](Self::memory_images))
 ///
 /// ```
 /// use std::time::Duration;
@@ -30,6 +33,8 @@ pub struct HostConfig {
     pub(crate) plugin_dirs: Vec<PathBuf>,
     pub(crate) sandbox: Sandbox,
     pub(crate) max_concurrent_steps: usize,
+    pub(crate) checkpoint_every_step: bool,
+    pub(crate) memory_images: bool,
 }
 
 impl Default for HostConfig {
@@ -50,7 +55,30 @@ impl HostConfig {
             plugin_dirs: Vec::new(),
             sandbox: Sandbox::default(),
             max_concurrent_steps: 64,
+            checkpoint_every_step: true,
+            memory_images: true,
         }
+    }
+
+    /// Whether a durable process checkpoints after every step. Without it, a process
+    /// checkpoints only when it is created, pauses, waits, launches children and terminates, so
+    /// a crash re-runs the steps since the last of those.
+    ///
+    /// By default on. Only matters for a host with a store.
+    pub fn checkpoint_every_step(&mut self, on: bool) -> &mut Self {
+        self.checkpoint_every_step = on;
+        self
+    }
+
+    /// Whether checkpoints of snapshot-safe plugins carry a memory image, so that state a
+    /// plugin keeps in its own memory (a struct field, a map) survives a restart. Without it, or
+    /// for a plugin that is not snapshot-safe, a restored process continues on a fresh instance
+    /// and only its context, inputs and outputs carry over.
+    ///
+    /// By default on. Only matters for a host with a store.
+    pub fn memory_images(&mut self, on: bool) -> &mut Self {
+        self.memory_images = on;
+        self
     }
 
     /// How many processes may run a guest call (a step, a condition, a validator) at the same

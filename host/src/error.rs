@@ -86,6 +86,28 @@ pub enum Error {
 
     #[error("cannot set up the WebAssembly engine: {message}")]
     Engine { message: String },
+
+    #[error("the store failed while {doing}")]
+    Store {
+        doing: String,
+        #[source]
+        source: crate::persist::PersistError,
+    },
+
+    #[error("no checkpoint of {key} in {store}")]
+    NoCheckpoint {
+        key: crate::persist::CheckpointKey,
+        store: String,
+    },
+
+    #[error("{key} cannot be restored: {message}")]
+    Restore {
+        key: crate::persist::CheckpointKey,
+        message: String,
+    },
+
+    #[error("this host has no store: processes cannot be continued from checkpoints")]
+    NoStore,
 }
 
 /// Why a declared spec was refused.

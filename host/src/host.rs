@@ -1,22 +1,24 @@
 //! [`Host`]: the entry point a program embeds to load plugins and run processes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::HostConfig;
 use crate::error::{Error, InvalidSpec, Result};
+use crate::persist::{self, CheckpointKey, DEFAULT_TENANT, Persister, ProcessCheckpoint, bundle};
 use crate::process::{
     Guests, ProcessHandle, ProcessRecord, ProcessState, Shared, Task, prepare_inputs,
 };
-use crate::wasm::{Plugin, Runtime};
+use crate::wasm::{DecodedImage, Plugin, Runtime};
+use crate::workchain::Cursor;
 
 /// Loads plugins and runs processes, each on its own tokio task. Cheap to clone: clones share
 /// the engine, the loaded plugins and the processes.
@@ -53,14 +55,56 @@ struct Inner {
     processes: Mutex<HashMap<String, ProcessHandle>>,
     /// Bounds the processes running a guest call at once.
     steps: Semaphore,
+    /// Where durable processes checkpoint, if anywhere.
+    store: Option<Arc<dyn Persister>>,
+    /// Digests of the plugins this host has put in the store.
+    stored_plugins: Mutex<HashSet<String>>,
+    /// Held while a process is loaded from the store, so that one pid is never restored twice.
+    restoring: tokio::sync::Mutex<()>,
+}
+
+/// What [`Host::recover`] did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The processes continued (each started; a paused one stays paused until played).
+    pub resumed: Vec<ProcessHandle>,
+    /// Checkpoints that could not be continued, by pid, and why.
+    pub failed: Vec<(String, Error)>,
 }
 
 /// A loaded plugin and what its file looked like then (modification time, length).
 type Cached = (Option<SystemTime>, u64, Arc<Plugin>);
 
 impl Host {
-    /// A host with this configuration. Starts wasmtime's engine and the epoch thread.
+    /// A host with this configuration. Starts wasmtime's engine and the epoch thread. Its
+    /// processes live in memory only: see [`with_store`](Self::with_store) for durable ones.
     pub fn new(config: &HostConfig) -> Result<Self> {
+        Self::build(config, None)
+    }
+
+    /// A host whose processes are durable: each checkpoints into `store` (when it is created,
+    /// after every step, when it pauses, waits or terminates — see [`HostConfig`]) and can be
+    /// continued from there by this host or another one after a crash
+    /// ([`continue_process`](Self::continue_process), [`recover`](Self::recover)).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> damson::Result<()> {
+    /// use std::sync::Arc;
+    /// let store = Arc::new(damson::persist::EmbeddedPersister::open("/tmp/damson.redb").unwrap());
+    /// let mut config = damson::HostConfig::new();
+    /// config.plugin_dir("target/wasm32-wasip2/release");
+    /// let host = damson::Host::with_store(&config, store)?;
+    /// let collatz = host.load("collatz").await?;
+    /// let pid = host.launch(&collatz, serde_json::json!({"n": 27})).await?.pid().to_string();
+    /// // … the machine restarts; a new host continues from the last checkpoint:
+    /// let record = host.continue_process(&pid, None).await?.wait().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_store(config: &HostConfig, store: Arc<dyn Persister>) -> Result<Self> {
+        Self::build(config, Some(store))
+    }
+
+    fn build(config: &HostConfig, store: Option<Arc<dyn Persister>>) -> Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime: Runtime::new(config)?,
@@ -68,8 +112,20 @@ impl Host {
                 plugins: Mutex::new(HashMap::new()),
                 processes: Mutex::new(HashMap::new()),
                 steps: Semaphore::new(config.max_concurrent_steps),
+                store,
+                stored_plugins: Mutex::new(HashSet::new()),
+                restoring: tokio::sync::Mutex::new(()),
             }),
         })
+    }
+
+    /// The store durable processes checkpoint into, if this host has one.
+    pub fn store(&self) -> Option<&Arc<dyn Persister>> {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn config(&self) -> &HostConfig {
+        &self.inner.config
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {
@@ -231,6 +287,9 @@ impl Host {
             data.spec = Some(spec.clone());
             data.inputs = inputs.clone();
         }
+        let ctime = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let record = ProcessRecord {
             pid: pid.clone(),
             plugin: spec.name.clone(),
@@ -249,29 +308,271 @@ impl Host {
             parent: parent.map(|p| p.pid().to_string()),
             children: Vec::new(),
             awaiting: Vec::new(),
+            ctime,
         };
-        let shared = Arc::new(Shared::new(
-            record,
-            interrupt,
-            parent.map(|p| Arc::downgrade(&p.shared)),
-        ));
-        let handle = ProcessHandle { shared };
-        self.inner
-            .processes
-            .lock()
-            .expect("process table")
-            .insert(pid.clone(), handle.clone());
-        tracing::debug!(%pid, plugin = %spec.name, "process created");
         let cursor = spec.outline.start();
+        if let Some(store) = self.store() {
+            // Durable from the start: the component first, so the checkpoint can always find it.
+            self.store_plugin(store, plugin).await?;
+            let checkpoint = ProcessCheckpoint::new(DEFAULT_TENANT, &record, &cursor);
+            let key = CheckpointKey::new(&pid);
+            store
+                .save(&key, &bundle::encode(&checkpoint, None))
+                .await
+                .map_err(|source| Error::Store {
+                    doing: format!("saving the checkpoint of new {key}"),
+                    source,
+                })?;
+        }
+        tracing::debug!(%pid, plugin = %spec.name, "process created");
+        Ok(self.spawn(record, interrupt, guests, cursor, None))
+    }
+
+    /// Register a process and start its task.
+    fn spawn(
+        &self,
+        record: ProcessRecord,
+        interrupt: Arc<AtomicBool>,
+        guests: Guests,
+        cursor: Cursor,
+        after: Option<persist::AfterStep>,
+    ) -> ProcessHandle {
+        let spec = guests.plugin.spec().clone();
+        let handle = ProcessHandle {
+            shared: Arc::new(Shared::new(record, interrupt)),
+        };
+        self.register(&handle);
         let task = Task {
             handle: handle.clone(),
             spec,
             guests,
             cursor,
             children: HashMap::new(),
+            after,
         };
         tokio::spawn(task.run());
+        handle
+    }
+
+    fn register(&self, handle: &ProcessHandle) {
+        self.inner
+            .processes
+            .lock()
+            .expect("process table")
+            .insert(handle.pid().to_string(), handle.clone());
+    }
+
+    /// Put a plugin's component in the store, once per host.
+    async fn store_plugin(&self, store: &Arc<dyn Persister>, plugin: &Plugin) -> Result<()> {
+        let digest = plugin.digest();
+        if self
+            .inner
+            .stored_plugins
+            .lock()
+            .expect("stored plugins")
+            .contains(digest)
+        {
+            return Ok(());
+        }
+        store
+            .save_plugin(digest, plugin.component())
+            .await
+            .map_err(|source| Error::Store {
+                doing: format!("storing plugin '{}'", plugin.name()),
+                source,
+            })?;
+        self.inner
+            .stored_plugins
+            .lock()
+            .expect("stored plugins")
+            .insert(digest.to_string());
+        Ok(())
+    }
+
+    /// Load a process from its checkpoint in the store (the current one, or the one with
+    /// `tag`), on a fresh instance of its exact plugin with its memory image written back. The
+    /// process is not started: add listeners, then [`start`](ProcessHandle::start) it (a paused
+    /// one then waits for [`play`](ProcessHandle::play)). A terminated process comes back as
+    /// its record. A process this host already runs is returned as it is.
+    ///
+    /// # Errors
+    /// [`Error::NoStore`], [`Error::NoCheckpoint`], [`Error::Store`] (including a damaged
+    /// bundle, named by pid and tag), [`Error::Restore`] when its plugin or memory image cannot
+    /// be had.
+    pub async fn load_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle> {
+        let store = self.store().ok_or(Error::NoStore)?.clone();
+        let _one_at_a_time = self.inner.restoring.lock().await;
+        if tag.is_none()
+            && let Some(handle) = self.process(pid)
+        {
+            return Ok(handle);
+        }
+        let mut key = CheckpointKey::new(pid);
+        key.tag = tag.map(str::to_string);
+        let body = persist::load_checked::<ProcessCheckpoint>(&*store, &key)
+            .await
+            .map_err(|source| Error::Store {
+                doing: format!("loading the checkpoint of {key}"),
+                source,
+            })?
+            .ok_or_else(|| Error::NoCheckpoint {
+                key: key.clone(),
+                store: store.summary(),
+            })?;
+        let restore_error = |message: String| Error::Restore {
+            key: key.clone(),
+            message,
+        };
+        let checkpoint = body.record;
+        let record = checkpoint
+            .record()
+            .map_err(|e| restore_error(format!("its record does not parse: {e}")))?;
+        let interrupt = Arc::new(AtomicBool::new(false));
+        if record.state.is_terminal() {
+            let handle = ProcessHandle {
+                shared: Arc::new(Shared::new(record, interrupt)),
+            };
+            handle.shared.done.send_replace(true);
+            self.register(&handle);
+            return Ok(handle);
+        }
+        let plugin = self
+            .plugin_for(&store, &checkpoint.plugin, &checkpoint.plugin_digest)
+            .await
+            .map_err(|e| restore_error(crate::error::chain(&e)))?;
+        let runtime = &self.inner.runtime;
+        let own = match &body.image {
+            Some(image) if plugin.snapshot_safety().is_safe() => {
+                let image =
+                    DecodedImage::decode(image).map_err(|e| restore_error(e.to_string()))?;
+                runtime.restore(&plugin, interrupt.clone(), &image).await
+            }
+            _ => runtime.instantiate(&plugin, interrupt.clone()).await,
+        }
+        .map_err(|f| restore_error(format!("plugin '{}' {f}", plugin.name())))?;
+        let mut guests = Guests {
+            host: self.clone(),
+            plugin: plugin.clone(),
+            own,
+            others: HashMap::new(),
+        };
+        let data = guests.own.data();
+        data.pid = record.pid.clone();
+        data.spec = Some(plugin.spec().clone());
+        data.inputs = record.inputs.clone();
+        data.context = record.context.clone();
+        data.outputs = record.outputs.as_object().cloned().unwrap_or_default();
+        if !record.paused {
+            data.status = record.status.clone();
+        }
+        tracing::debug!(%pid, plugin = %plugin.name(), state = %record.state, "process restored");
+        Ok(self.spawn(
+            record,
+            interrupt,
+            guests,
+            checkpoint.cursor,
+            checkpoint.after_step,
+        ))
+    }
+
+    /// [`load_process`](Self::load_process) and start it: it carries on from its checkpoint.
+    pub async fn continue_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle> {
+        let handle = self.load_process(pid, tag).await?;
+        if !handle.state().is_terminal() {
+            handle.start()?;
+        }
         Ok(handle)
+    }
+
+    /// Continue every process in the store that had not terminated: what a host does when it
+    /// starts again after it stopped or died.
+    pub async fn recover(&self) -> Result<Recovered> {
+        let store = self.store().ok_or(Error::NoStore)?.clone();
+        let keys = store.list().await.map_err(|source| Error::Store {
+            doing: "listing checkpoints".into(),
+            source,
+        })?;
+        let mut recovered = Recovered::default();
+        for key in keys {
+            if key.tag.is_some() || key.tenant != DEFAULT_TENANT {
+                continue;
+            }
+            match self.continue_process(&key.pid, None).await {
+                Ok(handle) if handle.state().is_terminal() => {}
+                Ok(handle) => recovered.resumed.push(handle),
+                Err(error) => {
+                    tracing::error!(pid = %key.pid, "cannot continue: {}", crate::error::chain(&error));
+                    recovered.failed.push((key.pid.clone(), error));
+                }
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// The exact component a checkpoint names: loaded already, the one of that name in the
+    /// plugin directories if it is the same, or else the copy kept in the store.
+    async fn plugin_for(
+        &self,
+        store: &Arc<dyn Persister>,
+        name: &str,
+        digest: &str,
+    ) -> Result<Arc<Plugin>> {
+        let loaded = self
+            .inner
+            .plugins
+            .lock()
+            .expect("plugin cache")
+            .values()
+            .find(|(_, _, p)| p.digest() == digest)
+            .map(|(_, _, p)| p.clone());
+        if let Some(plugin) = loaded {
+            return Ok(plugin);
+        }
+        if let Ok(plugin) = self.load(name).await
+            && plugin.digest() == digest
+        {
+            return Ok(plugin);
+        }
+        let bytes = store
+            .load_plugin(digest)
+            .await
+            .map_err(|source| Error::Store {
+                doing: format!("loading plugin '{name}' ({digest})"),
+                source,
+            })?
+            .ok_or_else(|| Error::PluginNotFound {
+                name: format!("{name} with digest {digest}"),
+                dirs: self.inner.config.plugin_dirs.clone(),
+            })?;
+        let dir = self
+            .inner
+            .config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("components");
+        let path = dir.join(format!("{digest}.wasm"));
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let partial = dir.join(format!("{digest}.{}.partial", std::process::id()));
+            std::fs::write(&partial, &bytes)?;
+            std::fs::rename(&partial, &path)
+        };
+        write().map_err(|source| Error::ReadPlugin {
+            path: path.clone(),
+            source,
+        })?;
+        let plugin = self.load(&path.display().to_string()).await?;
+        if plugin.digest() != digest {
+            return Err(Error::InvalidComponent {
+                path,
+                message: format!(
+                    "the store's copy has digest {}, not {digest}",
+                    plugin.digest()
+                ),
+            });
+        }
+        Ok(plugin)
     }
 
     /// Create a process and start it.

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 pub use embedded::EmbeddedPersister;
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
-pub use record::{AwaitedChild, ProcessCheckpoint};
+pub use record::{AfterStep, AwaitedChild, ChildLaunch, ProcessCheckpoint, Then};
 
 /// The tenant everything belongs to until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";

@@ -33,10 +33,53 @@ pub struct ProcessCheckpoint {
     pub error: Option<String>,
     pub parent: Option<String>,
     pub children: Vec<String>,
-    /// The children a WAITING process awaits, and where their records go.
+    /// Creation time, milliseconds since the Unix epoch.
+    pub ctime: u64,
+    /// What is left of the last step, when it is not all done: children to launch and await,
+    /// and what the step asked for next. `None` between two steps.
+    pub after_step: Option<AfterStep>,
+}
+
+/// The rest of a step that returned: the host carries it out, after the checkpoint that
+/// commits the step, and carries it out again (idempotently) after a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfterStep {
+    /// The step's name, for messages.
+    pub step: String,
+    /// Children the step launched, to create unless they exist: a child is created once, with
+    /// the pid the step was given.
+    pub launches: Vec<ChildLaunch>,
+    /// Children to await, and where their records go in the context.
     pub awaiting: Vec<AwaitedChild>,
-    /// For a process waiting to be resumed: the event it waits for (`None`: a plain resume).
-    pub waiting_for: Option<Option<String>>,
+    /// What comes once they have terminated.
+    pub then: Then,
+}
+
+/// What a step asked for next, once the children it awaits have terminated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Then {
+    Continue,
+    /// Wait to be resumed (by the named event), with a status message.
+    Wait {
+        event: Option<String>,
+        message: Option<String>,
+    },
+    Finish {
+        status: u32,
+        message: Option<String>,
+    },
+    Kill {
+        message: Option<String>,
+    },
+}
+
+/// A child a step launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildLaunch {
+    pub pid: String,
+    pub plugin: String,
+    /// Its inputs, as JSON text.
+    pub inputs: String,
 }
 
 /// A child awaited into the context.
@@ -49,7 +92,7 @@ pub struct AwaitedChild {
 }
 
 impl ProcessCheckpoint {
-    /// The checkpoint of a process as `record` and `cursor` describe it.
+    /// The checkpoint of a process as `record` and `cursor` describe it, between two steps.
     pub fn new(tenant: &str, record: &ProcessRecord, cursor: &Cursor) -> Self {
         Self {
             tenant: tenant.to_string(),
@@ -70,8 +113,8 @@ impl ProcessCheckpoint {
             error: record.error.clone(),
             parent: record.parent.clone(),
             children: record.children.clone(),
-            awaiting: Vec::new(),
-            waiting_for: None,
+            ctime: record.ctime,
+            after_step: None,
         }
     }
 
@@ -102,7 +145,13 @@ impl ProcessCheckpoint {
             error: self.error.clone(),
             parent: self.parent.clone(),
             children: self.children.clone(),
-            awaiting: self.awaiting.iter().map(|a| a.pid.clone()).collect(),
+            awaiting: match (&self.after_step, self.state) {
+                (Some(after), ProcessState::Waiting) => {
+                    after.awaiting.iter().map(|a| a.pid.clone()).collect()
+                }
+                _ => Vec::new(),
+            },
+            ctime: self.ctime,
         })
     }
 }
@@ -150,6 +199,7 @@ mod tests {
             parent: None,
             children: vec!["c-1".into()],
             awaiting: vec![],
+            ctime: 1_764_000_000_000,
         };
         let checkpoint = ProcessCheckpoint::new("default", &record, &cursor);
         let bytes = bundle::encode(&checkpoint, None);

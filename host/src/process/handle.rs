@@ -1,7 +1,7 @@
 //! [`ProcessHandle`]: control and watch a process from anywhere.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -30,7 +30,6 @@ pub(crate) struct Shared {
     pub(crate) done: watch::Sender<bool>,
     /// Set on kill: the guest call in progress stops at the next epoch tick.
     pub(crate) interrupt: Arc<AtomicBool>,
-    pub(crate) parent: Option<Weak<Shared>>,
 }
 
 /// Requests not yet carried out, and the listeners.
@@ -48,11 +47,7 @@ pub(crate) struct Control {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        record: ProcessRecord,
-        interrupt: Arc<AtomicBool>,
-        parent: Option<Weak<Shared>>,
-    ) -> Self {
+    pub(crate) fn new(record: ProcessRecord, interrupt: Arc<AtomicBool>) -> Self {
         Self {
             pid: record.pid.clone(),
             control: Mutex::new(Control::default()),
@@ -60,7 +55,6 @@ impl Shared {
             record: watch::Sender::new(record),
             done: watch::Sender::new(false),
             interrupt,
-            parent,
         }
     }
 

@@ -101,6 +101,8 @@ pub struct ProcessRecord {
     pub children: Vec<String>,
     /// WAITING only: the children it waits for (none when it waits for a resume).
     pub awaiting: Vec<String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub ctime: u64,
 }
 
 impl ProcessRecord {

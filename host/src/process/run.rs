@@ -3,12 +3,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
 use super::{Event, ProcessHandle, ProcessState};
 use crate::error::{Error, Result, chain};
 use crate::host::Host;
+use crate::persist::{
+    AfterStep, AwaitedChild, CheckpointKey, ChildLaunch, DEFAULT_TENANT, PersistError,
+    ProcessCheckpoint, Then, bundle,
+};
 use crate::ports::{DefaultRequest, GuestCheck, Origin, ValidationError};
 use crate::spec::ProcessSpec;
 use crate::wasm::{Failure, Instance, Plugin, wit_next as next};
@@ -131,46 +136,65 @@ pub(crate) struct Task {
     pub(crate) spec: Arc<ProcessSpec>,
     pub(crate) guests: Guests,
     pub(crate) cursor: Cursor,
-    /// Children launched so far, by pid.
+    /// Children launched so far (or attached after a restore), by pid.
     pub(crate) children: HashMap<String, ProcessHandle>,
+    /// What is left of the last step (children to launch and await, what comes next); part of
+    /// every checkpoint, carried out again after a restore.
+    pub(crate) after: Option<AfterStep>,
 }
 
 impl Task {
     pub(crate) async fn run(mut self) {
-        let end = match self.created().await {
-            Ok(()) => {
-                self.set_state(ProcessState::Running, Vec::new());
-                self.emit(Event::Running);
-                self.walk().await
-            }
-            Err(end) => end,
-        };
-        self.end(end);
+        let end = self.life().await;
+        self.end(end).await;
     }
 
-    /// CREATED: wait for start (a pause or a kill may come first).
-    async fn created(&mut self) -> Result<(), End> {
+    async fn life(&mut self) -> End {
+        // A process restored from a checkpoint carries on from where it was.
+        let restored = self.handle.state() != ProcessState::Created;
+        if let Err(end) = self.created(restored).await {
+            return end;
+        }
+        if !restored {
+            self.set_state(ProcessState::Running, Vec::new());
+            self.emit(Event::Running);
+        }
+        if let Some(after) = self.after.clone()
+            && let Err(end) = self.finish_step(after).await
+        {
+            return end;
+        }
+        self.walk().await
+    }
+
+    /// Wait for start (a pause or a kill may come first). A new process also waits while it is
+    /// paused; a restored one goes on to where it was, and waits for play there.
+    async fn created(&mut self, restored: bool) -> Result<(), End> {
         loop {
             let shared = self.handle.shared.clone();
             let notified = shared.wake.notified();
-            self.apply_controls()?;
+            self.apply_controls().await?;
             let started = self.handle.shared.control().started;
-            if started && !self.handle.is_paused() {
+            if started && (restored || !self.handle.is_paused()) {
                 return Ok(());
             }
             notified.await;
         }
     }
 
-    /// Apply pending kill, pause and play requests.
-    fn apply_controls(&mut self) -> Result<(), End> {
-        let mut control = self.handle.shared.control();
-        if let Some(message) = control.kill.take() {
+    /// Apply pending kill, pause and play requests; a pause or a play is checkpointed.
+    async fn apply_controls(&mut self) -> Result<(), End> {
+        let (kill, pause, play) = {
+            let mut control = self.handle.shared.control();
+            (
+                control.kill.take(),
+                control.pause.take(),
+                std::mem::take(&mut control.play),
+            )
+        };
+        if let Some(message) = kill {
             return Err(End::Killed(message));
         }
-        let pause = control.pause.take();
-        let play = std::mem::take(&mut control.play);
-        drop(control);
         if let Some(message) = pause
             && !self.handle.is_paused()
         {
@@ -185,6 +209,7 @@ impl Task {
                     r.status = message.clone();
                 }
             });
+            self.save().await?;
             self.emit(Event::Paused { message });
         } else if play && self.handle.is_paused() {
             let status = self.guests.own.data().status.clone();
@@ -192,17 +217,18 @@ impl Task {
                 r.paused = false;
                 r.status = status;
             });
+            self.save().await?;
             self.emit(Event::Played);
         }
         Ok(())
     }
 
     /// Between two calls: apply requests, and stay here while paused.
-    async fn checkpoint(&mut self) -> Result<(), End> {
+    async fn between_calls(&mut self) -> Result<(), End> {
         loop {
             let shared = self.handle.shared.clone();
             let notified = shared.wake.notified();
-            self.apply_controls()?;
+            self.apply_controls().await?;
             if !self.handle.is_paused() {
                 return Ok(());
             }
@@ -214,72 +240,13 @@ impl Task {
         let spec = self.spec.clone();
         let outline = &spec.outline;
         loop {
-            if let Err(end) = self.checkpoint().await {
+            if let Err(end) = self.between_calls().await {
                 return end;
             }
             match outline.next(&mut self.cursor) {
                 Call::Step(name) => {
-                    let position = outline.position(&self.cursor);
-                    self.handle
-                        .shared
-                        .record
-                        .send_modify(|r| r.position = position);
-                    let result = {
-                        let _permit = self.guests.host.step_permit().await;
-                        self.guests.own.run_step(name).await
-                    };
-                    self.emit_outputs();
-                    if let Some(message) = self.guests.own.data().pause.take() {
-                        self.handle.shared.control().pause = Some(message);
-                    }
-                    let result = match result {
-                        Ok(result) => result,
-                        Err(Failure::Interrupted) => return self.killed(),
-                        Err(failure) => return End::Excepted(format!("step '{name}' {failure}")),
-                    };
-                    // A kill that came as the step returned: the process ends KILLED before any
-                    // more guest code (an output validator) runs and meets the interrupt.
-                    if self
-                        .handle
-                        .shared
-                        .interrupt
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                    {
-                        return self.killed();
-                    }
-                    if let Some(error) = self.check_outputs().await {
-                        return End::Excepted(format!(
-                            "step '{name}' emitted an invalid output: {error}"
-                        ));
-                    }
-                    if let Err(error) = self.launch_children().await {
-                        return End::Excepted(format!("step '{name}' {error}"));
-                    }
-                    let awaited = match self.awaited(result.awaits) {
-                        Ok(awaited) => awaited,
-                        Err(error) => return End::Excepted(format!("step '{name}' {error}")),
-                    };
-                    outline.step_done(&mut self.cursor);
-                    if !awaited.is_empty()
-                        && let Err(end) = self.wait(Until::Children(awaited), None).await
-                    {
+                    if let Err(end) = self.step(name).await {
                         return end;
-                    }
-                    match result.next {
-                        next::Continue => {}
-                        next::Wait(wait) => {
-                            let until = Until::Resume { event: wait.event };
-                            if let Err(end) = self.wait(until, wait.message).await {
-                                return end;
-                            }
-                        }
-                        next::Finish(exit) => {
-                            return End::Finished {
-                                status: exit.status,
-                                message: exit.message,
-                            };
-                        }
-                        next::Kill(message) => return End::Killed(Some(message)),
                     }
                 }
                 Call::Condition(name) => {
@@ -311,13 +278,130 @@ impl Task {
         }
     }
 
+    /// Run one step, commit what it did with a checkpoint, then carry out the rest of it.
+    async fn step(&mut self, name: &str) -> Result<(), End> {
+        let spec = self.spec.clone();
+        let position = spec.outline.position(&self.cursor);
+        self.handle
+            .shared
+            .record
+            .send_modify(|r| r.position = position);
+        let result = {
+            let _permit = self.guests.host.step_permit().await;
+            self.guests.own.run_step(name).await
+        };
+        self.emit_outputs();
+        if let Some(message) = self.guests.own.data().pause.take() {
+            self.handle.shared.control().pause = Some(message);
+        }
+        let result = match result {
+            Ok(result) => result,
+            Err(Failure::Interrupted) => return Err(self.killed()),
+            Err(failure) => return Err(End::Excepted(format!("step '{name}' {failure}"))),
+        };
+        // A kill that came as the step returned: the process ends KILLED before any more guest
+        // code (an output validator) runs and meets the interrupt.
+        if self.handle.shared.interrupt.load(Ordering::Relaxed) {
+            return Err(self.killed());
+        }
+        if let Some(error) = self.check_outputs().await {
+            return Err(End::Excepted(format!(
+                "step '{name}' emitted an invalid output: {error}"
+            )));
+        }
+        let launches: Vec<ChildLaunch> = std::mem::take(&mut self.guests.own.data().launches)
+            .into_iter()
+            .map(|l| ChildLaunch {
+                pid: l.pid,
+                plugin: l.plugin,
+                inputs: l.inputs.to_string(),
+            })
+            .collect();
+        let awaiting = self
+            .awaited(result.awaits, &launches)
+            .map_err(|error| End::Excepted(format!("step '{name}' {error}")))?;
+        spec.outline.step_done(&mut self.cursor);
+        let then = match result.next {
+            next::Continue => Then::Continue,
+            next::Wait(wait) => Then::Wait {
+                event: wait.event,
+                message: wait.message,
+            },
+            next::Finish(exit) => Then::Finish {
+                status: exit.status,
+                message: exit.message,
+            },
+            next::Kill(message) => Then::Kill {
+                message: Some(message),
+            },
+        };
+        let pids: Vec<String> = launches.iter().map(|l| l.pid.clone()).collect();
+        self.handle
+            .shared
+            .record
+            .send_modify(|r| r.children.extend(pids));
+        let after = AfterStep {
+            step: name.to_string(),
+            launches,
+            awaiting,
+            then,
+        };
+        // The checkpoint that commits the step: its outputs, context and children (by pid,
+        // before any is created, so a restore never launches one twice).
+        self.after = Some(after.clone());
+        if self.guests.host.config().checkpoint_every_step || !after.launches.is_empty() {
+            self.save().await?;
+        }
+        self.finish_step(after).await
+    }
+
+    /// The rest of a step: launch its children, await them, then do what it asked for next.
+    async fn finish_step(&mut self, after: AfterStep) -> Result<(), End> {
+        let name = &after.step;
+        if let Err(error) = self.launch_children(&after.launches).await {
+            return Err(End::Excepted(format!("step '{name}' {error}")));
+        }
+        if let Some(after) = &mut self.after {
+            after.launches.clear();
+        }
+        if !after.awaiting.is_empty() {
+            let mut awaited = Vec::with_capacity(after.awaiting.len());
+            for child in &after.awaiting {
+                awaited.push(Awaited {
+                    handle: self.child(&child.pid).await?,
+                    key: child.key.clone(),
+                    append: child.append,
+                    inspect: child.inspect,
+                });
+            }
+            self.wait(Until::Children(awaited), None).await?;
+            if let Some(after) = &mut self.after {
+                after.awaiting.clear();
+            }
+        }
+        match after.then {
+            Then::Continue => {
+                self.after = None;
+                Ok(())
+            }
+            Then::Wait { event, message } => {
+                self.wait(Until::Resume { event }, message).await?;
+                self.after = None;
+                // The resume is part of the process now.
+                self.save().await
+            }
+            Then::Finish { status, message } => Err(End::Finished { status, message }),
+            Then::Kill { message } => Err(End::Killed(message)),
+        }
+    }
+
     /// The end of a process whose guest call was interrupted by a kill.
     fn killed(&mut self) -> End {
         End::Killed(self.handle.shared.control().kill.take().flatten())
     }
 
     /// WAITING until `until` is met; paused meanwhile if asked (and then not resumed until
-    /// played), killed if asked.
+    /// played), killed if asked. Entering the wait is checkpointed.
     async fn wait(&mut self, until: Until, message: Option<String>) -> Result<(), End> {
         if message.is_some() {
             self.guests.own.data().status = message.clone();
@@ -330,11 +414,26 @@ impl Task {
             Until::Resume { .. } => Vec::new(),
         };
         self.set_state(ProcessState::Waiting, awaiting);
+        self.save().await?;
         self.emit(Event::Waiting { message });
+        // Children wake this task when they terminate.
+        let watchers: Vec<_> = match &until {
+            Until::Children(children) => children
+                .iter()
+                .map(|c| {
+                    let (child, parent) = (c.handle.clone(), self.handle.shared.clone());
+                    tokio::spawn(async move {
+                        child.wait().await;
+                        parent.wake.notify_one();
+                    })
+                })
+                .collect(),
+            Until::Resume { .. } => Vec::new(),
+        };
         loop {
             let shared = self.handle.shared.clone();
             let notified = shared.wake.notified();
-            self.apply_controls()?;
+            self.apply_controls().await?;
             if !self.handle.is_paused() {
                 let done = match &until {
                     Until::Resume { event } => {
@@ -358,6 +457,9 @@ impl Task {
                 }
             }
             notified.await;
+        }
+        for watcher in watchers {
+            watcher.abort();
         }
         if let Until::Children(children) = until {
             self.collect(children)?;
@@ -403,11 +505,21 @@ impl Task {
         Ok(())
     }
 
-    /// Create and start the children the last step launched.
-    async fn launch_children(&mut self) -> Result<(), String> {
-        let launches = std::mem::take(&mut self.guests.own.data().launches);
+    /// Create and start the children a step launched; after a restore, a child that exists
+    /// already (in this host or in the store) is attached instead.
+    async fn launch_children(&mut self, launches: &[ChildLaunch]) -> Result<(), String> {
         for launch in launches {
+            if self.children.contains_key(&launch.pid) {
+                continue;
+            }
             let host = self.guests.host.clone();
+            if host.process(&launch.pid).is_some() || stored(&host, &launch.pid).await? {
+                self.child(&launch.pid).await.map_err(|end| match end {
+                    End::Excepted(message) => message,
+                    _ => format!("cannot continue child process {}", launch.pid),
+                })?;
+                continue;
+            }
             let plugin = host.load(&launch.plugin).await.map_err(|e| {
                 format!(
                     "launched a '{}' child that cannot be loaded: {}",
@@ -415,8 +527,16 @@ impl Task {
                     chain(&e)
                 )
             })?;
+            let inputs: Value = serde_json::from_str(&launch.inputs).map_err(|e| {
+                format!("launched a '{}' child with bad inputs: {e}", launch.plugin)
+            })?;
             let child = host
-                .create_process(&plugin, launch.inputs, Some(launch.pid), Some(&self.handle))
+                .create_process(
+                    &plugin,
+                    inputs,
+                    Some(launch.pid.clone()),
+                    Some(&self.handle),
+                )
                 .await
                 .map_err(|e| {
                     format!(
@@ -426,28 +546,52 @@ impl Task {
                     )
                 })?;
             child.start().map_err(|e| e.to_string())?;
-            let pid = child.pid().to_string();
-            self.handle
-                .shared
-                .record
-                .send_modify(|r| r.children.push(pid.clone()));
-            self.children.insert(pid, child);
+            self.children.insert(launch.pid.clone(), child);
         }
         Ok(())
     }
 
-    fn awaited(&self, awaits: Vec<crate::wasm::WitAwait>) -> Result<Vec<Awaited>, String> {
+    /// The handle of a child: launched by this task, or (after a restore) running in this
+    /// host, or continued from its checkpoint.
+    async fn child(&mut self, pid: &str) -> Result<ProcessHandle, End> {
+        if let Some(handle) = self.children.get(pid) {
+            return Ok(handle.clone());
+        }
+        let handle = self
+            .guests
+            .host
+            .continue_process(pid, None)
+            .await
+            .map_err(|e| {
+                End::Excepted(format!(
+                    "cannot continue its child process {pid}: {}",
+                    chain(&e)
+                ))
+            })?;
+        self.children.insert(pid.to_string(), handle.clone());
+        Ok(handle)
+    }
+
+    /// The children a step awaits: each must be one this process launched.
+    fn awaited(
+        &self,
+        awaits: Vec<crate::wasm::WitAwait>,
+        launches: &[ChildLaunch],
+    ) -> Result<Vec<AwaitedChild>, String> {
+        let record = self.handle.shared.record.borrow();
         awaits
             .into_iter()
             .map(|a| {
-                let handle = self.children.get(&a.pid).cloned().ok_or_else(|| {
-                    format!(
+                let known = launches.iter().any(|l| l.pid == a.pid)
+                    || record.children.iter().any(|c| *c == a.pid);
+                if !known {
+                    return Err(format!(
                         "awaits process '{}', which is not a child it launched",
                         a.pid
-                    )
-                })?;
-                Ok(Awaited {
-                    handle,
+                    ));
+                }
+                Ok(AwaitedChild {
+                    pid: a.pid,
                     key: a.key,
                     append: a.append,
                     inspect: a.inspect,
@@ -512,11 +656,44 @@ impl Task {
         });
     }
 
+    /// Save a checkpoint of the process as it is now (a quiescent point: no guest call runs),
+    /// with a memory image unless it has terminated. Nothing to do without a store.
+    ///
+    /// A save that fails ends the process EXCEPTED: a durable process that cannot be made
+    /// durable must not carry on as if it were.
+    async fn save(&mut self) -> Result<(), End> {
+        self.try_save()
+            .await
+            .map_err(|e| End::Excepted(format!("cannot save its checkpoint: {e}")))
+    }
+
+    async fn try_save(&mut self) -> Result<(), PersistError> {
+        let Some(store) = self.guests.host.store().cloned() else {
+            return Ok(());
+        };
+        let mut record = self.handle.record();
+        let data = self.guests.own.data();
+        record.outputs = Value::Object(data.outputs.clone());
+        record.context = data.context.clone();
+        if !record.paused {
+            record.status = data.status.clone();
+        }
+        let mut checkpoint = ProcessCheckpoint::new(DEFAULT_TENANT, &record, &self.cursor);
+        checkpoint.after_step = self.after.clone();
+        let image = (!record.state.is_terminal()
+            && self.guests.host.config().memory_images
+            && self.guests.plugin.snapshot_safety().is_safe())
+        .then(|| self.guests.own.image())
+        .flatten();
+        let bytes = bundle::encode(&checkpoint, image.as_deref());
+        store.save(&CheckpointKey::new(&record.pid), &bytes).await
+    }
+
     fn emit(&self, event: Event) {
         self.handle.emit(&event);
     }
 
-    fn end(mut self, end: End) {
+    async fn end(mut self, end: End) {
         let data = self.guests.own.data();
         let (outputs, context, status) = (
             Value::Object(std::mem::take(&mut data.outputs)),
@@ -569,10 +746,10 @@ impl Task {
         // One change makes the process terminal, with everything it produced: whoever sees the
         // state sees the outputs.
         self.handle.shared.record.send_modify(|r| {
-            r.outputs = outputs;
-            r.context = context;
+            r.outputs = outputs.clone();
+            r.context = context.clone();
             if !r.paused {
-                r.status = status;
+                r.status = status.clone();
             }
             if late_pause.is_some() {
                 r.paused = true;
@@ -580,15 +757,21 @@ impl Task {
             r.awaiting.clear();
             r.state = state;
         });
+        // The terminal checkpoint, before anyone waiting is told: what they see is durable.
+        let data = self.guests.own.data();
+        data.outputs = outputs.as_object().cloned().unwrap_or_default();
+        data.context = context;
+        data.status = status;
+        self.after = None;
+        if let Err(e) = self.try_save().await {
+            tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {e}");
+        }
         tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
         self.emit(event);
         if let Some(message) = late_pause {
             self.emit(Event::Paused { message });
         }
         self.handle.shared.done.send_replace(true);
-        if let Some(parent) = self.handle.shared.parent.as_ref().and_then(|p| p.upgrade()) {
-            parent.wake.notify_one();
-        }
     }
 
     fn kill_children(&self, message: Option<&str>) {
@@ -596,6 +779,18 @@ impl Task {
             child.kill(message, true);
         }
     }
+}
+
+/// Whether the host's store has a checkpoint of `pid`.
+async fn stored(host: &Host, pid: &str) -> Result<bool, String> {
+    let Some(store) = host.store() else {
+        return Ok(false);
+    };
+    store
+        .list_process(DEFAULT_TENANT, pid)
+        .await
+        .map(|keys| keys.iter().any(|k| k.tag.is_none()))
+        .map_err(|e| format!("cannot look for child process {pid}: {e}"))
 }
 
 fn missing_message(missing: &[String]) -> Option<String> {

@@ -5,6 +5,7 @@
 
 mod bindings;
 mod cache;
+mod image;
 mod limits;
 pub mod safety;
 
@@ -24,6 +25,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 pub(crate) use bindings::damson::workflow::types::{AwaitChild as WitAwait, Next as wit_next};
+pub(crate) use image::DecodedImage;
 pub use limits::{Interrupted, LimitExceeded};
 pub(crate) use state::StoreState;
 
@@ -53,6 +55,7 @@ pub(crate) struct Loaded {
     safety: SnapshotSafety,
     pre: bindings::PluginPre<StoreState>,
     pub(crate) declared: DeclaredSpec,
+    bytes: Arc<[u8]>,
 }
 
 /// A loaded, checked and compiled plugin, ready to instantiate.
@@ -66,6 +69,8 @@ pub struct Plugin {
     exposed: HashMap<String, Arc<Plugin>>,
     /// Whether memory images of its instances can be taken.
     safety: SnapshotSafety,
+    /// The component, to store beside checkpoints.
+    bytes: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -96,6 +101,7 @@ impl Plugin {
             safety: loaded.safety,
             pre: loaded.pre,
             exposed,
+            bytes: loaded.bytes,
         })
     }
 
@@ -131,6 +137,11 @@ impl Plugin {
         self.from_cache
     }
 
+    /// The component's bytes.
+    pub fn component(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Whether memory images of this plugin can be taken, and if not, why.
     pub fn snapshot_safety(&self) -> &SnapshotSafety {
         &self.safety
@@ -159,6 +170,18 @@ pub enum Failure {
     /// The process was killed while the call ran.
     #[error("was interrupted: the process was killed")]
     Interrupted,
+    /// A memory image could not be written back.
+    #[error("cannot be restored from its memory image: {0}")]
+    Restore(String),
+    /// After a restore from a memory image, the guest used a resource handle from before the
+    /// checkpoint; handles live in the instance, not in its memory, so they do not survive.
+    #[error(
+        "trapped on a stale resource handle after a restore from a memory image ({0}): the plugin \
+         kept a WASI handle (stdout, a file, a stream) across a checkpoint; plugins must talk to \
+         the world through Damson's host imports (log, status, outputs) to be checkpointed with \
+         their memory"
+    )]
+    StaleHandle(String),
 }
 
 impl Runtime {
@@ -168,7 +191,11 @@ impl Runtime {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             // The fiber a guest call runs on needs room for the wasm stack and the host frames.
-            .async_stack_size(config.max_wasm_stack + (1 << 20));
+            .async_stack_size(config.max_wasm_stack + (1 << 20))
+            // The host allocates linear memories, so that it can take images of them (see
+            // `image`); wasmtime's copy-on-write initialisation needs its own allocation.
+            .with_host_memory(Arc::new(image::HostMemory))
+            .memory_init_cow(false);
         let engine = Engine::new(&wasm).map_err(|e| Error::Engine {
             message: format!("{e:#}"),
         })?;
@@ -197,10 +224,12 @@ impl Runtime {
     /// Load the component at `path`: check that it is a component of this world, compile it (or
     /// reuse its cached artifact) and read its declared spec.
     pub(crate) async fn load(&self, path: &Path) -> Result<Loaded> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadPlugin {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes: Arc<[u8]> = std::fs::read(path)
+            .map_err(|source| Error::ReadPlugin {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .into();
         check_header(path, &bytes)?;
         let digest = hex::encode(Sha256::digest(&bytes));
         let safety = safety::check(&bytes);
@@ -208,9 +237,15 @@ impl Runtime {
         let engine = self.engine.clone();
         let cache_dir = self.config.cache_dir.clone();
         let digest_for_compile = digest.clone();
+        let bytes_for_compile = bytes.clone();
         // Compiling takes a while: keep it off the async worker threads.
         let compiled = tokio::task::spawn_blocking(move || {
-            cache::compile(&engine, &bytes, &digest_for_compile, cache_dir.as_deref())
+            cache::compile(
+                &engine,
+                &bytes_for_compile,
+                &digest_for_compile,
+                cache_dir.as_deref(),
+            )
         })
         .await
         .expect("the compile task panicked");
@@ -236,7 +271,7 @@ impl Runtime {
 
         // Declaring the spec runs guest code: under the same limits as a step.
         let interrupt = Arc::new(AtomicBool::new(false));
-        let mut instance = Instance::new(self, &pre, "(loading)".into(), interrupt)
+        let mut instance = Instance::new(self, &pre, "(loading)".into(), interrupt, None)
             .await
             .map_err(|f| Error::Declare {
                 path: path.to_path_buf(),
@@ -259,6 +294,7 @@ impl Runtime {
             safety,
             pre,
             declared,
+            bytes,
         })
     }
 
@@ -273,6 +309,30 @@ impl Runtime {
             &plugin.pre,
             plugin.spec.name.as_str().into(),
             interrupt,
+            None,
+        )
+        .await
+    }
+
+    /// A fresh instance of `plugin` with the memories of `image` (taken from an instance of the
+    /// same component) written back, ready for its next call.
+    pub(crate) async fn restore(
+        &self,
+        plugin: &Plugin,
+        interrupt: Arc<AtomicBool>,
+        image: &DecodedImage,
+    ) -> Result<Instance, Failure> {
+        if let Some(reason) = plugin.safety.reasons.first() {
+            return Err(Failure::Restore(format!(
+                "the plugin is not snapshot-safe ({reason}), so it has no memory image"
+            )));
+        }
+        Instance::new(
+            self,
+            &plugin.pre,
+            plugin.spec.name.as_str().into(),
+            interrupt,
+            Some(image),
         )
         .await
     }
@@ -353,6 +413,10 @@ pub(crate) struct Instance {
     max_wasm_stack: usize,
     /// Set once a call trapped: the instance must not run again.
     poisoned: Option<Failure>,
+    /// The linear memories, for memory images.
+    memories: Arc<image::Memories>,
+    /// Whether the memories came from an image (a trap on a resource handle then has a cause).
+    restored: bool,
 }
 
 impl Instance {
@@ -361,6 +425,7 @@ impl Instance {
         pre: &bindings::PluginPre<StoreState>,
         plugin: Arc<str>,
         interrupt: Arc<AtomicBool>,
+        image: Option<&DecodedImage>,
     ) -> Result<Self, Failure> {
         let config = &runtime.config;
         let state = StoreState::new(&config.sandbox, config.max_memory, plugin, interrupt);
@@ -376,7 +441,11 @@ impl Instance {
         });
         store.set_epoch_deadline(1);
         store.data_mut().deadline.start(config.step_timeout);
-        let bindings = pre.instantiate_async(&mut store).await;
+        let memories = Arc::new(image::Memories::default());
+        if let Some(image) = image {
+            memories.presize(image.sizes());
+        }
+        let bindings = memories.scope(pre.instantiate_async(&mut store)).await;
         let mut instance = Self {
             store,
             bindings: match bindings {
@@ -386,9 +455,32 @@ impl Instance {
             timeout: config.step_timeout,
             max_wasm_stack: config.max_wasm_stack,
             poisoned: None,
+            memories,
+            restored: image.is_some(),
         };
         instance.store.data_mut().deadline.clear();
+        if let Some(image) = image {
+            let total = instance
+                .memories
+                .restore(image)
+                .map_err(|e| Failure::Restore(e.to_string()))?;
+            instance
+                .store
+                .data_mut()
+                .limiter
+                .set_used(total)
+                .map_err(Failure::Limit)?;
+        }
         Ok(instance)
+    }
+
+    /// An image of the instance's memories, taken now (between calls); `None` when the instance
+    /// failed (an image is never taken after a trap) or has no memory the host allocated.
+    pub(crate) fn image(&self) -> Option<Vec<u8>> {
+        if self.poisoned.is_some() || self.memories.is_empty() {
+            return None;
+        }
+        Some(self.memories.capture())
     }
 
     /// The flag that interrupts this instance's calls.
@@ -417,8 +509,15 @@ impl Instance {
     fn end<R>(&mut self, result: wasmtime::Result<R>) -> Result<R, Failure> {
         let state = self.store.data_mut();
         state.deadline.clear();
+        let restored = self.restored;
         result.map_err(|e| {
-            let failure = classify(e, state.panic.take(), self.max_wasm_stack);
+            let mut failure = classify(e, state.panic.take(), self.max_wasm_stack);
+            if restored
+                && let Failure::Trap(message) = &failure
+                && message.contains("unknown handle index")
+            {
+                failure = Failure::StaleHandle(message.clone());
+            }
             self.poisoned = Some(failure.clone());
             failure
         })
