@@ -91,7 +91,7 @@ pub enum Error {
     Store {
         doing: String,
         #[source]
-        source: crate::persist::PersistError,
+        source: Box<crate::persist::PersistError>,
     },
 
     #[error("no checkpoint of {key} in {store}")]

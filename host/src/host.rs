@@ -321,7 +321,7 @@ impl Host {
                 .await
                 .map_err(|source| Error::Store {
                     doing: format!("saving the checkpoint of new {key}"),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         tracing::debug!(%pid, plugin = %spec.name, "process created");
@@ -379,7 +379,7 @@ impl Host {
             .await
             .map_err(|source| Error::Store {
                 doing: format!("storing plugin '{}'", plugin.name()),
-                source,
+                source: Box::new(source),
             })?;
         self.inner
             .stored_plugins
@@ -413,7 +413,7 @@ impl Host {
             .await
             .map_err(|source| Error::Store {
                 doing: format!("loading the checkpoint of {key}"),
-                source,
+                source: Box::new(source),
             })?
             .ok_or_else(|| Error::NoCheckpoint {
                 key: key.clone(),
@@ -490,7 +490,7 @@ impl Host {
         let store = self.store().ok_or(Error::NoStore)?.clone();
         let keys = store.list().await.map_err(|source| Error::Store {
             doing: "listing checkpoints".into(),
-            source,
+            source: Box::new(source),
         })?;
         let mut recovered = Recovered::default();
         for key in keys {
@@ -538,7 +538,7 @@ impl Host {
             .await
             .map_err(|source| Error::Store {
                 doing: format!("loading plugin '{name}' ({digest})"),
-                source,
+                source: Box::new(source),
             })?
             .ok_or_else(|| Error::PluginNotFound {
                 name: format!("{name} with digest {digest}"),

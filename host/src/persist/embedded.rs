@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, TableDefinition, TableError};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, TableDefinition, TableError};
 
 use super::{CheckpointKey, PersistError, Persister, check_key};
 
@@ -32,7 +32,12 @@ impl EmbeddedPersister {
             std::fs::create_dir_all(dir)
                 .map_err(|e| backend(format!("cannot create its directory: {e}")))?;
         }
-        let db = Database::create(&path).map_err(|e| backend(e.to_string()))?;
+        // Several `damson` processes may use one store at once (a running host and `damson ps`,
+        // two hosts): redb then coordinates with byte-range locks, one write at a time.
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(&path)
+            .map_err(|e| backend(e.to_string()))?;
         Ok(Self {
             db: Arc::new(db),
             path,

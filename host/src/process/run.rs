@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
-use super::{Event, ProcessHandle, ProcessState};
+use super::{Event, ProcessHandle, ProcessRecord, ProcessState};
 use crate::error::{Error, Result, chain};
 use crate::host::Host;
 use crate::persist::{
@@ -199,25 +199,21 @@ impl Task {
             && !self.handle.is_paused()
         {
             // Publish what the process has done so far: a paused process is looked at.
-            let data = self.guests.own.data();
-            let (outputs, context) = (data.outputs.clone(), data.context.clone());
-            self.handle.shared.record.send_modify(|r| {
+            self.commit(|r| {
                 r.paused = true;
-                r.outputs = Value::Object(outputs);
-                r.context = context;
                 if message.is_some() {
                     r.status = message.clone();
                 }
-            });
-            self.save().await?;
+            })
+            .await?;
             self.emit(Event::Paused { message });
         } else if play && self.handle.is_paused() {
             let status = self.guests.own.data().status.clone();
-            self.handle.shared.record.send_modify(|r| {
+            self.commit(|r| {
                 r.paused = false;
                 r.status = status;
-            });
-            self.save().await?;
+            })
+            .await?;
             self.emit(Event::Played);
         }
         Ok(())
@@ -291,6 +287,15 @@ impl Task {
             self.guests.own.run_step(name).await
         };
         self.emit_outputs();
+        // The status is what watchers follow between state changes.
+        let status = self.guests.own.data().status.clone();
+        self.handle.shared.record.send_if_modified(|r| {
+            let changed = !r.paused && r.status != status;
+            if changed {
+                r.status = status;
+            }
+            changed
+        });
         if let Some(message) = self.guests.own.data().pause.take() {
             self.handle.shared.control().pause = Some(message);
         }
@@ -413,8 +418,11 @@ impl Task {
                 .collect(),
             Until::Resume { .. } => Vec::new(),
         };
-        self.set_state(ProcessState::Waiting, awaiting);
-        self.save().await?;
+        self.commit(|r| {
+            r.state = ProcessState::Waiting;
+            r.awaiting = awaiting;
+        })
+        .await?;
         self.emit(Event::Waiting { message });
         // Children wake this task when they terminate.
         let watchers: Vec<_> = match &until {
@@ -656,21 +664,22 @@ impl Task {
         });
     }
 
-    /// Save a checkpoint of the process as it is now (a quiescent point: no guest call runs),
-    /// with a memory image unless it has terminated. Nothing to do without a store.
+    /// Save a checkpoint of the process as it is now, and publish its record. Nothing to do
+    /// without a store.
+    async fn save(&mut self) -> Result<(), End> {
+        if self.guests.host.store().is_none() {
+            return Ok(());
+        }
+        self.commit(|_| {}).await
+    }
+
+    /// Change the process's record (with its data as the last call left it): saved first, at a
+    /// quiescent point (no guest call runs), then published — so whoever sees the change can
+    /// count on finding it in the store.
     ///
     /// A save that fails ends the process EXCEPTED: a durable process that cannot be made
     /// durable must not carry on as if it were.
-    async fn save(&mut self) -> Result<(), End> {
-        self.try_save()
-            .await
-            .map_err(|e| End::Excepted(format!("cannot save its checkpoint: {e}")))
-    }
-
-    async fn try_save(&mut self) -> Result<(), PersistError> {
-        let Some(store) = self.guests.host.store().cloned() else {
-            return Ok(());
-        };
+    async fn commit(&mut self, change: impl FnOnce(&mut ProcessRecord)) -> Result<(), End> {
         let mut record = self.handle.record();
         let data = self.guests.own.data();
         record.outputs = Value::Object(data.outputs.clone());
@@ -678,7 +687,18 @@ impl Task {
         if !record.paused {
             record.status = data.status.clone();
         }
-        let mut checkpoint = ProcessCheckpoint::new(DEFAULT_TENANT, &record, &self.cursor);
+        change(&mut record);
+        let saved = self.try_save(&record).await;
+        self.handle.shared.record.send_replace(record);
+        saved.map_err(|e| End::Excepted(format!("cannot save its checkpoint: {e}")))
+    }
+
+    /// Save `record` as the process's checkpoint, with a memory image unless it has terminated.
+    async fn try_save(&mut self, record: &ProcessRecord) -> Result<(), PersistError> {
+        let Some(store) = self.guests.host.store().cloned() else {
+            return Ok(());
+        };
+        let mut checkpoint = ProcessCheckpoint::new(DEFAULT_TENANT, record, &self.cursor);
         checkpoint.after_step = self.after.clone();
         let image = (!record.state.is_terminal()
             && self.guests.host.config().memory_images
@@ -744,28 +764,23 @@ impl Task {
             }
         };
         // One change makes the process terminal, with everything it produced: whoever sees the
-        // state sees the outputs.
-        self.handle.shared.record.send_modify(|r| {
-            r.outputs = outputs.clone();
-            r.context = context.clone();
-            if !r.paused {
-                r.status = status.clone();
-            }
-            if late_pause.is_some() {
-                r.paused = true;
-            }
-            r.awaiting.clear();
-            r.state = state;
-        });
-        // The terminal checkpoint, before anyone waiting is told: what they see is durable.
-        let data = self.guests.own.data();
-        data.outputs = outputs.as_object().cloned().unwrap_or_default();
-        data.context = context;
-        data.status = status;
+        // state sees the outputs. It is saved first: what anyone sees is durable.
+        let mut record = self.handle.record();
+        record.outputs = outputs;
+        record.context = context;
+        if !record.paused {
+            record.status = status;
+        }
+        if late_pause.is_some() {
+            record.paused = true;
+        }
+        record.awaiting.clear();
+        record.state = state;
         self.after = None;
-        if let Err(e) = self.try_save().await {
+        if let Err(e) = self.try_save(&record).await {
             tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {e}");
         }
+        self.handle.shared.record.send_replace(record);
         tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
         self.emit(event);
         if let Some(message) = late_pause {

@@ -14,7 +14,7 @@ impl Process for Parent {
         spec.input("mode")
             .valid_type(Type::Str)
             .default("many")
-            .help("many | pair | last | fail | inspect");
+            .help("many | pair | last | fail | inspect | hailstones");
         spec.output("total").valid_type(Type::Int).required(false);
         spec.output("children")
             .valid_type(Type::Int)
@@ -57,6 +57,13 @@ impl Parent {
                 p.inspect_in_context("failed", &child);
             }
             "last" => {}
+            // Slow children that keep their state in memory, for the durability tests.
+            "hailstones" => {
+                for i in 0..p.input::<i64>("count")? {
+                    let child = p.launch("hailstone", json!({"n": 27 + i, "delay_ms": 20}))?;
+                    p.append_to_context("results", &child);
+                }
+            }
             other => bail!("unknown mode '{other}'"),
         }
         Ok(Next::Continue)
@@ -87,6 +94,15 @@ impl Parent {
                 // r1 now holds the second child, like r2.
                 p.out("r2", p.get::<Value>("r2")?["outputs"]["sum"].clone())?;
                 p.out("total", p.get::<Value>("r1")?["outputs"]["sum"].clone())?;
+            }
+            "hailstones" => {
+                let results: Vec<Value> = p.get("results")?;
+                let total: i64 = results
+                    .iter()
+                    .filter_map(|r| r["outputs"]["steps"].as_i64())
+                    .sum();
+                p.out("total", total)?;
+                p.out("children", results.len())?;
             }
             "inspect" => p.out("inspected", p.get::<Value>("failed")?["state"].clone())?,
             "last" => {

@@ -1,0 +1,410 @@
+//! Durable processes through the library: a host checkpoints into a store, stops (its tokio
+//! runtime shut down, every task dropped), and a new host continues from the store. plumpy's
+//! persistence scenarios S35, S37, S44, and work chains that wait on children (which plumpy
+//! cannot checkpoint). The `kill -9` test with separate OS processes is in `cli.rs`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use damson::persist::{
+    CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, ProcessCheckpoint, load_checked,
+};
+use damson::{Host, ProcessHandle, ProcessRecord, ProcessState};
+use damson_tests::{config, host};
+use serde_json::{Value, json};
+
+fn embedded(dir: &Path) -> Arc<dyn Persister> {
+    Arc::new(EmbeddedPersister::open(dir.join("store.redb")).unwrap())
+}
+
+/// Run `work` on a host of its own, with its own tokio runtime, then stop that host the hard
+/// way: the runtime is shut down and every process task dropped wherever it was.
+fn on_a_host_that_stops<T: Send + 'static>(
+    store: Arc<dyn Persister>,
+    work: impl AsyncFnOnce(Host) -> T + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let result = runtime.block_on(async move {
+            let host = Host::with_store(&config(), store).unwrap();
+            work(host).await
+        });
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        result
+    })
+    .join()
+    .unwrap()
+}
+
+async fn uninterrupted(plugin: &str, inputs: Value) -> ProcessRecord {
+    let plugin = host().load(plugin).await.unwrap();
+    host().run(&plugin, inputs).await.unwrap()
+}
+
+async fn stored(store: &Arc<dyn Persister>, pid: &str) -> ProcessCheckpoint {
+    load_checked::<ProcessCheckpoint>(&**store, &CheckpointKey::new(pid))
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+}
+
+fn status_step(record: &ProcessRecord) -> u64 {
+    record
+        .status
+        .as_deref()
+        .and_then(|s| s.strip_prefix("step "))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_paused_mid_loop_survives_its_host_stopping_and_finishes_when_played() {
+    // `hailstone` keeps its whole running state in a struct field and a HashMap: only the
+    // memory image can carry it over.
+    let inputs = json!({"n": 27, "delay_ms": 2});
+    let expected = uninterrupted("hailstone", inputs.clone()).await;
+    assert_eq!(expected.state, ProcessState::Finished);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded(dir.path());
+    let (pid, paused_at) = on_a_host_that_stops(store.clone(), async move |host| {
+        let plugin = host.load("hailstone").await.unwrap();
+        let process = host.launch(&plugin, inputs).await.unwrap();
+        process.wait_for(|r| r.state == ProcessState::Running).await;
+        let mut status = process.shared_status();
+        while status.step() < 20 {
+            status.changed().await;
+        }
+        process.pause(None);
+        let record = process.wait_for(|r| r.paused).await;
+        (process.pid().to_string(), record.position)
+    });
+    let checkpoint = stored(&store, &pid).await;
+    assert!(checkpoint.paused);
+    assert_eq!(checkpoint.position, paused_at);
+    assert!(
+        paused_at.contains("advance"),
+        "paused in the loop: {paused_at}"
+    );
+
+    let host = Host::with_store(&config(), store.clone()).unwrap();
+    let process = host.continue_process(&pid, None).await.unwrap();
+    assert!(process.is_paused(), "a paused process comes back paused");
+    let step = status_step(&process.record());
+    assert!(
+        (20..111).contains(&step),
+        "it stopped mid-loop, at step {step}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        process.state(),
+        ProcessState::Running,
+        "nothing runs until played"
+    );
+    assert!(process.play());
+    let record = process.wait().await;
+    assert_eq!(record.state, ProcessState::Finished, "{:?}", record.error);
+    assert_eq!(record.outputs, expected.outputs);
+    assert_eq!(stored(&store, &pid).await.state, ProcessState::Finished);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_work_chain_waiting_on_children_resumes_collects_them_and_finishes() {
+    let inputs = json!({"mode": "hailstones", "count": 3});
+    let expected = uninterrupted("parent", inputs.clone()).await;
+    assert_eq!(
+        expected.state,
+        ProcessState::Finished,
+        "{:?}",
+        expected.error
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded(dir.path());
+    let pid = on_a_host_that_stops(store.clone(), async move |host| {
+        let plugin = host.load("parent").await.unwrap();
+        let process = host.launch(&plugin, inputs).await.unwrap();
+        let waiting = process
+            .wait_for(|r| r.state == ProcessState::Waiting && r.awaiting.len() == 3)
+            .await;
+        // Let the children get well into their loops, not to the end.
+        let child = host.process(&waiting.awaiting[0]).unwrap();
+        let mut status = child.shared_status();
+        while status.step() < 10 {
+            status.changed().await;
+        }
+        process.pid().to_string()
+    });
+    let checkpoint = stored(&store, &pid).await;
+    assert_eq!(checkpoint.state, ProcessState::Waiting);
+    assert_eq!(checkpoint.children.len(), 3);
+
+    let host = Host::with_store(&config(), store.clone()).unwrap();
+    let recovered = host.recover().await.unwrap();
+    assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
+    assert_eq!(
+        recovered.resumed.len(),
+        4,
+        "the parent and its three children"
+    );
+    let parent = host.process(&pid).unwrap();
+    let record = parent.wait().await;
+    assert_eq!(record.state, ProcessState::Finished, "{:?}", record.error);
+    assert_eq!(record.outputs, expected.outputs);
+    assert_eq!(
+        record.children, checkpoint.children,
+        "no child launched twice"
+    );
+    assert_eq!(
+        store.list().await.unwrap().len(),
+        4,
+        "the store holds the parent and three children, nothing more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s35_a_process_restored_while_waiting_is_waiting_and_finishes_when_resumed() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let first = Host::with_store(&config(), store.clone()).unwrap();
+    let plugin = first.load("lifecycle").await.unwrap();
+    let original = first
+        .launch(&plugin, json!({"mode": "wait"}))
+        .await
+        .unwrap();
+    original
+        .wait_for(|r| r.state == ProcessState::Waiting)
+        .await;
+    let key = CheckpointKey::new(original.pid());
+    let bundle = store.load(&key).await.unwrap().unwrap();
+
+    // Double restart: two hosts restore the same bundle, each resumes it (twice) and runs it.
+    let mut outputs = Vec::new();
+    for _ in 0..2 {
+        let copy: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+        copy.save(&key, &bundle).await.unwrap();
+        let host = Host::with_store(&config(), copy).unwrap();
+        let restored = host.load_process(original.pid(), None).await.unwrap();
+        assert_eq!(restored.state(), ProcessState::Waiting);
+        assert!(restored.resume(None));
+        assert!(restored.resume(None), "still waiting until it runs");
+        restored.start().unwrap();
+        let record = restored.wait().await;
+        assert_eq!(record.state, ProcessState::Finished);
+        outputs.push(record.outputs);
+    }
+    assert_eq!(outputs[0], json!({"finished": true}));
+    assert_eq!(outputs[0], outputs[1]);
+    // The original carries on too, with the same result.
+    original.resume(None);
+    assert_eq!(original.wait().await.outputs, outputs[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s44_a_checkpoint_mid_if_block_restores_with_the_same_context_and_runs_only_step2() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let first = Host::with_store(&config(), store.clone()).unwrap();
+    let plugin = first.load("ifblock").await.unwrap();
+    let original = first.launch(&plugin, json!({})).await.unwrap();
+    let paused = original.wait_for(|r| r.paused).await;
+    assert_eq!(paused.context.get("s1"), Some(&json!(true)));
+    assert_eq!(paused.context.get("s2"), None);
+    let key = CheckpointKey::new(original.pid());
+    let bundle = store.load(&key).await.unwrap().unwrap();
+
+    let other: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    other.save(&key, &bundle).await.unwrap();
+    let second = Host::with_store(&config(), other.clone()).unwrap();
+    let restored = second.load_process(original.pid(), None).await.unwrap();
+    assert_eq!(restored.record().context, paused.context);
+    // Saved again, the restored checkpoint is the same bundle, memory image included.
+    let decoded = damson::persist::bundle::decode::<ProcessCheckpoint>(&bundle).unwrap();
+    assert!(
+        decoded.image.is_some(),
+        "a snapshot-safe plugin's checkpoint has a memory image"
+    );
+    assert_eq!(
+        damson::persist::bundle::encode(&decoded.record, decoded.image.as_deref()),
+        bundle
+    );
+    // Playing the restored copy runs step2 only.
+    restored.start().unwrap();
+    restored.play();
+    let replayed = restored.wait().await;
+    assert_eq!(replayed.outputs, json!({"s2_ran": true}));
+
+    original.play();
+    let record = original.wait().await;
+    assert_eq!(record.context.get("s2"), Some(&json!(true)));
+    assert_eq!(record.outputs, json!({"s2_ran": true}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
+    // Every checkpoint of a run (created, after each step, waiting, terminal), restored and run
+    // on, ends as the original did.
+    for plugin in ["hailstone", "ifblock"] {
+        let inputs = if plugin == "hailstone" {
+            json!({"n": 6})
+        } else {
+            json!({})
+        };
+        let store = Arc::new(Recording::default());
+        let first = Host::with_store(&config(), store.clone()).unwrap();
+        let loaded = first.load(plugin).await.unwrap();
+        let process = first.launch(&loaded, inputs).await.unwrap();
+        if plugin == "ifblock" {
+            process.wait_for(|r| r.paused).await;
+            process.play();
+        }
+        let original = process.wait().await;
+        let bundles = store.bundles.lock().unwrap().clone();
+        assert!(
+            bundles.len() >= 4,
+            "{plugin}: {} checkpoints",
+            bundles.len()
+        );
+        for (i, bundle) in bundles.iter().enumerate() {
+            let replay: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+            let key = CheckpointKey::new(process.pid());
+            replay.save(&key, bundle).await.unwrap();
+            let host = Host::with_store(&config(), replay).unwrap();
+            let restored = host.load_process(process.pid(), None).await.unwrap();
+            // Whoever paused the original played it: so here.
+            restored.add_listener(Arc::new(|p: &ProcessHandle, e: &damson::Event| {
+                if let damson::Event::Paused { .. } = e {
+                    p.play();
+                }
+            }));
+            if !restored.state().is_terminal() {
+                restored.start().unwrap();
+            }
+            if restored.is_paused() {
+                restored.play();
+            }
+            let record = restored.wait().await;
+            assert_eq!(record.state, original.state, "{plugin} from checkpoint {i}");
+            assert_eq!(
+                record.outputs, original.outputs,
+                "{plugin} from checkpoint {i}"
+            );
+            assert_eq!(record.pid, original.pid, "same pid");
+        }
+    }
+}
+
+/// An in-memory store that also keeps every bundle ever saved, in order.
+#[derive(Default)]
+struct Recording {
+    inner: MemoryPersister,
+    bundles: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+#[async_trait::async_trait]
+impl Persister for Recording {
+    async fn save(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+    ) -> Result<(), damson::persist::PersistError> {
+        self.bundles.lock().unwrap().push(bundle.to_vec());
+        self.inner.save(key, bundle).await
+    }
+    async fn load(
+        &self,
+        key: &CheckpointKey,
+    ) -> Result<Option<Vec<u8>>, damson::persist::PersistError> {
+        self.inner.load(key).await
+    }
+    async fn list(&self) -> Result<Vec<CheckpointKey>, damson::persist::PersistError> {
+        self.inner.list().await
+    }
+    async fn list_process(
+        &self,
+        tenant: &str,
+        pid: &str,
+    ) -> Result<Vec<CheckpointKey>, damson::persist::PersistError> {
+        self.inner.list_process(tenant, pid).await
+    }
+    async fn delete(&self, key: &CheckpointKey) -> Result<(), damson::persist::PersistError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_process(
+        &self,
+        tenant: &str,
+        pid: &str,
+    ) -> Result<(), damson::persist::PersistError> {
+        self.inner.delete_process(tenant, pid).await
+    }
+    async fn save_plugin(
+        &self,
+        digest: &str,
+        component: &[u8],
+    ) -> Result<(), damson::persist::PersistError> {
+        self.inner.save_plugin(digest, component).await
+    }
+    async fn load_plugin(
+        &self,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, damson::persist::PersistError> {
+        self.inner.load_plugin(digest).await
+    }
+    fn summary(&self) -> String {
+        "recording in-memory store".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_checkpoint_is_refused_naming_the_process() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let host = Host::with_store(&config(), store.clone()).unwrap();
+    let plugin = host.load("lifecycle").await.unwrap();
+    let process = host.launch(&plugin, json!({"mode": "wait"})).await.unwrap();
+    process.wait_for(|r| r.state == ProcessState::Waiting).await;
+    let key = CheckpointKey::new(process.pid());
+    let mut bundle = store.load(&key).await.unwrap().unwrap();
+    let middle = bundle.len() / 2;
+    bundle[middle] ^= 0x01;
+    store.save(&key, &bundle).await.unwrap();
+
+    let other = Host::with_store(&config(), store.clone()).unwrap();
+    let error = other.load_process(process.pid(), None).await.unwrap_err();
+    let text = damson_error_chain(&error);
+    assert!(text.contains(process.pid()), "{text}");
+    assert!(text.contains("checksum"), "{text}");
+}
+
+fn damson_error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reading a process's `step N` status as it changes.
+trait StatusSteps {
+    fn shared_status(&self) -> StatusWatch;
+}
+
+struct StatusWatch(ProcessHandle);
+
+impl StatusWatch {
+    fn step(&self) -> u64 {
+        status_step(&self.0.record())
+    }
+    async fn changed(&mut self) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+impl StatusSteps for ProcessHandle {
+    fn shared_status(&self) -> StatusWatch {
+        StatusWatch(self.clone())
+    }
+}
