@@ -50,7 +50,8 @@ pub fn shared_home() -> PathBuf {
 }
 
 /// The `damson` binary of the profile these tests were built with, with a clean environment:
-/// the shared home, the built plugins, and no `RUST_LOG`.
+/// the shared home, the built plugins, no `RUST_LOG`, and no store (`DAMSON_STORE=memory:`,
+/// so tests do not share one; durability tests pass `--store` themselves).
 pub fn damson() -> Command {
     let exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/<test binary> → target/<profile>/damson
@@ -67,6 +68,7 @@ pub fn damson() -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("DAMSON_HOME", shared_home())
         .env("DAMSON_PLUGINS", plugin_dir())
+        .env("DAMSON_STORE", "memory:")
         .env_remove("RUST_LOG");
     cmd
 }

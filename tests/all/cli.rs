@@ -421,3 +421,151 @@ fn run_shows_the_tree_of_processes() {
         "{tree}"
     );
 }
+
+/// Start `damson run` of `hailstone` (its state in memory only) on `store`, wait until it is
+/// `steps` steps into its loop, and SIGKILL it. Returns the pid.
+fn kill_9_mid_loop(store: &str, n: u64, steps: u64) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = damson()
+        .args([
+            "run",
+            "hailstone",
+            "-i",
+            &format!("n={n}"),
+            "-i",
+            "delay_ms=10",
+        ])
+        .args(["--store", store])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("damson starts");
+    let mut pid = None;
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("damson: process ") {
+            pid = rest.split(' ').next().map(str::to_string);
+        }
+        if line.contains(&format!("step {steps} at")) {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL, not ended on its own"
+    );
+    pid.expect("damson run announces the pid of a durable process")
+}
+
+#[test]
+fn a_process_killed_with_sigkill_mid_loop_is_continued_by_a_new_damson_to_the_same_outputs() {
+    let clean = run(&["run", "hailstone", "-i", "n=97", "--json"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    let clean = json_of(&clean);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let pid = kill_9_mid_loop(&store, 97, 30);
+
+    let ps = run(&["ps", "--store", &store, "--json"]);
+    assert_eq!(ps.status.code(), Some(0), "{}", stderr(&ps));
+    let listed = json_of(&ps);
+    assert_eq!(listed[0]["pid"], pid);
+    assert_eq!(listed[0]["state"], "RUNNING", "it died running: {listed}");
+    let show = run(&["show", &pid, "--store", &store]);
+    assert!(
+        stdout(&show).contains("position: 1:while_(above_one)(0:advance)"),
+        "{}",
+        stdout(&show)
+    );
+
+    let continued = run(&["continue", &pid, "--store", &store, "--json"]);
+    assert_eq!(continued.status.code(), Some(0), "{}", stderr(&continued));
+    let continued = json_of(&continued);
+    assert_eq!(continued["pid"], pid);
+    assert_eq!(continued["state"], "FINISHED");
+    assert_eq!(continued["outputs"], clean["outputs"]);
+    let checkpoints = json_of(&run(&["checkpoints", &pid, "--store", &store, "--json"]));
+    assert_eq!(checkpoints[0]["tag"], Value::Null);
+    assert_eq!(checkpoints[0]["state"], "FINISHED");
+}
+
+#[test]
+fn a_process_that_pauses_itself_stops_the_command_and_continues_when_played() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let out = run(&["run", "ifblock", "--store", &store, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "paused is not success");
+    let paused = json_of(&out);
+    let pid = paused["pid"].as_str().unwrap().to_string();
+    assert_eq!(paused["outputs"], json!({}));
+
+    let still = run(&["continue", &pid, "--store", &store]);
+    assert_eq!(still.status.code(), Some(1));
+    assert!(stderr(&still).contains("--play"), "{}", stderr(&still));
+
+    let played = run(&["continue", &pid, "--store", &store, "--play", "--json"]);
+    assert_eq!(played.status.code(), Some(0), "{}", stderr(&played));
+    assert_eq!(json_of(&played)["outputs"], json!({"s2_ran": true}));
+}
+
+#[test]
+fn continue_all_resumes_every_process_a_dead_host_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let first = kill_9_mid_loop(&store, 27, 10);
+    let second = kill_9_mid_loop(&store, 31, 10);
+    let out = run(&["continue", "--all", "--store", &store, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let finished: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut pids: Vec<&str> = finished
+        .iter()
+        .map(|r| r["pid"].as_str().unwrap())
+        .collect();
+    pids.sort();
+    let mut expected = vec![first.as_str(), second.as_str()];
+    expected.sort();
+    assert_eq!(pids, expected);
+    assert!(finished.iter().all(|r| r["state"] == "FINISHED"));
+}
+
+#[test]
+fn the_default_store_is_one_file_in_the_home_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let out = damson()
+        .env("DAMSON_HOME", home.path())
+        .env_remove("DAMSON_STORE")
+        .args(["run", "add", "-i", "x=1", "-i", "y=2", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid = json_of(&out)["pid"].as_str().unwrap().to_string();
+    assert!(home.path().join("store.redb").is_file());
+    let show = damson()
+        .env("DAMSON_HOME", home.path())
+        .env_remove("DAMSON_STORE")
+        .args(["show", &pid, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&show)["outputs"], json!({"sum": 3}));
+}
+
+#[test]
+fn continuing_an_unknown_process_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let out = run(&["continue", "not-a-pid", "--store", &store]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no checkpoint of process not-a-pid"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -3,7 +3,9 @@
 mod bench;
 mod describe;
 mod inputs;
+mod resume;
 mod run;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunCommand),
+    /// Continue a stored process from its last checkpoint.
+    Continue(resume::ContinueCommand),
+    /// List the processes in the store.
+    Ps(store::PsCommand),
+    /// Show one stored process.
+    Show(store::ShowCommand),
+    /// List a process's checkpoints with their sizes.
+    Checkpoints(store::CheckpointsCommand),
     Describe(describe::DescribeCommand),
     Bench(bench::BenchCommand),
 }
@@ -36,7 +46,8 @@ pub(crate) struct CommonOptions {
     #[arg(long, env = "DAMSON_PLUGINS", value_name = "DIR")]
     plugins: Option<PathBuf>,
 
-    /// Damson's home directory, which holds the compiled-plugin cache. Defaults to `~/.damson`.
+    /// Damson's home directory, which holds the compiled-plugin cache and the embedded store.
+    /// Defaults to `~/.damson`.
     #[arg(long, env = "DAMSON_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
@@ -76,7 +87,7 @@ impl CommonOptions {
         config
     }
 
-    fn home_dir(&self) -> PathBuf {
+    pub(crate) fn home_dir(&self) -> PathBuf {
         if let Some(home) = &self.home {
             return home.clone();
         }
@@ -157,6 +168,10 @@ impl Cli {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Run(cmd) => cmd.execute().await,
+            Command::Continue(cmd) => cmd.execute().await,
+            Command::Ps(cmd) => cmd.execute().await,
+            Command::Show(cmd) => cmd.execute().await,
+            Command::Checkpoints(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,
             Command::Bench(cmd) => cmd.execute().await,
         }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::store::{StoreOptions, stopped};
 use super::{CommonOptions, exit};
 use crate::{Error, Host, ProcessRecord};
 
@@ -15,9 +16,13 @@ Examples:
   damson run add -i x=1 -i y=2
   damson run greet -i name=Ada -i options.shout=true --json
   damson run ./my_plugin.wasm --inputs inputs.json
+  damson run collatz -i n=27 --store postgres://damson@localhost/damson
 
-Exit status: 0 when the process finished successfully, 1 when it ended any other way,
-2 for a usage error, an invalid plugin or invalid inputs.";
+The process is durable: it checkpoints into the store (by default the embedded one in the home
+directory), and if this command dies, `damson continue PID` carries it on.
+
+Exit status: 0 when the process finished successfully, 1 when it ended any other way (or is
+paused, or waits for a resume), 2 for a usage error, an invalid plugin or invalid inputs.";
 
 /// Run a process of a plugin until it ends, and print how it ended and its outputs.
 #[derive(Debug, Args)]
@@ -41,16 +46,19 @@ pub(crate) struct RunCommand {
     json: bool,
 
     #[command(flatten)]
+    store: StoreOptions,
+
+    #[command(flatten)]
     common: CommonOptions,
 }
 
 impl RunCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
-        let host = Host::new(&self.common.host_config())?;
+        let host = self.store.host(&self.common).await?;
         let plugin = host.load(&self.plugin).await?;
-        let record = match host.run(&plugin, inputs).await {
-            Ok(record) => record,
+        let process = match host.launch(&plugin, inputs).await {
+            Ok(process) => process,
             Err(e @ Error::InvalidInputs { .. }) => {
                 if self.json {
                     println!("{}", invalid_json(&plugin.spec().name, &e));
@@ -59,21 +67,36 @@ impl RunCommand {
             }
             Err(e) => return Err(e).context(format!("cannot run plugin '{}'", self.plugin)),
         };
-        if self.json {
-            println!("{}", tree_json(&host, &record));
-        } else {
-            print_record(&record);
-            if !record.children.is_empty() {
-                println!("processes:");
-                print_processes(&host, &record, 1);
-            }
+        if let Some(store) = host.store() {
+            eprintln!(
+                "damson: process {} checkpoints into {}; if this command stops, \
+                 `damson continue {}` carries it on",
+                process.pid(),
+                store.summary(),
+                process.pid()
+            );
         }
-        Ok(ExitCode::from(if record.successful() == Some(true) {
-            exit::OK
-        } else {
-            exit::PROCESS_FAILED
-        }))
+        let record = process.wait_for(stopped).await;
+        Ok(report(&host, &record, self.json))
     }
+}
+
+/// Print how a process stopped (with its children), and the exit code that says it.
+pub(crate) fn report(host: &Host, record: &ProcessRecord, json: bool) -> ExitCode {
+    if json {
+        println!("{}", tree_json(host, record));
+    } else {
+        print_record(record);
+        if !record.children.is_empty() {
+            println!("processes:");
+            print_processes(host, record, 1);
+        }
+    }
+    ExitCode::from(if record.successful() == Some(true) {
+        exit::OK
+    } else {
+        exit::PROCESS_FAILED
+    })
 }
 
 /// The `--json` object of a process record, with its children's, recursively, under
@@ -133,6 +156,9 @@ fn print_record(record: &ProcessRecord) {
         _ => String::new(),
     };
     let mut line = format!("{} {} {}", record.plugin, record.pid, record.state);
+    if record.paused {
+        line.push_str(" (paused)");
+    }
     if !how.is_empty() {
         line.push(' ');
         line.push_str(&how);

@@ -590,8 +590,8 @@ impl Task {
         awaits
             .into_iter()
             .map(|a| {
-                let known = launches.iter().any(|l| l.pid == a.pid)
-                    || record.children.iter().any(|c| *c == a.pid);
+                let known =
+                    launches.iter().any(|l| l.pid == a.pid) || record.children.contains(&a.pid);
                 if !known {
                     return Err(format!(
                         "awaits process '{}', which is not a child it launched",

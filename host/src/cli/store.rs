@@ -1,0 +1,328 @@
+//! `--store URL`: where durable processes keep their checkpoints, and the commands that read
+//! a store (`ps`, `show`, `checkpoints`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::{CommonOptions, exit};
+use crate::persist::{
+    self, CheckpointKey, DEFAULT_TENANT, EmbeddedPersister, Persister, PostgresPersister,
+    ProcessCheckpoint,
+};
+use crate::{Host, ProcessRecord, ProcessState};
+
+/// The `--store` option every durable command shares.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StoreOptions {
+    /// Where processes keep their checkpoints: `postgres://USER@HOST/DB` (a PostgreSQL
+    /// database), a path to a store file (embedded, `*.redb`), or `memory:` (nothing kept
+    /// after the command ends). Defaults to the embedded store `store.redb` in the home
+    /// directory.
+    #[arg(long, env = "DAMSON_STORE", value_name = "URL")]
+    pub(crate) store: Option<String>,
+}
+
+impl StoreOptions {
+    /// The store these options name, or `None` for `memory:`.
+    pub(crate) async fn open(
+        &self,
+        common: &CommonOptions,
+    ) -> anyhow::Result<Option<Arc<dyn Persister>>> {
+        let url = match &self.store {
+            Some(url) => url.clone(),
+            None => common.home_dir().join("store.redb").display().to_string(),
+        };
+        if url == "memory:" {
+            return Ok(None);
+        }
+        let store: Arc<dyn Persister> = if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+        {
+            Arc::new(
+                PostgresPersister::connect(&url)
+                    .await
+                    .with_context(|| format!("cannot open the store '{url}'"))?,
+            )
+        } else {
+            let path = url
+                .strip_prefix("redb:")
+                .or_else(|| url.strip_prefix("file:"))
+                .unwrap_or(&url);
+            if path.contains("://") {
+                bail!(
+                    "unknown store '{url}': use postgres://…, a path to a .redb file, or memory:"
+                );
+            }
+            Arc::new(
+                EmbeddedPersister::open(path)
+                    .with_context(|| format!("cannot open the store '{path}'"))?,
+            )
+        };
+        Ok(Some(store))
+    }
+
+    /// The store, which this command cannot do without.
+    pub(crate) async fn open_required(
+        &self,
+        common: &CommonOptions,
+    ) -> anyhow::Result<Arc<dyn Persister>> {
+        self.open(common).await?.ok_or_else(|| {
+            anyhow::anyhow!("this command reads a store: `--store memory:` keeps nothing")
+        })
+    }
+
+    /// A host on the store (durable) or without one (`memory:`).
+    pub(crate) async fn host(&self, common: &CommonOptions) -> anyhow::Result<Host> {
+        let config = common.host_config();
+        Ok(match self.open(common).await? {
+            Some(store) => Host::with_store(&config, store)?,
+            None => Host::new(&config)?,
+        })
+    }
+}
+
+/// A stored checkpoint, decoded.
+struct Stored {
+    key: CheckpointKey,
+    size: usize,
+    image: Option<usize>,
+    checkpoint: ProcessCheckpoint,
+}
+
+async fn read(store: &dyn Persister, key: &CheckpointKey) -> anyhow::Result<Option<Stored>> {
+    let Some(bytes) = store
+        .load(key)
+        .await
+        .with_context(|| format!("cannot read the checkpoint of {key}"))?
+    else {
+        return Ok(None);
+    };
+    let body = persist::bundle::decode::<ProcessCheckpoint>(&bytes)
+        .map_err(|source| persist::PersistError::Corrupt {
+            key: key.clone(),
+            source,
+        })
+        .with_context(|| format!("in {}", store.summary()))?;
+    Ok(Some(Stored {
+        key: key.clone(),
+        size: bytes.len(),
+        image: body.image.as_ref().map(Vec::len),
+        checkpoint: body.record,
+    }))
+}
+
+fn record_of(stored: &Stored) -> anyhow::Result<ProcessRecord> {
+    stored
+        .checkpoint
+        .record()
+        .with_context(|| format!("the checkpoint of {} does not parse", stored.key))
+}
+
+/// List the processes in a store with their state and status.
+#[derive(Debug, Args)]
+pub(crate) struct PsCommand {
+    /// Print a JSON array of {"pid", "plugin", "state", "paused", "status", "position",
+    /// "parent"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreOptions,
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+impl PsCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let store = self.store.open_required(&self.common).await?;
+        let keys = store.list().await.context("cannot list the store")?;
+        let mut rows = Vec::new();
+        for key in keys.iter().filter(|k| k.tag.is_none()) {
+            match read(&*store, key).await {
+                Ok(Some(stored)) => {
+                    let r = record_of(&stored)?;
+                    rows.push(json!({
+                        "pid": r.pid, "plugin": r.plugin, "state": r.state, "paused": r.paused,
+                        "status": r.status, "position": r.position, "parent": r.parent,
+                        "ctime": r.ctime,
+                    }));
+                }
+                Ok(None) => {}
+                // One damaged checkpoint does not hide the others.
+                Err(e) => eprintln!("damson: {e:#}"),
+            }
+        }
+        rows.sort_by_key(|r| r["ctime"].as_u64());
+        if self.json {
+            println!("{}", Value::Array(rows));
+        } else if rows.is_empty() {
+            println!("no processes in {}", store.summary());
+        } else {
+            println!("{:<36}  {:<12}  {:<9}  STATUS", "PID", "PLUGIN", "STATE");
+            for r in &rows {
+                let mut state = r["state"].as_str().unwrap_or("").to_string();
+                if r["paused"] == true {
+                    state.push_str(" (paused)");
+                }
+                println!(
+                    "{:<36}  {:<12}  {:<9}  {}",
+                    r["pid"].as_str().unwrap_or(""),
+                    r["plugin"].as_str().unwrap_or(""),
+                    state,
+                    r["status"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// Print one stored process: state, outline position, context, outputs and children.
+#[derive(Debug, Args)]
+pub(crate) struct ShowCommand {
+    /// The process id.
+    pid: String,
+    /// Print the process as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreOptions,
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+impl ShowCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let store = self.store.open_required(&self.common).await?;
+        let key = CheckpointKey::new(&self.pid);
+        let Some(stored) = read(&*store, &key).await? else {
+            bail!("no process {} in {}", self.pid, store.summary());
+        };
+        let record = record_of(&stored)?;
+        let mut children = Vec::new();
+        for pid in &record.children {
+            let child = read(&*store, &CheckpointKey::new(pid)).await?;
+            children.push(match child {
+                Some(child) => {
+                    let r = record_of(&child)?;
+                    json!({"pid": r.pid, "plugin": r.plugin, "state": r.state,
+                           "successful": r.successful()})
+                }
+                None => json!({"pid": pid, "state": null}),
+            });
+        }
+        if self.json {
+            let mut json = serde_json::to_value(&record)?;
+            json["children"] = Value::Array(children);
+            json["checkpoint_bytes"] = json!(stored.size);
+            json["memory_image_bytes"] = json!(stored.image);
+            println!("{json}");
+        } else {
+            let mut state = record.state.to_string();
+            if record.paused {
+                state.push_str(" (paused)");
+            }
+            println!("{} {} {state}", record.plugin, record.pid);
+            if let Some(status) = &record.status {
+                println!("  status: {status}");
+            }
+            if let Some(error) = &record.error {
+                println!("  error: {error}");
+            }
+            if let Some(message) = &record.exit_message {
+                println!("  {message}");
+            }
+            let position = if record.position.is_empty() {
+                "(not started)"
+            } else {
+                &record.position
+            };
+            println!("  position: {position}");
+            println!("  inputs: {}", record.inputs);
+            println!("  context: {}", Value::Object(record.context.clone()));
+            println!("  outputs: {}", record.outputs);
+            if !record.awaiting.is_empty() {
+                println!("  awaiting: {}", record.awaiting.join(", "));
+            }
+            for child in &children {
+                println!(
+                    "  child {} {} {}",
+                    child["plugin"].as_str().unwrap_or("?"),
+                    child["pid"].as_str().unwrap_or("?"),
+                    child["state"].as_str().unwrap_or("(no checkpoint)")
+                );
+            }
+        }
+        Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// List a process's checkpoints (the current one and tagged ones) with their sizes.
+#[derive(Debug, Args)]
+pub(crate) struct CheckpointsCommand {
+    /// The process id.
+    pid: String,
+    /// Print a JSON array of {"tag", "bytes", "memory_image_bytes", "state", "position"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreOptions,
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+impl CheckpointsCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let store = self.store.open_required(&self.common).await?;
+        let keys = store
+            .list_process(DEFAULT_TENANT, &self.pid)
+            .await
+            .context("cannot list the store")?;
+        if keys.is_empty() {
+            bail!(
+                "no checkpoints of process {} in {}",
+                self.pid,
+                store.summary()
+            );
+        }
+        let mut rows = Vec::new();
+        for key in &keys {
+            if let Some(stored) = read(&*store, key).await? {
+                rows.push(json!({
+                    "tag": key.tag, "bytes": stored.size, "memory_image_bytes": stored.image,
+                    "state": stored.checkpoint.state, "position": stored.checkpoint.position,
+                }));
+            }
+        }
+        if self.json {
+            println!("{}", Value::Array(rows));
+        } else {
+            println!(
+                "{:<12}  {:>10}  {:>12}  {:<9}  POSITION",
+                "TAG", "BYTES", "IMAGE", "STATE"
+            );
+            for r in &rows {
+                println!(
+                    "{:<12}  {:>10}  {:>12}  {:<9}  {}",
+                    r["tag"].as_str().unwrap_or("(current)"),
+                    r["bytes"],
+                    r["memory_image_bytes"]
+                        .as_u64()
+                        .map_or("-".to_string(), |b| b.to_string()),
+                    r["state"].as_str().unwrap_or(""),
+                    r["position"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// Whether a run or a continue has gone as far as it will go on its own: terminated, paused,
+/// or waiting for a resume no one will send.
+pub(crate) fn stopped(r: &ProcessRecord) -> bool {
+    r.state.is_terminal() || r.paused || (r.state == ProcessState::Waiting && r.awaiting.is_empty())
+}
