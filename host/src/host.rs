@@ -63,6 +63,16 @@ struct Inner {
     restoring: tokio::sync::Mutex<()>,
 }
 
+/// A process rebuilt from its checkpoint, not yet running.
+pub(crate) struct Restored {
+    pub(crate) record: ProcessRecord,
+    interrupt: Arc<AtomicBool>,
+    /// `None` for a terminated process, which never runs again.
+    pub(crate) guests: Option<Guests>,
+    cursor: Cursor,
+    after: Option<persist::AfterStep>,
+}
+
 /// What [`Host::recover`] did.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -409,7 +419,33 @@ impl Host {
         }
         let mut key = CheckpointKey::new(pid);
         key.tag = tag.map(str::to_string);
-        let body = persist::load_checked::<ProcessCheckpoint>(&*store, &key)
+        let restored = self.restore(&store, &key).await?;
+        let Some(guests) = restored.guests else {
+            let handle = ProcessHandle {
+                shared: Arc::new(Shared::new(restored.record, restored.interrupt)),
+            };
+            handle.shared.done.send_replace(true);
+            self.register(&handle);
+            return Ok(handle);
+        };
+        tracing::debug!(%pid, state = %restored.record.state, "process restored");
+        Ok(self.spawn(
+            restored.record,
+            restored.interrupt,
+            guests,
+            restored.cursor,
+            restored.after,
+        ))
+    }
+
+    /// Read the checkpoint under `key` and rebuild the process: its record, and (unless it has
+    /// terminated) its plugin instance with the memory image written back.
+    pub(crate) async fn restore(
+        &self,
+        store: &Arc<dyn Persister>,
+        key: &CheckpointKey,
+    ) -> Result<Restored> {
+        let body = persist::load_checked::<ProcessCheckpoint>(&**store, key)
             .await
             .map_err(|source| Error::Store {
                 doing: format!("loading the checkpoint of {key}"),
@@ -429,15 +465,16 @@ impl Host {
             .map_err(|e| restore_error(format!("its record does not parse: {e}")))?;
         let interrupt = Arc::new(AtomicBool::new(false));
         if record.state.is_terminal() {
-            let handle = ProcessHandle {
-                shared: Arc::new(Shared::new(record, interrupt)),
-            };
-            handle.shared.done.send_replace(true);
-            self.register(&handle);
-            return Ok(handle);
+            return Ok(Restored {
+                record,
+                interrupt,
+                guests: None,
+                cursor: checkpoint.cursor,
+                after: None,
+            });
         }
         let plugin = self
-            .plugin_for(&store, &checkpoint.plugin, &checkpoint.plugin_digest)
+            .plugin_for(store, &checkpoint.plugin, &checkpoint.plugin_digest)
             .await
             .map_err(|e| restore_error(crate::error::chain(&e)))?;
         let runtime = &self.inner.runtime;
@@ -465,14 +502,13 @@ impl Host {
         if !record.paused {
             data.status = record.status.clone();
         }
-        tracing::debug!(%pid, plugin = %plugin.name(), state = %record.state, "process restored");
-        Ok(self.spawn(
+        Ok(Restored {
             record,
             interrupt,
-            guests,
-            checkpoint.cursor,
-            checkpoint.after_step,
-        ))
+            guests: Some(guests),
+            cursor: checkpoint.cursor,
+            after: checkpoint.after_step,
+        })
     }
 
     /// [`load_process`](Self::load_process) and start it: it carries on from its checkpoint.

@@ -386,12 +386,19 @@ fn bench_runs_plumpys_cases_and_prints_ratios() {
         "50",
         "--children",
         "5",
+        "--checkpoints",
+        "3",
+        "--mib",
+        "1",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for case in [
         "a  20 trivial processes",
         "b  while_ loop, 50 iterations",
+        "c  tiny guest, in memory",
+        "c  tiny guest, embedded file",
+        "c  1 MiB guest, in memory",
         "d  5 children in one step",
     ] {
         let line = text

@@ -1,27 +1,43 @@
-//! `damson bench`: plumpy's benchmark cases a, b and d on equivalent plugins, beside plumpy's
-//! figures.
+//! `damson bench`: plumpy's benchmark cases a, b, c and d on equivalent plugins, beside
+//! plumpy's figures.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{CommonOptions, exit};
-use crate::Host;
+use crate::persist::{
+    CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, ProcessCheckpoint, bundle,
+};
+use crate::{Host, ProcessState};
 
 /// plumpy 0.26.1's medians on a 2-core machine like ours (`shared/bench/README.md`).
 const PLUMPY_PROCESSES_PER_S: f64 = 9_466.0;
 const PLUMPY_ITERATIONS_PER_S: f64 = 32_900.0;
 const PLUMPY_CHILDREN_MS: f64 = 22.0;
+/// Case c: save / load of a paused work chain whose context holds 1000 ints.
+const PLUMPY_SAVE_MEMORY_MS: f64 = 0.37;
+const PLUMPY_LOAD_MEMORY_MS: f64 = 0.09;
+const PLUMPY_SAVE_FILE_MS: f64 = 0.17;
+const PLUMPY_LOAD_FILE_MS: f64 = 0.19;
+const PLUMPY_BUNDLE_KB: f64 = 10.6;
 
 const AFTER_HELP: &str = "\
 Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
   a  trivial processes (one step, one output: the `add` plugin), one after another
   b  a work chain whose while_ loop updates the context (the `counter` plugin)
+  c  checkpoint save and load of a work chain paused mid-outline whose context holds 1000
+     ints (the `hoard` plugin): a tiny guest, then one holding about 16 MiB of records in its
+     own memory (saved as a memory image); in an in-memory store and in the embedded file
+     store. Save = capture the memory image, encode, checksum and store the bundle; load =
+     read, check and decode it, instantiate the plugin and write the image back.
   d  one work chain launching children in one step and awaiting them (the `parent` plugin)
-Each case runs --runs times; the median is reported beside plumpy 0.26.1's median.";
+Each case runs --runs times (case c --checkpoints times); the median is reported beside plumpy
+0.26.1's median.";
 
 /// Measure Damson on plumpy's benchmark cases a, b and d.
 #[derive(Debug, Args)]
@@ -42,6 +58,18 @@ pub(crate) struct BenchCommand {
     /// Case d: how many children per run.
     #[arg(long, default_value_t = 200)]
     children: u64,
+
+    /// Case c: how many saves and loads of each checkpoint.
+    #[arg(long, default_value_t = 50)]
+    checkpoints: usize,
+
+    /// Case c: MiB of records the large guest holds.
+    #[arg(long, default_value_t = 16)]
+    mib: u64,
+
+    /// Which cases to run, e.g. `abd` or `c`.
+    #[arg(long, default_value = "abcd")]
+    cases: String,
 
     #[command(flatten)]
     common: CommonOptions,
@@ -67,8 +95,15 @@ impl BenchCommand {
         // Warm up: first instantiations fault in code pages.
         host.run(&add, json!({"x": 1, "y": 2})).await?;
 
+        let runs_of = |case: char| {
+            if self.cases.contains(case) {
+                self.runs
+            } else {
+                0
+            }
+        };
         let mut a = Vec::new();
-        for _ in 0..self.runs {
+        for _ in 0..runs_of('a') {
             let started = Instant::now();
             for i in 0..self.processes {
                 let record = host.run(&add, json!({"x": i, "y": 1})).await?;
@@ -81,7 +116,7 @@ impl BenchCommand {
         }
 
         let mut b = Vec::new();
-        for _ in 0..self.runs {
+        for _ in 0..runs_of('b') {
             let started = Instant::now();
             let record = host.run(&counter, json!({"n": self.iterations})).await?;
             let elapsed = started.elapsed();
@@ -93,7 +128,7 @@ impl BenchCommand {
         }
 
         let mut d = Vec::new();
-        for _ in 0..self.runs {
+        for _ in 0..runs_of('d') {
             let started = Instant::now();
             let record = host.run(&parent, json!({"count": self.children})).await?;
             let elapsed = started.elapsed();
@@ -104,36 +139,170 @@ impl BenchCommand {
             d.push(elapsed);
         }
 
-        let (a, b) = (median(a), median(b));
-        let d = median_duration(d).as_secs_f64() * 1000.0;
         println!("case                                  damson        plumpy 0.26.1   ratio");
-        println!(
-            "a  {} trivial processes       {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
-            self.processes,
-            a,
-            PLUMPY_PROCESSES_PER_S,
-            a / PLUMPY_PROCESSES_PER_S
-        );
-        println!(
-            "b  while_ loop, {} iterations {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
-            self.iterations,
-            b,
-            PLUMPY_ITERATIONS_PER_S,
-            b / PLUMPY_ITERATIONS_PER_S
-        );
-        println!(
-            "d  {} children in one step    {:>10.1} ms   {:>10.1} ms   {:>6.1}x",
-            self.children,
-            d,
-            PLUMPY_CHILDREN_MS,
-            PLUMPY_CHILDREN_MS / d
-        );
+        if !a.is_empty() {
+            let a = median(a);
+            println!(
+                "a  {} trivial processes       {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
+                self.processes,
+                a,
+                PLUMPY_PROCESSES_PER_S,
+                a / PLUMPY_PROCESSES_PER_S
+            );
+        }
+        if !b.is_empty() {
+            let b = median(b);
+            println!(
+                "b  while_ loop, {} iterations {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
+                self.iterations,
+                b,
+                PLUMPY_ITERATIONS_PER_S,
+                b / PLUMPY_ITERATIONS_PER_S
+            );
+        }
+        if self.cases.contains('c') {
+            self.case_c().await?;
+        }
+        if !d.is_empty() {
+            let d = median_duration(d).as_secs_f64() * 1000.0;
+            println!(
+                "d  {} children in one step    {:>10.1} ms   {:>10.1} ms   {:>6.1}x",
+                self.children,
+                d,
+                PLUMPY_CHILDREN_MS,
+                PLUMPY_CHILDREN_MS / d
+            );
+        }
         println!(
             "(median of {} runs; plumpy's figures are its medians from shared/bench/README.md, \
              measured on a machine of this kind)",
             self.runs
         );
         Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// Median save and load times of one checkpoint, and its size.
+struct Checkpointed {
+    save: Duration,
+    load: Duration,
+    bytes: usize,
+    image: usize,
+}
+
+impl BenchCommand {
+    /// Case c, for a tiny guest and a large one, in memory and in the embedded file store.
+    async fn case_c(&self) -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("damson-bench-{}", std::process::id()));
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let large = format!("{} MiB guest", self.mib);
+        for (label, mib) in [("tiny guest", 0), (large.as_str(), self.mib)] {
+            let stores: [(&str, Arc<dyn Persister>); 2] = [
+                ("in memory", Arc::new(MemoryPersister::new())),
+                (
+                    "embedded file",
+                    Arc::new(EmbeddedPersister::open(dir.join(format!("{mib}.redb")))?),
+                ),
+            ];
+            for (kind, store) in stores {
+                let c = self.checkpoint(store, mib).await?;
+                let (plumpy_save, plumpy_load) = if kind == "in memory" {
+                    (PLUMPY_SAVE_MEMORY_MS, PLUMPY_LOAD_MEMORY_MS)
+                } else {
+                    (PLUMPY_SAVE_FILE_MS, PLUMPY_LOAD_FILE_MS)
+                };
+                let total = ms(c.save) + ms(c.load);
+                println!(
+                    "c  {label}, {kind:<13} save {:>7.3} ms  load {:>7.3} ms = {:>8.3} ms   \
+                     {:>5.2} ms ({plumpy_save} + {plumpy_load})   {:>6.2}x",
+                    ms(c.save),
+                    ms(c.load),
+                    total,
+                    plumpy_save + plumpy_load,
+                    (plumpy_save + plumpy_load) / total,
+                );
+                println!(
+                    "   bundle {:.1} KB, of which memory image {:.1} KB (plumpy: {PLUMPY_BUNDLE_KB} \
+                     KB, no memory)",
+                    c.bytes as f64 / 1000.0,
+                    c.image as f64 / 1000.0
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    /// Save and load the checkpoint of a `hoard` process paused mid-outline, with `mib` MiB of
+    /// records in its memory; then check that the loaded copy finishes with them intact.
+    async fn checkpoint(
+        &self,
+        store: Arc<dyn Persister>,
+        mib: u64,
+    ) -> anyhow::Result<Checkpointed> {
+        ensure!(self.checkpoints > 0, "--checkpoints must be at least 1");
+        let config = self.common.host_config();
+        let host = Host::with_store(&config, store.clone())?;
+        let hoard = host
+            .load("hoard")
+            .await
+            .context("case c needs the `hoard` plugin")?;
+        let process = host
+            .launch(&hoard, json!({"ints": 1000, "mib": mib}))
+            .await?;
+        let paused = process
+            .wait_for(|r| r.paused || r.state.is_terminal())
+            .await;
+        ensure!(
+            paused.paused,
+            "case c: the process did not pause: {paused:?}"
+        );
+        let key = CheckpointKey::new(process.pid()).tagged("bench");
+        // Warm up (the plugin's code pages, the store's tables).
+        process.checkpoint(Some("bench")).await?;
+        drop(host.restore(&store, &key).await?);
+
+        let mut saves = Vec::with_capacity(self.checkpoints);
+        for _ in 0..self.checkpoints {
+            let started = Instant::now();
+            process.checkpoint(Some("bench")).await?;
+            saves.push(started.elapsed());
+        }
+        let mut loads = Vec::with_capacity(self.checkpoints);
+        for _ in 0..self.checkpoints {
+            let started = Instant::now();
+            let restored = host.restore(&store, &key).await?;
+            loads.push(started.elapsed());
+            ensure!(
+                restored.guests.is_some(),
+                "case c: restored without an instance"
+            );
+        }
+        let bytes = store
+            .load(&key)
+            .await?
+            .context("case c: the checkpoint is not in the store")?;
+        let image = bundle::decode::<ProcessCheckpoint>(&bytes)?
+            .image
+            .map_or(0, |i| i.len());
+        process.kill(None, false);
+        process.wait().await;
+
+        // The loaded copy carries on with the records it had: its last step checks them all.
+        let other = Host::with_store(&config, store)?;
+        let copy = other.continue_process(process.pid(), Some("bench")).await?;
+        copy.play();
+        let record = copy.wait().await;
+        ensure!(
+            record.state == ProcessState::Finished && record.outputs["customers"] != Value::Null,
+            "case c: the restored process did not finish with its records: {record:?}"
+        );
+        Ok(Checkpointed {
+            save: median_duration(saves),
+            load: median_duration(loads),
+            bytes: bytes.len(),
+            image,
+        })
     }
 }
 

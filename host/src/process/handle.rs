@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use super::{Event, ProcessListener, ProcessRecord, ProcessState};
 use crate::error::{Error, Result};
@@ -43,6 +43,8 @@ pub(crate) struct Control {
     pub(crate) kill: Option<Option<String>>,
     /// A resume to apply to a waiting process, with its value.
     pub(crate) resume: Option<Option<Value>>,
+    /// Checkpoints asked for (with their tags), and who to tell when each is saved.
+    pub(crate) checkpoints: Vec<(Option<String>, oneshot::Sender<Result<()>>)>,
     pub(crate) listeners: Vec<Arc<dyn ProcessListener>>,
 }
 
@@ -167,6 +169,30 @@ impl ProcessHandle {
         self.shared.control().resume = Some(value);
         self.shared.wake.notify_one();
         true
+    }
+
+    /// Save a checkpoint of the process now — at once when it is paused, created or waiting,
+    /// after the running step otherwise — under `tag` (kept beside the current checkpoint,
+    /// which the process keeps overwriting), or as its current checkpoint with `None`.
+    /// Returns once it is in the store.
+    ///
+    /// # Errors
+    /// [`Error::NoStore`] when the host has no store, [`Error::Closed`] when the process has
+    /// terminated (or terminates before it gets to it), [`Error::Store`] when the save fails.
+    pub async fn checkpoint(&self, tag: Option<&str>) -> Result<()> {
+        let closed = || Error::Closed {
+            pid: self.pid().to_string(),
+        };
+        if self.state().is_terminal() {
+            return Err(closed());
+        }
+        let (done, saved) = oneshot::channel();
+        self.shared
+            .control()
+            .checkpoints
+            .push((tag.map(str::to_string), done));
+        self.shared.wake.notify_one();
+        saved.await.map_err(|_| closed())?
     }
 
     /// Wait until the record satisfies `condition` (checked on every state change), and return

@@ -184,16 +184,20 @@ impl Task {
 
     /// Apply pending kill, pause and play requests; a pause or a play is checkpointed.
     async fn apply_controls(&mut self) -> Result<(), End> {
-        let (kill, pause, play) = {
+        let (kill, pause, play, checkpoints) = {
             let mut control = self.handle.shared.control();
             (
                 control.kill.take(),
                 control.pause.take(),
                 std::mem::take(&mut control.play),
+                std::mem::take(&mut control.checkpoints),
             )
         };
         if let Some(message) = kill {
             return Err(End::Killed(message));
+        }
+        for (tag, done) in checkpoints {
+            let _ = done.send(self.checkpoint_now(tag).await);
         }
         if let Some(message) = pause
             && !self.handle.is_paused()
@@ -688,13 +692,38 @@ impl Task {
             record.status = data.status.clone();
         }
         change(&mut record);
-        let saved = self.try_save(&record).await;
+        let saved = self.try_save(&record, None).await;
         self.handle.shared.record.send_replace(record);
         saved.map_err(|e| End::Excepted(format!("cannot save its checkpoint: {e}")))
     }
 
-    /// Save `record` as the process's checkpoint, with a memory image unless it has terminated.
-    async fn try_save(&mut self, record: &ProcessRecord) -> Result<(), PersistError> {
+    /// A checkpoint someone asked for through the handle.
+    async fn checkpoint_now(&mut self, tag: Option<String>) -> crate::Result<()> {
+        if self.guests.host.store().is_none() {
+            return Err(crate::Error::NoStore);
+        }
+        let mut record = self.handle.record();
+        let data = self.guests.own.data();
+        record.outputs = Value::Object(data.outputs.clone());
+        record.context = data.context.clone();
+        if !record.paused {
+            record.status = data.status.clone();
+        }
+        self.try_save(&record, tag.as_deref())
+            .await
+            .map_err(|source| crate::Error::Store {
+                doing: format!("saving a checkpoint of process {}", record.pid),
+                source: Box::new(source),
+            })
+    }
+
+    /// Save `record` as the process's checkpoint (or the one with `tag`), with a memory image
+    /// unless it has terminated.
+    async fn try_save(
+        &mut self,
+        record: &ProcessRecord,
+        tag: Option<&str>,
+    ) -> Result<(), PersistError> {
         let Some(store) = self.guests.host.store().cloned() else {
             return Ok(());
         };
@@ -706,7 +735,9 @@ impl Task {
         .then(|| self.guests.own.image())
         .flatten();
         let bytes = bundle::encode(&checkpoint, image.as_deref());
-        store.save(&CheckpointKey::new(&record.pid), &bytes).await
+        let mut key = CheckpointKey::new(&record.pid);
+        key.tag = tag.map(str::to_string);
+        store.save(&key, &bytes).await
     }
 
     fn emit(&self, event: Event) {
@@ -777,7 +808,7 @@ impl Task {
         record.awaiting.clear();
         record.state = state;
         self.after = None;
-        if let Err(e) = self.try_save(&record).await {
+        if let Err(e) = self.try_save(&record, None).await {
             tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {e}");
         }
         self.handle.shared.record.send_replace(record);

@@ -24,19 +24,29 @@ struct Hailstone {
 impl Process for Hailstone {
     fn define(spec: &mut Spec<Self>) {
         spec.description("Walks the hailstone sequence from n to 1, its state in memory only.");
-        spec.input("n").valid_type(Type::Int).help("Where to start (at least 1)");
+        spec.input("n")
+            .valid_type(Type::Int)
+            .help("Where to start (at least 1)");
         spec.input("delay_ms")
             .valid_type(Type::Int)
             .default(0)
             .help("Milliseconds each step lingers");
-        spec.output("steps").valid_type(Type::Int).help("Steps to reach 1");
-        spec.output("peak").valid_type(Type::Int).help("The largest value seen");
+        spec.output("steps")
+            .valid_type(Type::Int)
+            .help("Steps to reach 1");
+        spec.output("peak")
+            .valid_type(Type::Int)
+            .help("The largest value seen");
         spec.output("checksum")
             .valid_type(Type::Int)
             .help("A digest of every value seen and when");
         spec.outline([
             step("start", Self::start),
-            while_("above_one", Self::above_one, [step("advance", Self::advance)]),
+            while_(
+                "above_one",
+                Self::above_one,
+                [step("advance", Self::advance)],
+            ),
             step("finish", Self::finish),
         ]);
     }
@@ -80,13 +90,9 @@ impl Hailstone {
 
     fn finish(&mut self, p: &mut Ctx) -> Step {
         let peak = self.seen.keys().copied().max().unwrap_or(self.current);
-        let checksum = self
-            .seen
-            .iter()
-            .fold(0u64, |sum, (value, step)| {
-                sum.wrapping_add(value.wrapping_mul(step + 1).rotate_left(*step as u32 % 64))
-            })
-            % (1 << 53);
+        let checksum = self.seen.iter().fold(0u64, |sum, (value, step)| {
+            sum.wrapping_add(value.wrapping_mul(step + 1).rotate_left(*step as u32 % 64))
+        }) % (1 << 53);
         p.out("steps", self.steps)?;
         p.out("peak", peak)?;
         p.out("checksum", checksum)?;
