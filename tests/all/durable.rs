@@ -50,6 +50,13 @@ async fn stored(store: &Arc<dyn Persister>, pid: &str) -> ProcessCheckpoint {
         .record
 }
 
+/// Wait until a process's status (`step N at …`) says it is `n` steps in, or it has ended.
+async fn until_step(process: &ProcessHandle, n: u64) {
+    process
+        .wait_for(|r| status_step(r) >= n || r.state.is_terminal())
+        .await;
+}
+
 fn status_step(record: &ProcessRecord) -> u64 {
     record
         .status
@@ -73,11 +80,7 @@ async fn a_process_paused_mid_loop_survives_its_host_stopping_and_finishes_when_
     let (pid, paused_at) = on_a_host_that_stops(store.clone(), async move |host| {
         let plugin = host.load("hailstone").await.unwrap();
         let process = host.launch(&plugin, inputs).await.unwrap();
-        process.wait_for(|r| r.state == ProcessState::Running).await;
-        let mut status = process.shared_status();
-        while status.step() < 20 {
-            status.changed().await;
-        }
+        until_step(&process, 20).await;
         process.pause(None);
         let record = process.wait_for(|r| r.paused).await;
         (process.pid().to_string(), record.position)
@@ -131,11 +134,7 @@ async fn a_work_chain_waiting_on_children_resumes_collects_them_and_finishes() {
             .wait_for(|r| r.state == ProcessState::Waiting && r.awaiting.len() == 3)
             .await;
         // Let the children get well into their loops, not to the end.
-        let child = host.process(&waiting.awaiting[0]).unwrap();
-        let mut status = child.shared_status();
-        while status.step() < 10 {
-            status.changed().await;
-        }
+        until_step(&host.process(&waiting.awaiting[0]).unwrap(), 10).await;
         process.pid().to_string()
     });
     let checkpoint = stored(&store, &pid).await;
@@ -387,24 +386,116 @@ fn damson_error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reading a process's `step N` status as it changes.
-trait StatusSteps {
-    fn shared_status(&self) -> StatusWatch;
+/// Launch `plugin` on a host of its own over `store`, wait until its status says it is `steps`
+/// steps in, pause it, and stop that host. Returns the pid.
+fn paused_mid_loop(
+    store: Arc<dyn Persister>,
+    config: damson::HostConfig,
+    plugin: &'static str,
+    inputs: Value,
+    steps: u64,
+) -> String {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let pid = runtime.block_on(async move {
+            let host = Host::with_store(&config, store).unwrap();
+            let plugin = host.load(plugin).await.unwrap();
+            let process = host.launch(&plugin, inputs).await.unwrap();
+            until_step(&process, steps).await;
+            process.pause(None);
+            process.wait_for(|r| r.paused).await;
+            process.pid().to_string()
+        });
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        pid
+    })
+    .join()
+    .unwrap()
 }
 
-struct StatusWatch(ProcessHandle);
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_memory_image_only_the_context_carries_over() {
+    // The control for the tests above: the same restore with memory images off. `hailstone`
+    // keeps everything in memory, so a fresh instance has forgotten where it was.
+    let inputs = json!({"n": 27, "delay_ms": 2});
+    let expected = uninterrupted("hailstone", inputs.clone()).await;
+    let mut config = config();
+    config.memory_images(false);
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let pid = paused_mid_loop(store.clone(), config.clone(), "hailstone", inputs, 20);
+    let decoded = damson::persist::bundle::decode::<ProcessCheckpoint>(
+        &store
+            .load(&CheckpointKey::new(&pid))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(decoded.image.is_none(), "no memory image was taken");
 
-impl StatusWatch {
-    fn step(&self) -> u64 {
-        status_step(&self.0.record())
-    }
-    async fn changed(&mut self) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let host = Host::with_store(&config, store).unwrap();
+    let process = host.continue_process(&pid, None).await.unwrap();
+    process.play();
+    let record = process.wait().await;
+    assert_eq!(record.state, ProcessState::Finished);
+    assert_ne!(
+        record.outputs, expected.outputs,
+        "a fresh instance cannot know the state the plugin kept in memory"
+    );
 }
 
-impl StatusSteps for ProcessHandle {
-    fn shared_status(&self) -> StatusWatch {
-        StatusWatch(self.clone())
-    }
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_kept_a_wasi_handle_across_a_checkpoint_is_told_why_it_trapped() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let mut config = config();
+    // Its stdout must be a real stream for the handle to matter.
+    config.sandbox(damson::Sandbox {
+        inherit_stdio: true,
+        ..Default::default()
+    });
+    let first = Host::with_store(&config, store.clone()).unwrap();
+    let plugin = first.load("chatty").await.unwrap();
+    let original = first.launch(&plugin, json!({})).await.unwrap();
+    original.wait_for(|r| r.paused).await;
+
+    let second = Host::with_store(&config, store).unwrap();
+    let restored = second.continue_process(original.pid(), None).await.unwrap();
+    restored.play();
+    let record = restored.wait().await;
+    assert_eq!(record.state, ProcessState::Excepted);
+    let error = record.error.unwrap();
+    assert!(error.contains("stale resource handle"), "{error}");
+    assert!(error.contains("step 'second'"), "{error}");
+    // The original, never restored, carries on fine.
+    original.play();
+    assert_eq!(original.wait().await.state, ProcessState::Finished);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_finds_its_exact_plugin_in_the_store_when_the_file_is_gone() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        damson_tests::plugin("lifecycle"),
+        plugins.path().join("lifecycle.wasm"),
+    )
+    .unwrap();
+    let mut config = damson::HostConfig::new();
+    config.plugin_dir(plugins.path());
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let first = Host::with_store(&config, store.clone()).unwrap();
+    let plugin = first.load("lifecycle").await.unwrap();
+    let process = first
+        .launch(&plugin, json!({"mode": "wait"}))
+        .await
+        .unwrap();
+    process.wait_for(|r| r.state == ProcessState::Waiting).await;
+    std::fs::remove_file(plugins.path().join("lifecycle.wasm")).unwrap();
+
+    let second = Host::with_store(&config, store).unwrap();
+    assert!(second.load("lifecycle").await.is_err(), "the file is gone");
+    let restored = second.continue_process(process.pid(), None).await.unwrap();
+    restored.resume(None);
+    let record = restored.wait().await;
+    assert_eq!(record.state, ProcessState::Finished, "{:?}", record.error);
+    assert_eq!(record.plugin_digest, plugin.digest());
 }

@@ -77,7 +77,7 @@ async fn damaged_bundles_are_refused_naming_pid_and_tag(p: &dyn Persister) {
         let text = err.to_string();
         assert!(text.contains("damaged") && text.contains("t1"), "{text}");
     }
-    for len in [0, 10, good.len() - 1] {
+    for len in 0..good.len() {
         p.save(&key, &good[..len]).await.unwrap();
         match load_checked::<String>(p, &key).await {
             Err(PersistError::Corrupt { source, .. }) => {
