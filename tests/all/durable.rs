@@ -242,8 +242,11 @@ async fn s44_a_checkpoint_mid_if_block_restores_with_the_same_context_and_runs_o
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
-    // Every checkpoint of a run (created, after each step, waiting, terminal), restored and run
-    // on, ends as the original did.
+    // Every checkpoint of a run (created, after each step, paused, played, terminal), restored
+    // and run on, saves the checkpoints the original saved after it and ends as the original
+    // did. From a checkpoint with a memory image, byte for byte, images included; from the
+    // created one (no image yet: a fresh instance, whose HashMap gets a fresh random seed),
+    // the same records.
     for plugin in ["hailstone", "ifblock"] {
         let inputs = if plugin == "hailstone" {
             json!({"n": 6})
@@ -266,10 +269,10 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
             bundles.len()
         );
         for (i, bundle) in bundles.iter().enumerate() {
-            let replay: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+            let replay = Arc::new(Recording::default());
             let key = CheckpointKey::new(process.pid());
-            replay.save(&key, bundle).await.unwrap();
-            let host = Host::with_store(&config(), replay).unwrap();
+            replay.inner.save(&key, bundle).await.unwrap();
+            let host = Host::with_store(&config(), replay.clone()).unwrap();
             let restored = host.load_process(process.pid(), None).await.unwrap();
             // Whoever paused the original played it: so here.
             restored.add_listener(Arc::new(|p: &ProcessHandle, e: &damson::Event| {
@@ -290,6 +293,28 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
                 "{plugin} from checkpoint {i}"
             );
             assert_eq!(record.pid, original.pid, "same pid");
+            let replayed = replay.bundles.lock().unwrap().clone();
+            let records = |bundles: &[Vec<u8>]| -> Vec<ProcessCheckpoint> {
+                bundles
+                    .iter()
+                    .map(|b| damson::persist::bundle::decode(b).unwrap().record)
+                    .collect()
+            };
+            assert_eq!(
+                records(&replayed),
+                records(&bundles[i + 1..]),
+                "{plugin}: the checkpoints after checkpoint {i}"
+            );
+            let had_image = damson::persist::bundle::decode::<ProcessCheckpoint>(bundle)
+                .unwrap()
+                .image
+                .is_some();
+            if had_image {
+                assert!(
+                    replayed == bundles[i + 1..],
+                    "{plugin}: the bundles after checkpoint {i} differ"
+                );
+            }
         }
     }
 }

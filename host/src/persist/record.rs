@@ -53,6 +53,8 @@ pub struct AfterStep {
     pub awaiting: Vec<AwaitedChild>,
     /// What comes once they have terminated.
     pub then: Then,
+    /// The step asked for a pause (with this message), not yet applied.
+    pub pause: Option<Option<String>>,
 }
 
 /// What a step asked for next, once the children it awaits have terminated.

@@ -160,7 +160,7 @@ impl Task {
             self.emit(Event::Running);
         }
         if let Some(after) = self.after.clone()
-            && let Err(end) = self.finish_step(after).await
+            && let Err(end) = self.finish_step(after, true).await
         {
             return end;
         }
@@ -198,6 +198,12 @@ impl Task {
         }
         for (tag, done) in checkpoints {
             let _ = done.send(self.checkpoint_now(tag).await);
+        }
+        if pause.is_some()
+            && let Some(after) = &mut self.after
+        {
+            // The step's own pause request is being applied: it is no longer pending.
+            after.pause = None;
         }
         if let Some(message) = pause
             && !self.handle.is_paused()
@@ -300,7 +306,8 @@ impl Task {
             }
             changed
         });
-        if let Some(message) = self.guests.own.data().pause.take() {
+        let pause = self.guests.own.data().pause.take();
+        if let Some(message) = pause.clone() {
             self.handle.shared.control().pause = Some(message);
         }
         let result = match result {
@@ -354,6 +361,7 @@ impl Task {
             launches,
             awaiting,
             then,
+            pause,
         };
         // The checkpoint that commits the step: its outputs, context and children (by pid,
         // before any is created, so a restore never launches one twice).
@@ -361,12 +369,16 @@ impl Task {
         if self.guests.host.config().checkpoint_every_step || !after.launches.is_empty() {
             self.save().await?;
         }
-        self.finish_step(after).await
+        self.finish_step(after, false).await
     }
 
     /// The rest of a step: launch its children, await them, then do what it asked for next.
-    async fn finish_step(&mut self, after: AfterStep) -> Result<(), End> {
+    async fn finish_step(&mut self, after: AfterStep, restored: bool) -> Result<(), End> {
         let name = &after.step;
+        if restored && let Some(message) = after.pause.clone() {
+            // The pause the step asked for, which had not been applied when it was saved.
+            self.handle.shared.control().pause = Some(message);
+        }
         if let Err(error) = self.launch_children(&after.launches).await {
             return Err(End::Excepted(format!("step '{name}' {error}")));
         }
