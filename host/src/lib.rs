@@ -10,8 +10,8 @@
 //! - [`workchain`]: outlines and the cursor that says where a process is.
 //! - [`spec`]: a plugin's declared spec.
 //! - [`process`]: process states, records, and running one through its outline.
-//! - [`persist`]: checkpoint bundles and persisters (in memory, embedded file).
-//! - `wasm`: wasmtime — engine, loading, instances, limits, host imports.
+//! - [`persist`]: checkpoint bundles and persisters (in memory, embedded file, PostgreSQL).
+//! - `wasm`: wasmtime — engine, loading, instances, limits, host imports, memory images.
 //! - [`Host`] and [`HostConfig`]: the embedding API.
 //! - `cli`: the `damson` command line.
 //!
@@ -31,6 +31,6 @@ pub mod workchain;
 
 pub use config::{HostConfig, Sandbox};
 pub use error::{Error, InvalidSpec, Result};
-pub use host::Host;
+pub use host::{Host, Recovered};
 pub use process::{Event, ProcessHandle, ProcessListener, ProcessRecord, ProcessState};
 pub use wasm::{Failure, LimitExceeded, Plugin, SnapshotSafety, WORLD};

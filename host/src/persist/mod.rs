@@ -14,9 +14,9 @@
 //!   commands can read a store a running host writes);
 //! - [`PostgresPersister`]: a PostgreSQL database that many hosts share.
 //!
-//! **Status:** this is the storage layer of durable processes. Processes do not checkpoint into
-//! it yet; memory images, checkpointing and resuming come with the rest of the
-//! durable-processes work.
+//! A host with a store ([`Host::with_store`](crate::Host::with_store)) checkpoints every
+//! process into it as a [`ProcessCheckpoint`] (the portable record) plus, for snapshot-safe
+//! plugins, a memory image of the plugin instance.
 
 pub mod bundle;
 mod embedded;
