@@ -576,3 +576,19 @@ fn continuing_an_unknown_process_exits_2_naming_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_process_killed_mid_loop_is_continued_from_postgresql() {
+    let url = std::env::var("DAMSON_TEST_POSTGRES").expect(
+        "DAMSON_TEST_POSTGRES is not set: run the suite with `cargo xtask test`, which starts \
+         PostgreSQL",
+    );
+    let clean = json_of(&run(&["run", "hailstone", "-i", "n=41", "--json"]));
+    let pid = kill_9_mid_loop(&url, 41, 15);
+    let show = json_of(&run(&["show", &pid, "--store", &url, "--json"]));
+    assert_eq!(show["state"], "RUNNING");
+    assert!(show["memory_image_bytes"].as_u64().unwrap() > 0);
+    let continued = run(&["continue", &pid, "--store", &url, "--json"]);
+    assert_eq!(continued.status.code(), Some(0), "{}", stderr(&continued));
+    assert_eq!(json_of(&continued)["outputs"], clean["outputs"]);
+}
