@@ -108,6 +108,9 @@ pub enum Error {
 
     #[error("this host has no store: processes cannot be continued from checkpoints")]
     NoStore,
+
+    #[error("the communicator failed")]
+    Comms(#[from] crate::comms::CommsError),
 }
 
 /// Why a declared spec was refused.

@@ -5,12 +5,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::comms::{Broadcast, BroadcastSubscriber, Communicator, control};
 use crate::config::HostConfig;
 use crate::error::{Error, InvalidSpec, Result};
 use crate::persist::{self, CheckpointKey, DEFAULT_TENANT, Persister, ProcessCheckpoint, bundle};
@@ -61,6 +62,14 @@ struct Inner {
     stored_plugins: Mutex<HashSet<String>>,
     /// Held while a process is loaded from the store, so that one pid is never restored twice.
     restoring: tokio::sync::Mutex<()>,
+    /// The communicator processes are reachable through, once attached.
+    comms: OnceLock<Attached>,
+}
+
+/// A communicator attached to a host, and the queue of state changes it broadcasts in order.
+struct Attached {
+    communicator: Arc<dyn Communicator>,
+    changes: tokio::sync::mpsc::UnboundedSender<Broadcast>,
 }
 
 /// A process rebuilt from its checkpoint, not yet running.
@@ -125,6 +134,7 @@ impl Host {
                 store,
                 stored_plugins: Mutex::new(HashSet::new()),
                 restoring: tokio::sync::Mutex::new(()),
+                comms: OnceLock::new(),
             }),
         })
     }
@@ -136,6 +146,103 @@ impl Host {
 
     pub(crate) fn config(&self) -> &HostConfig {
         &self.inner.config
+    }
+
+    /// Make this host's processes reachable through `communicator`, as plumpy's processes are
+    /// through theirs: each process answers the RPC intents `pause`, `play`, `kill` and
+    /// `status` at its pid; the `pause`, `play` and `kill` broadcasts reach every process of
+    /// the host; every state change is broadcast as `state_changed.<from>.<to>` from the pid.
+    /// Serve tasks too with a [`ProcessLauncher`](crate::comms::ProcessLauncher).
+    ///
+    /// # Errors
+    /// [`Error::Comms`] when a communicator is attached already or refuses the subscribers.
+    pub async fn attach(&self, communicator: Arc<dyn Communicator>) -> Result<()> {
+        let (changes, mut queue) = tokio::sync::mpsc::unbounded_channel::<Broadcast>();
+        let attached = Attached {
+            communicator: communicator.clone(),
+            changes,
+        };
+        if self.inner.comms.set(attached).is_err() {
+            return Err(Error::Comms(crate::comms::CommsError::Other(
+                "this host has a communicator already".into(),
+            )));
+        }
+        let sender = communicator.clone();
+        tokio::spawn(async move {
+            while let Some(change) = queue.recv().await {
+                if let Err(e) = sender.broadcast_send(change).await {
+                    tracing::warn!("cannot broadcast a state change: {e}");
+                }
+            }
+        });
+        communicator
+            .add_broadcast_subscriber(Arc::new(ControlAll(Arc::downgrade(&self.inner))), None)
+            .await?;
+        let live: Vec<ProcessHandle> = self
+            .inner
+            .processes
+            .lock()
+            .expect("process table")
+            .values()
+            .filter(|p| !p.state().is_terminal())
+            .cloned()
+            .collect();
+        for process in live {
+            self.reachable(&process).await?;
+        }
+        Ok(())
+    }
+
+    /// Answer RPC intents for `process` at its pid.
+    async fn reachable(&self, process: &ProcessHandle) -> Result<()> {
+        if let Some(attached) = self.inner.comms.get() {
+            let rpc = Arc::new(control::ProcessRpc(process.clone()));
+            match attached
+                .communicator
+                .add_rpc_subscriber(rpc, Some(process.pid().to_string()))
+                .await
+            {
+                // Restored again (a tagged checkpoint): the newest copy answers.
+                Err(crate::comms::CommsError::DuplicateSubscriber { .. }) => {
+                    attached
+                        .communicator
+                        .remove_rpc_subscriber(process.pid())
+                        .await?;
+                    let rpc = Arc::new(control::ProcessRpc(process.clone()));
+                    attached
+                        .communicator
+                        .add_rpc_subscriber(rpc, Some(process.pid().to_string()))
+                        .await?;
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Broadcast a state change of process `pid` (in order with the others).
+    pub(crate) fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {
+        if let Some(attached) = self.inner.comms.get() {
+            let _ = attached.changes.send(Broadcast {
+                body: Value::Null,
+                sender: Some(pid.to_string()),
+                subject: Some(control::state_changed(from, to)),
+                correlation_id: None,
+            });
+        }
+    }
+
+    /// A process has terminated: it answers no more RPC requests.
+    pub(crate) fn ended(&self, pid: &str) {
+        if let Some(attached) = self.inner.comms.get() {
+            let communicator = attached.communicator.clone();
+            let pid = pid.to_string();
+            tokio::spawn(async move {
+                let _ = communicator.remove_rpc_subscriber(&pid).await;
+            });
+        }
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {
@@ -335,23 +442,28 @@ impl Host {
                 })?;
         }
         tracing::debug!(%pid, plugin = %spec.name, "process created");
-        Ok(self.spawn(record, interrupt, guests, cursor, None))
+        self.spawn(record, interrupt, guests, cursor, None).await
     }
 
-    /// Register a process and start its task.
-    fn spawn(
+    /// Register a process, make it reachable, and start its task.
+    async fn spawn(
         &self,
         record: ProcessRecord,
         interrupt: Arc<AtomicBool>,
         guests: Guests,
         cursor: Cursor,
         after: Option<persist::AfterStep>,
-    ) -> ProcessHandle {
+    ) -> Result<ProcessHandle> {
         let spec = guests.plugin.spec().clone();
+        let new = record.state == ProcessState::Created && after.is_none();
         let handle = ProcessHandle {
             shared: Arc::new(Shared::new(record, interrupt)),
         };
         self.register(&handle);
+        self.reachable(&handle).await?;
+        if new {
+            self.state_changed(handle.pid(), None, ProcessState::Created);
+        }
         let task = Task {
             handle: handle.clone(),
             spec,
@@ -361,7 +473,7 @@ impl Host {
             after,
         };
         tokio::spawn(task.run());
-        handle
+        Ok(handle)
     }
 
     fn register(&self, handle: &ProcessHandle) {
@@ -410,6 +522,20 @@ impl Host {
     /// bundle, named by pid and tag), [`Error::Restore`] when its plugin or memory image cannot
     /// be had.
     pub async fn load_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle> {
+        self.load_process_boxed(pid, tag).await
+    }
+
+    /// Boxed: a process's task continues its children through this, and the task is spawned
+    /// from it.
+    fn load_process_boxed<'a>(
+        &'a self,
+        pid: &'a str,
+        tag: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = Result<ProcessHandle>> + Send + 'a>> {
+        Box::pin(self.load_process_inner(pid, tag))
+    }
+
+    async fn load_process_inner(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle> {
         let store = self.store().ok_or(Error::NoStore)?.clone();
         let _one_at_a_time = self.inner.restoring.lock().await;
         if tag.is_none()
@@ -429,13 +555,14 @@ impl Host {
             return Ok(handle);
         };
         tracing::debug!(%pid, state = %restored.record.state, "process restored");
-        Ok(self.spawn(
+        self.spawn(
             restored.record,
             restored.interrupt,
             guests,
             restored.cursor,
             restored.after,
-        ))
+        )
+        .await
     }
 
     /// Read the checkpoint under `key` and rebuild the process: its record, and (unless it has
@@ -636,5 +763,45 @@ impl Host {
             .expect("process table")
             .get(pid)
             .cloned()
+    }
+}
+
+/// Applies the `pause`, `play` and `kill` broadcasts to every live process of a host.
+struct ControlAll(Weak<Inner>);
+
+impl BroadcastSubscriber for ControlAll {
+    fn receive(&self, message: &Broadcast) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let text = |key: &str| message.body.get(key).and_then(Value::as_str);
+        let live: Vec<ProcessHandle> = inner
+            .processes
+            .lock()
+            .expect("process table")
+            .values()
+            .filter(|p| !p.state().is_terminal())
+            .cloned()
+            .collect();
+        for process in live {
+            match message.subject.as_deref() {
+                Some(control::intent::PAUSE) => {
+                    process.pause(text("message"));
+                }
+                Some(control::intent::PLAY) => {
+                    process.play();
+                }
+                Some(control::intent::KILL) => {
+                    let force = message
+                        .body
+                        .get("force_kill")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    process.kill(text("message"), force);
+                }
+                // State changes and anything else are not for processes.
+                _ => return,
+            }
+        }
     }
 }

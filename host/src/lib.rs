@@ -10,6 +10,7 @@
 //! - [`workchain`]: outlines and the cursor that says where a process is.
 //! - [`spec`]: a plugin's declared spec.
 //! - [`process`]: process states, records, and running one through its outline.
+//! - [`comms`]: the communicator (RPC, broadcast, task queue) and process control over it.
 //! - [`persist`]: checkpoint bundles and persisters (in memory, embedded file, PostgreSQL).
 //! - `wasm`: wasmtime — engine, loading, instances, limits, host imports, memory images.
 //! - [`Host`] and [`HostConfig`]: the embedding API.
@@ -19,6 +20,7 @@
 //! no I/O. Only `wasm` touches wasmtime. Only `cli` uses `anyhow`.
 
 pub mod cli;
+pub mod comms;
 mod config;
 mod error;
 mod host;

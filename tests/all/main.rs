@@ -1,6 +1,7 @@
 //! Integration tests: real plugins, compiled from source, through the real host and CLI.
 
 mod cli;
+mod comms;
 mod durable;
 mod lifecycle;
 mod plugins;

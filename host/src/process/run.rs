@@ -669,6 +669,7 @@ impl Task {
             data.context.clone(),
             data.status.clone(),
         );
+        let from = self.handle.state();
         self.handle.shared.record.send_modify(|r| {
             r.state = state;
             r.awaiting = awaiting;
@@ -678,6 +679,16 @@ impl Task {
                 r.status = status;
             }
         });
+        self.changed(from, state);
+    }
+
+    /// Tell the host about a change of state (which it broadcasts, if it has a communicator).
+    fn changed(&self, from: ProcessState, to: ProcessState) {
+        if from != to {
+            self.guests
+                .host
+                .state_changed(self.handle.pid(), Some(from), to);
+        }
     }
 
     /// Save a checkpoint of the process as it is now, and publish its record. Nothing to do
@@ -705,7 +716,9 @@ impl Task {
         }
         change(&mut record);
         let saved = self.try_save(&record, None).await;
+        let (from, to) = (self.handle.state(), record.state);
         self.handle.shared.record.send_replace(record);
+        self.changed(from, to);
         saved.map_err(|e| End::Excepted(format!("cannot save its checkpoint: {e}")))
     }
 
@@ -823,13 +836,16 @@ impl Task {
         if let Err(e) = self.try_save(&record, None).await {
             tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {e}");
         }
+        let from = self.handle.state();
         self.handle.shared.record.send_replace(record);
+        self.changed(from, state);
         tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
         self.emit(event);
         if let Some(message) = late_pause {
             self.emit(Event::Paused { message });
         }
         self.handle.shared.done.send_replace(true);
+        self.guests.host.ended(self.handle.pid());
     }
 
     fn kill_children(&self, message: Option<&str>) {

@@ -1,0 +1,178 @@
+//! Messaging: plumpy's (kiwipy's) three patterns behind one [`Communicator`] trait.
+//!
+//! - **RPC**: a request to one recipient (a process, by its pid), answered by that recipient's
+//!   [`RpcSubscriber`];
+//! - **broadcast**: a message with a `subject` and a `sender` to every [`BroadcastSubscriber`]
+//!   (which may filter by subject, see [`BroadcastFilter`]);
+//! - **task queue**: durable work (launch, continue, create a process) taken by one of the
+//!   [`TaskSubscriber`]s, which may reject it so that another one gets it.
+//!
+//! Bodies are JSON values, as kiwipy sends them with its JSON encoder. Subscribers have
+//! identifiers: given, or made up (a UUID) and returned, and used to remove them.
+//!
+//! Implementations: [`InProcessCommunicator`] (tokio, one host and tests).
+//!
+//! **Status:** the RabbitMQ communicator, the process launcher over a broker, workers and the
+//! `serve` daemon are not built yet (they are the rest of the messaging work).
+
+pub(crate) mod control;
+mod inprocess;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+pub use control::{ProcessLauncher, RemoteProcessController, intent};
+pub use inprocess::InProcessCommunicator;
+
+/// A broadcast message, as kiwipy's broadcast envelope carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broadcast {
+    pub body: Value,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub correlation_id: Option<Value>,
+}
+
+/// Answers RPC requests sent to its identifier.
+#[async_trait]
+pub trait RpcSubscriber: Send + Sync {
+    /// The reply to `body`; an `Err` is sent back to the requester as a remote error.
+    async fn call(&self, body: Value) -> Result<Value, String>;
+}
+
+/// Hears every broadcast.
+pub trait BroadcastSubscriber: Send + Sync {
+    fn receive(&self, message: &Broadcast);
+}
+
+impl<F: Fn(&Broadcast) + Send + Sync> BroadcastSubscriber for F {
+    fn receive(&self, message: &Broadcast) {
+        self(message)
+    }
+}
+
+/// What a task subscriber made of a task.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TaskError {
+    /// Not for this subscriber: the task goes to another one (kiwipy's `TaskRejected`).
+    #[error("the task was rejected")]
+    Rejected,
+    /// The subscriber took the task and failed; the sender gets the message.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Takes tasks from the queue.
+#[async_trait]
+pub trait TaskSubscriber: Send + Sync {
+    async fn take(&self, task: Value) -> Result<Value, TaskError>;
+}
+
+/// What went wrong in a communicator.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommsError {
+    #[error("a {kind} subscriber with identifier '{identifier}' exists already")]
+    DuplicateSubscriber {
+        kind: &'static str,
+        identifier: String,
+    },
+    #[error("no RPC subscriber '{0}': the recipient is unknown or gone")]
+    UnroutableRpc(String),
+    #[error("the RPC recipient '{recipient}' failed: {message}")]
+    Remote { recipient: String, message: String },
+    #[error("no task subscriber took the task")]
+    NoTaskSubscriber,
+    #[error("the task failed: {0}")]
+    TaskFailed(String),
+    #[error("the communicator is closed")]
+    Closed,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// plumpy's communicator: RPC, broadcast and task queue.
+#[async_trait]
+pub trait Communicator: Send + Sync {
+    /// Subscribe to RPC requests sent to `identifier` (a made-up one if `None`); returns it.
+    async fn add_rpc_subscriber(
+        &self,
+        subscriber: Arc<dyn RpcSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError>;
+    async fn remove_rpc_subscriber(&self, identifier: &str) -> Result<(), CommsError>;
+    /// Subscribe to broadcasts; returns the identifier.
+    async fn add_broadcast_subscriber(
+        &self,
+        subscriber: Arc<dyn BroadcastSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError>;
+    async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError>;
+    /// Subscribe to the task queue; returns the identifier.
+    async fn add_task_subscriber(
+        &self,
+        subscriber: Arc<dyn TaskSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError>;
+    async fn remove_task_subscriber(&self, identifier: &str) -> Result<(), CommsError>;
+    /// Send an RPC request and wait for its reply.
+    async fn rpc_send(&self, recipient: &str, body: Value) -> Result<Value, CommsError>;
+    /// Send a broadcast to every subscriber.
+    async fn broadcast_send(&self, message: Broadcast) -> Result<(), CommsError>;
+    /// Queue a task and wait until a subscriber has done it; returns its result.
+    async fn task_send(&self, task: Value) -> Result<Value, CommsError>;
+    /// Stop: subscribers hear nothing more, sends fail with [`CommsError::Closed`].
+    async fn close(&self);
+}
+
+/// A broadcast subscriber that hears only some subjects and senders (kiwipy's
+/// `BroadcastFilter`). A filter ending in `*` matches by prefix.
+pub struct BroadcastFilter<S> {
+    inner: S,
+    subjects: Vec<String>,
+    senders: Vec<String>,
+}
+
+impl<S: BroadcastSubscriber> BroadcastFilter<S> {
+    /// Pass everything to `inner` until filters are added.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            subjects: Vec::new(),
+            senders: Vec::new(),
+        }
+    }
+
+    /// Also hear this subject (or subjects starting with it, if it ends in `*`).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subjects.push(subject.into());
+        self
+    }
+
+    /// Also hear this sender.
+    pub fn sender(mut self, sender: impl Into<String>) -> Self {
+        self.senders.push(sender.into());
+        self
+    }
+}
+
+fn matches(filters: &[String], value: Option<&str>) -> bool {
+    filters.is_empty()
+        || value.is_some_and(|v| {
+            filters.iter().any(|f| match f.strip_suffix('*') {
+                Some(prefix) => v.starts_with(prefix),
+                None => v == f,
+            })
+        })
+}
+
+impl<S: BroadcastSubscriber> BroadcastSubscriber for BroadcastFilter<S> {
+    fn receive(&self, message: &Broadcast) {
+        if matches(&self.subjects, message.subject.as_deref())
+            && matches(&self.senders, message.sender.as_deref())
+        {
+            self.inner.receive(message);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Processes over a communicator (plumpy's S32, S46, S48, S49), on the in-process
+//! communicator. The RabbitMQ communicator is not built yet.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use damson::comms::{
+    Broadcast, BroadcastFilter, CommsError, Communicator, InProcessCommunicator, ProcessLauncher,
+    RemoteProcessController, RpcSubscriber, TaskError, TaskSubscriber,
+};
+use damson::persist::{MemoryPersister, Persister};
+use damson::{Host, ProcessState};
+use damson_tests::config;
+use serde_json::{Value, json};
+
+/// A host with a store, attached to a fresh in-process communicator, serving tasks.
+async fn attached() -> (Host, Arc<dyn Communicator>, RemoteProcessController) {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let host = Host::with_store(&config(), store).unwrap();
+    let communicator: Arc<dyn Communicator> = Arc::new(InProcessCommunicator::new());
+    host.attach(communicator.clone()).await.unwrap();
+    communicator
+        .add_task_subscriber(Arc::new(ProcessLauncher::new(host.clone())), None)
+        .await
+        .unwrap();
+    let controller = RemoteProcessController::new(communicator.clone());
+    (host, communicator, controller)
+}
+
+fn heard() -> (
+    Arc<Mutex<Vec<Broadcast>>>,
+    impl Fn(&Broadcast) + Send + Sync,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    (seen, move |b: &Broadcast| {
+        log.lock().unwrap().push(b.clone())
+    })
+}
+
+struct Echo;
+
+#[async_trait]
+impl RpcSubscriber for Echo {
+    async fn call(&self, body: Value) -> Result<Value, String> {
+        Ok(json!({"echo": body}))
+    }
+}
+
+struct Doubler;
+
+#[async_trait]
+impl TaskSubscriber for Doubler {
+    async fn take(&self, task: Value) -> Result<Value, TaskError> {
+        task.as_i64()
+            .map(|n| json!(n * 2))
+            .ok_or(TaskError::Rejected)
+    }
+}
+
+#[tokio::test]
+async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply() {
+    let comm = InProcessCommunicator::new();
+    let id = comm
+        .add_rpc_subscriber(Arc::new(Echo), Some("echo".into()))
+        .await
+        .unwrap();
+    assert_eq!(id, "echo", "the given identifier is returned");
+    assert_eq!(
+        comm.rpc_send("echo", json!("hi")).await.unwrap(),
+        json!({"echo": "hi"})
+    );
+    assert!(matches!(
+        comm.add_rpc_subscriber(Arc::new(Echo), Some("echo".into()))
+            .await,
+        Err(CommsError::DuplicateSubscriber { .. })
+    ));
+    comm.remove_rpc_subscriber(&id).await.unwrap();
+    assert!(matches!(
+        comm.rpc_send("echo", json!("hi")).await,
+        Err(CommsError::UnroutableRpc(_))
+    ));
+
+    let task_id = comm
+        .add_task_subscriber(Arc::new(Doubler), None)
+        .await
+        .unwrap();
+    assert!(!task_id.is_empty(), "an identifier is made up");
+    assert_eq!(comm.task_send(json!(21)).await.unwrap(), json!(42));
+    assert!(matches!(
+        comm.task_send(json!("not a number")).await,
+        Err(CommsError::NoTaskSubscriber)
+    ));
+    comm.remove_task_subscriber(&task_id).await.unwrap();
+
+    let (all, everything) = heard();
+    let (other, only_other) = heard();
+    comm.add_broadcast_subscriber(Arc::new(everything), None)
+        .await
+        .unwrap();
+    let filtered = comm
+        .add_broadcast_subscriber(
+            Arc::new(BroadcastFilter::new(only_other).subject("other")),
+            None,
+        )
+        .await
+        .unwrap();
+    let message = Broadcast {
+        body: json!("present"),
+        sender: Some("Martin".into()),
+        subject: Some("sup".into()),
+        correlation_id: Some(json!(420)),
+    };
+    comm.broadcast_send(message.clone()).await.unwrap();
+    assert_eq!(*all.lock().unwrap(), vec![message]);
+    assert!(other.lock().unwrap().is_empty(), "filtered out");
+    comm.remove_broadcast_subscriber(&filtered).await.unwrap();
+
+    comm.close().await;
+    assert!(matches!(
+        comm.rpc_send("echo", json!(1)).await,
+        Err(CommsError::Closed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s32_a_process_broadcasts_its_state_changes_in_order() {
+    let (host, comm, _) = attached().await;
+    let (seen, listener) = heard();
+    comm.add_broadcast_subscriber(Arc::new(listener), None)
+        .await
+        .unwrap();
+    let plugin = host.load("lifecycle").await.unwrap();
+    let process = host.launch(&plugin, json!({"mode": "ok"})).await.unwrap();
+    process.wait().await;
+    let expected = [
+        "state_changed.None.created",
+        "state_changed.created.running",
+        "state_changed.running.finished",
+    ];
+    for _ in 0..100 {
+        if seen.lock().unwrap().len() >= expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let subjects: Vec<&str> = seen.iter().filter_map(|b| b.subject.as_deref()).collect();
+    assert_eq!(subjects, expected);
+    assert!(
+        seen.iter()
+            .all(|b| b.sender.as_deref() == Some(process.pid()))
+    );
+    assert!(seen.iter().all(|b| b.body.is_null()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc() {
+    let (host, _, controller) = attached().await;
+    let plugin = host.load("lifecycle").await.unwrap();
+    let process = host.launch(&plugin, json!({"mode": "wait"})).await.unwrap();
+    process.wait_for(|r| r.state == ProcessState::Waiting).await;
+    let pid = process.pid();
+
+    assert_eq!(
+        controller.pause_process(pid, Some("hold")).await.unwrap(),
+        json!(true)
+    );
+    assert!(process.is_paused());
+    assert_eq!(controller.play_process(pid).await.unwrap(), json!(true));
+    process.wait_for(|r| !r.paused).await;
+    assert_eq!(process.state(), ProcessState::Waiting);
+
+    let status = controller.get_status(pid).await.unwrap();
+    let mut keys: Vec<&str> = status
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["ctime", "paused", "process_string", "state"]);
+    assert_eq!(status["state"], "waiting");
+    assert_eq!(status["paused"], false);
+    assert!(status["ctime"].as_f64().unwrap() > 1.7e9, "{status}");
+
+    assert_eq!(
+        controller
+            .kill_process(pid, Some("die"), false)
+            .await
+            .unwrap(),
+        json!(true)
+    );
+    assert_eq!(process.state(), ProcessState::Killed);
+    // A terminated process answers no more.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(controller.get_status(pid).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s46_playing_a_process_that_never_ran_leaves_it_created() {
+    let (host, _, controller) = attached().await;
+    let plugin = host.load("lifecycle").await.unwrap();
+    let process = host.create(&plugin, json!({"mode": "wait"})).await.unwrap();
+    assert_eq!(
+        controller.play_process(process.pid()).await.unwrap(),
+        json!(true)
+    );
+    assert_eq!(process.state(), ProcessState::Created);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_all_variants_pause_play_and_kill_every_process_of_the_host() {
+    let (host, _, controller) = attached().await;
+    let plugin = host.load("lifecycle").await.unwrap();
+    let mut processes = Vec::new();
+    for _ in 0..3 {
+        let p = host.launch(&plugin, json!({"mode": "wait"})).await.unwrap();
+        p.wait_for(|r| r.state == ProcessState::Waiting).await;
+        processes.push(p);
+    }
+    controller.pause_all(Some("everyone")).await.unwrap();
+    for p in &processes {
+        let r = p.wait_for(|r| r.paused).await;
+        assert_eq!(r.status.as_deref(), Some("everyone"));
+    }
+    controller.play_all().await.unwrap();
+    for p in &processes {
+        p.wait_for(|r| !r.paused).await;
+    }
+    controller.kill_all(Some("closing"), false).await.unwrap();
+    for p in &processes {
+        assert_eq!(p.wait().await.state, ProcessState::Killed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s49_the_launcher_launches_creates_and_continues_processes() {
+    let (host, _, controller) = attached().await;
+    // launch: the outputs once it has finished, or its pid with nowait.
+    assert_eq!(
+        controller
+            .launch_process("lifecycle", json!({"mode": "ok"}), false, false)
+            .await
+            .unwrap(),
+        json!({"default": 5})
+    );
+    let pid = controller
+        .launch_process("lifecycle", json!({"mode": "ok"}), false, true)
+        .await
+        .unwrap();
+    assert!(uuid_like(&pid), "{pid}");
+
+    // execute: create (persisted) then continue.
+    assert_eq!(
+        controller
+            .execute_process("lifecycle", json!({"mode": "ok"}), false)
+            .await
+            .unwrap(),
+        json!({"default": 5})
+    );
+    assert!(uuid_like(
+        &controller
+            .execute_process("lifecycle", json!({"mode": "ok"}), true)
+            .await
+            .unwrap()
+    ));
+
+    // Ten concurrent launches, ten pids.
+    let launches = (0..10).map(|_| {
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            controller
+                .launch_process("add", json!({"x": 1, "y": 2}), false, true)
+                .await
+                .unwrap()
+        })
+    });
+    let mut pids = Vec::new();
+    for launch in launches {
+        pids.push(launch.await.unwrap());
+    }
+    pids.sort_by_key(|p| p.to_string());
+    pids.dedup();
+    assert_eq!(pids.len(), 10);
+    assert!(pids.iter().all(uuid_like));
+
+    // Continue a checkpointed process that never ran: its outputs.
+    let plugin = host.load("add").await.unwrap();
+    let created = host.create(&plugin, json!({"x": 2, "y": 3})).await.unwrap();
+    assert_eq!(
+        controller
+            .continue_process(created.pid(), None, false)
+            .await
+            .unwrap(),
+        json!({"sum": 5})
+    );
+
+    // A failing process is reported with its error.
+    let failed = controller
+        .launch_process("lifecycle", json!({"mode": "raise"}), false, false)
+        .await
+        .unwrap_err();
+    assert!(
+        failed.to_string().contains("exception during run"),
+        "{failed}"
+    );
+}
+
+fn uuid_like(value: &Value) -> bool {
+    value
+        .as_str()
+        .is_some_and(|s| s.len() == 36 && s.matches('-').count() == 4)
+}
