@@ -1,31 +1,104 @@
-//! Processes over a communicator (plumpy's S32, S46, S48, S49), on the in-process
-//! communicator. The RabbitMQ communicator is not built yet.
+//! Processes over a communicator (plumpy's S32, S46, S48, S49), each scenario on the
+//! in-process communicator and on a real RabbitMQ (the one `cargo xtask test` starts, at
+//! `DAMSON_TEST_AMQP`), where the host and the controller have connections of their own.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use damson::comms::{
-    Broadcast, BroadcastFilter, CommsError, Communicator, InProcessCommunicator, ProcessLauncher,
-    RemoteProcessController, RpcSubscriber, TaskError, TaskSubscriber,
+    Accepted, Broadcast, BroadcastFilter, CommsError, Communicator, InProcessCommunicator,
+    ProcessLauncher, RabbitMqCommunicator, RabbitMqOptions, RemoteProcessController, RpcSubscriber,
+    TaskError, TaskSubscriber,
 };
 use damson::persist::{MemoryPersister, Persister};
 use damson::{Host, ProcessState};
 use damson_tests::config;
 use serde_json::{Value, json};
 
-/// A host with a store, attached to a fresh in-process communicator, serving tasks.
-async fn attached() -> (Host, Arc<dyn Communicator>, RemoteProcessController) {
+#[derive(Clone, Copy)]
+enum Kind {
+    InProcess,
+    RabbitMq,
+}
+
+/// Run a scenario `async fn name(kind: Kind)` on both communicators.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn in_process() {
+                super::$name(super::Kind::InProcess).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_rabbitmq() {
+                super::$name(super::Kind::RabbitMq).await
+            }
+        }
+    };
+}
+
+fn amqp_url() -> String {
+    std::env::var("DAMSON_TEST_AMQP").expect(
+        "DAMSON_TEST_AMQP is not set: run the suite with `cargo xtask test`, which starts \
+         RabbitMQ, or point it at a broker the tests may use",
+    )
+}
+
+/// Two ends of one communicator: the host's and a client's (the same object in process; two
+/// connections with topology of their own on RabbitMQ).
+async fn ends(kind: Kind) -> (Arc<dyn Communicator>, Arc<dyn Communicator>) {
+    match kind {
+        Kind::InProcess => {
+            let one: Arc<dyn Communicator> = Arc::new(InProcessCommunicator::new());
+            (one.clone(), one)
+        }
+        Kind::RabbitMq => {
+            let suffix = uuid_suffix();
+            let url = amqp_url();
+            let server = RabbitMqCommunicator::connect(&url, RabbitMqOptions::isolated(&suffix))
+                .await
+                .unwrap();
+            let client = RabbitMqCommunicator::connect(&url, RabbitMqOptions::isolated(&suffix))
+                .await
+                .unwrap();
+            (server, client)
+        }
+    }
+}
+
+fn uuid_suffix() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{nanos:x}-{:x}", std::process::id())
+}
+
+/// A host with a store, attached to its end of a communicator and serving tasks, and a
+/// controller at the other end.
+async fn attached(kind: Kind) -> (Host, Arc<dyn Communicator>, RemoteProcessController) {
     let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
     let host = Host::with_store(&config(), store).unwrap();
-    let communicator: Arc<dyn Communicator> = Arc::new(InProcessCommunicator::new());
-    host.attach(communicator.clone()).await.unwrap();
-    communicator
+    let (server, client) = ends(kind).await;
+    host.attach(server.clone()).await.unwrap();
+    server
         .add_task_subscriber(Arc::new(ProcessLauncher::new(host.clone())), None)
         .await
         .unwrap();
-    let controller = RemoteProcessController::new(communicator.clone());
-    (host, communicator, controller)
+    (host, client.clone(), RemoteProcessController::new(client))
+}
+
+/// Wait until `seen` holds at least `n` messages (broadcasts arrive on their own time).
+async fn until_heard(seen: &Arc<Mutex<Vec<Broadcast>>>, n: usize) {
+    for _ in 0..400 {
+        if seen.lock().unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn heard() -> (
@@ -52,23 +125,23 @@ struct Doubler;
 
 #[async_trait]
 impl TaskSubscriber for Doubler {
-    async fn take(&self, task: Value) -> Result<Value, TaskError> {
+    async fn take(&self, task: Value, _: Accepted) -> Result<Value, TaskError> {
         task.as_i64()
             .map(|n| json!(n * 2))
             .ok_or(TaskError::Rejected)
     }
 }
 
-#[tokio::test]
-async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply() {
-    let comm = InProcessCommunicator::new();
+on_both!(s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply);
+async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply(kind: Kind) {
+    let (comm, client) = ends(kind).await;
     let id = comm
         .add_rpc_subscriber(Arc::new(Echo), Some("echo".into()))
         .await
         .unwrap();
     assert_eq!(id, "echo", "the given identifier is returned");
     assert_eq!(
-        comm.rpc_send("echo", json!("hi")).await.unwrap(),
+        client.rpc_send("echo", json!("hi")).await.unwrap(),
         json!({"echo": "hi"})
     );
     assert!(matches!(
@@ -78,7 +151,7 @@ async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply(
     ));
     comm.remove_rpc_subscriber(&id).await.unwrap();
     assert!(matches!(
-        comm.rpc_send("echo", json!("hi")).await,
+        client.rpc_send("echo", json!("hi")).await,
         Err(CommsError::UnroutableRpc(_))
     ));
 
@@ -87,11 +160,7 @@ async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply(
         .await
         .unwrap();
     assert!(!task_id.is_empty(), "an identifier is made up");
-    assert_eq!(comm.task_send(json!(21)).await.unwrap(), json!(42));
-    assert!(matches!(
-        comm.task_send(json!("not a number")).await,
-        Err(CommsError::NoTaskSubscriber)
-    ));
+    assert_eq!(client.task_send(json!(21)).await.unwrap(), json!(42));
     comm.remove_task_subscriber(&task_id).await.unwrap();
 
     let (all, everything) = heard();
@@ -112,11 +181,23 @@ async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply(
         subject: Some("sup".into()),
         correlation_id: Some(json!(420)),
     };
-    comm.broadcast_send(message.clone()).await.unwrap();
+    client.broadcast_send(message.clone()).await.unwrap();
+    until_heard(&all, 1).await;
     assert_eq!(*all.lock().unwrap(), vec![message]);
     assert!(other.lock().unwrap().is_empty(), "filtered out");
     comm.remove_broadcast_subscriber(&filtered).await.unwrap();
+}
 
+#[tokio::test]
+async fn s48_in_process_a_task_nobody_takes_and_a_closed_communicator_are_errors() {
+    let comm = InProcessCommunicator::new();
+    comm.add_task_subscriber(Arc::new(Doubler), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        comm.task_send(json!("not a number")).await,
+        Err(CommsError::NoTaskSubscriber)
+    ));
     comm.close().await;
     assert!(matches!(
         comm.rpc_send("echo", json!(1)).await,
@@ -124,9 +205,9 @@ async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply(
     ));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s32_a_process_broadcasts_its_state_changes_in_order() {
-    let (host, comm, _) = attached().await;
+on_both!(s32_a_process_broadcasts_its_state_changes_in_order);
+async fn s32_a_process_broadcasts_its_state_changes_in_order(kind: Kind) {
+    let (host, comm, _) = attached(kind).await;
     let (seen, listener) = heard();
     comm.add_broadcast_subscriber(Arc::new(listener), None)
         .await
@@ -139,12 +220,7 @@ async fn s32_a_process_broadcasts_its_state_changes_in_order() {
         "state_changed.created.running",
         "state_changed.running.finished",
     ];
-    for _ in 0..100 {
-        if seen.lock().unwrap().len() >= expected.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_heard(&seen, expected.len()).await;
     let seen = seen.lock().unwrap().clone();
     let subjects: Vec<&str> = seen.iter().filter_map(|b| b.subject.as_deref()).collect();
     assert_eq!(subjects, expected);
@@ -155,9 +231,9 @@ async fn s32_a_process_broadcasts_its_state_changes_in_order() {
     assert!(seen.iter().all(|b| b.body.is_null()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc() {
-    let (host, _, controller) = attached().await;
+on_both!(s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc);
+async fn s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc(kind: Kind) {
+    let (host, _, controller) = attached(kind).await;
     let plugin = host.load("lifecycle").await.unwrap();
     let process = host.launch(&plugin, json!({"mode": "wait"})).await.unwrap();
     process.wait_for(|r| r.state == ProcessState::Waiting).await;
@@ -198,9 +274,9 @@ async fn s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc() {
     assert!(controller.get_status(pid).await.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s46_playing_a_process_that_never_ran_leaves_it_created() {
-    let (host, _, controller) = attached().await;
+on_both!(s46_playing_a_process_that_never_ran_leaves_it_created);
+async fn s46_playing_a_process_that_never_ran_leaves_it_created(kind: Kind) {
+    let (host, _, controller) = attached(kind).await;
     let plugin = host.load("lifecycle").await.unwrap();
     let process = host.create(&plugin, json!({"mode": "wait"})).await.unwrap();
     assert_eq!(
@@ -210,9 +286,9 @@ async fn s46_playing_a_process_that_never_ran_leaves_it_created() {
     assert_eq!(process.state(), ProcessState::Created);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_all_variants_pause_play_and_kill_every_process_of_the_host() {
-    let (host, _, controller) = attached().await;
+on_both!(the_all_variants_pause_play_and_kill_every_process_of_the_host);
+async fn the_all_variants_pause_play_and_kill_every_process_of_the_host(kind: Kind) {
+    let (host, _, controller) = attached(kind).await;
     let plugin = host.load("lifecycle").await.unwrap();
     let mut processes = Vec::new();
     for _ in 0..3 {
@@ -235,9 +311,9 @@ async fn the_all_variants_pause_play_and_kill_every_process_of_the_host() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s49_the_launcher_launches_creates_and_continues_processes() {
-    let (host, _, controller) = attached().await;
+on_both!(s49_the_launcher_launches_creates_and_continues_processes);
+async fn s49_the_launcher_launches_creates_and_continues_processes(kind: Kind) {
+    let (host, _, controller) = attached(kind).await;
     // launch: the outputs once it has finished, or its pid with nowait.
     assert_eq!(
         controller

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Broadcast, CommsError, Communicator, RpcSubscriber, TaskError, TaskSubscriber};
+use super::{
+    Accepted, Broadcast, CommsError, Communicator, RpcSubscriber, TaskError, TaskSubscriber,
+};
 use crate::error::chain;
 use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
 
@@ -298,12 +300,16 @@ fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
 
 #[async_trait]
 impl TaskSubscriber for ProcessLauncher {
-    async fn take(&self, task: Value) -> Result<Value, TaskError> {
+    async fn take(&self, task: Value, mut accepted: Accepted) -> Result<Value, TaskError> {
         let args = task.get("args").cloned().unwrap_or(Value::Null);
         let nowait = args.get("nowait").and_then(Value::as_bool).unwrap_or(false);
         match task.get("task").and_then(Value::as_str) {
             Some("launch") => {
                 let process = self.launch(&args, true).await?;
+                // Created with a checkpoint (with a store): another host can carry it on.
+                if self.host.store().is_some() {
+                    accepted.accept();
+                }
                 if nowait {
                     return Ok(json!(process.pid()));
                 }
@@ -324,6 +330,7 @@ impl TaskSubscriber for ProcessLauncher {
                     .continue_process(pid, tag)
                     .await
                     .map_err(|e| TaskError::Failed(chain(&e)))?;
+                accepted.accept();
                 if nowait {
                     return Ok(json!(pid));
                 }

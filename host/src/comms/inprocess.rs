@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::{
-    Broadcast, BroadcastSubscriber, CommsError, Communicator, RpcSubscriber, TaskError,
+    Accepted, Broadcast, BroadcastSubscriber, CommsError, Communicator, RpcSubscriber, TaskError,
     TaskSubscriber,
 };
 
@@ -145,7 +145,7 @@ impl Communicator for InProcessCommunicator {
         let first = self.next_task.fetch_add(1, Ordering::Relaxed);
         for i in 0..subscribers.len() {
             match subscribers[(first + i) % subscribers.len()]
-                .take(task.clone())
+                .take(task.clone(), Accepted::ignored())
                 .await
             {
                 Ok(result) => return Ok(result),

@@ -10,13 +10,15 @@
 //! Bodies are JSON values, as kiwipy sends them with its JSON encoder. Subscribers have
 //! identifiers: given, or made up (a UUID) and returned, and used to remove them.
 //!
-//! Implementations: [`InProcessCommunicator`] (tokio, one host and tests).
+//! Implementations: [`InProcessCommunicator`] (tokio, one host and tests) and
+//! [`RabbitMqCommunicator`] (many hosts, kiwipy's layout on the wire).
 //!
-//! **Status:** the RabbitMQ communicator, the process launcher over a broker, workers and the
-//! `serve` daemon are not built yet (they are the rest of the messaging work).
+//! **Status:** `damson worker` / `damson serve`, leases in the shared store, failover and
+//! reconnecting after a broker restart are not built yet (the rest of the messaging work).
 
 pub(crate) mod control;
 mod inprocess;
+mod rabbitmq;
 
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use serde_json::Value;
 
 pub use control::{ProcessLauncher, RemoteProcessController, intent};
 pub use inprocess::InProcessCommunicator;
+pub use rabbitmq::{RabbitMqCommunicator, RabbitMqOptions};
 
 /// A broadcast message, as kiwipy's broadcast envelope carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +70,33 @@ pub enum TaskError {
 /// Takes tasks from the queue.
 #[async_trait]
 pub trait TaskSubscriber: Send + Sync {
-    async fn take(&self, task: Value) -> Result<Value, TaskError>;
+    /// Do `task` and return its result. Call [`Accepted::accept`] once the task is durably
+    /// taken (for a process: once it has a checkpoint), so that a broker can forget the
+    /// delivery while the task runs on; the result still goes back to the sender at the end.
+    async fn take(&self, task: Value, accepted: Accepted) -> Result<Value, TaskError>;
+}
+
+/// Lets a task subscriber say that it has durably taken its task. Dropping it unused means the
+/// task counts as taken when it is done.
+pub struct Accepted(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Accepted {
+    /// One that nobody listens to (a communicator with nothing to acknowledge).
+    pub fn ignored() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Some(tx)), rx)
+    }
+
+    /// The task is durably taken.
+    pub fn accept(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// What went wrong in a communicator.
