@@ -149,6 +149,17 @@ fn test(extra: &[String]) -> Result<(), String> {
             (Some(server), url)
         }
     };
+    let (broker, amqp) = match env::var("DAMSON_TEST_AMQP") {
+        Ok(url) => {
+            eprintln!("xtask: using the RabbitMQ at DAMSON_TEST_AMQP");
+            (None, url)
+        }
+        Err(_) => {
+            let broker = TestRabbitMq::start()?;
+            let url = broker.url.clone();
+            (Some(broker), url)
+        }
+    };
     let extra: Vec<&str> = extra
         .iter()
         .map(String::as_str)
@@ -162,9 +173,95 @@ fn test(extra: &[String]) -> Result<(), String> {
             [vec!["--"], extra].concat()
         })
         .env("DAMSON_PLUGINS", plugin_dir())
-        .env("DAMSON_TEST_POSTGRES", &url));
+        .env("DAMSON_TEST_POSTGRES", &url)
+        .env("DAMSON_TEST_AMQP", &amqp));
     drop(server);
+    drop(broker);
     result
+}
+
+/// The RabbitMQ the tests use: one already listening on the default port, or the local
+/// installation's node started for them (and stopped when dropped).
+struct TestRabbitMq {
+    url: String,
+    started: bool,
+}
+
+impl TestRabbitMq {
+    const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+    fn start() -> Result<Self, String> {
+        let listening = || std::net::TcpStream::connect(("127.0.0.1", 5672)).is_ok();
+        if listening() {
+            eprintln!("xtask: using the RabbitMQ listening on 127.0.0.1:5672");
+            return Ok(Self {
+                url: Self::URL.into(),
+                started: false,
+            });
+        }
+        if rabbitmq_tool("rabbitmq-server").is_none() {
+            if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
+                return Err(
+                    "RabbitMQ is not installed: install it (Debian: apt-get install \
+                            rabbitmq-server; .ci/run does), or set DAMSON_TEST_AMQP to a broker \
+                            the tests may use"
+                        .into(),
+                );
+            }
+            eprintln!("xtask: RabbitMQ is missing; installing Debian's package for the tests");
+            run(Command::new("apt-get").args(["update", "-qq"]))?;
+            run(Command::new("apt-get")
+                .args(["install", "-y", "-qq", "rabbitmq-server"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        }
+        let tool = |name| Command::new(rabbitmq_tool(name).unwrap_or_else(|| name.into()));
+        run(tool("rabbitmq-server").arg("-detached"))?;
+        // Stopped when dropped, even if it never comes up.
+        let broker = Self {
+            url: Self::URL.into(),
+            started: true,
+        };
+        // The node answers pings once Erlang is up, and `await_startup` then waits for RabbitMQ.
+        let up = (0..120).any(|_| {
+            let ok = tool("rabbitmq-diagnostics")
+                .args(["-q", "ping"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            ok
+        });
+        if !up {
+            return Err(
+                "RabbitMQ did not come up within 2 minutes (see its logs in \
+                        /var/log/rabbitmq)"
+                    .into(),
+            );
+        }
+        run(tool("rabbitmqctl").args(["await_startup", "--timeout", "120"]))?;
+        eprintln!("xtask: RabbitMQ for the tests at {}", broker.url);
+        Ok(broker)
+    }
+}
+
+impl Drop for TestRabbitMq {
+    fn drop(&mut self) {
+        if self.started {
+            let ctl = rabbitmq_tool("rabbitmqctl").unwrap_or_else(|| "rabbitmqctl".into());
+            let _ = Command::new(ctl).arg("stop").status();
+        }
+    }
+}
+
+/// A RabbitMQ program: on the PATH, or in Debian's `/usr/sbin`.
+fn rabbitmq_tool(name: &str) -> Option<PathBuf> {
+    env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| env::split_paths(&paths).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|file| file.is_file())
 }
 
 /// A PostgreSQL server of the tests' own: a fresh cluster in the target directory, on a free
