@@ -3,6 +3,7 @@
 mod cli;
 mod comms;
 mod durable;
+mod interop;
 mod lifecycle;
 mod plugins;
 mod ports;

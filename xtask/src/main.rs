@@ -160,6 +160,7 @@ fn test(extra: &[String]) -> Result<(), String> {
             (Some(broker), url)
         }
     };
+    let python = test_python()?;
     let extra: Vec<&str> = extra
         .iter()
         .map(String::as_str)
@@ -174,7 +175,8 @@ fn test(extra: &[String]) -> Result<(), String> {
         })
         .env("DAMSON_PLUGINS", plugin_dir())
         .env("DAMSON_TEST_POSTGRES", &url)
-        .env("DAMSON_TEST_AMQP", &amqp));
+        .env("DAMSON_TEST_AMQP", &amqp)
+        .env("DAMSON_TEST_PYTHON", &python));
     drop(server);
     drop(broker);
     result
@@ -252,6 +254,55 @@ impl Drop for TestRabbitMq {
             let _ = Command::new(ctl).arg("stop").status();
         }
     }
+}
+
+/// A Python with kiwipy 0.9 from PyPI, for the interop test: `DAMSON_TEST_PYTHON`, or a virtual
+/// environment in the target directory, made (and kiwipy installed) when missing.
+fn test_python() -> Result<PathBuf, String> {
+    if let Some(python) = env::var_os("DAMSON_TEST_PYTHON") {
+        return Ok(python.into());
+    }
+    let venv = target_dir().join("damson-test-venv");
+    let python = venv.join("bin").join("python");
+    let has_kiwipy = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import sys, kiwipy.rmq; sys.exit(kiwipy.__version__ != '0.9.0')",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has_kiwipy() {
+        return Ok(python);
+    }
+    let venv_made = || {
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !venv_made() {
+        // Debian keeps `venv` in a package of its own.
+        if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
+            return Err(
+                "cannot make a Python virtual environment (python3 -m venv) for the \
+                        kiwipy interop test: install python3 and its venv module, or set \
+                        DAMSON_TEST_PYTHON to a Python with kiwipy 0.9"
+                    .into(),
+            );
+        }
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "python3", "python3-venv"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        if !venv_made() {
+            return Err("python3 -m venv failed even with python3-venv installed".into());
+        }
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "-q", "kiwipy[rmq]==0.9.0"]))?;
+    Ok(python)
 }
 
 /// A RabbitMQ program: on the PATH, or in Debian's `/usr/sbin`.

@@ -6,6 +6,7 @@ mod inputs;
 mod resume;
 mod run;
 mod store;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Show(store::ShowCommand),
     /// List a process's checkpoints with their sizes.
     Checkpoints(store::CheckpointsCommand),
+    /// Serve processes over RabbitMQ, as one of many workers.
+    Worker(worker::WorkerCommand),
     Describe(describe::DescribeCommand),
     Bench(bench::BenchCommand),
 }
@@ -172,6 +175,7 @@ impl Cli {
             Command::Ps(cmd) => cmd.execute().await,
             Command::Show(cmd) => cmd.execute().await,
             Command::Checkpoints(cmd) => cmd.execute().await,
+            Command::Worker(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,
             Command::Bench(cmd) => cmd.execute().await,
         }
