@@ -35,6 +35,7 @@ pub struct HostConfig {
     pub(crate) max_concurrent_steps: usize,
     pub(crate) checkpoint_every_step: bool,
     pub(crate) memory_images: bool,
+    pub(crate) claim_ttl: Option<Duration>,
 }
 
 impl Default for HostConfig {
@@ -57,7 +58,29 @@ impl HostConfig {
             max_concurrent_steps: 64,
             checkpoint_every_step: true,
             memory_images: true,
+            claim_ttl: None,
         }
+    }
+
+    /// Claim every process this host runs in the store, for `ttl` at a time, so that no other
+    /// host sharing the store runs it too: for hosts that share a store (`damson worker`).
+    /// The host renews its claims three times per `ttl`; when it dies, its claims run out after
+    /// at most `ttl`, and another host may take its processes over
+    /// ([`Host::take_over`](crate::Host::take_over)).
+    ///
+    /// By default off: a host alone on its store (`damson run`, `damson continue`) may continue
+    /// a process the moment the host that ran it died. Only matters for a host with a store.
+    ///
+    /// # Panics
+    /// If `ttl` is under 100 ms.
+    #[track_caller]
+    pub fn claim_processes(&mut self, ttl: Duration) -> &mut Self {
+        assert!(
+            ttl >= Duration::from_millis(100),
+            "the claim ttl must be at least 100 ms"
+        );
+        self.claim_ttl = Some(ttl);
+        self
     }
 
     /// Whether a durable process checkpoints after every step. Without it, a process

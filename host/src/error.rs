@@ -111,6 +111,9 @@ pub enum Error {
 
     #[error("the communicator failed")]
     Comms(#[from] crate::comms::CommsError),
+
+    #[error("process {pid} is run by another host (its claim in the store has not run out)")]
+    Claimed { pid: String },
 }
 
 /// Why a declared spec was refused.

@@ -64,6 +64,10 @@ struct Inner {
     restoring: tokio::sync::Mutex<()>,
     /// The communicator processes are reachable through, once attached.
     comms: OnceLock<Attached>,
+    /// Who this host is in the store's claims.
+    owner: String,
+    /// Set once the task that renews this host's claims runs.
+    renewing: OnceLock<()>,
 }
 
 /// A communicator attached to a host, and the queue of state changes it broadcasts in order.
@@ -135,6 +139,8 @@ impl Host {
                 stored_plugins: Mutex::new(HashSet::new()),
                 restoring: tokio::sync::Mutex::new(()),
                 comms: OnceLock::new(),
+                owner: uuid::Uuid::new_v4().to_string(),
+                renewing: OnceLock::new(),
             }),
         })
     }
@@ -220,6 +226,88 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    /// Claim process `pid` in the store for this host, so that no other host runs it.
+    async fn claim(&self, store: &Arc<dyn Persister>, pid: &str) -> Result<()> {
+        let Some(ttl) = self.inner.config.claim_ttl else {
+            return Ok(());
+        };
+        let ttl = ttl.as_millis() as u64;
+        let now = now_ms();
+        let granted = store
+            .claim(DEFAULT_TENANT, pid, &self.inner.owner, now, now + ttl)
+            .await
+            .map_err(|source| Error::Store {
+                doing: format!("claiming process {pid}"),
+                source: Box::new(source),
+            })?;
+        if !granted {
+            return Err(Error::Claimed {
+                pid: pid.to_string(),
+            });
+        }
+        self.inner.renewing.get_or_init(|| {
+            let (inner, store) = (Arc::downgrade(&self.inner), store.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(ttl) = inner.upgrade().and_then(|i| i.config.claim_ttl) else {
+                        return;
+                    };
+                    tokio::time::sleep(ttl / 3).await;
+                    let Some(inner) = inner.upgrade() else {
+                        return;
+                    };
+                    let until = now_ms() + ttl.as_millis() as u64;
+                    if let Err(e) = store.renew(&inner.owner, until).await {
+                        tracing::error!("cannot renew this host's claims: {e}");
+                    }
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// A process has terminated: give up its claim.
+    pub(crate) async fn release(&self, pid: &str) {
+        if self.inner.config.claim_ttl.is_some()
+            && let Some(store) = self.store()
+            && let Err(e) = store.release(DEFAULT_TENANT, pid, &self.inner.owner).await
+        {
+            tracing::warn!(%pid, "cannot release the claim: {e}");
+        }
+    }
+
+    /// Continue the top-level processes in the store that no live host runs: those that had
+    /// not terminated and whose claim has run out (their host died or stopped). Children are
+    /// continued by their parents. What a worker does from time to time.
+    pub async fn take_over(&self) -> Result<Recovered> {
+        let store = self.store().ok_or(Error::NoStore)?.clone();
+        let keys = store.list().await.map_err(|source| Error::Store {
+            doing: "listing checkpoints".into(),
+            source: Box::new(source),
+        })?;
+        let mut recovered = Recovered::default();
+        for key in keys {
+            if key.tag.is_some() || key.tenant != DEFAULT_TENANT || self.process(&key.pid).is_some()
+            {
+                continue;
+            }
+            let Ok(Some(body)) = persist::load_checked::<ProcessCheckpoint>(&*store, &key).await
+            else {
+                continue;
+            };
+            let checkpoint = body.record;
+            if checkpoint.state.is_terminal() || checkpoint.parent.is_some() {
+                continue;
+            }
+            match self.continue_process(&key.pid, None).await {
+                Ok(handle) => recovered.resumed.push(handle),
+                Err(Error::Claimed { .. }) => {}
+                Err(error) => recovered.failed.push((key.pid.clone(), error)),
+            }
+        }
+        Ok(recovered)
     }
 
     /// Broadcast a state change of process `pid` (in order with the others).
@@ -431,6 +519,7 @@ impl Host {
         if let Some(store) = self.store() {
             // Durable from the start: the component first, so the checkpoint can always find it.
             self.store_plugin(store, plugin).await?;
+            self.claim(store, &pid).await?;
             let checkpoint = ProcessCheckpoint::new(DEFAULT_TENANT, &record, &cursor);
             let key = CheckpointKey::new(&pid);
             store
@@ -545,7 +634,16 @@ impl Host {
         }
         let mut key = CheckpointKey::new(pid);
         key.tag = tag.map(str::to_string);
-        let restored = self.restore(&store, &key).await?;
+        let restored = match self.restore(&store, &key, true).await {
+            Ok(restored) => restored,
+            Err(e) => {
+                // Not restored: any claim taken for it goes back.
+                if !matches!(e, Error::Claimed { .. }) {
+                    self.release(pid).await;
+                }
+                return Err(e);
+            }
+        };
         let Some(guests) = restored.guests else {
             let handle = ProcessHandle {
                 shared: Arc::new(Shared::new(restored.record, restored.interrupt)),
@@ -571,6 +669,7 @@ impl Host {
         &self,
         store: &Arc<dyn Persister>,
         key: &CheckpointKey,
+        claim: bool,
     ) -> Result<Restored> {
         let body = persist::load_checked::<ProcessCheckpoint>(&**store, key)
             .await
@@ -599,6 +698,10 @@ impl Host {
                 cursor: checkpoint.cursor,
                 after: None,
             });
+        }
+        if claim {
+            // Before the costly part: a process another host runs is left alone at once.
+            self.claim(store, &key.pid).await?;
         }
         let plugin = self
             .plugin_for(store, &checkpoint.plugin, &checkpoint.plugin_digest)
@@ -663,6 +766,8 @@ impl Host {
             match self.continue_process(&key.pid, None).await {
                 Ok(handle) if handle.state().is_terminal() => {}
                 Ok(handle) => recovered.resumed.push(handle),
+                // Another host runs it.
+                Err(Error::Claimed { .. }) => {}
                 Err(error) => {
                     tracing::error!(pid = %key.pid, "cannot continue: {}", crate::error::chain(&error));
                     recovered.failed.push((key.pid.clone(), error));
@@ -804,4 +909,11 @@ impl BroadcastSubscriber for ControlAll {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -375,6 +375,27 @@ impl Persister for Recording {
     ) -> Result<Option<Vec<u8>>, damson::persist::PersistError> {
         self.inner.load_plugin(digest).await
     }
+    async fn claim(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, damson::persist::PersistError> {
+        self.inner.claim(tenant, pid, owner, now_ms, until_ms).await
+    }
+    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), damson::persist::PersistError> {
+        self.inner.renew(owner, until_ms).await
+    }
+    async fn release(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+    ) -> Result<(), damson::persist::PersistError> {
+        self.inner.release(tenant, pid, owner).await
+    }
     fn summary(&self) -> String {
         "recording in-memory store".into()
     }

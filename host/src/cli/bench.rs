@@ -25,6 +25,12 @@ const PLUMPY_LOAD_MEMORY_MS: f64 = 0.09;
 const PLUMPY_SAVE_FILE_MS: f64 = 0.17;
 const PLUMPY_LOAD_FILE_MS: f64 = 0.19;
 const PLUMPY_BUNDLE_KB: f64 = 10.6;
+/// Case f, over a local RabbitMQ: an RPC status round trip; launches through the task queue.
+const PLUMPY_RPC_MS: f64 = 3.65;
+const PLUMPY_LAUNCHES_PER_S: f64 = 155.0;
+const PLUMPY_CONCURRENT_LAUNCHES_PER_S: f64 = 164.0;
+/// Case g: trivial processes, each reachable over RabbitMQ.
+const PLUMPY_ATTACHED_PER_S: f64 = 68.5;
 
 const AFTER_HELP: &str = "\
 Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
@@ -36,6 +42,10 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      store. Save = capture the memory image, encode, checksum and store the bundle; load =
      read, check and decode it, instantiate the plugin and write the image back.
   d  one work chain launching children in one step and awaiting them (the `parent` plugin)
+  f  over RabbitMQ (--broker): the RPC status round trip to a process, and launches through
+     the task queue (each waited for), one after another and all at once
+  g  over RabbitMQ: trivial processes, each reachable by RPC and broadcasting its state changes
+Cases f and g need --broker and are not run by default.
 Each case runs --runs times (case c --checkpoints times); the median is reported beside plumpy
 0.26.1's median.";
 
@@ -67,9 +77,17 @@ pub(crate) struct BenchCommand {
     #[arg(long, default_value_t = 16)]
     mib: u64,
 
-    /// Which cases to run, e.g. `abd` or `c`.
+    /// Which cases to run, e.g. `abd` or `c`; `f` and `g` need --broker.
     #[arg(long, default_value = "abcd")]
     cases: String,
+
+    /// Cases f and g: the RabbitMQ broker, e.g. `amqp://guest:guest@localhost:5672/%2f`.
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
+
+    /// Cases f and g: how many RPC round trips, launches and processes per run.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
 
     #[command(flatten)]
     common: CommonOptions,
@@ -162,6 +180,9 @@ impl BenchCommand {
         }
         if self.cases.contains('c') {
             self.case_c().await?;
+        }
+        if self.cases.contains('f') || self.cases.contains('g') {
+            self.cases_f_g().await?;
         }
         if !d.is_empty() {
             let d = median_duration(d).as_secs_f64() * 1000.0;
@@ -260,7 +281,7 @@ impl BenchCommand {
         let key = CheckpointKey::new(process.pid()).tagged("bench");
         // Warm up (the plugin's code pages, the store's tables).
         process.checkpoint(Some("bench")).await?;
-        drop(host.restore(&store, &key).await?);
+        drop(host.restore(&store, &key, false).await?);
 
         let mut saves = Vec::with_capacity(self.checkpoints);
         for _ in 0..self.checkpoints {
@@ -271,7 +292,7 @@ impl BenchCommand {
         let mut loads = Vec::with_capacity(self.checkpoints);
         for _ in 0..self.checkpoints {
             let started = Instant::now();
-            let restored = host.restore(&store, &key).await?;
+            let restored = host.restore(&store, &key, false).await?;
             loads.push(started.elapsed());
             ensure!(
                 restored.guests.is_some(),
@@ -303,6 +324,120 @@ impl BenchCommand {
             bytes: bytes.len(),
             image,
         })
+    }
+}
+
+impl BenchCommand {
+    /// Cases f and g, on a host attached to RabbitMQ and a controller with a connection of its
+    /// own, on exchanges and a queue of the benchmark's own.
+    async fn cases_f_g(&self) -> anyhow::Result<()> {
+        use crate::comms::{
+            Communicator, ProcessLauncher, RabbitMqCommunicator, RabbitMqOptions,
+            RemoteProcessController,
+        };
+        let url = self
+            .broker
+            .as_deref()
+            .context("cases f and g need --broker amqp://…")?;
+        ensure!(self.messages > 0, "--messages must be at least 1");
+        let options = RabbitMqOptions::isolated(&format!("bench-{}", std::process::id()));
+        let server: Arc<dyn Communicator> =
+            RabbitMqCommunicator::connect(url, options.clone()).await?;
+        let client: Arc<dyn Communicator> = RabbitMqCommunicator::connect(url, options).await?;
+        // No store, as plumpy's cases f and g have no persister.
+        let host = Host::new(&self.common.host_config())?;
+        host.attach(server.clone()).await?;
+        server
+            .add_task_subscriber(Arc::new(ProcessLauncher::new(host.clone())), None)
+            .await?;
+        let controller = RemoteProcessController::new(client.clone());
+        let lifecycle = host
+            .load("lifecycle")
+            .await
+            .context("case f needs `lifecycle`")?;
+        let add = host.load("add").await.context("cases f and g need `add`")?;
+        let n = self.messages;
+
+        if self.cases.contains('f') {
+            let waiting = host.launch(&lifecycle, json!({"mode": "wait"})).await?;
+            waiting.wait_for(|r| r.state == ProcessState::Waiting).await;
+            let (mut rpc, mut sequential, mut concurrent) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..self.runs {
+                let mut times = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let started = Instant::now();
+                    controller.get_status(waiting.pid()).await?;
+                    times.push(started.elapsed());
+                }
+                rpc.push(median_duration(times));
+
+                let started = Instant::now();
+                for i in 0..n {
+                    controller
+                        .launch_process("add", json!({"x": i, "y": 1}), false, false)
+                        .await?;
+                }
+                sequential.push(n as f64 / started.elapsed().as_secs_f64());
+
+                let started = Instant::now();
+                let launches: Vec<_> = (0..n)
+                    .map(|i| {
+                        let controller = controller.clone();
+                        tokio::spawn(async move {
+                            controller
+                                .launch_process("add", json!({"x": i, "y": 1}), false, false)
+                                .await
+                        })
+                    })
+                    .collect();
+                for launch in launches {
+                    launch.await??;
+                }
+                concurrent.push(n as f64 / started.elapsed().as_secs_f64());
+            }
+            waiting.kill(None, false);
+            let rpc = median_duration(rpc).as_secs_f64() * 1000.0;
+            println!(
+                "f  RPC status round trip          {:>10.2} ms   {:>10.2} ms   {:>6.1}x",
+                rpc,
+                PLUMPY_RPC_MS,
+                PLUMPY_RPC_MS / rpc
+            );
+            let (sequential, concurrent) = (median(sequential), median(concurrent));
+            println!(
+                "f  {n} launches, one at a time {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
+                sequential,
+                PLUMPY_LAUNCHES_PER_S,
+                sequential / PLUMPY_LAUNCHES_PER_S
+            );
+            println!(
+                "f  {n} launches, all at once   {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
+                concurrent,
+                PLUMPY_CONCURRENT_LAUNCHES_PER_S,
+                concurrent / PLUMPY_CONCURRENT_LAUNCHES_PER_S
+            );
+        }
+        if self.cases.contains('g') {
+            let mut g = Vec::new();
+            for _ in 0..self.runs {
+                let started = Instant::now();
+                for i in 0..n {
+                    let record = host.run(&add, json!({"x": i, "y": 1})).await?;
+                    ensure!(record.successful() == Some(true), "case g: {record:?}");
+                }
+                g.push(n as f64 / started.elapsed().as_secs_f64());
+            }
+            let g = median(g);
+            println!(
+                "g  {n} processes on RabbitMQ   {:>10.0}/s   {:>10.1}/s   {:>6.1}x",
+                g,
+                PLUMPY_ATTACHED_PER_S,
+                g / PLUMPY_ATTACHED_PER_S
+            );
+        }
+        client.close().await;
+        server.close().await;
+        Ok(())
     }
 }
 

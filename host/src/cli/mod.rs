@@ -1,6 +1,7 @@
 //! The `damson` command line: one subcommand per file, errors with context through `anyhow`.
 
 mod bench;
+mod control;
 mod describe;
 mod inputs;
 mod resume;
@@ -37,6 +38,16 @@ enum Command {
     Checkpoints(store::CheckpointsCommand),
     /// Serve processes over RabbitMQ, as one of many workers.
     Worker(worker::WorkerCommand),
+    /// Submit a process to the workers; prints its pid.
+    Submit(control::SubmitCommand),
+    /// Pause a process on a worker, or all.
+    Pause(control::PauseCommand),
+    /// Play a paused process on a worker, or all.
+    Play(control::PlayCommand),
+    /// Kill a process on a worker, or all.
+    Kill(control::KillCommand),
+    /// Ask a process on a worker for its status.
+    Status(control::StatusCommand),
     Describe(describe::DescribeCommand),
     Bench(bench::BenchCommand),
 }
@@ -176,6 +187,11 @@ impl Cli {
             Command::Show(cmd) => cmd.execute().await,
             Command::Checkpoints(cmd) => cmd.execute().await,
             Command::Worker(cmd) => cmd.execute().await,
+            Command::Submit(cmd) => cmd.execute().await,
+            Command::Pause(cmd) => cmd.execute().await,
+            Command::Play(cmd) => cmd.execute().await,
+            Command::Kill(cmd) => cmd.execute().await,
+            Command::Status(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,
             Command::Bench(cmd) => cmd.execute().await,
         }

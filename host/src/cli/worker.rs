@@ -6,9 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
+use super::control::BrokerOptions;
 use super::store::StoreOptions;
 use super::{CommonOptions, exit};
-use crate::comms::{Communicator, ProcessLauncher, RabbitMqCommunicator, RabbitMqOptions};
+use crate::comms::{Communicator, ProcessLauncher, RabbitMqCommunicator};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -29,25 +30,17 @@ processes of a worker that died; reconnecting after a broker restart.";
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub(crate) struct WorkerCommand {
-    /// The RabbitMQ broker, e.g. `amqp://guest:guest@localhost:5672/%2f?heartbeat=30`.
-    #[arg(long, env = "DAMSON_BROKER", value_name = "URL")]
-    broker: String,
-
-    /// The exchange for RPC and broadcasts (kiwipy's default).
-    #[arg(long, default_value = "kiwipy.messages", value_name = "NAME")]
-    message_exchange: String,
-
-    /// The exchange for tasks (kiwipy's default).
-    #[arg(long, default_value = "kiwipy.tasks", value_name = "NAME")]
-    task_exchange: String,
-
-    /// The durable task queue (kiwipy's default).
-    #[arg(long, default_value = "kiwipy.tasks", value_name = "NAME")]
-    task_queue: String,
+    #[command(flatten)]
+    broker: BrokerOptions,
 
     /// How many tasks this worker takes at a time.
     #[arg(long, default_value_t = 16)]
     prefetch: u16,
+
+    /// How long this worker's claims on its processes last unrenewed: when it dies, other
+    /// workers take its processes over after at most this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    claim_ttl: std::time::Duration,
 
     #[command(flatten)]
     store: StoreOptions,
@@ -58,18 +51,23 @@ pub(crate) struct WorkerCommand {
 
 impl WorkerCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let host = self.store.host(&self.common).await?;
-        let options = RabbitMqOptions {
-            message_exchange: self.message_exchange.clone(),
-            task_exchange: self.task_exchange.clone(),
-            task_queue: self.task_queue.clone(),
-            prefetch: self.prefetch,
-            testing: false,
-        };
+        anyhow::ensure!(
+            self.claim_ttl >= std::time::Duration::from_millis(100),
+            "--claim-ttl must be at least 100ms"
+        );
+        let mut config = self.common.host_config();
+        config.claim_processes(self.claim_ttl);
+        let store = self
+            .store
+            .open(&self.common)
+            .await?
+            .context("a worker needs a store (`--store memory:` keeps nothing to take over)")?;
+        let host = crate::Host::with_store(&config, store)?;
+        let url = self.broker.url()?;
         let communicator: Arc<dyn Communicator> =
-            RabbitMqCommunicator::connect(&self.broker, options)
+            RabbitMqCommunicator::connect(url, self.broker.options(self.prefetch))
                 .await
-                .with_context(|| format!("cannot start a worker on {}", self.broker))?;
+                .with_context(|| format!("cannot start a worker on {url}"))?;
         host.attach(communicator.clone()).await?;
         communicator
             .add_task_subscriber(Arc::new(ProcessLauncher::new(host.clone())), None)
@@ -79,10 +77,36 @@ impl WorkerCommand {
             .store()
             .map_or_else(|| "no store".to_string(), |s| s.summary());
         eprintln!(
-            "damson worker: ready on {} (task queue '{}'), {store}",
-            self.broker, self.task_queue
+            "damson worker: ready on {url} (task queue '{}'), {store}",
+            self.broker.task_queue
         );
+        // Take over the processes of workers that died (and, at start, those this store's
+        // hosts left unfinished), from their last checkpoints.
+        let watcher = host.clone();
+        let period = self.claim_ttl / 2;
+        let taking_over = tokio::spawn(async move {
+            loop {
+                match watcher.take_over().await {
+                    Ok(taken) => {
+                        for process in &taken.resumed {
+                            eprintln!("damson worker: took over process {}", process.pid());
+                        }
+                        for (pid, error) in &taken.failed {
+                            eprintln!(
+                                "damson worker: cannot take over process {pid}: {}",
+                                crate::error::chain(error)
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("damson worker: cannot look for processes to take over: {e}")
+                    }
+                }
+                tokio::time::sleep(period).await;
+            }
+        });
         shutdown().await;
+        taking_over.abort();
         eprintln!("damson worker: stopping");
         communicator.close().await;
         Ok(ExitCode::from(exit::OK))

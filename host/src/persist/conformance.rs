@@ -10,6 +10,31 @@ pub(crate) async fn check(persister: &dyn Persister) {
     damaged_bundles_are_refused_naming_pid_and_tag(persister).await;
     plugins_are_stored_by_digest(persister).await;
     invalid_keys_are_refused(persister).await;
+    one_owner_holds_a_claim_until_it_runs_out(persister).await;
+}
+
+async fn one_owner_holds_a_claim_until_it_runs_out(p: &dyn Persister) {
+    let claim = |owner, now, until| p.claim(DEFAULT_TENANT, "claimed", owner, now, until);
+    assert!(claim("a", 1_000, 2_000).await.unwrap(), "nobody holds it");
+    assert!(!claim("b", 1_500, 2_500).await.unwrap(), "a holds it");
+    assert!(claim("a", 1_500, 3_000).await.unwrap(), "a extends its own");
+    p.renew("a", 5_000).await.unwrap();
+    assert!(!claim("b", 4_000, 6_000).await.unwrap(), "renewed to 5000");
+    assert!(claim("b", 5_001, 6_000).await.unwrap(), "a's claim ran out");
+    p.release(DEFAULT_TENANT, "claimed", "a").await.unwrap();
+    assert!(
+        !claim("a", 5_002, 7_000).await.unwrap(),
+        "a cannot release b's"
+    );
+    p.release(DEFAULT_TENANT, "claimed", "b").await.unwrap();
+    assert!(claim("a", 5_003, 7_000).await.unwrap(), "released");
+    assert!(
+        claim("b", 0, 1).await.is_ok_and(|granted| !granted),
+        "another pid's claim is another matter"
+    );
+    assert!(p.claim(DEFAULT_TENANT, "other", "b", 0, 1).await.unwrap());
+    p.release(DEFAULT_TENANT, "claimed", "a").await.unwrap();
+    p.release(DEFAULT_TENANT, "other", "b").await.unwrap();
 }
 
 async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {

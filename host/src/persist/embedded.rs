@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{ConcurrencyMode, Database, ReadableDatabase, TableDefinition, TableError};
+use redb::{
+    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+};
 
 use super::{CheckpointKey, PersistError, Persister, check_key};
 
@@ -12,6 +14,8 @@ use super::{CheckpointKey, PersistError, Persister, check_key};
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 /// SHA-256 digest (hex) → component bytes.
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+/// `tenant \0 pid` → (owner, until in ms since the Unix epoch).
+const CLAIMS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("claims");
 
 /// Keeps checkpoints and plugins in one redb file. Every write is one transaction: it commits
 /// whole or not at all, and a crash mid-write leaves the previous state.
@@ -212,6 +216,83 @@ impl Persister for EmbeddedPersister {
             };
             let value = table.get(digest.as_str()).map_err(|e| e.to_string())?;
             Ok(value.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, PersistError> {
+        let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
+        // One write transaction: redb lets one writer in at a time, across processes too.
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let granted = {
+                let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
+                let free = match table.get(key.as_str()).map_err(|e| e.to_string())? {
+                    None => true,
+                    Some(held) => {
+                        let (holder, until) = held.value();
+                        holder == owner || until < now_ms
+                    }
+                };
+                if free {
+                    table
+                        .insert(key.as_str(), (owner.as_str(), until_ms))
+                        .map_err(|e| e.to_string())?;
+                }
+                free
+            };
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(granted)
+        })
+        .await
+    }
+
+    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError> {
+        let owner = owner.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
+                let mine: Vec<String> = table
+                    .iter()
+                    .map_err(|e| e.to_string())?
+                    .filter_map(Result::ok)
+                    .filter(|(_, held)| held.value().0 == owner)
+                    .map(|(key, _)| key.value().to_string())
+                    .collect();
+                for key in mine {
+                    table
+                        .insert(key.as_str(), (owner.as_str(), until_ms))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
+        let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
+                let mine = table
+                    .get(key.as_str())
+                    .map_err(|e| e.to_string())?
+                    .is_some_and(|held| held.value().0 == owner);
+                if mine {
+                    table.remove(key.as_str()).map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
         })
         .await
     }

@@ -1,6 +1,6 @@
 //! [`MemoryPersister`]: checkpoints in the process's memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -12,6 +12,8 @@ use super::{CheckpointKey, PersistError, Persister, check_key};
 pub struct MemoryPersister {
     checkpoints: Mutex<BTreeMap<CheckpointKey, Vec<u8>>>,
     plugins: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// (tenant, pid) → (owner, until).
+    claims: Mutex<HashMap<(String, String), (String, u64)>>,
 }
 
 impl MemoryPersister {
@@ -87,6 +89,43 @@ impl Persister for MemoryPersister {
 
     async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError> {
         Ok(self.plugins.lock().expect("plugins").get(digest).cloned())
+    }
+
+    async fn claim(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, PersistError> {
+        let mut claims = self.claims.lock().expect("claims");
+        let key = (tenant.to_string(), pid.to_string());
+        let free = claims
+            .get(&key)
+            .is_none_or(|(holder, until)| holder == owner || *until < now_ms);
+        if free {
+            claims.insert(key, (owner.to_string(), until_ms));
+        }
+        Ok(free)
+    }
+
+    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError> {
+        for (holder, until) in self.claims.lock().expect("claims").values_mut() {
+            if holder == owner {
+                *until = until_ms;
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
+        let mut claims = self.claims.lock().expect("claims");
+        let key = (tenant.to_string(), pid.to_string());
+        if claims.get(&key).is_some_and(|(holder, _)| holder == owner) {
+            claims.remove(&key);
+        }
+        Ok(())
     }
 
     fn summary(&self) -> String {

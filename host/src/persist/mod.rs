@@ -114,6 +114,23 @@ pub trait Persister: Send + Sync {
     async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError>;
     /// The component stored under `digest`, if any.
     async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError>;
+    /// Claim process `pid` for `owner` until `until_ms` (milliseconds since the Unix epoch).
+    /// Granted when nobody holds it, when its holder's claim ran out before `now_ms`, or when
+    /// `owner` holds it already (then it is extended). Claims keep two hosts sharing a store
+    /// from running one process at once; a host that dies stops renewing its claims, and
+    /// another may take its processes over once they run out.
+    async fn claim(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, PersistError>;
+    /// Extend every claim `owner` holds to `until_ms`.
+    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError>;
+    /// Give up `owner`'s claim of `pid` (nothing happens if it holds none).
+    async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError>;
     /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".
     fn summary(&self) -> String;
 }

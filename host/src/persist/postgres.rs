@@ -17,6 +17,13 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS damson_plugins (
         digest TEXT PRIMARY KEY,
         component BYTEA NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS damson_claims (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant, pid)
     );";
 
 /// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints` and
@@ -184,6 +191,52 @@ impl Persister for PostgresPersister {
             .await
             .map_err(|e| self.error(e))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn claim(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, PersistError> {
+        // One statement: the row is taken, or left to its live holder, atomically.
+        let row = self
+            .client
+            .query_opt(
+                "INSERT INTO damson_claims (tenant, pid, owner, until_ms) VALUES ($1, $2, $3, $5)
+                 ON CONFLICT (tenant, pid) DO UPDATE SET owner = EXCLUDED.owner,
+                     until_ms = EXCLUDED.until_ms
+                 WHERE damson_claims.owner = EXCLUDED.owner OR damson_claims.until_ms < $4
+                 RETURNING owner",
+                &[&tenant, &pid, &owner, &(now_ms as i64), &(until_ms as i64)],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.is_some())
+    }
+
+    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError> {
+        self.client
+            .execute(
+                "UPDATE damson_claims SET until_ms = $2 WHERE owner = $1",
+                &[&owner, &(until_ms as i64)],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
+        self.client
+            .execute(
+                "DELETE FROM damson_claims WHERE tenant = $1 AND pid = $2 AND owner = $3",
+                &[&tenant, &pid, &owner],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     fn summary(&self) -> String {

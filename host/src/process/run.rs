@@ -844,6 +844,7 @@ impl Task {
         if let Some(message) = late_pause {
             self.emit(Event::Paused { message });
         }
+        self.guests.host.release(self.handle.pid()).await;
         self.handle.shared.done.send_replace(true);
         self.guests.host.ended(self.handle.pid());
     }

@@ -1,0 +1,273 @@
+//! Commands that reach processes through a broker: `submit`, `pause`, `play`, `kill`,
+//! `status`. They talk to whichever workers serve the broker (`damson worker`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::Value;
+
+use super::exit;
+use crate::comms::{Communicator, RabbitMqCommunicator, RabbitMqOptions, RemoteProcessController};
+
+/// Where the workers are: a RabbitMQ broker and kiwipy's names on it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BrokerOptions {
+    /// The RabbitMQ broker the workers serve, e.g. `amqp://guest:guest@localhost:5672/%2f`.
+    #[arg(long, env = "DAMSON_BROKER", value_name = "URL")]
+    pub(crate) broker: Option<String>,
+
+    /// The exchange for RPC and broadcasts (kiwipy's default).
+    #[arg(long, default_value = "kiwipy.messages", value_name = "NAME")]
+    pub(crate) message_exchange: String,
+
+    /// The exchange for tasks (kiwipy's default).
+    #[arg(long, default_value = "kiwipy.tasks", value_name = "NAME")]
+    pub(crate) task_exchange: String,
+
+    /// The durable task queue (kiwipy's default).
+    #[arg(long, default_value = "kiwipy.tasks", value_name = "NAME")]
+    pub(crate) task_queue: String,
+}
+
+impl BrokerOptions {
+    pub(crate) fn url(&self) -> anyhow::Result<&str> {
+        match &self.broker {
+            Some(url) => Ok(url),
+            None => bail!(
+                "no broker: pass --broker amqp://… (or set DAMSON_BROKER) to reach the workers \
+                 (a broker-less `damson serve` is not built yet)"
+            ),
+        }
+    }
+
+    pub(crate) fn options(&self, prefetch: u16) -> RabbitMqOptions {
+        RabbitMqOptions {
+            message_exchange: self.message_exchange.clone(),
+            task_exchange: self.task_exchange.clone(),
+            task_queue: self.task_queue.clone(),
+            prefetch,
+            testing: false,
+        }
+    }
+
+    pub(crate) async fn communicator(&self) -> anyhow::Result<Arc<dyn Communicator>> {
+        let url = self.url()?;
+        Ok(RabbitMqCommunicator::connect(url, self.options(1))
+            .await
+            .with_context(|| format!("cannot reach the broker at {url}"))?)
+    }
+
+    async fn controller(&self) -> anyhow::Result<(RemoteProcessController, Arc<dyn Communicator>)> {
+        let communicator = self.communicator().await?;
+        Ok((
+            RemoteProcessController::new(communicator.clone()),
+            communicator,
+        ))
+    }
+}
+
+/// Submit a process to the workers and print its pid.
+#[derive(Debug, Args)]
+pub(crate) struct SubmitCommand {
+    /// The plugin, by name (the workers look it up in their plugin directories).
+    plugin: String,
+
+    /// An input as KEY=VALUE (as for `damson run`). Repeatable.
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    inputs: Vec<String>,
+
+    /// A JSON file holding an object of inputs; `-i` values are applied over it.
+    #[arg(long = "inputs", value_name = "FILE.json")]
+    inputs_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    broker: BrokerOptions,
+}
+
+impl SubmitCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
+        let (controller, communicator) = self.broker.controller().await?;
+        let pid = controller
+            .launch_process(&self.plugin, inputs, true, true)
+            .await
+            .with_context(|| format!("cannot submit a '{}' process", self.plugin))?;
+        communicator.close().await;
+        println!("{}", pid.as_str().unwrap_or(&pid.to_string()));
+        Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// What to control: one process, or all.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The process id.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pid: Option<String>,
+
+    /// Every process of every worker.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Pause a process (after its running step), or all.
+#[derive(Debug, Args)]
+pub(crate) struct PauseCommand {
+    #[command(flatten)]
+    target: Target,
+    /// A message, shown as the status while paused.
+    #[arg(short, long)]
+    message: Option<String>,
+    #[command(flatten)]
+    broker: BrokerOptions,
+}
+
+/// Play a paused process, or all.
+#[derive(Debug, Args)]
+pub(crate) struct PlayCommand {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    broker: BrokerOptions,
+}
+
+/// Kill a process (interrupting its running step), or all.
+#[derive(Debug, Args)]
+pub(crate) struct KillCommand {
+    #[command(flatten)]
+    target: Target,
+    /// Why, kept with the process.
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Do not wait for its children to be killed.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    broker: BrokerOptions,
+}
+
+/// Ask a running process for its status.
+#[derive(Debug, Args)]
+pub(crate) struct StatusCommand {
+    /// The process id.
+    pid: String,
+    /// Print plumpy's status object: {"ctime", "paused", "process_string", "state"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    broker: BrokerOptions,
+}
+
+/// Print the reply to a control request: `true` is done, `false` is refused (the process has
+/// terminated), and the exit code says which.
+fn done(pid: &str, what: &str, reply: Value) -> ExitCode {
+    if reply == Value::Bool(true) {
+        println!("{what} {pid}");
+        ExitCode::from(exit::OK)
+    } else {
+        println!("{pid} was not {what} (it has terminated)");
+        ExitCode::from(exit::PROCESS_FAILED)
+    }
+}
+
+impl PauseCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (controller, communicator) = self.broker.controller().await?;
+        let message = self.message.as_deref();
+        let code = match &self.target.pid {
+            Some(pid) => done(
+                pid,
+                "paused",
+                controller
+                    .pause_process(pid, message)
+                    .await
+                    .with_context(|| format!("cannot pause process {pid}"))?,
+            ),
+            None => {
+                controller.pause_all(message).await?;
+                println!("asked every process to pause");
+                ExitCode::from(exit::OK)
+            }
+        };
+        communicator.close().await;
+        Ok(code)
+    }
+}
+
+impl PlayCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (controller, communicator) = self.broker.controller().await?;
+        let code = match &self.target.pid {
+            Some(pid) => done(
+                pid,
+                "played",
+                controller
+                    .play_process(pid)
+                    .await
+                    .with_context(|| format!("cannot play process {pid}"))?,
+            ),
+            None => {
+                controller.play_all().await?;
+                println!("asked every process to play");
+                ExitCode::from(exit::OK)
+            }
+        };
+        communicator.close().await;
+        Ok(code)
+    }
+}
+
+impl KillCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (controller, communicator) = self.broker.controller().await?;
+        let message = self.message.as_deref();
+        let code = match &self.target.pid {
+            Some(pid) => done(
+                pid,
+                "killed",
+                controller
+                    .kill_process(pid, message, self.force)
+                    .await
+                    .with_context(|| format!("cannot kill process {pid}"))?,
+            ),
+            None => {
+                controller.kill_all(message, self.force).await?;
+                println!("asked every process to die");
+                ExitCode::from(exit::OK)
+            }
+        };
+        communicator.close().await;
+        Ok(code)
+    }
+}
+
+impl StatusCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (controller, communicator) = self.broker.controller().await?;
+        let status = controller.get_status(&self.pid).await.with_context(|| {
+            format!(
+                "cannot ask process {} (is it running on a worker? `damson show` reads the store)",
+                self.pid
+            )
+        })?;
+        communicator.close().await;
+        if self.json {
+            println!("{status}");
+        } else {
+            let paused = if status["paused"] == true {
+                " (paused)"
+            } else {
+                ""
+            };
+            println!(
+                "{} {}{paused}",
+                self.pid,
+                status["state"].as_str().unwrap_or("?").to_uppercase()
+            );
+        }
+        Ok(ExitCode::from(exit::OK))
+    }
+}
