@@ -3,6 +3,7 @@
 mod cli;
 mod comms;
 mod durable;
+mod failover;
 mod interop;
 mod lifecycle;
 mod plugins;
