@@ -9,3 +9,4 @@ mod lifecycle;
 mod plugins;
 mod ports;
 mod sandbox;
+mod serve;

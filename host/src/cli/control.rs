@@ -1,5 +1,6 @@
-//! Commands that reach processes through a broker: `submit`, `pause`, `play`, `kill`,
-//! `status`. They talk to whichever workers serve the broker (`damson worker`).
+//! Commands that reach running processes: `submit`, `pause`, `play`, `kill`, `status`,
+//! `watch` — through the workers behind a broker (`--broker`, `damson worker`), or else through
+//! the `damson serve` of the home directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,10 @@ use clap::Args;
 use serde_json::Value;
 
 use super::exit;
-use crate::comms::{Communicator, RabbitMqCommunicator, RabbitMqOptions, RemoteProcessController};
+use crate::comms::{
+    BroadcastFilter, Communicator, RabbitMqCommunicator, RabbitMqOptions, RemoteProcessController,
+    SocketCommunicator,
+};
 
 /// Where the workers are: a RabbitMQ broker and kiwipy's names on it.
 #[derive(Debug, Clone, Args)]
@@ -36,10 +40,7 @@ impl BrokerOptions {
     pub(crate) fn url(&self) -> anyhow::Result<&str> {
         match &self.broker {
             Some(url) => Ok(url),
-            None => bail!(
-                "no broker: pass --broker amqp://… (or set DAMSON_BROKER) to reach the workers \
-                 (a broker-less `damson serve` is not built yet)"
-            ),
+            None => bail!("no broker: pass --broker amqp://… (or set DAMSON_BROKER)"),
         }
     }
 
@@ -59,9 +60,29 @@ impl BrokerOptions {
             .await
             .with_context(|| format!("cannot reach the broker at {url}"))?)
     }
+}
 
+/// Which daemon the control commands talk to: the workers behind `--broker`, or else the
+/// `damson serve` of the home directory.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DaemonOptions {
+    #[command(flatten)]
+    broker: BrokerOptions,
+
+    /// Damson's home directory, where `damson serve` listens (`damson.sock`). Defaults to
+    /// `~/.damson`.
+    #[arg(long, env = "DAMSON_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+}
+
+impl DaemonOptions {
     async fn controller(&self) -> anyhow::Result<(RemoteProcessController, Arc<dyn Communicator>)> {
-        let communicator = self.communicator().await?;
+        let communicator: Arc<dyn Communicator> = if self.broker.broker.is_some() {
+            self.broker.communicator().await?
+        } else {
+            let socket = super::home_or_default(self.home.as_deref()).join(super::SOCKET);
+            SocketCommunicator::connect(&socket).await?
+        };
         Ok((
             RemoteProcessController::new(communicator.clone()),
             communicator,
@@ -84,13 +105,13 @@ pub(crate) struct SubmitCommand {
     inputs_file: Option<PathBuf>,
 
     #[command(flatten)]
-    broker: BrokerOptions,
+    daemon: DaemonOptions,
 }
 
 impl SubmitCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
-        let (controller, communicator) = self.broker.controller().await?;
+        let (controller, communicator) = self.daemon.controller().await?;
         let pid = controller
             .launch_process(&self.plugin, inputs, true, true)
             .await
@@ -122,7 +143,7 @@ pub(crate) struct PauseCommand {
     #[arg(short, long)]
     message: Option<String>,
     #[command(flatten)]
-    broker: BrokerOptions,
+    daemon: DaemonOptions,
 }
 
 /// Play a paused process, or all.
@@ -131,7 +152,7 @@ pub(crate) struct PlayCommand {
     #[command(flatten)]
     target: Target,
     #[command(flatten)]
-    broker: BrokerOptions,
+    daemon: DaemonOptions,
 }
 
 /// Kill a process (interrupting its running step), or all.
@@ -146,7 +167,7 @@ pub(crate) struct KillCommand {
     #[arg(long)]
     force: bool,
     #[command(flatten)]
-    broker: BrokerOptions,
+    daemon: DaemonOptions,
 }
 
 /// Ask a running process for its status.
@@ -158,7 +179,7 @@ pub(crate) struct StatusCommand {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    broker: BrokerOptions,
+    daemon: DaemonOptions,
 }
 
 /// Print the reply to a control request: `true` is done, `false` is refused (the process has
@@ -175,7 +196,7 @@ fn done(pid: &str, what: &str, reply: Value) -> ExitCode {
 
 impl PauseCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.broker.controller().await?;
+        let (controller, communicator) = self.daemon.controller().await?;
         let message = self.message.as_deref();
         let code = match &self.target.pid {
             Some(pid) => done(
@@ -199,7 +220,7 @@ impl PauseCommand {
 
 impl PlayCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.broker.controller().await?;
+        let (controller, communicator) = self.daemon.controller().await?;
         let code = match &self.target.pid {
             Some(pid) => done(
                 pid,
@@ -222,7 +243,7 @@ impl PlayCommand {
 
 impl KillCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.broker.controller().await?;
+        let (controller, communicator) = self.daemon.controller().await?;
         let message = self.message.as_deref();
         let code = match &self.target.pid {
             Some(pid) => done(
@@ -246,10 +267,10 @@ impl KillCommand {
 
 impl StatusCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.broker.controller().await?;
+        let (controller, communicator) = self.daemon.controller().await?;
         let status = controller.get_status(&self.pid).await.with_context(|| {
             format!(
-                "cannot ask process {} (is it running on a worker? `damson show` reads the store)",
+                "cannot ask process {} (is it running? `damson show` reads the store)",
                 self.pid
             )
         })?;
@@ -269,5 +290,78 @@ impl StatusCommand {
             );
         }
         Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// Follow a process's state changes until it ends.
+#[derive(Debug, Args)]
+pub(crate) struct WatchCommand {
+    /// The process id.
+    pid: String,
+    /// Print one JSON object per state change: {"pid", "from", "to"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    daemon: DaemonOptions,
+}
+
+impl WatchCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (controller, communicator) = self.daemon.controller().await?;
+        let (changes, mut heard) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let forward = move |message: &crate::comms::Broadcast| {
+            if let Some(subject) = &message.subject {
+                let _ = changes.send(subject.clone());
+            }
+        };
+        let filter = BroadcastFilter::new(forward)
+            .subject("state_changed.*")
+            .sender(self.pid.clone());
+        communicator
+            .add_broadcast_subscriber(Arc::new(filter), None)
+            .await?;
+        // Subscribed first, then asked: no change falls between the two.
+        let status = controller.get_status(&self.pid).await.with_context(|| {
+            format!(
+                "cannot watch process {} (is it running? `damson show` reads the store)",
+                self.pid
+            )
+        })?;
+        let mut last = status["state"].as_str().unwrap_or("?").to_string();
+        self.print(None, &last);
+        while !matches!(last.as_str(), "finished" | "excepted" | "killed") {
+            let Some(subject) = heard.recv().await else {
+                bail!("the daemon went away");
+            };
+            let mut parts = subject.splitn(3, '.').skip(1);
+            let (from, to) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            self.print(Some(from), to);
+            last = to.to_string();
+        }
+        communicator.close().await;
+        Ok(ExitCode::from(if last == "finished" {
+            exit::OK
+        } else {
+            exit::PROCESS_FAILED
+        }))
+    }
+
+    fn print(&self, from: Option<&str>, to: &str) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"pid": self.pid, "from": from, "to": to})
+            );
+        } else {
+            match from {
+                Some(from) => println!(
+                    "{} {} → {}",
+                    self.pid,
+                    from.to_uppercase(),
+                    to.to_uppercase()
+                ),
+                None => println!("{} {}", self.pid, to.to_uppercase()),
+            }
+        }
     }
 }

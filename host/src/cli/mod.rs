@@ -6,6 +6,7 @@ mod describe;
 mod inputs;
 mod resume;
 mod run;
+mod serve;
 mod store;
 mod worker;
 
@@ -38,16 +39,20 @@ enum Command {
     Checkpoints(store::CheckpointsCommand),
     /// Serve processes over RabbitMQ, as one of many workers.
     Worker(worker::WorkerCommand),
-    /// Submit a process to the workers; prints its pid.
+    /// Submit a process to the workers (or `damson serve`); prints its pid.
     Submit(control::SubmitCommand),
-    /// Pause a process on a worker, or all.
+    /// Pause a running process, or all.
     Pause(control::PauseCommand),
-    /// Play a paused process on a worker, or all.
+    /// Play a paused process, or all.
     Play(control::PlayCommand),
-    /// Kill a process on a worker, or all.
+    /// Kill a running process, or all.
     Kill(control::KillCommand),
-    /// Ask a process on a worker for its status.
+    /// Ask a running process for its status.
     Status(control::StatusCommand),
+    /// Follow a running process's state changes until it ends.
+    Watch(control::WatchCommand),
+    /// Run processes on this machine with no broker, controlled through a local socket.
+    Serve(serve::ServeCommand),
     Describe(describe::DescribeCommand),
     Bench(bench::BenchCommand),
 }
@@ -102,14 +107,22 @@ impl CommonOptions {
     }
 
     pub(crate) fn home_dir(&self) -> PathBuf {
-        if let Some(home) = &self.home {
-            return home.clone();
-        }
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir)
-            .join(".damson")
+        home_or_default(self.home.as_deref())
     }
+}
+
+/// The socket `damson serve` listens on, in the home directory.
+pub(crate) const SOCKET: &str = "damson.sock";
+
+/// `home`, or `~/.damson`.
+pub(crate) fn home_or_default(home: Option<&std::path::Path>) -> PathBuf {
+    if let Some(home) = home {
+        return home.to_path_buf();
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".damson")
 }
 
 /// Where the example plugins are after `cargo xtask demo`: beside the `damson` binary in the
@@ -192,6 +205,8 @@ impl Cli {
             Command::Play(cmd) => cmd.execute().await,
             Command::Kill(cmd) => cmd.execute().await,
             Command::Status(cmd) => cmd.execute().await,
+            Command::Watch(cmd) => cmd.execute().await,
+            Command::Serve(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,
             Command::Bench(cmd) => cmd.execute().await,
         }

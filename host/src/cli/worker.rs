@@ -114,7 +114,7 @@ impl WorkerCommand {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("a SIGTERM handler");
     tokio::select! {

@@ -10,15 +10,16 @@
 //! Bodies are JSON values, as kiwipy sends them with its JSON encoder. Subscribers have
 //! identifiers: given, or made up (a UUID) and returned, and used to remove them.
 //!
-//! Implementations: [`InProcessCommunicator`] (tokio, one host and tests) and
-//! [`RabbitMqCommunicator`] (many hosts, kiwipy's layout on the wire).
+//! Implementations: [`InProcessCommunicator`] (tokio, one host and tests),
+//! [`RabbitMqCommunicator`] (many hosts, kiwipy's layout on the wire), and
+//! [`SocketCommunicator`], a client of `damson serve`'s Unix socket ([`socket`]).
 //!
-//! **Status:** `damson worker` / `damson serve`, leases in the shared store, failover and
-//! reconnecting after a broker restart are not built yet (the rest of the messaging work).
+//! **Not yet:** reconnecting to RabbitMQ after a broker restart.
 
 pub(crate) mod control;
 mod inprocess;
 mod rabbitmq;
+pub mod socket;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use serde_json::Value;
 pub use control::{ProcessLauncher, RemoteProcessController, intent};
 pub use inprocess::InProcessCommunicator;
 pub use rabbitmq::{RabbitMqCommunicator, RabbitMqOptions};
+pub use socket::SocketCommunicator;
 
 /// A broadcast message, as kiwipy's broadcast envelope carries it.
 #[derive(Debug, Clone, PartialEq)]
