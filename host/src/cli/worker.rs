@@ -23,8 +23,9 @@ kiwipy client configured with a JSON encoder and decoder can drive it. A task is
 once its process has a checkpoint in the store. Stop it with Ctrl-C or SIGTERM; its processes
 stay in the store, where `damson continue` (or a continue task) finds them.
 
-Not yet: leases in the shared store (so two workers never run one process) and taking over the
-processes of a worker that died; reconnecting after a broker restart.";
+Workers sharing a store claim the processes they run (--claim-ttl): no two run one process, and
+when a worker dies the others take its processes over once its claims run out. The worker
+reconnects on its own after a broker restart.";
 
 /// Serve processes over RabbitMQ, as one of many workers sharing a broker and a store.
 #[derive(Debug, Args)]

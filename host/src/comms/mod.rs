@@ -13,8 +13,6 @@
 //! Implementations: [`InProcessCommunicator`] (tokio, one host and tests),
 //! [`RabbitMqCommunicator`] (many hosts, kiwipy's layout on the wire), and
 //! [`SocketCommunicator`], a client of `damson serve`'s Unix socket ([`socket`]).
-//!
-//! **Not yet:** reconnecting to RabbitMQ after a broker restart.
 
 pub(crate) mod control;
 mod inprocess;

@@ -13,9 +13,10 @@
 //! A task delivery is acknowledged as soon as its subscriber accepts it (the launcher does once
 //! the process has a durable checkpoint) — not when the process ends, which could be past the
 //! broker's consumer timeout. A subscriber that rejects a task sends it back to the queue.
-//! Prefetch is set explicitly; heartbeats come from the URL (`?heartbeat=30`).
-//!
-//! **Not yet:** reconnecting after a broker restart (with the topology declared again).
+//! Prefetch is set explicitly; heartbeats come from the URL (`?heartbeat=30`). After a broker
+//! restart or a network failure the connection recovers on its own (lapin's recovery declares
+//! the exchanges, queues, bindings and consumers again; RPC queues are named by us so that they
+//! come back under the same name).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -122,7 +123,11 @@ impl RabbitMqCommunicator {
     pub async fn connect(url: &str, options: RabbitMqOptions) -> Result<Arc<Self>, CommsError> {
         let connection = Connection::connect(
             url,
-            ConnectionProperties::default().with_connection_name("damson".into()),
+            // Reconnect after a broker restart or a network failure, declaring the exchanges,
+            // queues, bindings and consumers again.
+            ConnectionProperties::default()
+                .with_connection_name("damson".into())
+                .enable_auto_recover(),
         )
         .await
         .map_err(|e| CommsError::Other(format!("cannot connect to RabbitMQ at {url}: {e}")))?;
@@ -210,9 +215,18 @@ impl RabbitMqCommunicator {
             )
             .await
             .map_err(broker)?;
-        let pending = self.pending.clone();
+        let (pending, recovery) = (self.pending.clone(), self.channel.clone());
         tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
+            while let Some(delivery) = consumer.next().await {
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(error) => {
+                        if recover(&recovery, error).await {
+                            continue;
+                        }
+                        break;
+                    }
+                };
                 let Some(id) = delivery.properties.correlation_id().clone() else {
                     continue;
                 };
@@ -269,9 +283,18 @@ impl RabbitMqCommunicator {
             )
             .await
             .map_err(broker)?;
-        let subscribers = self.broadcast.clone();
+        let (subscribers, recovery) = (self.broadcast.clone(), self.channel.clone());
         tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
+            while let Some(delivery) = consumer.next().await {
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(error) => {
+                        if recover(&recovery, error).await {
+                            continue;
+                        }
+                        break;
+                    }
+                };
                 let Ok(envelope) = serde_json::from_slice::<Value>(&delivery.data) else {
                     tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data);
                     continue;
@@ -406,10 +429,18 @@ impl Communicator for RabbitMqCommunicator {
                 identifier: id,
             });
         }
+        // Named by us, not by the broker, so that it is declared again under the same name
+        // (with its binding) when the connection recovers.
         let queue = self
             .channel
             .queue_declare(
-                "".into(),
+                format!(
+                    "{}-rpc-{id}-{}",
+                    self.options.message_exchange,
+                    uuid::Uuid::new_v4()
+                )
+                .as_str()
+                .into(),
                 QueueDeclareOptions {
                     exclusive: true,
                     ..Default::default()
@@ -447,8 +478,18 @@ impl Communicator for RabbitMqCommunicator {
             .expect("rpc")
             .insert(id.clone(), queue.as_str().to_string());
         let (channel, exchange) = (self.channel.clone(), self.options.message_exchange.clone());
+        let recovery = channel.clone();
         tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
+            while let Some(delivery) = consumer.next().await {
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(error) => {
+                        if recover(&recovery, error).await {
+                            continue;
+                        }
+                        break;
+                    }
+                };
                 let _ = delivery.ack(BasicAckOptions::default()).await;
                 let (subscriber, channel, exchange) =
                     (subscriber.clone(), channel.clone(), exchange.clone());
@@ -571,8 +612,18 @@ impl Communicator for RabbitMqCommunicator {
             self.task_channel.clone(),
             self.options.task_exchange.clone(),
         );
+        let recovery = channel.clone();
         tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
+            while let Some(delivery) = consumer.next().await {
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(error) => {
+                        if recover(&recovery, error).await {
+                            continue;
+                        }
+                        break;
+                    }
+                };
                 let (subscriber, channel, exchange) =
                     (subscriber.clone(), channel.clone(), exchange.clone());
                 tokio::spawn(async move {
@@ -700,5 +751,18 @@ impl Communicator for RabbitMqCommunicator {
     async fn close(&self) {
         let _ = self.connection.close(200, "closing".into()).await;
         self.pending.lock().expect("pending").clear();
+    }
+}
+
+/// After a consumer's error: wait until lapin has recovered the connection (true), or say it
+/// cannot (false).
+async fn recover(channel: &Channel, error: lapin::Error) -> bool {
+    tracing::warn!("RabbitMQ: {error}; waiting for the connection to recover");
+    match channel.wait_for_recovery(error).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("RabbitMQ: cannot recover: {e}");
+            false
+        }
     }
 }
