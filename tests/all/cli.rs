@@ -592,3 +592,37 @@ fn a_process_killed_mid_loop_is_continued_from_postgresql() {
     assert_eq!(continued.status.code(), Some(0), "{}", stderr(&continued));
     assert_eq!(json_of(&continued)["outputs"], clean["outputs"]);
 }
+
+#[test]
+fn damson_toml_in_the_home_directory_names_the_store_and_bad_keys_are_named() {
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("configured.redb");
+    std::fs::write(
+        home.path().join("damson.toml"),
+        format!("store = {:?}\n", store.display().to_string()),
+    )
+    .unwrap();
+    let out = damson()
+        .env("DAMSON_HOME", home.path())
+        .env_remove("DAMSON_STORE")
+        .args(["run", "add", "-i", "x=1", "-i", "y=2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(store.is_file(), "the store the file names was used");
+    assert!(!home.path().join("store.redb").exists());
+
+    std::fs::write(home.path().join("damson.toml"), "stor = \"typo\"\n").unwrap();
+    let out = damson()
+        .env("DAMSON_HOME", home.path())
+        .args(["ps"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown key 'stor'"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("damson.toml"), "{}", stderr(&out));
+}

@@ -1,15 +1,27 @@
-//! The `damson` binary: parse the command line, run it, print errors with their causes.
+//! The `damson` binary: read `damson.toml`, parse the command line, run it, print errors with
+//! their causes.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use damson::cli::{Cli, exit, init_logging};
+use damson::cli::{Cli, config, exit, init_logging};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // SAFETY: no other thread runs yet (the tokio runtime starts below).
+    if let Err(error) = unsafe { config::apply() } {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(exit::USAGE);
+    }
     let cli = Cli::parse();
     init_logging();
-    match cli.execute().await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match runtime.block_on(cli.execute()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");

@@ -1,6 +1,7 @@
 //! The `damson` command line: one subcommand per file, errors with context through `anyhow`.
 
 mod bench;
+pub mod config;
 mod control;
 mod describe;
 mod inputs;
