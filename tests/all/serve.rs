@@ -72,7 +72,19 @@ fn submit_watch_pause_play_and_kill_work_with_no_broker() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(changes.last().unwrap()["to"], "finished", "{changes:?}");
+    let states: Vec<&Value> = changes.iter().filter(|c| c.get("to").is_some()).collect();
+    assert_eq!(states.last().unwrap()["to"], "finished", "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["status"].as_str().is_some_and(|s| s.starts_with("step "))),
+        "a progress line while it runs: {changes:?}"
+    );
+    assert_eq!(
+        changes.last().unwrap()["outputs"]["steps"],
+        111,
+        "{changes:?}"
+    );
 
     let waiting = text(&on(
         home.path(),

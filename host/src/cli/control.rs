@@ -293,16 +293,22 @@ impl StatusCommand {
     }
 }
 
-/// Follow a process's state changes until it ends.
+/// Follow a process until it ends: its state changes, and a progress line (outline position
+/// and status) as it moves; then its outputs, read from the store.
 #[derive(Debug, Args)]
 pub(crate) struct WatchCommand {
     /// The process id.
     pid: String,
-    /// Print one JSON object per state change: {"pid", "from", "to"}.
+    /// Print one JSON object per line: {"pid", "from", "to"} for a state change,
+    /// {"pid", "position", "status"} for progress, {"pid", "outputs"} at the end.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     daemon: DaemonOptions,
+    /// The store to read the outputs from at the end (by default the embedded one, which
+    /// `damson serve` uses).
+    #[command(flatten)]
+    store: super::store::StoreOptions,
 }
 
 impl WatchCommand {
@@ -329,21 +335,82 @@ impl WatchCommand {
         })?;
         let mut last = status["state"].as_str().unwrap_or("?").to_string();
         self.print(None, &last);
+        let mut progress = (Value::Null, Value::Null);
+        self.progress(&status, &mut progress);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         while !matches!(last.as_str(), "finished" | "excepted" | "killed") {
-            let Some(subject) = heard.recv().await else {
-                bail!("the daemon went away");
-            };
-            let mut parts = subject.splitn(3, '.').skip(1);
-            let (from, to) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            self.print(Some(from), to);
-            last = to.to_string();
+            tokio::select! {
+                subject = heard.recv() => {
+                    let Some(subject) = subject else {
+                        bail!("the daemon went away");
+                    };
+                    let mut parts = subject.splitn(3, '.').skip(1);
+                    let (from, to) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    self.print(Some(from), to);
+                    last = to.to_string();
+                }
+                _ = tick.tick() => {
+                    // Gone between two ticks: the state change says how it ended.
+                    if let Ok(status) = controller.get_status(&self.pid).await {
+                        self.progress(&status, &mut progress);
+                    }
+                }
+            }
         }
         communicator.close().await;
+        self.outputs().await;
         Ok(ExitCode::from(if last == "finished" {
             exit::OK
         } else {
             exit::PROCESS_FAILED
         }))
+    }
+
+    /// Print the position and status when they changed.
+    fn progress(&self, status: &Value, last: &mut (Value, Value)) {
+        let now = (status["position"].clone(), status["status"].clone());
+        if now == *last || now.0.as_str().is_none_or(str::is_empty) {
+            return;
+        }
+        *last = now;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"pid": self.pid, "position": last.0, "status": last.1})
+            );
+        } else {
+            let status = last
+                .1
+                .as_str()
+                .map(|s| format!(" — {s}"))
+                .unwrap_or_default();
+            println!("  at {}{status}", last.0.as_str().unwrap_or(""));
+        }
+    }
+
+    /// The outputs the process ended with, from the store (when this command can read it).
+    async fn outputs(&self) {
+        let home = super::home_or_default(self.daemon.home.as_deref());
+        let Ok(Some(store)) = self.store.open_in(&home).await else {
+            return;
+        };
+        let key = crate::persist::CheckpointKey::new(&self.pid);
+        let Ok(Some(body)) =
+            crate::persist::load_checked::<crate::persist::ProcessCheckpoint>(&*store, &key).await
+        else {
+            return;
+        };
+        let Ok(record) = body.record.record() else {
+            return;
+        };
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"pid": self.pid, "outputs": record.outputs})
+            );
+        } else {
+            println!("  outputs: {}", record.outputs);
+        }
     }
 
     fn print(&self, from: Option<&str>, to: &str) {

@@ -32,9 +32,17 @@ impl StoreOptions {
         &self,
         common: &CommonOptions,
     ) -> anyhow::Result<Option<Arc<dyn Persister>>> {
+        self.open_in(&common.home_dir()).await
+    }
+
+    /// As [`open`](Self::open), with the embedded default in `home`.
+    pub(crate) async fn open_in(
+        &self,
+        home: &std::path::Path,
+    ) -> anyhow::Result<Option<Arc<dyn Persister>>> {
         let url = match &self.store {
             Some(url) => url.clone(),
-            None => common.home_dir().join("store.redb").display().to_string(),
+            None => home.join("store.redb").display().to_string(),
         };
         if url == "memory:" {
             return Ok(None);

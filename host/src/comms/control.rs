@@ -48,13 +48,18 @@ pub(crate) fn state_changed(from: Option<ProcessState>, to: ProcessState) -> Str
     )
 }
 
-/// plumpy's status reply: `{ctime, paused, process_string, state}` (ctime in seconds).
+/// plumpy's status reply, `{ctime, paused, process_string, state}` (ctime in seconds), and
+/// Damson's additions, which plumpy clients ignore: `status` (the status message), `position`
+/// (in the outline) and `outputs` (as published at the last state change or pause).
 pub(crate) fn status(record: &ProcessRecord) -> Value {
     json!({
         "ctime": record.ctime as f64 / 1000.0,
         "paused": record.paused,
         "process_string": format!("<{}> (ProcessState.{})", record.plugin, record.state),
         "state": wire_state(record.state),
+        "status": record.status,
+        "position": record.position,
+        "outputs": record.outputs,
     })
 }
 
