@@ -249,7 +249,7 @@ async fn s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc(kind: Ki
     assert_eq!(process.state(), ProcessState::Waiting);
 
     let status = controller.get_status(pid).await.unwrap();
-    let mut keys: Vec<&str> = status
+    let keys: Vec<&str> = status
         .as_object()
         .unwrap()
         .keys()
