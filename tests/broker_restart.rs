@@ -1,8 +1,9 @@
-//! A RabbitMQ restart mid-run: a `damson worker` and a client reconnect on their own (lapin's
-//! recovery declares the topology again), the processes that were running finish, tasks sent
-//! after the restart are taken, and RPC reaches processes again. A test binary of its own: it
-//! stops the broker that the other broker tests use. It restarts the local node with
-//! `rabbitmqctl`, which `cargo xtask test` provides.
+//! A RabbitMQ restart mid-run: two `damson worker` OS processes sharing a store, and a client,
+//! reconnect on their own (lapin's recovery declares the topology again); the 40 processes
+//! that were running finish, once, with the outputs of a clean run; tasks sent after the
+//! restart are taken and RPC reaches processes again — with no manual step. A test binary of
+//! its own: it stops the broker that the other broker tests use. It restarts the local node
+//! with `rabbitmqctl`, which `cargo xtask test` provides.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -48,26 +49,30 @@ async fn a_broker_restart_mid_run_is_survived() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store.redb");
-    let mut child = damson()
-        .args(["worker", "--broker", &url])
-        .args(["--message-exchange", &names[0]])
-        .args(["--task-exchange", &names[1]])
-        .args(["--task-queue", &names[2]])
-        .arg("--store")
-        .arg(&store_path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("damson worker starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let _worker = Worker(child);
-    assert!(
-        lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("damson worker: ready")),
-        "the worker did not start"
-    );
-    std::thread::spawn(move || for _ in lines {});
+    let worker = || {
+        let mut child = damson()
+            .args(["worker", "--broker", &url, "--claim-ttl", "2s"])
+            .args(["--message-exchange", &names[0]])
+            .args(["--task-exchange", &names[1]])
+            .args(["--task-queue", &names[2]])
+            .arg("--store")
+            .arg(&store_path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("damson worker starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let worker = Worker(child);
+        assert!(
+            lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("damson worker: ready")),
+            "the worker did not start"
+        );
+        std::thread::spawn(move || for _ in lines {});
+        worker
+    };
+    let _workers = (worker(), worker());
 
     let options = RabbitMqOptions {
         message_exchange: names[0].clone(),
@@ -78,8 +83,15 @@ async fn a_broker_restart_mid_run_is_survived() {
     let client: Arc<dyn Communicator> = RabbitMqCommunicator::connect(&url, options).await.unwrap();
     let controller = RemoteProcessController::new(client.clone());
     let inputs = json!({"n": 7, "delay_ms": 100});
+    let clean = damson_tests::host()
+        .run(
+            &damson_tests::host().load("hailstone").await.unwrap(),
+            inputs.clone(),
+        )
+        .await
+        .unwrap();
     let mut pids = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..40 {
         let pid = controller
             .launch_process("hailstone", inputs.clone(), true, true)
             .await
@@ -134,7 +146,7 @@ async fn a_broker_restart_mid_run_is_survived() {
                 .record;
             if checkpoint.state.is_terminal() {
                 assert_eq!(checkpoint.state, ProcessState::Finished);
-                assert_eq!(checkpoint.record().unwrap().outputs["steps"], 16);
+                assert_eq!(checkpoint.record().unwrap().outputs, clean.outputs);
                 break;
             }
             assert!(
@@ -144,5 +156,11 @@ async fn a_broker_restart_mid_run_is_survived() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    use damson::persist::Persister;
+    assert_eq!(
+        store.list().await.unwrap().len(),
+        41,
+        "one checkpoint per process (40, and the one killed after the restart): none twice"
+    );
     client.close().await;
 }

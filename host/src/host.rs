@@ -76,6 +76,19 @@ struct Attached {
     changes: tokio::sync::mpsc::UnboundedSender<Broadcast>,
 }
 
+impl Inner {
+    /// The processes of this host that have not terminated.
+    fn live(&self) -> Vec<ProcessHandle> {
+        self.processes
+            .lock()
+            .expect("process table")
+            .values()
+            .filter(|p| !p.state().is_terminal())
+            .cloned()
+            .collect()
+    }
+}
+
 /// A process rebuilt from its checkpoint, not yet running.
 pub(crate) struct Restored {
     pub(crate) record: ProcessRecord,
@@ -184,16 +197,7 @@ impl Host {
         communicator
             .add_broadcast_subscriber(Arc::new(ControlAll(Arc::downgrade(&self.inner))), None)
             .await?;
-        let live: Vec<ProcessHandle> = self
-            .inner
-            .processes
-            .lock()
-            .expect("process table")
-            .values()
-            .filter(|p| !p.state().is_terminal())
-            .cloned()
-            .collect();
-        for process in live {
+        for process in self.inner.live() {
             self.reachable(&process).await?;
         }
         Ok(())
@@ -880,15 +884,7 @@ impl BroadcastSubscriber for ControlAll {
             return;
         };
         let text = |key: &str| message.body.get(key).and_then(Value::as_str);
-        let live: Vec<ProcessHandle> = inner
-            .processes
-            .lock()
-            .expect("process table")
-            .values()
-            .filter(|p| !p.state().is_terminal())
-            .cloned()
-            .collect();
-        for process in live {
+        for process in inner.live() {
             match message.subject.as_deref() {
                 Some(control::intent::PAUSE) => {
                     process.pause(text("message"));

@@ -202,7 +202,7 @@ impl RabbitMqCommunicator {
     }
 
     async fn consume_replies(&self) -> Result<(), CommsError> {
-        let mut consumer = self
+        let consumer = self
             .channel
             .basic_consume(
                 self.reply_queue.as_str().into(),
@@ -216,32 +216,21 @@ impl RabbitMqCommunicator {
             .await
             .map_err(broker)?;
         let (pending, recovery) = (self.pending.clone(), self.channel.clone());
-        tokio::spawn(async move {
-            while let Some(delivery) = consumer.next().await {
-                let delivery = match delivery {
-                    Ok(delivery) => delivery,
-                    Err(error) => {
-                        if recover(&recovery, error).await {
-                            continue;
-                        }
-                        break;
-                    }
-                };
-                let Some(id) = delivery.properties.correlation_id().clone() else {
-                    continue;
-                };
-                let Ok(response) = serde_json::from_slice::<Value>(&delivery.data) else {
-                    tracing::warn!("a reply that is not JSON: {:?}", delivery.data);
-                    continue;
-                };
-                // `{pending: …}` says the answer comes later.
-                if response.get("pending").is_some() {
-                    continue;
-                }
-                let waiter = pending.lock().expect("pending").remove(id.as_str());
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(response);
-                }
+        on_deliveries(consumer, recovery, move |delivery| {
+            let Some(id) = delivery.properties.correlation_id().clone() else {
+                return;
+            };
+            let Ok(response) = serde_json::from_slice::<Value>(&delivery.data) else {
+                tracing::warn!("a reply that is not JSON: {:?}", delivery.data);
+                return;
+            };
+            // `{pending: …}` says the answer comes later.
+            if response.get("pending").is_some() {
+                return;
+            }
+            let waiter = pending.lock().expect("pending").remove(id.as_str());
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(response);
             }
         });
         Ok(())
@@ -270,7 +259,7 @@ impl RabbitMqCommunicator {
             )
             .await
             .map_err(broker)?;
-        let mut consumer = self
+        let consumer = self
             .channel
             .basic_consume(
                 queue.as_str().into(),
@@ -284,40 +273,29 @@ impl RabbitMqCommunicator {
             .await
             .map_err(broker)?;
         let (subscribers, recovery) = (self.broadcast.clone(), self.channel.clone());
-        tokio::spawn(async move {
-            while let Some(delivery) = consumer.next().await {
-                let delivery = match delivery {
-                    Ok(delivery) => delivery,
-                    Err(error) => {
-                        if recover(&recovery, error).await {
-                            continue;
-                        }
-                        break;
-                    }
-                };
-                let Ok(envelope) = serde_json::from_slice::<Value>(&delivery.data) else {
-                    tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data);
-                    continue;
-                };
-                let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(String::from);
-                let message = Broadcast {
-                    body: envelope.get("body").cloned().unwrap_or(Value::Null),
-                    sender: text("sender"),
-                    subject: text("subject"),
-                    correlation_id: envelope
-                        .get("correlation_id")
-                        .cloned()
-                        .filter(|v| !v.is_null()),
-                };
-                let receivers: Vec<_> = subscribers
-                    .lock()
-                    .expect("broadcast subscribers")
-                    .values()
+        on_deliveries(consumer, recovery, move |delivery| {
+            let Ok(envelope) = serde_json::from_slice::<Value>(&delivery.data) else {
+                tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data);
+                return;
+            };
+            let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(String::from);
+            let message = Broadcast {
+                body: envelope.get("body").cloned().unwrap_or(Value::Null),
+                sender: text("sender"),
+                subject: text("subject"),
+                correlation_id: envelope
+                    .get("correlation_id")
                     .cloned()
-                    .collect();
-                for receiver in receivers {
-                    receiver.receive(&message);
-                }
+                    .filter(|v| !v.is_null()),
+            };
+            let receivers: Vec<_> = subscribers
+                .lock()
+                .expect("broadcast subscribers")
+                .values()
+                .cloned()
+                .collect();
+            for receiver in receivers {
+                receiver.receive(&message);
             }
         });
         Ok(())
@@ -453,7 +431,7 @@ impl Communicator for RabbitMqCommunicator {
             .await
             .map_err(broker)?;
         let queue = queue.name().clone();
-        let mut consumer = self
+        let consumer = self
             .channel
             .basic_consume(
                 queue.clone(),
@@ -478,42 +456,30 @@ impl Communicator for RabbitMqCommunicator {
             .expect("rpc")
             .insert(id.clone(), queue.as_str().to_string());
         let (channel, exchange) = (self.channel.clone(), self.options.message_exchange.clone());
-        let recovery = channel.clone();
-        tokio::spawn(async move {
-            while let Some(delivery) = consumer.next().await {
-                let delivery = match delivery {
-                    Ok(delivery) => delivery,
-                    Err(error) => {
-                        if recover(&recovery, error).await {
-                            continue;
-                        }
-                        break;
-                    }
-                };
+        on_deliveries(consumer, channel.clone(), move |delivery| {
+            let (subscriber, channel, exchange) =
+                (subscriber.clone(), channel.clone(), exchange.clone());
+            // Each request on its own task: a pause that waits for a step does not hold up
+            // a status request.
+            tokio::spawn(async move {
                 let _ = delivery.ack(BasicAckOptions::default()).await;
-                let (subscriber, channel, exchange) =
-                    (subscriber.clone(), channel.clone(), exchange.clone());
-                // Each request on its own task: a pause that waits for a step does not hold up
-                // a status request.
-                tokio::spawn(async move {
-                    let response = match serde_json::from_slice::<Value>(&delivery.data) {
-                        Ok(body) => match subscriber.call(body).await {
-                            Ok(result) => json!({"result": result}),
-                            Err(message) => json!({"exception": message}),
-                        },
-                        Err(e) => json!({"exception": format!("the request is not JSON: {e}")}),
-                    };
-                    let properties = &delivery.properties;
-                    reply(
-                        &channel,
-                        &exchange,
-                        properties.reply_to().as_ref(),
-                        properties.correlation_id().as_ref(),
-                        response,
-                    )
-                    .await;
-                });
-            }
+                let response = match serde_json::from_slice::<Value>(&delivery.data) {
+                    Ok(body) => match subscriber.call(body).await {
+                        Ok(result) => json!({"result": result}),
+                        Err(message) => json!({"exception": message}),
+                    },
+                    Err(e) => json!({"exception": format!("the request is not JSON: {e}")}),
+                };
+                let properties = &delivery.properties;
+                reply(
+                    &channel,
+                    &exchange,
+                    properties.reply_to().as_ref(),
+                    properties.correlation_id().as_ref(),
+                    response,
+                )
+                .await;
+            });
         });
         Ok(id)
     }
@@ -597,7 +563,7 @@ impl Communicator for RabbitMqCommunicator {
             )
             .await
             .map_err(broker)?;
-        let mut consumer = self
+        let consumer = self
             .task_channel
             .basic_consume(
                 queue.into(),
@@ -612,75 +578,63 @@ impl Communicator for RabbitMqCommunicator {
             self.task_channel.clone(),
             self.options.task_exchange.clone(),
         );
-        let recovery = channel.clone();
-        tokio::spawn(async move {
-            while let Some(delivery) = consumer.next().await {
-                let delivery = match delivery {
-                    Ok(delivery) => delivery,
-                    Err(error) => {
-                        if recover(&recovery, error).await {
-                            continue;
-                        }
-                        break;
+        on_deliveries(consumer, channel.clone(), move |delivery| {
+            let (subscriber, channel, exchange) =
+                (subscriber.clone(), channel.clone(), exchange.clone());
+            tokio::spawn(async move {
+                let (task, no_reply) = match serde_json::from_slice::<Value>(&delivery.data) {
+                    Ok(Value::Array(mut pair)) if pair.len() == 2 => {
+                        let no_reply = pair[1].as_bool().unwrap_or(false);
+                        (pair.swap_remove(0), no_reply)
+                    }
+                    Ok(task) => (task, false),
+                    Err(e) => {
+                        tracing::warn!("dropping a task that is not JSON: {e}");
+                        let _ = delivery.ack(BasicAckOptions::default()).await;
+                        return;
                     }
                 };
-                let (subscriber, channel, exchange) =
-                    (subscriber.clone(), channel.clone(), exchange.clone());
-                tokio::spawn(async move {
-                    let (task, no_reply) = match serde_json::from_slice::<Value>(&delivery.data) {
-                        Ok(Value::Array(mut pair)) if pair.len() == 2 => {
-                            let no_reply = pair[1].as_bool().unwrap_or(false);
-                            (pair.swap_remove(0), no_reply)
-                        }
-                        Ok(task) => (task, false),
-                        Err(e) => {
-                            tracing::warn!("dropping a task that is not JSON: {e}");
-                            let _ = delivery.ack(BasicAckOptions::default()).await;
-                            return;
-                        }
-                    };
-                    let (accepted, on_accept) = Accepted::new();
-                    let work = subscriber.take(task, accepted);
-                    tokio::pin!(work);
-                    let mut acked = false;
-                    let outcome = tokio::select! {
-                        outcome = &mut work => outcome,
-                        Ok(()) = on_accept => {
-                            // Durably taken: the broker may forget the delivery now.
-                            let _ = delivery.ack(BasicAckOptions::default()).await;
-                            acked = true;
-                            work.await
-                        }
-                    };
-                    let response = match outcome {
-                        Err(TaskError::Rejected) if !acked => {
-                            let _ = delivery
-                                .nack(BasicNackOptions {
-                                    requeue: true,
-                                    ..Default::default()
-                                })
-                                .await;
-                            return;
-                        }
-                        Ok(result) => json!({"result": result}),
-                        Err(e) => json!({"exception": e.to_string()}),
-                    };
-                    if !acked {
+                let (accepted, on_accept) = Accepted::new();
+                let work = subscriber.take(task, accepted);
+                tokio::pin!(work);
+                let mut acked = false;
+                let outcome = tokio::select! {
+                    outcome = &mut work => outcome,
+                    Ok(()) = on_accept => {
+                        // Durably taken: the broker may forget the delivery now.
                         let _ = delivery.ack(BasicAckOptions::default()).await;
+                        acked = true;
+                        work.await
                     }
-                    if !no_reply {
-                        let properties = &delivery.properties;
-                        reply(
-                            &channel,
-                            &exchange,
-                            properties.reply_to().as_ref(),
-                            properties.correlation_id().as_ref(),
-                            response,
-                        )
-                        .await;
+                };
+                let response = match outcome {
+                    Err(TaskError::Rejected) if !acked => {
+                        let _ = delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await;
+                        return;
                     }
-                });
-            }
+                    Ok(result) => json!({"result": result}),
+                    Err(e) => json!({"exception": e.to_string()}),
+                };
+                if !acked {
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                }
+                if !no_reply {
+                    let properties = &delivery.properties;
+                    reply(
+                        &channel,
+                        &exchange,
+                        properties.reply_to().as_ref(),
+                        properties.correlation_id().as_ref(),
+                        response,
+                    )
+                    .await;
+                }
+            });
         });
         Ok(id)
     }
@@ -752,6 +706,27 @@ impl Communicator for RabbitMqCommunicator {
         let _ = self.connection.close(200, "closing".into()).await;
         self.pending.lock().expect("pending").clear();
     }
+}
+
+/// Run `each` on every delivery of `consumer`, on a task of its own, riding out connection
+/// failures (until lapin cannot recover).
+fn on_deliveries(
+    mut consumer: lapin::Consumer,
+    channel: Channel,
+    mut each: impl FnMut(lapin::message::Delivery) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        while let Some(delivery) = consumer.next().await {
+            match delivery {
+                Ok(delivery) => each(delivery),
+                Err(error) => {
+                    if !recover(&channel, error).await {
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// After a consumer's error: wait until lapin has recovered the connection (true), or say it
