@@ -24,8 +24,8 @@ once its process has a checkpoint in the store. Stop it with Ctrl-C or SIGTERM; 
 stay in the store, where `damson continue` (or a continue task) finds them.
 
 Workers sharing a store claim the processes they run (--claim-ttl): no two run one process, and
-when a worker dies the others take its processes over once its claims run out. The worker
-reconnects on its own after a broker restart.";
+when a worker dies the others take its processes over once its claims run out. After a broker
+restart, restart the workers too (recovering in place is not reliable yet).";
 
 /// Serve processes over RabbitMQ, as one of many workers sharing a broker and a store.
 #[derive(Debug, Args)]

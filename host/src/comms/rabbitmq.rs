@@ -13,10 +13,14 @@
 //! A task delivery is acknowledged as soon as its subscriber accepts it (the launcher does once
 //! the process has a durable checkpoint) — not when the process ends, which could be past the
 //! broker's consumer timeout. A subscriber that rejects a task sends it back to the queue.
-//! Prefetch is set explicitly; heartbeats come from the URL (`?heartbeat=30`). After a broker
-//! restart or a network failure the connection recovers on its own (lapin's recovery declares
-//! the exchanges, queues, bindings and consumers again; RPC queues are named by us so that they
-//! come back under the same name).
+//! Prefetch is set explicitly; heartbeats come from the URL (`?heartbeat=30`). Connections are
+//! opened with lapin's automatic recovery (exchanges, queues, bindings and consumers declared
+//! again; RPC queues are named by us so that they would come back under the same name).
+//!
+//! **Not yet reliable:** surviving a broker restart. A test that restarted the broker under a
+//! worker with running processes passed here but failed in CI: the worker's message channel
+//! stayed closed (`invalid channel state: Closed (queue.declare)` when a new process subscribed
+//! to RPC), while its task channel recovered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
