@@ -9,8 +9,8 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::{
-    Accepted, Broadcast, BroadcastSubscriber, CommsError, Communicator, RpcSubscriber, TaskError,
-    TaskSubscriber,
+    Accepted, Broadcast, BroadcastSubscriber, CommsError, Communicator, Listeners, RpcSubscriber,
+    TaskError, TaskSubscriber, given_or_new,
 };
 
 /// Delivers RPC requests, broadcasts and tasks between subscribers of one program. Tasks go to
@@ -18,6 +18,7 @@ use super::{
 #[derive(Default)]
 pub struct InProcessCommunicator {
     subscribers: Mutex<Subscribers>,
+    broadcast: Listeners,
     next_task: AtomicUsize,
     closed: AtomicBool,
 }
@@ -25,7 +26,6 @@ pub struct InProcessCommunicator {
 #[derive(Default)]
 struct Subscribers {
     rpc: HashMap<String, Arc<dyn RpcSubscriber>>,
-    broadcast: IndexMap<String, Arc<dyn BroadcastSubscriber>>,
     task: IndexMap<String, Arc<dyn TaskSubscriber>>,
 }
 
@@ -34,20 +34,21 @@ impl InProcessCommunicator {
         Self::default()
     }
 
-    fn subscribers(&self) -> Result<std::sync::MutexGuard<'_, Subscribers>, CommsError> {
+    /// `Closed` once closed.
+    fn open(&self) -> Result<(), CommsError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(CommsError::Closed);
         }
+        Ok(())
+    }
+
+    fn subscribers(&self) -> Result<std::sync::MutexGuard<'_, Subscribers>, CommsError> {
+        self.open()?;
         Ok(self
             .subscribers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
-}
-
-/// The identifier given, or a new one.
-fn given_or_new(given: Option<String>) -> String {
-    given.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 fn duplicate(kind: &'static str, identifier: String) -> CommsError {
@@ -80,17 +81,13 @@ impl Communicator for InProcessCommunicator {
         subscriber: Arc<dyn BroadcastSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError> {
-        let id = given_or_new(identifier);
-        let mut s = self.subscribers()?;
-        if s.broadcast.contains_key(&id) {
-            return Err(duplicate("broadcast", id));
-        }
-        s.broadcast.insert(id.clone(), subscriber);
-        Ok(id)
+        self.open()?;
+        self.broadcast.add(subscriber, identifier)
     }
 
     async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        self.subscribers()?.broadcast.shift_remove(identifier);
+        self.open()?;
+        self.broadcast.remove(identifier);
         Ok(())
     }
 
@@ -130,10 +127,8 @@ impl Communicator for InProcessCommunicator {
     }
 
     async fn broadcast_send(&self, message: Broadcast) -> Result<(), CommsError> {
-        let subscribers: Vec<_> = self.subscribers()?.broadcast.values().cloned().collect();
-        for subscriber in subscribers {
-            subscriber.receive(&message);
-        }
+        self.open()?;
+        self.broadcast.deliver(&message);
         Ok(())
     }
 
@@ -163,5 +158,6 @@ impl Communicator for InProcessCommunicator {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *s = Subscribers::default();
+        self.broadcast.clear();
     }
 }

@@ -38,6 +38,88 @@ pub struct Broadcast {
     pub correlation_id: Option<Value>,
 }
 
+impl Broadcast {
+    /// kiwipy's broadcast envelope: `{body, sender, subject, correlation_id}`.
+    pub(crate) fn envelope(&self) -> Value {
+        serde_json::json!({
+            "body": self.body,
+            "sender": self.sender,
+            "subject": self.subject,
+            "correlation_id": self.correlation_id,
+        })
+    }
+
+    /// The message an envelope carries (missing fields are none).
+    pub(crate) fn from_envelope(envelope: &Value) -> Self {
+        let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(String::from);
+        Self {
+            body: envelope.get("body").cloned().unwrap_or(Value::Null),
+            sender: text("sender"),
+            subject: text("subject"),
+            correlation_id: envelope
+                .get("correlation_id")
+                .cloned()
+                .filter(|v| !v.is_null()),
+        }
+    }
+}
+
+/// The identifier given, or a new one (a UUID).
+pub(crate) fn given_or_new(given: Option<String>) -> String {
+    given.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Broadcast subscribers by identifier, in the order they were added: the registry every
+/// communicator keeps. Cheap to clone (the clones share it), so a consumer task can deliver.
+#[derive(Clone, Default)]
+pub(crate) struct Listeners(
+    Arc<std::sync::Mutex<indexmap::IndexMap<String, Arc<dyn BroadcastSubscriber>>>>,
+);
+
+impl Listeners {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, indexmap::IndexMap<String, Arc<dyn BroadcastSubscriber>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Add `subscriber` under `identifier` (a new one if `None`), refusing a duplicate.
+    pub(crate) fn add(
+        &self,
+        subscriber: Arc<dyn BroadcastSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError> {
+        let id = given_or_new(identifier);
+        let mut map = self.map();
+        if map.contains_key(&id) {
+            return Err(CommsError::DuplicateSubscriber {
+                kind: "broadcast",
+                identifier: id,
+            });
+        }
+        map.insert(id.clone(), subscriber);
+        Ok(id)
+    }
+
+    pub(crate) fn remove(&self, identifier: &str) {
+        self.map().shift_remove(identifier);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.map().clear();
+    }
+
+    /// Give `message` to every subscriber (outside the lock: a subscriber may add or remove).
+    pub(crate) fn deliver(&self, message: &Broadcast) {
+        let subscribers: Vec<_> = self.map().values().cloned().collect();
+        for subscriber in subscribers {
+            subscriber.receive(message);
+        }
+    }
+}
+
 /// Answers RPC requests sent to its identifier.
 #[async_trait]
 pub trait RpcSubscriber: Send + Sync {

@@ -38,8 +38,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::{
-    Accepted, Broadcast, BroadcastSubscriber, CommsError, Communicator, RpcSubscriber, TaskError,
-    TaskSubscriber,
+    Accepted, Broadcast, BroadcastSubscriber, CommsError, Communicator, Listeners, RpcSubscriber,
+    TaskError, TaskSubscriber, given_or_new,
 };
 
 /// kiwipy's names and settings (`kiwipy/rmq/defaults.py`).
@@ -104,9 +104,9 @@ pub struct RabbitMqCommunicator {
     /// This communicator's reply queue (bound to both exchanges under its name).
     reply_queue: String,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
-    broadcast: Arc<Mutex<indexmap::IndexMap<String, Arc<dyn BroadcastSubscriber>>>>,
+    broadcast: Listeners,
     rpc: Mutex<HashMap<String, String>>,
-    tasks: Mutex<HashMap<String, ()>>,
+    tasks: Mutex<std::collections::HashSet<String>>,
 }
 
 fn broker(e: impl std::fmt::Display) -> CommsError {
@@ -196,7 +196,7 @@ impl RabbitMqCommunicator {
             options,
             reply_queue,
             pending: Arc::default(),
-            broadcast: Arc::default(),
+            broadcast: Listeners::default(),
             rpc: Mutex::default(),
             tasks: Mutex::default(),
         });
@@ -277,31 +277,14 @@ impl RabbitMqCommunicator {
             .await
             .map_err(broker)?;
         let (subscribers, recovery) = (self.broadcast.clone(), self.channel.clone());
-        on_deliveries(consumer, recovery, move |delivery| {
-            let Ok(envelope) = serde_json::from_slice::<Value>(&delivery.data) else {
-                tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data);
-                return;
-            };
-            let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(String::from);
-            let message = Broadcast {
-                body: envelope.get("body").cloned().unwrap_or(Value::Null),
-                sender: text("sender"),
-                subject: text("subject"),
-                correlation_id: envelope
-                    .get("correlation_id")
-                    .cloned()
-                    .filter(|v| !v.is_null()),
-            };
-            let receivers: Vec<_> = subscribers
-                .lock()
-                .expect("broadcast subscribers")
-                .values()
-                .cloned()
-                .collect();
-            for receiver in receivers {
-                receiver.receive(&message);
-            }
-        });
+        on_deliveries(
+            consumer,
+            recovery,
+            move |delivery| match serde_json::from_slice::<Value>(&delivery.data) {
+                Ok(envelope) => subscribers.deliver(&Broadcast::from_envelope(&envelope)),
+                Err(_) => tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data),
+            },
+        );
         Ok(())
     }
 
@@ -404,7 +387,7 @@ impl Communicator for RabbitMqCommunicator {
         subscriber: Arc<dyn RpcSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError> {
-        let id = identifier.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = given_or_new(identifier);
         if self.rpc.lock().expect("rpc").contains_key(&id) {
             return Err(CommsError::DuplicateSubscriber {
                 kind: "RPC",
@@ -509,23 +492,11 @@ impl Communicator for RabbitMqCommunicator {
         subscriber: Arc<dyn BroadcastSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError> {
-        let id = identifier.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut subscribers = self.broadcast.lock().expect("broadcast subscribers");
-        if subscribers.contains_key(&id) {
-            return Err(CommsError::DuplicateSubscriber {
-                kind: "broadcast",
-                identifier: id,
-            });
-        }
-        subscribers.insert(id.clone(), subscriber);
-        Ok(id)
+        self.broadcast.add(subscriber, identifier)
     }
 
     async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        self.broadcast
-            .lock()
-            .expect("broadcast subscribers")
-            .shift_remove(identifier);
+        self.broadcast.remove(identifier);
         Ok(())
     }
 
@@ -534,8 +505,8 @@ impl Communicator for RabbitMqCommunicator {
         subscriber: Arc<dyn TaskSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError> {
-        let id = identifier.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if self.tasks.lock().expect("tasks").contains_key(&id) {
+        let id = given_or_new(identifier);
+        if self.tasks.lock().expect("tasks").contains(&id) {
             return Err(CommsError::DuplicateSubscriber {
                 kind: "task",
                 identifier: id,
@@ -577,7 +548,7 @@ impl Communicator for RabbitMqCommunicator {
             )
             .await
             .map_err(broker)?;
-        self.tasks.lock().expect("tasks").insert(id.clone(), ());
+        self.tasks.lock().expect("tasks").insert(id.clone());
         let (channel, exchange) = (
             self.task_channel.clone(),
             self.options.task_exchange.clone(),
@@ -644,13 +615,7 @@ impl Communicator for RabbitMqCommunicator {
     }
 
     async fn remove_task_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        if self
-            .tasks
-            .lock()
-            .expect("tasks")
-            .remove(identifier)
-            .is_some()
-        {
+        if self.tasks.lock().expect("tasks").remove(identifier) {
             self.task_channel
                 .basic_cancel(identifier.into(), BasicCancelOptions::default())
                 .await
@@ -672,12 +637,7 @@ impl Communicator for RabbitMqCommunicator {
     }
 
     async fn broadcast_send(&self, message: Broadcast) -> Result<(), CommsError> {
-        let envelope = json!({
-            "body": message.body,
-            "sender": message.sender,
-            "subject": message.subject,
-            "correlation_id": message.correlation_id,
-        });
+        let envelope = message.envelope();
         self.channel
             .basic_publish(
                 self.options.message_exchange.as_str().into(),

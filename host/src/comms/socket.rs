@@ -26,30 +26,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Broadcast, BroadcastSubscriber, CommsError, Communicator, RpcSubscriber, TaskSubscriber,
+    Broadcast, BroadcastSubscriber, CommsError, Communicator, Listeners, RpcSubscriber,
+    TaskSubscriber,
 };
-
-fn envelope(message: &Broadcast) -> Value {
-    json!({
-        "body": message.body,
-        "sender": message.sender,
-        "subject": message.subject,
-        "correlation_id": message.correlation_id,
-    })
-}
-
-fn broadcast_of(envelope: &Value) -> Broadcast {
-    let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(String::from);
-    Broadcast {
-        body: envelope.get("body").cloned().unwrap_or(Value::Null),
-        sender: text("sender"),
-        subject: text("subject"),
-        correlation_id: envelope
-            .get("correlation_id")
-            .cloned()
-            .filter(|v| !v.is_null()),
-    }
-}
 
 /// Serve `communicator` on a Unix socket at `path` until the returned task is aborted. A
 /// stale socket file (no daemon behind it) is replaced; a live one is an error.
@@ -100,7 +79,7 @@ async fn connection(stream: UnixStream, communicator: Arc<dyn Communicator>) {
         if op == "subscribe" {
             let lines = out.clone();
             let forward = move |message: &Broadcast| {
-                let _ = lines.send(json!({"broadcast": envelope(message)}));
+                let _ = lines.send(json!({"broadcast": message.envelope()}));
             };
             match communicator
                 .add_broadcast_subscriber(Arc::new(forward), None)
@@ -130,7 +109,7 @@ async fn connection(stream: UnixStream, communicator: Arc<dyn Communicator>) {
                 }
                 "task" => communicator.task_send(body).await,
                 "broadcast" => communicator
-                    .broadcast_send(broadcast_of(&request))
+                    .broadcast_send(Broadcast::from_envelope(&request))
                     .await
                     .map(|()| Value::Null),
                 other => Err(CommsError::Other(format!("unknown op '{other}'"))),
@@ -167,7 +146,7 @@ pub struct SocketCommunicator {
     path: PathBuf,
     requests: mpsc::UnboundedSender<(Value, oneshot::Sender<Value>)>,
     next: AtomicU64,
-    broadcast: Arc<Mutex<indexmap::IndexMap<String, Arc<dyn BroadcastSubscriber>>>>,
+    broadcast: Listeners,
     subscribed: tokio::sync::OnceCell<()>,
 }
 
@@ -183,8 +162,7 @@ impl SocketCommunicator {
         let (read, mut write) = stream.into_split();
         let (requests, mut queue) = mpsc::unbounded_channel::<(Value, oneshot::Sender<Value>)>();
         let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
-        let broadcast: Arc<Mutex<indexmap::IndexMap<String, Arc<dyn BroadcastSubscriber>>>> =
-            Arc::default();
+        let broadcast = Listeners::default();
         let pending = waiting.clone();
         tokio::spawn(async move {
             while let Some((request, reply)) = queue.recv().await {
@@ -206,16 +184,7 @@ impl SocketCommunicator {
                     continue;
                 };
                 if let Some(envelope) = message.get("broadcast") {
-                    let message = broadcast_of(envelope);
-                    let receivers: Vec<_> = subscribers
-                        .lock()
-                        .expect("subscribers")
-                        .values()
-                        .cloned()
-                        .collect();
-                    for receiver in receivers {
-                        receiver.receive(&message);
-                    }
+                    subscribers.deliver(&Broadcast::from_envelope(envelope));
                 } else if let Some(id) = message["id"].as_u64() {
                     let waiter = waiting.lock().expect("waiting").remove(&id);
                     if let Some(waiter) = waiter {
@@ -282,23 +251,11 @@ impl Communicator for SocketCommunicator {
         self.subscribed
             .get_or_try_init(|| async { self.request(json!({"op": "subscribe"})).await.map(drop) })
             .await?;
-        let id = identifier.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut subscribers = self.broadcast.lock().expect("subscribers");
-        if subscribers.contains_key(&id) {
-            return Err(CommsError::DuplicateSubscriber {
-                kind: "broadcast",
-                identifier: id,
-            });
-        }
-        subscribers.insert(id.clone(), subscriber);
-        Ok(id)
+        self.broadcast.add(subscriber, identifier)
     }
 
     async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        self.broadcast
-            .lock()
-            .expect("subscribers")
-            .shift_remove(identifier);
+        self.broadcast.remove(identifier);
         Ok(())
     }
 
@@ -326,7 +283,7 @@ impl Communicator for SocketCommunicator {
     }
 
     async fn broadcast_send(&self, message: Broadcast) -> Result<(), CommsError> {
-        let mut request = envelope(&message);
+        let mut request = message.envelope();
         request["op"] = json!("broadcast");
         self.request(request).await.map(drop)
     }
