@@ -87,3 +87,5 @@ pub fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
     HOST.get_or_init(|| Host::new(&config()).expect("a host with the default configuration"))
 }
+
+pub mod fleet;

@@ -189,8 +189,11 @@ impl Host {
         let sender = communicator.clone();
         tokio::spawn(async move {
             while let Some(change) = queue.recv().await {
-                if let Err(e) = sender.broadcast_send(change).await {
-                    tracing::warn!("cannot broadcast a state change: {e}");
+                match sender.broadcast_send(change).await {
+                    Ok(()) => {}
+                    // Closed while changes were queued: nobody is to hear them.
+                    Err(crate::comms::CommsError::Closed) => break,
+                    Err(e) => tracing::warn!("cannot broadcast a state change: {e}"),
                 }
             }
         });

@@ -390,3 +390,50 @@ fn uuid_like(value: &Value) -> bool {
         .as_str()
         .is_some_and(|s| s.len() == 36 && s.matches('-').count() == 4)
 }
+
+/// A launch task delivered again (its acknowledgement lost with a connection or a worker) —
+/// to the same host, or to another one sharing the store after the first died — continues the
+/// process the first delivery created: one process, finished once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_task_delivered_again_continues_the_process_of_its_first_delivery() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let task = json!({"task": "launch", "args": {
+        "process_class": "hailstone",
+        "init_kwargs": {"inputs": {"n": 7, "delay_ms": 20}},
+        "persist": true,
+        "nowait": true,
+    }});
+    let delivery = || Accepted::new(Some("task-1".into())).0;
+
+    let first = Host::with_store(&config(), store.clone()).unwrap();
+    let launcher = ProcessLauncher::new(first.clone());
+    let pid = launcher.take(task.clone(), delivery()).await.unwrap();
+    let again = launcher.take(task.clone(), delivery()).await.unwrap();
+    assert_eq!(again, pid, "the same host: the same process");
+    let pid = pid.as_str().unwrap().to_string();
+    first.process(&pid).unwrap().pause(None);
+    first.process(&pid).unwrap().wait_for(|r| r.paused).await;
+    drop((launcher, first));
+
+    let second = Host::with_store(&config(), store.clone()).unwrap();
+    let launcher = ProcessLauncher::new(second.clone());
+    let again = launcher.take(task.clone(), delivery()).await.unwrap();
+    assert_eq!(
+        again,
+        json!(pid),
+        "another host: the same process, from its checkpoint"
+    );
+    let process = second.process(&pid).unwrap();
+    process.play();
+    let record = process.wait().await;
+    assert_eq!(record.state, ProcessState::Finished);
+    assert_eq!(record.outputs["steps"], 16);
+    assert_eq!(store.list().await.unwrap().len(), 1, "one process, not two");
+
+    // A task of another name is another process.
+    let other = launcher
+        .take(task, Accepted::new(Some("task-2".into())).0)
+        .await
+        .unwrap();
+    assert_ne!(other, json!(pid));
+}

@@ -50,7 +50,7 @@ impl BrokerOptions {
             task_exchange: self.task_exchange.clone(),
             task_queue: self.task_queue.clone(),
             prefetch,
-            testing: false,
+            ..RabbitMqOptions::default()
         }
     }
 
@@ -58,7 +58,9 @@ impl BrokerOptions {
         let url = self.url()?;
         Ok(RabbitMqCommunicator::connect(url, self.options(1))
             .await
-            .with_context(|| format!("cannot reach the broker at {url}"))?)
+            .with_context(|| {
+                format!("cannot reach the broker at {}", crate::comms::redacted(url))
+            })?)
     }
 }
 

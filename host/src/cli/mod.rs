@@ -215,9 +215,13 @@ impl Cli {
 }
 
 /// Log to stderr; `RUST_LOG` filters (plugin log lines are under the target `damson::plugin`).
+/// By default: warnings, plugin logs, and messaging notices (reconnections, redeliveries); not
+/// lapin's own logs, since every failure it logs also reaches Damson, which reports it (a lost
+/// connection once, as a warning, rather than three errors).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,damson::plugin=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,damson::plugin=info,damson::comms=info,lapin=off")
+    });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

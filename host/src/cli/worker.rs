@@ -24,8 +24,8 @@ once its process has a checkpoint in the store. Stop it with Ctrl-C or SIGTERM; 
 stay in the store, where `damson continue` (or a continue task) finds them.
 
 Workers sharing a store claim the processes they run (--claim-ttl): no two run one process, and
-when a worker dies the others take its processes over once its claims run out. After a broker
-restart, restart the workers too (recovering in place is not reliable yet).";
+when a worker dies the others take its processes over once its claims run out. When the broker
+restarts, the worker reconnects and subscribes again on its own; its processes run on.";
 
 /// Serve processes over RabbitMQ, as one of many workers sharing a broker and a store.
 #[derive(Debug, Args)]
@@ -68,7 +68,9 @@ impl WorkerCommand {
         let communicator: Arc<dyn Communicator> =
             RabbitMqCommunicator::connect(url, self.broker.options(self.prefetch))
                 .await
-                .with_context(|| format!("cannot start a worker on {url}"))?;
+                .with_context(|| {
+                    format!("cannot start a worker on {}", crate::comms::redacted(url))
+                })?;
         host.attach(communicator.clone()).await?;
         communicator
             .add_task_subscriber(Arc::new(ProcessLauncher::new(host.clone())), None)
@@ -78,7 +80,8 @@ impl WorkerCommand {
             .store()
             .map_or_else(|| "no store".to_string(), |s| s.summary());
         eprintln!(
-            "damson worker: ready on {url} (task queue '{}'), {store}",
+            "damson worker: ready on {} (task queue '{}'), {store}",
+            crate::comms::redacted(url),
             self.broker.task_queue
         );
         // Take over the processes of workers that died (and, at start, those this store's

@@ -247,14 +247,56 @@ impl RemoteProcessController {
 /// tasks are rejected, so that another subscriber can take them.
 pub struct ProcessLauncher {
     host: Host,
+    /// The pids of the tasks being launched here, so that two deliveries of one task on this
+    /// host do not both create its process.
+    launching: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A pid in [`ProcessLauncher::launching`], until dropped.
+struct Launching {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    pid: String,
+}
+
+impl Launching {
+    fn start(
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+        pid: &str,
+    ) -> Option<Self> {
+        set.lock()
+            .expect("launching")
+            .insert(pid.to_string())
+            .then(|| Self {
+                set: set.clone(),
+                pid: pid.to_string(),
+            })
+    }
+}
+
+impl Drop for Launching {
+    fn drop(&mut self) {
+        self.set.lock().expect("launching").remove(&self.pid);
+    }
 }
 
 impl ProcessLauncher {
     pub fn new(host: Host) -> Self {
-        Self { host }
+        Self {
+            host,
+            launching: Arc::default(),
+        }
     }
 
-    async fn launch(&self, args: &Value, start: bool) -> Result<ProcessHandle, TaskError> {
+    /// Launch (or, if `start` is false, create) the process a task describes. A task named by
+    /// its sender (`task_id`) gets a pid made from that name, so that when the task is
+    /// delivered again — its acknowledgement was lost with a connection or a worker — the
+    /// process the first delivery created is continued, not created twice.
+    async fn launch(
+        &self,
+        args: &Value,
+        start: bool,
+        task_id: Option<&str>,
+    ) -> Result<ProcessHandle, TaskError> {
         let failed = |e: crate::Error| TaskError::Failed(chain(&e));
         let plugin = args
             .get("process_class")
@@ -274,14 +316,66 @@ impl ProcessLauncher {
             .cloned()
             .filter(|v| !v.is_null())
             .unwrap_or_else(|| json!({}));
+        let pid = match (task_id, self.host.store()) {
+            (Some(id), Some(store)) => {
+                let pid = uuid::Uuid::new_v5(&LAUNCH_NAMESPACE, id.as_bytes()).to_string();
+                // Another delivery of this task is being launched here: wait for it.
+                let _launching = loop {
+                    if let Some(guard) = Launching::start(&self.launching, &pid) {
+                        break guard;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                };
+                let known = self.host.process(&pid).is_some()
+                    || store
+                        .load(&crate::persist::CheckpointKey::new(&pid))
+                        .await
+                        .map_err(|e| {
+                            TaskError::Failed(format!(
+                                "cannot look for process {pid} in the store: {e}"
+                            ))
+                        })?
+                        .is_some();
+                if known {
+                    tracing::info!(%pid, "a launch task delivered again: continuing its process");
+                    let process = self.host.load_process(&pid, None).await.map_err(failed)?;
+                    if start && !process.state().is_terminal() {
+                        process.start().map_err(failed)?;
+                    }
+                    return Ok(process);
+                }
+                let plugin = self.host.load(plugin).await.map_err(failed)?;
+                return self
+                    .create(&plugin, inputs, Some(pid), start)
+                    .await
+                    .map_err(failed);
+            }
+            _ => None,
+        };
         let plugin = self.host.load(plugin).await.map_err(failed)?;
-        let process = self.host.create(&plugin, inputs).await.map_err(failed)?;
+        self.create(&plugin, inputs, pid, start)
+            .await
+            .map_err(failed)
+    }
+
+    async fn create(
+        &self,
+        plugin: &Arc<crate::Plugin>,
+        inputs: Value,
+        pid: Option<String>,
+        start: bool,
+    ) -> crate::Result<ProcessHandle> {
+        let process = self.host.create_process(plugin, inputs, pid, None).await?;
         if start {
-            process.start().map_err(failed)?;
+            process.start()?;
         }
         Ok(process)
     }
 }
+
+/// The namespace of the pids made from launch tasks' identifiers (a UUID of Damson's own).
+const LAUNCH_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d1f_3c2a_8b4e_4f0a_9c7d_2e5b_1a38_d964);
 
 /// The outputs of a process that has ended, or why it did not finish.
 fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
@@ -310,7 +404,7 @@ impl TaskSubscriber for ProcessLauncher {
         let nowait = args.get("nowait").and_then(Value::as_bool).unwrap_or(false);
         match task.get("task").and_then(Value::as_str) {
             Some("launch") => {
-                let process = self.launch(&args, true).await?;
+                let process = self.launch(&args, true, accepted.task_id()).await?;
                 // Created with a checkpoint (with a store): another host can carry it on.
                 if self.host.store().is_some() {
                     accepted.accept();
@@ -321,7 +415,7 @@ impl TaskSubscriber for ProcessLauncher {
                 outcome(process.wait().await)
             }
             Some("create") => {
-                let process = self.launch(&args, false).await?;
+                let process = self.launch(&args, false, accepted.task_id()).await?;
                 Ok(json!(process.pid()))
             }
             Some("continue") => {

@@ -26,6 +26,7 @@ use serde_json::Value;
 
 pub use control::{ProcessLauncher, RemoteProcessController, intent};
 pub use inprocess::InProcessCommunicator;
+pub(crate) use rabbitmq::redacted;
 pub use rabbitmq::{RabbitMqCommunicator, RabbitMqOptions};
 pub use socket::SocketCommunicator;
 
@@ -158,24 +159,44 @@ pub trait TaskSubscriber: Send + Sync {
     async fn take(&self, task: Value, accepted: Accepted) -> Result<Value, TaskError>;
 }
 
-/// Lets a task subscriber say that it has durably taken its task. Dropping it unused means the
-/// task counts as taken when it is done.
-pub struct Accepted(Option<tokio::sync::oneshot::Sender<()>>);
+/// Lets a task subscriber say that it has durably taken its task, and names the task. Dropping
+/// it unused means the task counts as taken when it is done.
+pub struct Accepted {
+    signal: Option<tokio::sync::oneshot::Sender<()>>,
+    id: Option<String>,
+}
 
 impl Accepted {
-    /// One that nobody listens to (a communicator with nothing to acknowledge).
+    /// One that nobody listens to (a communicator with nothing to acknowledge), for a task
+    /// that is delivered once.
     pub fn ignored() -> Self {
-        Self(None)
+        Self {
+            signal: None,
+            id: None,
+        }
     }
 
-    pub(crate) fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+    /// One for a task named `id` by its sender (if it is), and the receiver that hears when the
+    /// subscriber accepts it: what a communicator hands a [`TaskSubscriber`] with each
+    /// delivery.
+    pub fn new(id: Option<String>) -> (Self, tokio::sync::oneshot::Receiver<()>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (Self(Some(tx)), rx)
+        let accepted = Self {
+            signal: Some(tx),
+            id,
+        };
+        (accepted, rx)
+    }
+
+    /// The sender's identifier of this task (on RabbitMQ, the message's correlation id): the
+    /// same each time the task is delivered, so that a redelivery can be recognised.
+    pub fn task_id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// The task is durably taken.
     pub fn accept(&mut self) {
-        if let Some(tx) = self.0.take() {
+        if let Some(tx) = self.signal.take() {
             let _ = tx.send(());
         }
     }

@@ -5,7 +5,7 @@
 //! | what | kiwipy's layout |
 //! |---|---|
 //! | RPC and broadcast | topic exchange `kiwipy.messages` |
-//! | RPC subscriber | exclusive server-named queue, consumer tag = identifier, bound to `[rpc].<id>` |
+//! | RPC subscriber | exclusive queue, consumer tag = identifier, bound to `[rpc].<id>` |
 //! | broadcast | one exclusive queue `broadcast-<uuid>` per communicator, bound to `[broadcast]`; body `{body, sender, subject, correlation_id}` |
 //! | tasks | topic exchange `kiwipy.tasks`, durable queue `kiwipy.tasks` (7-day message TTL) bound to its own name; body `[task, no_reply]`; persistent |
 //! | replies | to the requester's reply queue (`reply_to`), bound to the exchange with its own name, with the request's `correlation_id`; `{result}`, `{exception}`, `{cancelled}` or `{pending}` |
@@ -13,29 +13,49 @@
 //! A task delivery is acknowledged as soon as its subscriber accepts it (the launcher does once
 //! the process has a durable checkpoint) — not when the process ends, which could be past the
 //! broker's consumer timeout. A subscriber that rejects a task sends it back to the queue.
-//! Prefetch is set explicitly; heartbeats come from the URL (`?heartbeat=30`). Connections are
-//! opened with lapin's automatic recovery (exchanges, queues, bindings and consumers declared
-//! again; RPC queues are named by us so that they would come back under the same name).
+//! Prefetch is set explicitly; heartbeats come from the URL (`?heartbeat=30`, else the
+//! broker's).
 //!
-//! **Not yet reliable:** surviving a broker restart. A test that restarted the broker under a
-//! worker with running processes passed here but failed in CI: the worker's message channel
-//! stayed closed (`invalid channel state: Closed (queue.declare)` when a new process subscribed
-//! to RPC), while its task channel recovered.
+//! # Lost connections
+//!
+//! The communicator keeps its own record of what it declared (exchanges, its reply and broadcast
+//! queues, every RPC and task subscriber) and, when the connection is lost — a broker restart, a
+//! network failure, a missed heartbeat, a channel closed by the broker — it opens a new
+//! connection and declares all of it again, retrying with a growing pause (up to 5 s) until it
+//! succeeds or is closed. It does not use lapin's own recovery, which replays the old channels'
+//! operations and could leave a channel closed after a restart.
+//!
+//! While it reconnects:
+//! - subscribing and unsubscribing succeed at once; the new connection carries the subscribers
+//!   as they are then;
+//! - a send waits for the connection, up to [`RabbitMqOptions::reconnect_timeout`];
+//! - requests waiting for a reply when the connection was lost fail with an error saying so
+//!   (their reply queue went with the connection): an RPC may be sent again; a task is in the
+//!   durable queue and is still carried out.
+//!
+//! Tasks delivered but not yet acknowledged go back to the queue with the lost connection and
+//! are delivered again, perhaps to another worker; the launcher makes a redelivered launch
+//! continue the process the first delivery created rather than create another (see
+//! [`ProcessLauncher`](super::ProcessLauncher)).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_lite::StreamExt;
+use indexmap::IndexMap;
+use lapin::Confirmation;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, RwLock, oneshot, watch};
 
 use super::{
     Accepted, Broadcast, BroadcastSubscriber, CommsError, Communicator, Listeners, RpcSubscriber,
@@ -52,6 +72,12 @@ const MESSAGE_TTL_MS: i32 = 66_000;
 const QUEUE_EXPIRES_MS: i32 = 60_000;
 const TASK_MESSAGE_TTL_MS: i32 = 7 * 24 * 3600 * 1000;
 
+/// How often the connection's health is looked at, besides the errors that report its loss.
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+/// The first pause between attempts to reconnect; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// How a [`RabbitMqCommunicator`] connects and lays out its exchanges and queues.
 #[derive(Debug, Clone)]
 pub struct RabbitMqOptions {
@@ -64,6 +90,9 @@ pub struct RabbitMqOptions {
     /// How many tasks one subscriber holds unacknowledged at a time. By default 16 (kiwipy's
     /// default, 0, means unlimited: a slow worker would hoard the queue).
     pub prefetch: u16,
+    /// How long a send waits for a lost connection to come back before it fails. By default
+    /// 60 s (a broker restart takes a few seconds).
+    pub reconnect_timeout: Duration,
     /// Throw-away topology for tests: the task queue is not durable and expires when unused.
     pub testing: bool,
 }
@@ -75,6 +104,7 @@ impl Default for RabbitMqOptions {
             task_exchange: TASK_EXCHANGE.into(),
             task_queue: TASK_QUEUE.into(),
             prefetch: 16,
+            reconnect_timeout: Duration::from_secs(60),
             testing: false,
         }
     }
@@ -93,20 +123,87 @@ impl RabbitMqOptions {
     }
 }
 
-/// The communicator over RabbitMQ. See the module documentation for the layout.
+/// The communicator over RabbitMQ. See the module documentation for the layout and for what
+/// happens when the connection is lost.
 pub struct RabbitMqCommunicator {
-    connection: Connection,
-    /// Publishing, replies, RPC and broadcast consumers.
-    channel: Channel,
-    /// Task consumers, with the prefetch set.
-    task_channel: Channel,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
     options: RabbitMqOptions,
     /// This communicator's reply queue (bound to both exchanges under its name).
     reply_queue: String,
+    /// Its broadcast queue.
+    broadcast_queue: String,
+    /// The connection in use; `None` while reconnecting (or closed).
+    link: watch::Sender<Option<Arc<Link>>>,
+    /// Subscribing and unsubscribing share it; declaring everything on a new connection holds
+    /// it alone, so that each subscriber is declared exactly once on each connection.
+    topology: RwLock<()>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
     broadcast: Listeners,
-    rpc: Mutex<HashMap<String, String>>,
-    tasks: Mutex<std::collections::HashSet<String>>,
+    rpc: Mutex<IndexMap<String, RpcEntry>>,
+    tasks: Mutex<IndexMap<String, Arc<dyn TaskSubscriber>>>,
+    closed: AtomicBool,
+}
+
+#[derive(Clone)]
+struct RpcEntry {
+    subscriber: Arc<dyn RpcSubscriber>,
+    /// Named by us, so that it is declared again under the same name on a new connection.
+    queue: String,
+}
+
+/// One connection and its two channels.
+struct Link {
+    connection: Connection,
+    /// Publishing (with confirms), replies, RPC and broadcast consumers.
+    channel: Channel,
+    /// Task consumers, with the prefetch set.
+    task_channel: Channel,
+    lost: AtomicBool,
+    on_lost: Notify,
+}
+
+impl Link {
+    /// Say the connection is gone (once), so that the supervisor replaces it.
+    fn lose(&self, why: &dyn std::fmt::Display) {
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            tracing::warn!("RabbitMQ: connection lost ({why}); reconnecting");
+            self.on_lost.notify_one();
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst)
+            && self.connection.status().connected()
+            && self.channel.status().connected()
+            && self.task_channel.status().connected()
+    }
+
+    async fn close(&self) {
+        // A dead connection may never answer.
+        let closing = self.connection.close(200, "closing".into());
+        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, to be shown in logs and errors.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.find(['/', '?']).map_or(rest, |end| &rest[..end]);
+    match authority.rsplit_once('@') {
+        Some((user_info, _)) if user_info.contains(':') => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            format!("{scheme}://{user}:***@{}", &rest[user_info.len() + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn broker(e: impl std::fmt::Display) -> CommsError {
@@ -123,51 +220,197 @@ fn table(entries: &[(&str, i32)]) -> FieldTable {
 
 impl RabbitMqCommunicator {
     /// Connect to the broker at `url` (`amqp://user:password@host:5672/%2f?heartbeat=30`) and
-    /// declare kiwipy's exchanges, a reply queue and a broadcast queue.
+    /// declare kiwipy's exchanges, a reply queue and a broadcast queue. From then on a lost
+    /// connection is replaced on its own (see the module documentation).
+    ///
+    /// # Errors
+    /// [`CommsError::Other`] when the broker cannot be reached or refuses the declarations.
     pub async fn connect(url: &str, options: RabbitMqOptions) -> Result<Arc<Self>, CommsError> {
+        let reply_queue = format!(
+            "{}-reply-{}",
+            options.message_exchange,
+            uuid::Uuid::new_v4()
+        );
+        let inner = Arc::new(Inner {
+            url: url.to_string(),
+            options,
+            reply_queue,
+            broadcast_queue: format!("broadcast-{}", uuid::Uuid::new_v4()),
+            link: watch::channel(None).0,
+            topology: RwLock::new(()),
+            pending: Arc::default(),
+            broadcast: Listeners::default(),
+            rpc: Mutex::default(),
+            tasks: Mutex::default(),
+            closed: AtomicBool::new(false),
+        });
+        let link = inner.establish().await.map_err(|e| {
+            CommsError::Other(format!(
+                "cannot connect to RabbitMQ at {}: {e}",
+                redacted(url)
+            ))
+        })?;
+        tokio::spawn(supervise(Arc::downgrade(&inner), link));
+        Ok(Arc::new(Self { inner }))
+    }
+}
+
+/// Watch the connection in use; when it is lost, open a new one and declare everything again.
+async fn supervise(inner: Weak<Inner>, mut link: Arc<Link>) {
+    loop {
+        loop {
+            tokio::select! {
+                _ = link.on_lost.notified() => {}
+                _ = tokio::time::sleep(HEALTH_CHECK) => {}
+            }
+            let Some(strong) = inner.upgrade() else {
+                link.close().await;
+                return;
+            };
+            if strong.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            if !link.healthy() {
+                link.lose(&"the connection or a channel is closed");
+                break;
+            }
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        strong.link.send_replace(None);
+        // Their reply queue went with the connection: the waiters are told (see `request`).
+        strong.pending.lock().expect("pending").clear();
+        drop(strong);
+        link.close().await;
+        let mut backoff = FIRST_BACKOFF;
+        link = loop {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            if strong.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            match strong.establish().await {
+                Ok(link) => {
+                    tracing::info!("RabbitMQ: reconnected to {}", redacted(&strong.url));
+                    break link;
+                }
+                Err(e) => {
+                    tracing::warn!("RabbitMQ: cannot reconnect yet ({e}); again in {backoff:?}")
+                }
+            }
+            drop(strong);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+    }
+}
+
+impl Inner {
+    /// Open a connection, declare this communicator's exchanges and queues and every
+    /// subscriber on it, and make it the one in use.
+    async fn establish(self: &Arc<Self>) -> Result<Arc<Link>, lapin::Error> {
         let connection = Connection::connect(
-            url,
-            // Reconnect after a broker restart or a network failure, declaring the exchanges,
-            // queues, bindings and consumers again.
-            ConnectionProperties::default()
-                .with_connection_name("damson".into())
-                .enable_auto_recover(),
+            &self.url,
+            ConnectionProperties::default().with_connection_name("damson".into()),
         )
-        .await
-        .map_err(|e| CommsError::Other(format!("cannot connect to RabbitMQ at {url}: {e}")))?;
-        let channel = connection.create_channel().await.map_err(broker)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(broker)?;
-        let task_channel = connection.create_channel().await.map_err(broker)?;
-        task_channel
-            .basic_qos(options.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(broker)?;
+        .await?;
+        let channels = async {
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            let task_channel = connection.create_channel().await?;
+            task_channel
+                .basic_qos(self.options.prefetch, BasicQosOptions::default())
+                .await?;
+            Ok::<_, lapin::Error>((channel, task_channel))
+        }
+        .await;
+        let (channel, task_channel) = match channels {
+            Ok(channels) => channels,
+            Err(e) => {
+                let _ = connection.close(200, "failed".into()).await;
+                return Err(e);
+            }
+        };
+        let link = Arc::new(Link {
+            connection,
+            channel,
+            task_channel,
+            lost: AtomicBool::new(false),
+            on_lost: Notify::new(),
+        });
+        let _alone = self.topology.write().await;
+        match self.declare_all(&link).await {
+            Ok(()) => {
+                if self.closed.load(Ordering::SeqCst) {
+                    link.close().await;
+                    return Err(lapin::ErrorKind::InvalidConnectionState(
+                        lapin::ConnectionState::Closed,
+                    )
+                    .into());
+                }
+                self.link.send_replace(Some(link.clone()));
+                Ok(link)
+            }
+            Err(e) => {
+                link.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn declare_all(self: &Arc<Self>, link: &Arc<Link>) -> Result<(), lapin::Error> {
+        let options = &self.options;
         let exchange = ExchangeDeclareOptions {
             auto_delete: options.testing,
             ..Default::default()
         };
         for name in [&options.message_exchange, &options.task_exchange] {
-            channel
+            link.channel
                 .exchange_declare(
                     name.as_str().into(),
                     ExchangeKind::Topic,
                     exchange,
                     FieldTable::default(),
                 )
-                .await
-                .map_err(broker)?;
+                .await?;
         }
-        let reply_queue = format!(
-            "{}-reply-{}",
-            options.message_exchange,
-            uuid::Uuid::new_v4()
-        );
-        channel
+        self.consume_replies(link).await?;
+        self.consume_broadcasts(link).await?;
+        let rpc: Vec<_> = self
+            .rpc
+            .lock()
+            .expect("rpc")
+            .iter()
+            .map(|(id, entry)| (id.clone(), entry.clone()))
+            .collect();
+        for (id, entry) in rpc {
+            self.consume_rpc(link, &id, entry).await?;
+        }
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .expect("tasks")
+            .iter()
+            .map(|(id, subscriber)| (id.clone(), subscriber.clone()))
+            .collect();
+        if !tasks.is_empty() {
+            self.declare_task_queue(link).await?;
+        }
+        for (id, subscriber) in tasks {
+            self.consume_tasks(link, &id, subscriber).await?;
+        }
+        Ok(())
+    }
+
+    async fn consume_replies(&self, link: &Arc<Link>) -> Result<(), lapin::Error> {
+        let queue = self.reply_queue.as_str();
+        link.channel
             .queue_declare(
-                reply_queue.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     exclusive: true,
                     auto_delete: true,
@@ -175,52 +418,32 @@ impl RabbitMqCommunicator {
                 },
                 table(&[("x-expires", QUEUE_EXPIRES_MS)]),
             )
-            .await
-            .map_err(broker)?;
-        for exchange in [&options.message_exchange, &options.task_exchange] {
-            channel
+            .await?;
+        for exchange in [&self.options.message_exchange, &self.options.task_exchange] {
+            link.channel
                 .queue_bind(
-                    reply_queue.as_str().into(),
+                    queue.into(),
                     exchange.as_str().into(),
-                    reply_queue.as_str().into(),
+                    queue.into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
-                .await
-                .map_err(broker)?;
+                .await?;
         }
-        let communicator = Arc::new(Self {
-            connection,
-            channel,
-            task_channel,
-            options,
-            reply_queue,
-            pending: Arc::default(),
-            broadcast: Listeners::default(),
-            rpc: Mutex::default(),
-            tasks: Mutex::default(),
-        });
-        communicator.consume_replies().await?;
-        communicator.consume_broadcasts().await?;
-        Ok(communicator)
-    }
-
-    async fn consume_replies(&self) -> Result<(), CommsError> {
-        let consumer = self
+        let consumer = link
             .channel
             .basic_consume(
-                self.reply_queue.as_str().into(),
-                format!("{}-consumer", self.reply_queue).as_str().into(),
+                queue.into(),
+                format!("{queue}-consumer").as_str().into(),
                 BasicConsumeOptions {
                     no_ack: true,
                     ..Default::default()
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        let (pending, recovery) = (self.pending.clone(), self.channel.clone());
-        on_deliveries(consumer, recovery, move |delivery| {
+            .await?;
+        let pending = self.pending.clone();
+        on_deliveries(consumer, link, move |delivery| {
             let Some(id) = delivery.properties.correlation_id().clone() else {
                 return;
             };
@@ -240,46 +463,43 @@ impl RabbitMqCommunicator {
         Ok(())
     }
 
-    async fn consume_broadcasts(&self) -> Result<(), CommsError> {
-        let queue = format!("broadcast-{}", uuid::Uuid::new_v4());
-        self.channel
+    async fn consume_broadcasts(&self, link: &Arc<Link>) -> Result<(), lapin::Error> {
+        let queue = self.broadcast_queue.as_str();
+        link.channel
             .queue_declare(
-                queue.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     exclusive: true,
                     ..Default::default()
                 },
                 table(&[("x-message-ttl", MESSAGE_TTL_MS)]),
             )
-            .await
-            .map_err(broker)?;
-        self.channel
+            .await?;
+        link.channel
             .queue_bind(
-                queue.as_str().into(),
+                queue.into(),
                 self.options.message_exchange.as_str().into(),
                 BROADCAST_TOPIC.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        let consumer = self
+            .await?;
+        let consumer = link
             .channel
             .basic_consume(
-                queue.as_str().into(),
-                queue.as_str().into(),
+                queue.into(),
+                queue.into(),
                 BasicConsumeOptions {
                     no_ack: true,
                     ..Default::default()
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        let (subscribers, recovery) = (self.broadcast.clone(), self.channel.clone());
+            .await?;
+        let subscribers = self.broadcast.clone();
         on_deliveries(
             consumer,
-            recovery,
+            link,
             move |delivery| match serde_json::from_slice::<Value>(&delivery.data) {
                 Ok(envelope) => subscribers.deliver(&Broadcast::from_envelope(&envelope)),
                 Err(_) => tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data),
@@ -288,124 +508,17 @@ impl RabbitMqCommunicator {
         Ok(())
     }
 
-    /// Publish `body` and wait for the reply with its correlation id.
-    async fn request(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: Vec<u8>,
-        persistent: bool,
-        recipient: &str,
-    ) -> Result<Value, CommsError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending").insert(id.clone(), tx);
-        let mut properties = BasicProperties::default()
-            .with_reply_to(self.reply_queue.as_str().into())
-            .with_correlation_id(id.as_str().into());
-        if persistent {
-            properties = properties.with_delivery_mode(2);
-        }
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &body,
-                properties,
-            )
-            .await
-            .map_err(broker)?
-            .await
-            .map_err(broker)?;
-        if confirm.take_message().is_some() {
-            self.pending.lock().expect("pending").remove(&id);
-            return Err(if persistent {
-                CommsError::NoTaskSubscriber
-            } else {
-                CommsError::UnroutableRpc(recipient.to_string())
-            });
-        }
-        let response = rx.await.map_err(|_| CommsError::Closed)?;
-        if let Some(result) = response.get("result") {
-            return Ok(result.clone());
-        }
-        let message = response
-            .get("exception")
-            .or_else(|| response.get("cancelled"))
-            .map(|m| m.as_str().map_or_else(|| m.to_string(), String::from))
-            .unwrap_or_else(|| format!("an unknown reply: {response}"));
-        Err(if persistent {
-            CommsError::TaskFailed(message)
-        } else {
-            CommsError::Remote {
-                recipient: recipient.to_string(),
-                message,
-            }
-        })
-    }
-}
-
-/// Send a reply to `reply_to` through `exchange`.
-async fn reply(
-    channel: &Channel,
-    exchange: &str,
-    reply_to: Option<&ShortString>,
-    correlation_id: Option<&ShortString>,
-    response: Value,
-) {
-    let Some(reply_to) = reply_to else {
-        return;
-    };
-    let mut properties = BasicProperties::default();
-    if let Some(id) = correlation_id {
-        properties = properties.with_correlation_id(id.clone());
-    }
-    let body = serde_json::to_vec(&response).expect("JSON values serialise");
-    let published = channel
-        .basic_publish(
-            exchange.into(),
-            reply_to.clone(),
-            BasicPublishOptions::default(),
-            &body,
-            properties,
-        )
-        .await;
-    if let Err(e) = published {
-        tracing::warn!("cannot send a reply to {}: {e}", reply_to.as_str());
-    }
-}
-
-#[async_trait]
-impl Communicator for RabbitMqCommunicator {
-    async fn add_rpc_subscriber(
-        &self,
-        subscriber: Arc<dyn RpcSubscriber>,
-        identifier: Option<String>,
-    ) -> Result<String, CommsError> {
-        let id = given_or_new(identifier);
-        if self.rpc.lock().expect("rpc").contains_key(&id) {
-            return Err(CommsError::DuplicateSubscriber {
-                kind: "RPC",
-                identifier: id,
-            });
-        }
-        // Named by us, not by the broker, so that it is declared again under the same name
-        // (with its binding) when the connection recovers.
-        let queue = self
-            .channel
+    /// Declare RPC subscriber `id`'s queue on `link` and answer its requests.
+    async fn consume_rpc(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        id: &str,
+        entry: RpcEntry,
+    ) -> Result<(), lapin::Error> {
+        let queue = entry.queue.as_str();
+        link.channel
             .queue_declare(
-                format!(
-                    "{}-rpc-{id}-{}",
-                    self.options.message_exchange,
-                    uuid::Uuid::new_v4()
-                )
-                .as_str()
-                .into(),
+                queue.into(),
                 QueueDeclareOptions {
                     exclusive: true,
                     ..Default::default()
@@ -415,37 +528,28 @@ impl Communicator for RabbitMqCommunicator {
                     ("x-expires", QUEUE_EXPIRES_MS),
                 ]),
             )
-            .await
-            .map_err(broker)?;
-        let queue = queue.name().clone();
-        let consumer = self
+            .await?;
+        let consumer = link
             .channel
             .basic_consume(
-                queue.clone(),
-                id.as_str().into(),
+                queue.into(),
+                id.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        self.channel
+            .await?;
+        link.channel
             .queue_bind(
-                queue.clone(),
+                queue.into(),
                 self.options.message_exchange.as_str().into(),
                 format!("{RPC_TOPIC}.{id}").as_str().into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        self.rpc
-            .lock()
-            .expect("rpc")
-            .insert(id.clone(), queue.as_str().to_string());
-        let (channel, exchange) = (self.channel.clone(), self.options.message_exchange.clone());
-        on_deliveries(consumer, channel.clone(), move |delivery| {
-            let (subscriber, channel, exchange) =
-                (subscriber.clone(), channel.clone(), exchange.clone());
+            .await?;
+        let (subscriber, communicator) = (entry.subscriber, Arc::downgrade(self));
+        on_deliveries(consumer, link, move |delivery| {
+            let (subscriber, communicator) = (subscriber.clone(), communicator.clone());
             // Each request on its own task: a pause that waits for a step does not hold up
             // a status request.
             tokio::spawn(async move {
@@ -457,67 +561,24 @@ impl Communicator for RabbitMqCommunicator {
                     },
                     Err(e) => json!({"exception": format!("the request is not JSON: {e}")}),
                 };
-                let properties = &delivery.properties;
-                reply(
-                    &channel,
-                    &exchange,
-                    properties.reply_to().as_ref(),
-                    properties.correlation_id().as_ref(),
-                    response,
-                )
-                .await;
+                if let Some(communicator) = communicator.upgrade() {
+                    let exchange = communicator.options.message_exchange.clone();
+                    communicator
+                        .reply(&exchange, &delivery.properties, response)
+                        .await;
+                }
             });
         });
-        Ok(id)
-    }
-
-    async fn remove_rpc_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        let queue = self.rpc.lock().expect("rpc").remove(identifier);
-        if let Some(queue) = queue {
-            self.channel
-                .basic_cancel(identifier.into(), BasicCancelOptions::default())
-                .await
-                .map_err(broker)?;
-            // Gone, so that a request to it is returned unroutable rather than left unanswered.
-            self.channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .map_err(broker)?;
-        }
         Ok(())
     }
 
-    async fn add_broadcast_subscriber(
-        &self,
-        subscriber: Arc<dyn BroadcastSubscriber>,
-        identifier: Option<String>,
-    ) -> Result<String, CommsError> {
-        self.broadcast.add(subscriber, identifier)
-    }
-
-    async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        self.broadcast.remove(identifier);
-        Ok(())
-    }
-
-    async fn add_task_subscriber(
-        &self,
-        subscriber: Arc<dyn TaskSubscriber>,
-        identifier: Option<String>,
-    ) -> Result<String, CommsError> {
-        let id = given_or_new(identifier);
-        if self.tasks.lock().expect("tasks").contains(&id) {
-            return Err(CommsError::DuplicateSubscriber {
-                kind: "task",
-                identifier: id,
-            });
-        }
+    async fn declare_task_queue(&self, link: &Link) -> Result<(), lapin::Error> {
         let mut arguments = vec![("x-message-ttl", TASK_MESSAGE_TTL_MS)];
         if self.options.testing {
             arguments.push(("x-expires", QUEUE_EXPIRES_MS));
         }
         let queue = self.options.task_queue.as_str();
-        self.task_channel
+        link.task_channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -526,9 +587,8 @@ impl Communicator for RabbitMqCommunicator {
                 },
                 table(&arguments),
             )
-            .await
-            .map_err(broker)?;
-        self.task_channel
+            .await?;
+        link.task_channel
             .queue_bind(
                 queue.into(),
                 self.options.task_exchange.as_str().into(),
@@ -536,26 +596,29 @@ impl Communicator for RabbitMqCommunicator {
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        let consumer = self
+            .await?;
+        Ok(())
+    }
+
+    /// Take tasks from the queue on `link` for task subscriber `id`.
+    async fn consume_tasks(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        id: &str,
+        subscriber: Arc<dyn TaskSubscriber>,
+    ) -> Result<(), lapin::Error> {
+        let consumer = link
             .task_channel
             .basic_consume(
-                queue.into(),
-                id.as_str().into(),
+                self.options.task_queue.as_str().into(),
+                id.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(broker)?;
-        self.tasks.lock().expect("tasks").insert(id.clone());
-        let (channel, exchange) = (
-            self.task_channel.clone(),
-            self.options.task_exchange.clone(),
-        );
-        on_deliveries(consumer, channel.clone(), move |delivery| {
-            let (subscriber, channel, exchange) =
-                (subscriber.clone(), channel.clone(), exchange.clone());
+            .await?;
+        let communicator = Arc::downgrade(self);
+        on_deliveries(consumer, link, move |delivery| {
+            let (subscriber, communicator) = (subscriber.clone(), communicator.clone());
             tokio::spawn(async move {
                 let (task, no_reply) = match serde_json::from_slice::<Value>(&delivery.data) {
                     Ok(Value::Array(mut pair)) if pair.len() == 2 => {
@@ -569,7 +632,13 @@ impl Communicator for RabbitMqCommunicator {
                         return;
                     }
                 };
-                let (accepted, on_accept) = Accepted::new();
+                let (accepted, on_accept) = Accepted::new(
+                    delivery
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .map(|id| id.as_str().to_string()),
+                );
                 let work = subscriber.take(task, accepted);
                 tokio::pin!(work);
                 let mut acked = false;
@@ -598,110 +667,382 @@ impl Communicator for RabbitMqCommunicator {
                 if !acked {
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
-                if !no_reply {
-                    let properties = &delivery.properties;
-                    reply(
-                        &channel,
-                        &exchange,
-                        properties.reply_to().as_ref(),
-                        properties.correlation_id().as_ref(),
-                        response,
-                    )
-                    .await;
+                if !no_reply && let Some(communicator) = communicator.upgrade() {
+                    let exchange = communicator.options.task_exchange.clone();
+                    communicator
+                        .reply(&exchange, &delivery.properties, response)
+                        .await;
                 }
             });
         });
+        Ok(())
+    }
+
+    /// The connection in use, waiting for it while reconnecting (up to the options'
+    /// `reconnect_timeout`).
+    async fn link(&self) -> Result<Arc<Link>, CommsError> {
+        let mut link = self.link.subscribe();
+        let closed = &self.closed;
+        let wait = link.wait_for(|l| l.is_some() || closed.load(Ordering::SeqCst));
+        let timeout = self.options.reconnect_timeout;
+        let link = match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(link)) => link.clone(),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                return Err(CommsError::Other(format!(
+                    "RabbitMQ: not connected to {}; still reconnecting after {timeout:?}",
+                    redacted(&self.url)
+                )));
+            }
+        };
+        match link {
+            Some(link) if !closed.load(Ordering::SeqCst) => Ok(link),
+            _ => Err(CommsError::Closed),
+        }
+    }
+
+    /// Publish on the connection in use and wait for the broker's confirmation.
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        options: BasicPublishOptions,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<Confirmation, CommsError> {
+        let link = self.link().await?;
+        let published = async {
+            link.channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    options,
+                    body,
+                    properties,
+                )
+                .await?
+                .await
+        }
+        .await;
+        published.map_err(|e| {
+            link.lose(&e);
+            broker(e)
+        })
+    }
+
+    /// Send a reply to the requester's `reply_to` queue through `exchange`.
+    async fn reply(&self, exchange: &str, request: &BasicProperties, response: Value) {
+        let Some(reply_to) = request.reply_to() else {
+            return;
+        };
+        let mut properties = BasicProperties::default();
+        if let Some(id) = request.correlation_id() {
+            properties = properties.with_correlation_id(id.clone());
+        }
+        let body = serde_json::to_vec(&response).expect("JSON values serialise");
+        let published = self
+            .publish(
+                exchange,
+                reply_to.as_str(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await;
+        if let Err(e) = published {
+            tracing::warn!("cannot send a reply to {}: {e}", reply_to.as_str());
+        }
+    }
+
+    /// Publish `body` and wait for the reply with its correlation id.
+    async fn request(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: Vec<u8>,
+        persistent: bool,
+        recipient: &str,
+    ) -> Result<Value, CommsError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending").insert(id.clone(), tx);
+        let mut properties = BasicProperties::default()
+            .with_reply_to(self.reply_queue.as_str().into())
+            .with_correlation_id(id.as_str().into());
+        if persistent {
+            properties = properties.with_delivery_mode(2);
+        }
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let confirm = match self
+            .publish(exchange, routing_key, options, &body, properties)
+            .await
+        {
+            Ok(confirm) => confirm,
+            Err(e) => {
+                self.pending.lock().expect("pending").remove(&id);
+                return Err(e);
+            }
+        };
+        if confirm.take_message().is_some() {
+            self.pending.lock().expect("pending").remove(&id);
+            return Err(if persistent {
+                CommsError::NoTaskSubscriber
+            } else {
+                CommsError::UnroutableRpc(recipient.to_string())
+            });
+        }
+        let Ok(response) = rx.await else {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(CommsError::Closed);
+            }
+            return Err(CommsError::Other(if persistent {
+                "the connection to RabbitMQ was lost before the task's reply came; the task \
+                 is queued durably and is still carried out"
+                    .into()
+            } else {
+                format!(
+                    "the connection to RabbitMQ was lost before '{recipient}' replied; the \
+                     request may be sent again"
+                )
+            }));
+        };
+        if let Some(result) = response.get("result") {
+            return Ok(result.clone());
+        }
+        let message = response
+            .get("exception")
+            .or_else(|| response.get("cancelled"))
+            .map(|m| m.as_str().map_or_else(|| m.to_string(), String::from))
+            .unwrap_or_else(|| format!("an unknown reply: {response}"));
+        Err(if persistent {
+            CommsError::TaskFailed(message)
+        } else {
+            CommsError::Remote {
+                recipient: recipient.to_string(),
+                message,
+            }
+        })
+    }
+
+    /// The connection in use, if there is a healthy one now (no waiting).
+    fn current(&self) -> Option<Arc<Link>> {
+        self.link.borrow().clone().filter(|link| link.healthy())
+    }
+}
+
+#[async_trait]
+impl Communicator for RabbitMqCommunicator {
+    async fn add_rpc_subscriber(
+        &self,
+        subscriber: Arc<dyn RpcSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError> {
+        let inner = &self.inner;
+        let id = given_or_new(identifier);
+        let _shared = inner.topology.read().await;
+        let entry = {
+            let mut rpc = inner.rpc.lock().expect("rpc");
+            if rpc.contains_key(&id) {
+                return Err(CommsError::DuplicateSubscriber {
+                    kind: "RPC",
+                    identifier: id,
+                });
+            }
+            let entry = RpcEntry {
+                subscriber,
+                queue: format!(
+                    "{}-rpc-{id}-{}",
+                    inner.options.message_exchange,
+                    uuid::Uuid::new_v4()
+                ),
+            };
+            rpc.insert(id.clone(), entry.clone());
+            entry
+        };
+        // Without a connection now, the next one declares it.
+        if let Some(link) = inner.current()
+            && let Err(e) = inner.consume_rpc(&link, &id, entry).await
+        {
+            link.lose(&e);
+        }
+        Ok(id)
+    }
+
+    async fn remove_rpc_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
+        let inner = &self.inner;
+        let _shared = inner.topology.read().await;
+        let entry = inner.rpc.lock().expect("rpc").shift_remove(identifier);
+        if let (Some(entry), Some(link)) = (entry, inner.current()) {
+            let removed = async {
+                link.channel
+                    .basic_cancel(identifier.into(), BasicCancelOptions::default())
+                    .await?;
+                // Gone, so that a request to it is returned unroutable rather than left
+                // unanswered.
+                link.channel
+                    .queue_delete(entry.queue.as_str().into(), QueueDeleteOptions::default())
+                    .await
+            }
+            .await;
+            // A lost connection took the (exclusive) queue with it.
+            if let Err(e) = removed {
+                link.lose(&e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_broadcast_subscriber(
+        &self,
+        subscriber: Arc<dyn BroadcastSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError> {
+        self.inner.broadcast.add(subscriber, identifier)
+    }
+
+    async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
+        self.inner.broadcast.remove(identifier);
+        Ok(())
+    }
+
+    async fn add_task_subscriber(
+        &self,
+        subscriber: Arc<dyn TaskSubscriber>,
+        identifier: Option<String>,
+    ) -> Result<String, CommsError> {
+        let inner = &self.inner;
+        let id = given_or_new(identifier);
+        let _shared = inner.topology.read().await;
+        {
+            let mut tasks = inner.tasks.lock().expect("tasks");
+            if tasks.contains_key(&id) {
+                return Err(CommsError::DuplicateSubscriber {
+                    kind: "task",
+                    identifier: id,
+                });
+            }
+            tasks.insert(id.clone(), subscriber.clone());
+        }
+        if let Some(link) = inner.current() {
+            let consumed = async {
+                inner.declare_task_queue(&link).await?;
+                inner.consume_tasks(&link, &id, subscriber).await
+            }
+            .await;
+            if let Err(e) = consumed {
+                link.lose(&e);
+            }
+        }
         Ok(id)
     }
 
     async fn remove_task_subscriber(&self, identifier: &str) -> Result<(), CommsError> {
-        if self.tasks.lock().expect("tasks").remove(identifier) {
-            self.task_channel
+        let inner = &self.inner;
+        let _shared = inner.topology.read().await;
+        let removed = inner.tasks.lock().expect("tasks").shift_remove(identifier);
+        if let (Some(_), Some(link)) = (removed, inner.current())
+            && let Err(e) = link
+                .task_channel
                 .basic_cancel(identifier.into(), BasicCancelOptions::default())
                 .await
-                .map_err(broker)?;
+        {
+            link.lose(&e);
         }
         Ok(())
     }
 
     async fn rpc_send(&self, recipient: &str, body: Value) -> Result<Value, CommsError> {
         let body = serde_json::to_vec(&body).expect("JSON values serialise");
-        self.request(
-            &self.options.message_exchange,
-            &format!("{RPC_TOPIC}.{recipient}"),
-            body,
-            false,
-            recipient,
-        )
-        .await
+        self.inner
+            .request(
+                &self.inner.options.message_exchange,
+                &format!("{RPC_TOPIC}.{recipient}"),
+                body,
+                false,
+                recipient,
+            )
+            .await
     }
 
     async fn broadcast_send(&self, message: Broadcast) -> Result<(), CommsError> {
-        let envelope = message.envelope();
-        self.channel
-            .basic_publish(
-                self.options.message_exchange.as_str().into(),
-                BROADCAST_TOPIC.into(),
+        let body = serde_json::to_vec(&message.envelope()).expect("JSON values serialise");
+        self.inner
+            .publish(
+                &self.inner.options.message_exchange,
+                BROADCAST_TOPIC,
                 BasicPublishOptions::default(),
-                &serde_json::to_vec(&envelope).expect("JSON values serialise"),
+                &body,
                 BasicProperties::default().with_delivery_mode(1),
             )
-            .await
-            .map_err(broker)?
-            .await
-            .map_err(broker)?;
+            .await?;
         Ok(())
     }
 
     async fn task_send(&self, task: Value) -> Result<Value, CommsError> {
         // kiwipy's body: the task and its `no_reply` flag.
         let body = serde_json::to_vec(&json!([task, false])).expect("JSON values serialise");
-        self.request(
-            &self.options.task_exchange,
-            &self.options.task_queue,
-            body,
-            true,
-            &self.options.task_queue,
-        )
-        .await
+        let options = &self.inner.options;
+        self.inner
+            .request(
+                &options.task_exchange,
+                &options.task_queue,
+                body,
+                true,
+                &options.task_queue,
+            )
+            .await
     }
 
     async fn close(&self) {
-        let _ = self.connection.close(200, "closing".into()).await;
-        self.pending.lock().expect("pending").clear();
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::SeqCst);
+        if let Some(link) = inner.link.send_replace(None) {
+            // The supervisor sees `closed` and stops.
+            link.on_lost.notify_one();
+            link.close().await;
+        }
+        inner.pending.lock().expect("pending").clear();
     }
 }
 
-/// Run `each` on every delivery of `consumer`, on a task of its own, riding out connection
-/// failures (until lapin cannot recover).
+/// Run `each` on every delivery of `consumer`, on a task of its own, until the consumer is
+/// cancelled or its connection is lost (which it reports, so that a new one is made).
 fn on_deliveries(
     mut consumer: lapin::Consumer,
-    channel: Channel,
+    link: &Arc<Link>,
     mut each: impl FnMut(lapin::message::Delivery) + Send + 'static,
 ) {
+    let link = Arc::downgrade(link);
     tokio::spawn(async move {
         while let Some(delivery) = consumer.next().await {
             match delivery {
                 Ok(delivery) => each(delivery),
                 Err(error) => {
-                    if !recover(&channel, error).await {
-                        break;
+                    if let Some(link) = link.upgrade() {
+                        link.lose(&error);
                     }
+                    break;
                 }
             }
         }
     });
 }
 
-/// After a consumer's error: wait until lapin has recovered the connection (true), or say it
-/// cannot (false).
-async fn recover(channel: &Channel, error: lapin::Error) -> bool {
-    tracing::warn!("RabbitMQ: {error}; waiting for the connection to recover");
-    match channel.wait_for_recovery(error).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!("RabbitMQ: cannot recover: {e}");
-            false
-        }
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted("amqp://guest:secret@host:5672/%2f?heartbeat=30"),
+            "amqp://guest:***@host:5672/%2f?heartbeat=30"
+        );
+        assert_eq!(redacted("amqp://host/%2f"), "amqp://host/%2f");
+        assert_eq!(redacted("amqp://user@host"), "amqp://user@host");
+        assert_eq!(redacted("not a url"), "not a url");
     }
 }
