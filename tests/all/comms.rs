@@ -437,3 +437,45 @@ async fn a_launch_task_delivered_again_continues_the_process_of_its_first_delive
         .unwrap();
     assert_ne!(other, json!(pid));
 }
+
+/// A launch task delivered again to another host while the host of its first delivery still
+/// runs (and claims) the process: the second host does not run it too; it answers with the pid,
+/// or says where the process runs when the sender waits for the outputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_task_delivered_again_elsewhere_leaves_the_process_to_its_host() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let mut claiming = config();
+    claiming.claim_processes(Duration::from_secs(30));
+    let first = Host::with_store(&claiming, store.clone()).unwrap();
+    let second = Host::with_store(&claiming, store.clone()).unwrap();
+    let launch = |nowait: bool| {
+        json!({"task": "launch", "args": {
+            "process_class": "lifecycle",
+            "init_kwargs": {"inputs": {"mode": "wait"}},
+            "persist": true,
+            "nowait": nowait,
+        }})
+    };
+    let delivery = || Accepted::new(Some("task-elsewhere".into())).0;
+
+    let pid = ProcessLauncher::new(first.clone())
+        .take(launch(true), delivery())
+        .await
+        .unwrap();
+    let other = ProcessLauncher::new(second.clone());
+    assert_eq!(other.take(launch(true), delivery()).await.unwrap(), pid);
+    let waited = other.take(launch(false), delivery()).await.unwrap_err();
+    assert!(
+        waited.to_string().contains("runs on another host"),
+        "{waited}"
+    );
+    let pid = pid.as_str().unwrap();
+    assert!(
+        second.process(pid).is_none(),
+        "the second host runs nothing"
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+    let process = first.process(pid).unwrap();
+    process.kill(None, false);
+    assert_eq!(process.wait().await.state, ProcessState::Killed);
+}

@@ -245,6 +245,13 @@ impl RemoteProcessController {
 
 /// Takes launch, create and continue tasks for a host (plumpy's `ProcessLauncher`). Other
 /// tasks are rejected, so that another subscriber can take them.
+///
+/// A launch is acknowledged once its process has a checkpoint. A task that the communicator
+/// names ([`Accepted::task_id`]) launches a process whose pid is made from that name, so that a
+/// task delivered again — its acknowledgement lost with a connection or a worker — continues
+/// the process of its first delivery (or, if another host runs it, answers with its pid)
+/// instead of creating a second one. This needs the host's store, where the first delivery's
+/// process is found.
 pub struct ProcessLauncher {
     host: Host,
     /// The pids of the tasks being launched here, so that two deliveries of one task on this
@@ -296,7 +303,7 @@ impl ProcessLauncher {
         args: &Value,
         start: bool,
         task_id: Option<&str>,
-    ) -> Result<ProcessHandle, TaskError> {
+    ) -> Result<Launched, TaskError> {
         let failed = |e: crate::Error| TaskError::Failed(chain(&e));
         let plugin = args
             .get("process_class")
@@ -316,46 +323,43 @@ impl ProcessLauncher {
             .cloned()
             .filter(|v| !v.is_null())
             .unwrap_or_else(|| json!({}));
-        let pid = match (task_id, self.host.store()) {
-            (Some(id), Some(store)) => {
-                let pid = uuid::Uuid::new_v5(&LAUNCH_NAMESPACE, id.as_bytes()).to_string();
-                // Another delivery of this task is being launched here: wait for it.
-                let _launching = loop {
-                    if let Some(guard) = Launching::start(&self.launching, &pid) {
-                        break guard;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                };
-                let known = self.host.process(&pid).is_some()
-                    || store
-                        .load(&crate::persist::CheckpointKey::new(&pid))
-                        .await
-                        .map_err(|e| {
-                            TaskError::Failed(format!(
-                                "cannot look for process {pid} in the store: {e}"
-                            ))
-                        })?
-                        .is_some();
-                if known {
-                    tracing::info!(%pid, "a launch task delivered again: continuing its process");
-                    let process = self.host.load_process(&pid, None).await.map_err(failed)?;
-                    if start && !process.state().is_terminal() {
-                        process.start().map_err(failed)?;
-                    }
-                    return Ok(process);
-                }
-                let plugin = self.host.load(plugin).await.map_err(failed)?;
-                return self
-                    .create(&plugin, inputs, Some(pid), start)
-                    .await
-                    .map_err(failed);
-            }
-            _ => None,
+        let named = task_id.zip(self.host.store().cloned());
+        let Some((id, store)) = named else {
+            let plugin = self.host.load(plugin).await.map_err(failed)?;
+            let process = self.create(&plugin, inputs, None, start).await;
+            return process.map(Launched::Here).map_err(failed);
         };
-        let plugin = self.host.load(plugin).await.map_err(failed)?;
-        self.create(&plugin, inputs, pid, start)
-            .await
-            .map_err(failed)
+        let pid = uuid::Uuid::new_v5(&LAUNCH_NAMESPACE, id.as_bytes()).to_string();
+        // Another delivery of this task is being launched here: wait for it.
+        let _launching = loop {
+            if let Some(guard) = Launching::start(&self.launching, &pid) {
+                break guard;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let known = self.host.process(&pid).is_some()
+            || store
+                .load(&crate::persist::CheckpointKey::new(&pid))
+                .await
+                .map_err(|e| {
+                    TaskError::Failed(format!("cannot look for process {pid} in the store: {e}"))
+                })?
+                .is_some();
+        if !known {
+            let plugin = self.host.load(plugin).await.map_err(failed)?;
+            let process = self.create(&plugin, inputs, Some(pid), start).await;
+            return process.map(Launched::Here).map_err(failed);
+        }
+        tracing::info!(%pid, "a launch task delivered again: continuing its process");
+        let process = match self.host.load_process(&pid, None).await {
+            Ok(process) => process,
+            Err(crate::Error::Claimed { .. }) => return Ok(Launched::Elsewhere(pid)),
+            Err(e) => return Err(failed(e)),
+        };
+        if start && !process.state().is_terminal() {
+            process.start().map_err(failed)?;
+        }
+        Ok(Launched::Here(process))
     }
 
     async fn create(
@@ -371,6 +375,13 @@ impl ProcessLauncher {
         }
         Ok(process)
     }
+}
+
+/// Where a launched process runs.
+enum Launched {
+    Here(ProcessHandle),
+    /// On another host: an earlier delivery of the task created it there, and it is claimed.
+    Elsewhere(String),
 }
 
 /// The namespace of the pids made from launch tasks' identifiers (a UUID of Damson's own).
@@ -403,8 +414,24 @@ impl TaskSubscriber for ProcessLauncher {
         let args = task.get("args").cloned().unwrap_or(Value::Null);
         let nowait = args.get("nowait").and_then(Value::as_bool).unwrap_or(false);
         match task.get("task").and_then(Value::as_str) {
-            Some("launch") => {
-                let process = self.launch(&args, true, accepted.task_id()).await?;
+            Some(kind @ ("launch" | "create")) => {
+                let start = kind == "launch";
+                let process = match self.launch(&args, start, accepted.task_id()).await? {
+                    Launched::Here(process) => process,
+                    Launched::Elsewhere(pid) => {
+                        // Its outputs are the other host's to report; the sender learns the pid.
+                        if nowait || !start {
+                            return Ok(json!(pid));
+                        }
+                        return Err(TaskError::Failed(format!(
+                            "process {pid} runs on another host, where this task was delivered \
+                             before"
+                        )));
+                    }
+                };
+                if !start {
+                    return Ok(json!(process.pid()));
+                }
                 // Created with a checkpoint (with a store): another host can carry it on.
                 if self.host.store().is_some() {
                     accepted.accept();
@@ -413,10 +440,6 @@ impl TaskSubscriber for ProcessLauncher {
                     return Ok(json!(process.pid()));
                 }
                 outcome(process.wait().await)
-            }
-            Some("create") => {
-                let process = self.launch(&args, false, accepted.task_id()).await?;
-                Ok(json!(process.pid()))
             }
             Some("continue") => {
                 let pid = args

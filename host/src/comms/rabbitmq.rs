@@ -268,6 +268,8 @@ async fn supervise(inner: Weak<Inner>, mut link: Arc<Link>) {
                 return;
             };
             if strong.closed.load(Ordering::SeqCst) {
+                // Closed while this link was being made: `close` may not have seen it.
+                link.close().await;
                 return;
             }
             if !link.healthy() {
