@@ -164,12 +164,14 @@ struct Link {
     task_channel: Channel,
     lost: AtomicBool,
     on_lost: Notify,
+    /// Closed by us (replaced, or the communicator closed).
+    closing: AtomicBool,
 }
 
 impl Link {
     /// Say the connection is gone (once), so that the supervisor replaces it.
     fn lose(&self, why: &dyn std::fmt::Display) {
-        if !self.lost.swap(true, Ordering::SeqCst) {
+        if !self.lost.swap(true, Ordering::SeqCst) && !self.closing.load(Ordering::SeqCst) {
             tracing::warn!("RabbitMQ: connection lost ({why}); reconnecting");
             self.on_lost.notify_one();
         }
@@ -183,6 +185,8 @@ impl Link {
     }
 
     async fn close(&self) {
+        // What fails from now on fails because of this, not because the connection was lost.
+        self.closing.store(true, Ordering::SeqCst);
         // A dead connection may never answer.
         let closing = self.connection.close(200, "closing".into());
         let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
@@ -343,6 +347,7 @@ impl Inner {
             task_channel,
             lost: AtomicBool::new(false),
             on_lost: Notify::new(),
+            closing: AtomicBool::new(false),
         });
         let _alone = self.topology.write().await;
         match self.declare_all(&link).await {
@@ -703,7 +708,8 @@ impl Inner {
         }
     }
 
-    /// Publish on the connection in use and wait for the broker's confirmation.
+    /// Publish on the connection in use; with `confirm`, wait for the broker's confirmation
+    /// (which carries the message back if it was mandatory and unroutable).
     async fn publish(
         &self,
         exchange: &str,
@@ -711,10 +717,12 @@ impl Inner {
         options: BasicPublishOptions,
         body: &[u8],
         properties: BasicProperties,
-    ) -> Result<Confirmation, CommsError> {
+        confirm: bool,
+    ) -> Result<Option<Confirmation>, CommsError> {
         let link = self.link().await?;
         let published = async {
-            link.channel
+            let pending = link
+                .channel
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
@@ -722,11 +730,17 @@ impl Inner {
                     body,
                     properties,
                 )
-                .await?
-                .await
+                .await?;
+            match confirm {
+                true => pending.await.map(Some),
+                false => Ok(None),
+            }
         }
         .await;
         published.map_err(|e| {
+            if self.closed.load(Ordering::SeqCst) {
+                return CommsError::Closed;
+            }
             link.lose(&e);
             broker(e)
         })
@@ -749,6 +763,7 @@ impl Inner {
                 BasicPublishOptions::default(),
                 &body,
                 properties,
+                false,
             )
             .await;
         if let Err(e) = published {
@@ -779,10 +794,10 @@ impl Inner {
             ..Default::default()
         };
         let confirm = match self
-            .publish(exchange, routing_key, options, &body, properties)
+            .publish(exchange, routing_key, options, &body, properties, true)
             .await
         {
-            Ok(confirm) => confirm,
+            Ok(confirm) => confirm.expect("confirmed"),
             Err(e) => {
                 self.pending.lock().expect("pending").remove(&id);
                 return Err(e);
@@ -978,6 +993,7 @@ impl Communicator for RabbitMqCommunicator {
                 BasicPublishOptions::default(),
                 &body,
                 BasicProperties::default().with_delivery_mode(1),
+                true,
             )
             .await?;
         Ok(())
