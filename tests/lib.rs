@@ -89,3 +89,4 @@ pub fn host() -> &'static Host {
 }
 
 pub mod fleet;
+pub mod watched;

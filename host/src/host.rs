@@ -68,6 +68,10 @@ struct Inner {
     owner: String,
     /// Set once the task that renews this host's claims runs.
     renewing: OnceLock<()>,
+    /// Until when (ms since the Unix epoch) all of this host's claims are known to hold: the
+    /// start of the last renewal that succeeded, plus the ttl. A process saves a checkpoint
+    /// only before then (see [`Host::holds`]).
+    lease: tokio::sync::watch::Sender<u64>,
 }
 
 /// A communicator attached to a host, and the queue of state changes it broadcasts in order.
@@ -154,6 +158,7 @@ impl Host {
                 comms: OnceLock::new(),
                 owner: uuid::Uuid::new_v4().to_string(),
                 renewing: OnceLock::new(),
+                lease: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -254,6 +259,14 @@ impl Host {
                 pid: pid.to_string(),
             });
         }
+        // The first claim: the host's claims hold until this one runs out, at the earliest.
+        self.inner.lease.send_if_modified(|lease| {
+            let first = *lease == 0;
+            if first {
+                *lease = now + ttl;
+            }
+            first
+        });
         self.inner.renewing.get_or_init(|| {
             let (inner, store) = (Arc::downgrade(&self.inner), store.clone());
             tokio::spawn(async move {
@@ -265,14 +278,91 @@ impl Host {
                     let Some(inner) = inner.upgrade() else {
                         return;
                     };
-                    let until = now_ms() + ttl.as_millis() as u64;
-                    if let Err(e) = store.renew(&inner.owner, until).await {
-                        tracing::error!("cannot renew this host's claims: {e}");
-                    }
+                    Host { inner }.renew(&store, ttl).await;
                 }
             });
         });
         Ok(())
+    }
+
+    /// Renew this host's claims; a live process whose claim another host has taken since (this
+    /// host could not renew it in time: the store was out of reach, or the host stalled) is
+    /// abandoned here — the other host runs it now.
+    async fn renew(&self, store: &Arc<dyn Persister>, ttl: std::time::Duration) {
+        let owner = &self.inner.owner;
+        let started = now_ms();
+        let held = match store.renew(owner, started + ttl.as_millis() as u64).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!("cannot renew this host's claims: {e}");
+                return;
+            }
+        };
+        let held: HashSet<&str> = held
+            .iter()
+            .filter(|(tenant, _)| tenant == DEFAULT_TENANT)
+            .map(|(_, pid)| pid.as_str())
+            .collect();
+        for process in self.inner.live() {
+            let pid = process.pid();
+            if held.contains(pid) {
+                continue;
+            }
+            // Not renewed: claimed since the renewal began, or lost. Asking again tells which.
+            let now = now_ms();
+            match store
+                .claim(
+                    DEFAULT_TENANT,
+                    pid,
+                    owner,
+                    now,
+                    now + ttl.as_millis() as u64,
+                )
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        %pid,
+                        "another host has taken this process over (this host's claim ran out): it stops here"
+                    );
+                    process.abandon();
+                }
+                Err(e) => tracing::error!(%pid, "cannot check the claim: {e}"),
+            }
+        }
+        self.inner
+            .lease
+            .send_replace(started + ttl.as_millis() as u64);
+    }
+
+    /// Whether `process` may save a checkpoint: true while this host's claims hold; false once
+    /// the process is abandoned to another host. While the claims are unconfirmed (a renewal
+    /// is late), waits for the next renewal: a host that cannot renew must not write.
+    pub(crate) async fn holds(&self, process: &ProcessHandle) -> bool {
+        if self.inner.config.claim_ttl.is_none() {
+            return true;
+        }
+        let mut lease = self.inner.lease.subscribe();
+        loop {
+            if process.is_abandoned() {
+                return false;
+            }
+            if now_ms() < *lease.borrow_and_update() {
+                return true;
+            }
+            let renewed = lease.changed();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), renewed).await;
+        }
+    }
+
+    /// Forget a process abandoned to another host, which may give it back one day.
+    pub(crate) fn forget(&self, pid: &str) {
+        self.inner
+            .processes
+            .lock()
+            .expect("process table")
+            .remove(pid);
     }
 
     /// A process has terminated: give up its claim.

@@ -11,6 +11,7 @@ use damson::persist::{
     CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, ProcessCheckpoint, load_checked,
 };
 use damson::{Host, ProcessHandle, ProcessRecord, ProcessState};
+use damson_tests::watched::Watched;
 use damson_tests::{config, host};
 use serde_json::{Value, json};
 
@@ -253,7 +254,7 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
         } else {
             json!({})
         };
-        let store = Arc::new(Recording::default());
+        let store = Arc::new(Watched::default());
         let first = Host::with_store(&config(), store.clone()).unwrap();
         let loaded = first.load(plugin).await.unwrap();
         let process = first.launch(&loaded, inputs).await.unwrap();
@@ -262,16 +263,18 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
             process.play();
         }
         let original = process.wait().await;
-        let bundles = store.bundles.lock().unwrap().clone();
+        let bundles = store.bundles();
         assert!(
             bundles.len() >= 4,
             "{plugin}: {} checkpoints",
             bundles.len()
         );
         for (i, bundle) in bundles.iter().enumerate() {
-            let replay = Arc::new(Recording::default());
+            // Starts from this checkpoint; records only what comes after.
+            let start = Arc::new(MemoryPersister::new());
             let key = CheckpointKey::new(process.pid());
-            replay.inner.save(&key, bundle).await.unwrap();
+            start.save(&key, bundle).await.unwrap();
+            let replay = Arc::new(Watched::new(start));
             let host = Host::with_store(&config(), replay.clone()).unwrap();
             let restored = host.load_process(process.pid(), None).await.unwrap();
             // Whoever paused the original played it: so here.
@@ -293,7 +296,7 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
                 "{plugin} from checkpoint {i}"
             );
             assert_eq!(record.pid, original.pid, "same pid");
-            let replayed = replay.bundles.lock().unwrap().clone();
+            let replayed = replay.bundles();
             let records = |bundles: &[Vec<u8>]| -> Vec<ProcessCheckpoint> {
                 bundles
                     .iter()
@@ -316,88 +319,6 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
                 );
             }
         }
-    }
-}
-
-/// An in-memory store that also keeps every bundle ever saved, in order.
-#[derive(Default)]
-struct Recording {
-    inner: MemoryPersister,
-    bundles: std::sync::Mutex<Vec<Vec<u8>>>,
-}
-
-#[async_trait::async_trait]
-impl Persister for Recording {
-    async fn save(
-        &self,
-        key: &CheckpointKey,
-        bundle: &[u8],
-    ) -> Result<(), damson::persist::PersistError> {
-        self.bundles.lock().unwrap().push(bundle.to_vec());
-        self.inner.save(key, bundle).await
-    }
-    async fn load(
-        &self,
-        key: &CheckpointKey,
-    ) -> Result<Option<Vec<u8>>, damson::persist::PersistError> {
-        self.inner.load(key).await
-    }
-    async fn list(&self) -> Result<Vec<CheckpointKey>, damson::persist::PersistError> {
-        self.inner.list().await
-    }
-    async fn list_process(
-        &self,
-        tenant: &str,
-        pid: &str,
-    ) -> Result<Vec<CheckpointKey>, damson::persist::PersistError> {
-        self.inner.list_process(tenant, pid).await
-    }
-    async fn delete(&self, key: &CheckpointKey) -> Result<(), damson::persist::PersistError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_process(
-        &self,
-        tenant: &str,
-        pid: &str,
-    ) -> Result<(), damson::persist::PersistError> {
-        self.inner.delete_process(tenant, pid).await
-    }
-    async fn save_plugin(
-        &self,
-        digest: &str,
-        component: &[u8],
-    ) -> Result<(), damson::persist::PersistError> {
-        self.inner.save_plugin(digest, component).await
-    }
-    async fn load_plugin(
-        &self,
-        digest: &str,
-    ) -> Result<Option<Vec<u8>>, damson::persist::PersistError> {
-        self.inner.load_plugin(digest).await
-    }
-    async fn claim(
-        &self,
-        tenant: &str,
-        pid: &str,
-        owner: &str,
-        now_ms: u64,
-        until_ms: u64,
-    ) -> Result<bool, damson::persist::PersistError> {
-        self.inner.claim(tenant, pid, owner, now_ms, until_ms).await
-    }
-    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), damson::persist::PersistError> {
-        self.inner.renew(owner, until_ms).await
-    }
-    async fn release(
-        &self,
-        tenant: &str,
-        pid: &str,
-        owner: &str,
-    ) -> Result<(), damson::persist::PersistError> {
-        self.inner.release(tenant, pid, owner).await
-    }
-    fn summary(&self) -> String {
-        "recording in-memory store".into()
     }
 }
 

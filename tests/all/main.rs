@@ -1,5 +1,6 @@
 //! Integration tests: real plugins, compiled from source, through the real host and CLI.
 
+mod claims;
 mod cli;
 mod comms;
 mod durable;

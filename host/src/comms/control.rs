@@ -392,6 +392,10 @@ const LAUNCH_NAMESPACE: uuid::Uuid =
 fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
     match record.state {
         ProcessState::Finished => Ok(record.outputs),
+        state if !state.is_terminal() => Err(TaskError::Failed(format!(
+            "process {} is carried on by another host, which took it over",
+            record.pid
+        ))),
         ProcessState::Excepted => Err(TaskError::Failed(format!(
             "process {} excepted: {}",
             record.pid,

@@ -18,9 +18,14 @@ async fn one_owner_holds_a_claim_until_it_runs_out(p: &dyn Persister) {
     assert!(claim("a", 1_000, 2_000).await.unwrap(), "nobody holds it");
     assert!(!claim("b", 1_500, 2_500).await.unwrap(), "a holds it");
     assert!(claim("a", 1_500, 3_000).await.unwrap(), "a extends its own");
-    p.renew("a", 5_000).await.unwrap();
+    let held = p.renew("a", 5_000).await.unwrap();
+    assert_eq!(held, [(DEFAULT_TENANT.to_string(), "claimed".to_string())]);
     assert!(!claim("b", 4_000, 6_000).await.unwrap(), "renewed to 5000");
     assert!(claim("b", 5_001, 6_000).await.unwrap(), "a's claim ran out");
+    assert!(
+        p.renew("a", 9_000).await.unwrap().is_empty(),
+        "b took it over: a holds nothing"
+    );
     p.release(DEFAULT_TENANT, "claimed", "a").await.unwrap();
     assert!(
         !claim("a", 5_002, 7_000).await.unwrap(),

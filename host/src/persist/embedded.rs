@@ -254,11 +254,15 @@ impl Persister for EmbeddedPersister {
         .await
     }
 
-    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError> {
+    async fn renew(
+        &self,
+        owner: &str,
+        until_ms: u64,
+    ) -> Result<Vec<(String, String)>, PersistError> {
         let owner = owner.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
-            {
+            let mine = {
                 let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
                 let mine: Vec<String> = table
                     .iter()
@@ -267,13 +271,21 @@ impl Persister for EmbeddedPersister {
                     .filter(|(_, held)| held.value().0 == owner)
                     .map(|(key, _)| key.value().to_string())
                     .collect();
-                for key in mine {
+                for key in &mine {
                     table
                         .insert(key.as_str(), (owner.as_str(), until_ms))
                         .map_err(|e| e.to_string())?;
                 }
-            }
-            txn.commit().map_err(|e| e.to_string())
+                mine
+            };
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(mine
+                .into_iter()
+                .filter_map(|key| {
+                    let (tenant, pid) = key.split_once('\0')?;
+                    Some((tenant.to_string(), pid.to_string()))
+                })
+                .collect())
         })
         .await
     }

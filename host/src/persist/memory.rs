@@ -110,13 +110,19 @@ impl Persister for MemoryPersister {
         Ok(free)
     }
 
-    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError> {
-        for (holder, until) in self.claims.lock().expect("claims").values_mut() {
+    async fn renew(
+        &self,
+        owner: &str,
+        until_ms: u64,
+    ) -> Result<Vec<(String, String)>, PersistError> {
+        let mut held = Vec::new();
+        for (key, (holder, until)) in self.claims.lock().expect("claims").iter_mut() {
             if holder == owner {
                 *until = until_ms;
+                held.push(key.clone());
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {

@@ -127,8 +127,14 @@ pub trait Persister: Send + Sync {
         now_ms: u64,
         until_ms: u64,
     ) -> Result<bool, PersistError>;
-    /// Extend every claim `owner` holds to `until_ms`.
-    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError>;
+    /// Extend every claim `owner` holds to `until_ms`; the `(tenant, pid)` of each. A claim
+    /// that ran out and was taken by another owner is not among them: its process is that
+    /// owner's now.
+    async fn renew(
+        &self,
+        owner: &str,
+        until_ms: u64,
+    ) -> Result<Vec<(String, String)>, PersistError>;
     /// Give up `owner`'s claim of `pid` (nothing happens if it holds none).
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError>;
     /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".

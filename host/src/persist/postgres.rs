@@ -217,15 +217,20 @@ impl Persister for PostgresPersister {
         Ok(row.is_some())
     }
 
-    async fn renew(&self, owner: &str, until_ms: u64) -> Result<(), PersistError> {
-        self.client
-            .execute(
-                "UPDATE damson_claims SET until_ms = $2 WHERE owner = $1",
+    async fn renew(
+        &self,
+        owner: &str,
+        until_ms: u64,
+    ) -> Result<Vec<(String, String)>, PersistError> {
+        let rows = self
+            .client
+            .query(
+                "UPDATE damson_claims SET until_ms = $2 WHERE owner = $1 RETURNING tenant, pid",
                 &[&owner, &(until_ms as i64)],
             )
             .await
             .map_err(|e| self.error(e))?;
-        Ok(())
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {

@@ -46,6 +46,8 @@ pub(crate) struct Control {
     /// Checkpoints asked for (with their tags), and who to tell when each is saved.
     pub(crate) checkpoints: Vec<(Option<String>, oneshot::Sender<Result<()>>)>,
     pub(crate) listeners: Vec<Arc<dyn ProcessListener>>,
+    /// Another host has taken the process over: it stops here without saving anything more.
+    pub(crate) abandoned: bool,
 }
 
 impl Shared {
@@ -91,6 +93,16 @@ impl ProcessHandle {
     /// Add a listener for the events from now on.
     pub fn add_listener(&self, listener: Arc<dyn ProcessListener>) {
         self.shared.control().listeners.push(listener);
+    }
+
+    /// Stop running the process here, saving nothing more: another host has taken it over.
+    pub(crate) fn abandon(&self) {
+        self.shared.control().abandoned = true;
+        self.shared.wake.notify_one();
+    }
+
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.shared.control().abandoned
     }
 
     /// Start a created process.

@@ -27,6 +27,8 @@ enum End {
     },
     Excepted(String),
     Killed(Option<String>),
+    /// Another host runs the process now: this one stops, saving and announcing nothing.
+    Abandoned,
 }
 
 /// The process's own plugin instance, and instances of the plugins whose exposed ports have
@@ -186,6 +188,9 @@ impl Task {
     async fn apply_controls(&mut self) -> Result<(), End> {
         let (kill, pause, play, checkpoints) = {
             let mut control = self.handle.shared.control();
+            if control.abandoned {
+                return Err(End::Abandoned);
+            }
             (
                 control.kill.take(),
                 control.pause.take(),
@@ -715,6 +720,10 @@ impl Task {
             record.status = data.status.clone();
         }
         change(&mut record);
+        // Only while this host's claim on the process holds (another host may run it now).
+        if !self.guests.host.holds(&self.handle).await {
+            return Err(End::Abandoned);
+        }
         let saved = self.try_save(&record, None).await;
         let (from, to) = (self.handle.state(), record.state);
         self.handle.shared.record.send_replace(record);
@@ -726,6 +735,11 @@ impl Task {
     async fn checkpoint_now(&mut self, tag: Option<String>) -> crate::Result<()> {
         if self.guests.host.store().is_none() {
             return Err(crate::Error::NoStore);
+        }
+        if !self.guests.host.holds(&self.handle).await {
+            return Err(crate::Error::Claimed {
+                pid: self.handle.pid().to_string(),
+            });
         }
         let mut record = self.handle.record();
         let data = self.guests.own.data();
@@ -770,6 +784,9 @@ impl Task {
     }
 
     async fn end(mut self, end: End) {
+        if let End::Abandoned = end {
+            return self.abandoned();
+        }
         let data = self.guests.own.data();
         let (outputs, context, status) = (
             Value::Object(std::mem::take(&mut data.outputs)),
@@ -818,6 +835,7 @@ impl Task {
                     .send_modify(|r| r.exit_message = message.clone());
                 (ProcessState::Killed, Event::Killed { message })
             }
+            End::Abandoned => unreachable!("an abandoned process returned above"),
         };
         // One change makes the process terminal, with everything it produced: whoever sees the
         // state sees the outputs. It is saved first: what anyone sees is durable.
@@ -833,6 +851,9 @@ impl Task {
         record.awaiting.clear();
         record.state = state;
         self.after = None;
+        if !self.guests.host.holds(&self.handle).await {
+            return self.abandoned();
+        }
         if let Err(e) = self.try_save(&record, None).await {
             tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {e}");
         }
@@ -847,6 +868,15 @@ impl Task {
         self.guests.host.release(self.handle.pid()).await;
         self.handle.shared.done.send_replace(true);
         self.guests.host.ended(self.handle.pid());
+    }
+
+    /// Another host has taken the process over: its record stays as last saved here, nothing
+    /// is announced, and the other host carries on.
+    fn abandoned(self) {
+        let (host, pid) = (&self.guests.host, self.handle.pid());
+        host.forget(pid);
+        self.handle.shared.done.send_replace(true);
+        host.ended(pid);
     }
 
     fn kill_children(&self, message: Option<&str>) {

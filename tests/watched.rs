@@ -1,0 +1,120 @@
+//! [`Watched`]: a store seen through a window the test controls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use damson::persist::{CheckpointKey, MemoryPersister, PersistError, Persister};
+
+/// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
+/// order and with when; the test can cut off the renewal of claims, as if the store were out
+/// of reach for that.
+pub struct Watched {
+    store: Arc<dyn Persister>,
+    renewals_cut: AtomicBool,
+    saves: Mutex<Vec<(Instant, Vec<u8>)>>,
+}
+
+impl Default for Watched {
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryPersister::new()))
+    }
+}
+
+impl Watched {
+    /// `store`, watched.
+    pub fn new(store: Arc<dyn Persister>) -> Self {
+        Self {
+            store,
+            renewals_cut: AtomicBool::new(false),
+            saves: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every bundle saved, in order.
+    pub fn bundles(&self) -> Vec<Vec<u8>> {
+        let saves = self.saves.lock().unwrap();
+        saves.iter().map(|(_, bundle)| bundle.clone()).collect()
+    }
+
+    /// When each save at or after `since` came.
+    pub fn saved_since(&self, since: Instant) -> Vec<Instant> {
+        let saves = self.saves.lock().unwrap();
+        saves
+            .iter()
+            .map(|(at, _)| *at)
+            .filter(|at| *at >= since)
+            .collect()
+    }
+
+    /// Make renewals of claims fail (`true`) or pass again.
+    pub fn cut_renewals(&self, cut: bool) {
+        self.renewals_cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Persister for Watched {
+    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+        self.saves
+            .lock()
+            .unwrap()
+            .push((Instant::now(), bundle.to_vec()));
+        self.store.save(key, bundle).await
+    }
+    async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
+        self.store.load(key).await
+    }
+    async fn list(&self) -> Result<Vec<CheckpointKey>, PersistError> {
+        self.store.list().await
+    }
+    async fn list_process(
+        &self,
+        tenant: &str,
+        pid: &str,
+    ) -> Result<Vec<CheckpointKey>, PersistError> {
+        self.store.list_process(tenant, pid).await
+    }
+    async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError> {
+        self.store.delete(key).await
+    }
+    async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
+        self.store.delete_process(tenant, pid).await
+    }
+    async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError> {
+        self.store.save_plugin(digest, component).await
+    }
+    async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError> {
+        self.store.load_plugin(digest).await
+    }
+    async fn claim(
+        &self,
+        tenant: &str,
+        pid: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, PersistError> {
+        self.store.claim(tenant, pid, owner, now_ms, until_ms).await
+    }
+    async fn renew(
+        &self,
+        owner: &str,
+        until_ms: u64,
+    ) -> Result<Vec<(String, String)>, PersistError> {
+        if self.renewals_cut.load(Ordering::SeqCst) {
+            return Err(PersistError::Backend {
+                location: self.store.summary(),
+                message: "out of reach (cut off by the test)".into(),
+            });
+        }
+        self.store.renew(owner, until_ms).await
+    }
+    async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
+        self.store.release(tenant, pid, owner).await
+    }
+    fn summary(&self) -> String {
+        format!("{} (watched)", self.store.summary())
+    }
+}
