@@ -720,6 +720,30 @@ impl Inner {
         confirm: bool,
     ) -> Result<Option<Confirmation>, CommsError> {
         let link = self.link().await?;
+        self.publish_on(
+            &link,
+            exchange,
+            routing_key,
+            options,
+            body,
+            properties,
+            confirm,
+        )
+        .await
+    }
+
+    /// [`publish`](Self::publish) on `link`.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_on(
+        &self,
+        link: &Link,
+        exchange: &str,
+        routing_key: &str,
+        options: BasicPublishOptions,
+        body: &[u8],
+        properties: BasicProperties,
+        confirm: bool,
+    ) -> Result<Option<Confirmation>, CommsError> {
         let published = async {
             let pending = link
                 .channel
@@ -780,6 +804,22 @@ impl Inner {
         persistent: bool,
         recipient: &str,
     ) -> Result<Value, CommsError> {
+        let lost = || {
+            CommsError::Other(if persistent {
+                "the connection to RabbitMQ was lost before the task's reply came; the task \
+                 is queued durably and is still carried out"
+                    .into()
+            } else {
+                format!(
+                    "the connection to RabbitMQ was lost before '{recipient}' replied; the \
+                     request may be sent again"
+                )
+            })
+        };
+        // The waiter is registered once the connection is known: waiters are dropped when a
+        // connection is lost (their reply queue goes with it), and this one must not be
+        // dropped for the loss of an earlier connection.
+        let link = self.link().await?;
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending").insert(id.clone(), tx);
@@ -794,7 +834,15 @@ impl Inner {
             ..Default::default()
         };
         let confirm = match self
-            .publish(exchange, routing_key, options, &body, properties, true)
+            .publish_on(
+                &link,
+                exchange,
+                routing_key,
+                options,
+                &body,
+                properties,
+                true,
+            )
             .await
         {
             Ok(confirm) => confirm.expect("confirmed"),
@@ -811,20 +859,16 @@ impl Inner {
                 CommsError::UnroutableRpc(recipient.to_string())
             });
         }
+        // Lost meanwhile (perhaps after its waiters were dropped): no reply can come.
+        if link.lost.load(Ordering::SeqCst) {
+            self.pending.lock().expect("pending").remove(&id);
+            return Err(lost());
+        }
         let Ok(response) = rx.await else {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(CommsError::Closed);
             }
-            return Err(CommsError::Other(if persistent {
-                "the connection to RabbitMQ was lost before the task's reply came; the task \
-                 is queued durably and is still carried out"
-                    .into()
-            } else {
-                format!(
-                    "the connection to RabbitMQ was lost before '{recipient}' replied; the \
-                     request may be sent again"
-                )
-            }));
+            return Err(lost());
         };
         if let Some(result) = response.get("result") {
             return Ok(result.clone());
