@@ -63,6 +63,18 @@ impl Persister for Watched {
             .push((Instant::now(), bundle.to_vec()));
         self.store.save(key, bundle).await
     }
+    async fn save_claimed(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        owner: &str,
+    ) -> Result<bool, PersistError> {
+        self.saves
+            .lock()
+            .unwrap()
+            .push((Instant::now(), bundle.to_vec()));
+        self.store.save_claimed(key, bundle, owner).await
+    }
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
         self.store.load(key).await
     }

@@ -356,6 +356,14 @@ impl Host {
         }
     }
 
+    /// Who this host is in the store's claims, if it claims its processes.
+    pub(crate) fn claimant(&self) -> Option<&str> {
+        self.inner
+            .config
+            .claim_ttl
+            .map(|_| self.inner.owner.as_str())
+    }
+
     /// Forget a process abandoned to another host, which may give it back one day.
     pub(crate) fn forget(&self, pid: &str) {
         self.inner

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use damson::persist::{CheckpointKey, MemoryPersister, Persister};
+use damson::persist::{CheckpointKey, DEFAULT_TENANT, MemoryPersister, Persister};
 use damson::{Host, ProcessState};
 use damson_tests::watched::Watched;
 use damson_tests::{config, host};
@@ -78,5 +78,45 @@ async fn a_host_that_cannot_renew_stops_saving_and_abandons_what_another_host_to
         stored.state,
         ProcessState::Finished,
         "the second host's end stands"
+    );
+}
+
+/// The store itself refuses a checkpoint from a host whose claim another has taken, even while
+/// that host still believes its claims hold (here the claim is taken from under it at once):
+/// the process is abandoned at its next checkpoint, and the store keeps what it had.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_refuses_checkpoints_from_a_host_whose_claim_was_taken() {
+    let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+    let mut claiming = config();
+    claiming.claim_processes(Duration::from_secs(30));
+    let first = Host::with_store(&claiming, store.clone()).unwrap();
+    let hailstone = first.load("hailstone").await.unwrap();
+    let process = first
+        .create(&hailstone, json!({"n": 7, "delay_ms": 50}))
+        .await
+        .unwrap();
+    process.start().unwrap();
+    let pid = process.pid().to_string();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+
+    // Another owner takes the claim (its clock says the first one's ran out).
+    let far = u64::MAX / 2;
+    assert!(
+        store
+            .claim(DEFAULT_TENANT, &pid, "another host", far, far + 1)
+            .await
+            .unwrap()
+    );
+    let key = CheckpointKey::new(&pid);
+    let before = store.load(&key).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), process.wait())
+        .await
+        .expect("the first host let the process go");
+    assert!(!process.state().is_terminal(), "it did not run to the end");
+    assert!(first.process(&pid).is_none());
+    assert_eq!(
+        store.load(&key).await.unwrap(),
+        before,
+        "nothing written after the claim changed hands"
     );
 }

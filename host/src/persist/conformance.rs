@@ -11,6 +11,42 @@ pub(crate) async fn check(persister: &dyn Persister) {
     plugins_are_stored_by_digest(persister).await;
     invalid_keys_are_refused(persister).await;
     one_owner_holds_a_claim_until_it_runs_out(persister).await;
+    only_the_claims_holder_saves_claimed(persister).await;
+}
+
+async fn only_the_claims_holder_saves_claimed(p: &dyn Persister) {
+    let key = CheckpointKey::new("fenced");
+    assert!(
+        !p.save_claimed(&key, b"zero", "a").await.unwrap(),
+        "nobody claimed it"
+    );
+    assert!(p.load(&key).await.unwrap().is_none(), "nothing written");
+    assert!(
+        p.claim(DEFAULT_TENANT, "fenced", "a", 0, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(p.save_claimed(&key, b"one", "a").await.unwrap());
+    assert!(
+        p.save_claimed(&key, b"two", "a").await.unwrap(),
+        "its claim ran out, but nobody took it"
+    );
+    assert!(
+        p.claim(DEFAULT_TENANT, "fenced", "b", 2_000, 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.save_claimed(&key, b"three", "a").await.unwrap(),
+        "b took it over"
+    );
+    assert_eq!(p.load(&key).await.unwrap().unwrap(), b"two");
+    let tagged = key.clone().tagged("t");
+    assert!(p.save_claimed(&tagged, b"four", "b").await.unwrap());
+    assert!(p.save_claimed(&key, b"five", "b").await.unwrap());
+    assert_eq!(p.load(&key).await.unwrap().unwrap(), b"five");
+    p.release(DEFAULT_TENANT, "fenced", "b").await.unwrap();
+    p.delete_process(DEFAULT_TENANT, "fenced").await.unwrap();
 }
 
 async fn one_owner_holds_a_claim_until_it_runs_out(p: &dyn Persister) {

@@ -129,6 +129,38 @@ impl Persister for EmbeddedPersister {
         .await
     }
 
+    async fn save_claimed(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        owner: &str,
+    ) -> Result<bool, PersistError> {
+        check_key(key)?;
+        let claim = format!("{}\0{}", key.tenant, key.pid);
+        let (key, bundle, owner) = (encode(key), bundle.to_vec(), owner.to_string());
+        self.blocking(move |db| {
+            // One write transaction: the claim is read and the checkpoint written atomically.
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let held = {
+                let claims = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
+                let holder = claims.get(claim.as_str()).map_err(|e| e.to_string())?;
+                holder.is_some_and(|held| held.value().0 == owner)
+            };
+            if !held {
+                return Ok(false);
+            }
+            {
+                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+                table
+                    .insert(key.as_str(), bundle.as_slice())
+                    .map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
         let key = encode(key);
         self.blocking(move |db| {

@@ -33,6 +33,27 @@ impl Persister for MemoryPersister {
         Ok(())
     }
 
+    async fn save_claimed(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        owner: &str,
+    ) -> Result<bool, PersistError> {
+        check_key(key)?;
+        // Held across the write: a claim cannot change hands halfway.
+        let claims = self.claims.lock().expect("claims");
+        let held = claims
+            .get(&(key.tenant.clone(), key.pid.clone()))
+            .is_some_and(|(holder, _)| holder == owner);
+        if held {
+            self.checkpoints
+                .lock()
+                .expect("checkpoints")
+                .insert(key.clone(), bundle.to_vec());
+        }
+        Ok(held)
+    }
+
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
         Ok(self
             .checkpoints

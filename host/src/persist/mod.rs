@@ -89,6 +89,8 @@ pub enum PersistError {
     },
     #[error("the store at '{location}' failed: {message}")]
     Backend { location: String, message: String },
+    #[error("not saved: the claim of {key}'s process is another host's (or nobody's)")]
+    NotClaimed { key: CheckpointKey },
 }
 
 /// Stores checkpoint bundles and plugins. Implementations must make `save` atomic.
@@ -96,6 +98,17 @@ pub enum PersistError {
 pub trait Persister: Send + Sync {
     /// Store `bundle` under `key`, replacing what was there, atomically.
     async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError>;
+    /// Store `bundle` under `key` as [`save`](Self::save) does, but only if `owner` holds the
+    /// claim of the key's process (see [`claim`](Self::claim)), checked in the same atomic
+    /// step; `false`, with nothing written, if it does not. Whether the claim has run out does
+    /// not matter here — only that no other owner has taken it — so a host that lost its
+    /// process to another can never write over the other's checkpoints.
+    async fn save_claimed(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        owner: &str,
+    ) -> Result<bool, PersistError>;
     /// The bundle stored under `key`, if any (not yet checked: see [`load_checked`]).
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError>;
     /// Every stored checkpoint's key (plumpy's `get_checkpoints`).

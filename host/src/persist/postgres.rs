@@ -102,6 +102,30 @@ impl Persister for PostgresPersister {
         Ok(())
     }
 
+    async fn save_claimed(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        owner: &str,
+    ) -> Result<bool, PersistError> {
+        check_key(key)?;
+        // One statement; the claim row is locked (FOR SHARE) until it commits, so a host
+        // taking the claim over waits for this write and then loads it.
+        let written = self
+            .client
+            .execute(
+                "INSERT INTO damson_checkpoints (tenant, pid, tag, bundle)
+                 SELECT $1::text, $2::text, $3::text, $4::bytea
+                 WHERE EXISTS (SELECT 1 FROM damson_claims
+                               WHERE tenant = $1 AND pid = $2 AND owner = $5 FOR SHARE)
+                 ON CONFLICT (tenant, pid, tag) DO UPDATE SET bundle = EXCLUDED.bundle, saved_at = now()",
+                &[&key.tenant, &key.pid, &tag(key), &bundle, &owner],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(written == 1)
+    }
+
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
         let row = self
             .client

@@ -725,6 +725,9 @@ impl Task {
             return Err(End::Abandoned);
         }
         let saved = self.try_save(&record, None).await;
+        if let Err(PersistError::NotClaimed { .. }) = saved {
+            return Err(End::Abandoned);
+        }
         let (from, to) = (self.handle.state(), record.state);
         self.handle.shared.record.send_replace(record);
         self.changed(from, to);
@@ -750,9 +753,14 @@ impl Task {
         }
         self.try_save(&record, tag.as_deref())
             .await
-            .map_err(|source| crate::Error::Store {
-                doing: format!("saving a checkpoint of process {}", record.pid),
-                source: Box::new(source),
+            .map_err(|source| match source {
+                PersistError::NotClaimed { .. } => crate::Error::Claimed {
+                    pid: record.pid.clone(),
+                },
+                source => crate::Error::Store {
+                    doing: format!("saving a checkpoint of process {}", record.pid),
+                    source: Box::new(source),
+                },
             })
     }
 
@@ -776,7 +784,14 @@ impl Task {
         let bytes = bundle::encode(&checkpoint, image.as_deref());
         let mut key = CheckpointKey::new(&record.pid);
         key.tag = tag.map(str::to_string);
-        store.save(&key, &bytes).await
+        // With claims, written only while no other host has taken the process over.
+        match self.guests.host.claimant() {
+            Some(owner) => match store.save_claimed(&key, &bytes, owner).await? {
+                true => Ok(()),
+                false => Err(PersistError::NotClaimed { key }),
+            },
+            None => store.save(&key, &bytes).await,
+        }
     }
 
     fn emit(&self, event: Event) {
@@ -854,7 +869,11 @@ impl Task {
         if !self.guests.host.holds(&self.handle).await {
             return self.abandoned();
         }
-        if let Err(e) = self.try_save(&record, None).await {
+        let saved = self.try_save(&record, None).await;
+        if let Err(PersistError::NotClaimed { .. }) = saved {
+            return self.abandoned();
+        }
+        if let Err(e) = saved {
             tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {e}");
         }
         let from = self.handle.state();
