@@ -71,8 +71,10 @@ impl HostConfig {
     /// A host that cannot renew (its store out of reach, or the host stalled) saves no
     /// checkpoint once its claims may have run out: its processes wait at their next checkpoint
     /// until a renewal succeeds. A process another host has taken over meanwhile is then
-    /// abandoned here, unsaved and unannounced; the other host carries it on. (The guard is
-    /// each host's clock: clocks must agree well within `ttl`.)
+    /// abandoned here, unsaved and unannounced; the other host carries it on. The store
+    /// enforces it too: a checkpoint is written only while its host holds the process's claim
+    /// ([`Persister::save_claimed`](crate::persist::Persister::save_claimed)). Claims run out by
+    /// each host's clock: clocks must agree well within `ttl`.
     ///
     /// By default off: a host alone on its store (`damson run`, `damson continue`) may continue
     /// a process the moment the host that ran it died. Only matters for a host with a store.
