@@ -387,17 +387,13 @@ impl Host {
     /// not terminated and whose claim has run out (their host died or stopped). Children are
     /// continued by their parents. What a worker does from time to time.
     pub async fn take_over(&self) -> Result<Recovered> {
-        let store = self.store().ok_or(Error::NoStore)?.clone();
-        let keys = store.list().await.map_err(|source| Error::Store {
-            doing: "listing checkpoints".into(),
-            source: Box::new(source),
-        })?;
+        let (store, pids) = self.stored_pids().await?;
         let mut recovered = Recovered::default();
-        for key in keys {
-            if key.tag.is_some() || key.tenant != DEFAULT_TENANT || self.process(&key.pid).is_some()
-            {
+        for pid in pids {
+            if self.process(&pid).is_some() {
                 continue;
             }
+            let key = CheckpointKey::new(&pid);
             let Ok(Some(body)) = persist::load_checked::<ProcessCheckpoint>(&*store, &key).await
             else {
                 continue;
@@ -406,13 +402,35 @@ impl Host {
             if checkpoint.state.is_terminal() || checkpoint.parent.is_some() {
                 continue;
             }
-            match self.continue_process(&key.pid, None).await {
+            // Most of these run on live hosts: the claim tells, before the checkpoint is read
+            // a second time to continue it.
+            let continued = match self.claim(&store, &pid).await {
+                Ok(()) => self.continue_process(&pid, None).await,
+                Err(e) => Err(e),
+            };
+            match continued {
                 Ok(handle) => recovered.resumed.push(handle),
                 Err(Error::Claimed { .. }) => {}
-                Err(error) => recovered.failed.push((key.pid.clone(), error)),
+                Err(error) => recovered.failed.push((pid, error)),
             }
         }
         Ok(recovered)
+    }
+
+    /// The store, and the pids of the processes it has checkpoints of (untagged, this
+    /// tenant's).
+    async fn stored_pids(&self) -> Result<(Arc<dyn Persister>, Vec<String>)> {
+        let store = self.store().ok_or(Error::NoStore)?.clone();
+        let keys = store.list().await.map_err(|source| Error::Store {
+            doing: "listing checkpoints".into(),
+            source: Box::new(source),
+        })?;
+        let pids = keys
+            .into_iter()
+            .filter(|key| key.tag.is_none() && key.tenant == DEFAULT_TENANT)
+            .map(|key| key.pid)
+            .collect();
+        Ok((store, pids))
     }
 
     /// Broadcast a state change of process `pid` (in order with the others).
@@ -858,24 +876,17 @@ impl Host {
     /// Continue every process in the store that had not terminated: what a host does when it
     /// starts again after it stopped or died.
     pub async fn recover(&self) -> Result<Recovered> {
-        let store = self.store().ok_or(Error::NoStore)?.clone();
-        let keys = store.list().await.map_err(|source| Error::Store {
-            doing: "listing checkpoints".into(),
-            source: Box::new(source),
-        })?;
+        let (_, pids) = self.stored_pids().await?;
         let mut recovered = Recovered::default();
-        for key in keys {
-            if key.tag.is_some() || key.tenant != DEFAULT_TENANT {
-                continue;
-            }
-            match self.continue_process(&key.pid, None).await {
+        for pid in pids {
+            match self.continue_process(&pid, None).await {
                 Ok(handle) if handle.state().is_terminal() => {}
                 Ok(handle) => recovered.resumed.push(handle),
                 // Another host runs it.
                 Err(Error::Claimed { .. }) => {}
                 Err(error) => {
-                    tracing::error!(pid = %key.pid, "cannot continue: {}", crate::error::chain(&error));
-                    recovered.failed.push((key.pid.clone(), error));
+                    tracing::error!(%pid, "cannot continue: {}", crate::error::chain(&error));
+                    recovered.failed.push((pid, error));
                 }
             }
         }

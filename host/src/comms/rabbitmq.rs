@@ -427,28 +427,9 @@ impl Inner {
             )
             .await?;
         for exchange in [&self.options.message_exchange, &self.options.task_exchange] {
-            link.channel
-                .queue_bind(
-                    queue.into(),
-                    exchange.as_str().into(),
-                    queue.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            bind(&link.channel, queue, exchange, queue).await?;
         }
-        let consumer = link
-            .channel
-            .basic_consume(
-                queue.into(),
-                format!("{queue}-consumer").as_str().into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer = consume(&link.channel, queue, &format!("{queue}-consumer"), true).await?;
         let pending = self.pending.clone();
         on_deliveries(consumer, link, move |delivery| {
             let Some(id) = delivery.properties.correlation_id().clone() else {
@@ -482,27 +463,14 @@ impl Inner {
                 table(&[("x-message-ttl", MESSAGE_TTL_MS)]),
             )
             .await?;
-        link.channel
-            .queue_bind(
-                queue.into(),
-                self.options.message_exchange.as_str().into(),
-                BROADCAST_TOPIC.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let consumer = link
-            .channel
-            .basic_consume(
-                queue.into(),
-                queue.into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        bind(
+            &link.channel,
+            queue,
+            &self.options.message_exchange,
+            BROADCAST_TOPIC,
+        )
+        .await?;
+        let consumer = consume(&link.channel, queue, queue, true).await?;
         let subscribers = self.broadcast.clone();
         on_deliveries(
             consumer,
@@ -536,24 +504,14 @@ impl Inner {
                 ]),
             )
             .await?;
-        let consumer = link
-            .channel
-            .basic_consume(
-                queue.into(),
-                id.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        link.channel
-            .queue_bind(
-                queue.into(),
-                self.options.message_exchange.as_str().into(),
-                format!("{RPC_TOPIC}.{id}").as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer = consume(&link.channel, queue, id, false).await?;
+        bind(
+            &link.channel,
+            queue,
+            &self.options.message_exchange,
+            &format!("{RPC_TOPIC}.{id}"),
+        )
+        .await?;
         let (subscriber, communicator) = (entry.subscriber, Arc::downgrade(self));
         on_deliveries(consumer, link, move |delivery| {
             let (subscriber, communicator) = (subscriber.clone(), communicator.clone());
@@ -569,9 +527,9 @@ impl Inner {
                     Err(e) => json!({"exception": format!("the request is not JSON: {e}")}),
                 };
                 if let Some(communicator) = communicator.upgrade() {
-                    let exchange = communicator.options.message_exchange.clone();
+                    let exchange = &communicator.options.message_exchange;
                     communicator
-                        .reply(&exchange, &delivery.properties, response)
+                        .reply(exchange, &delivery.properties, response)
                         .await;
                 }
             });
@@ -595,15 +553,13 @@ impl Inner {
                 table(&arguments),
             )
             .await?;
-        link.task_channel
-            .queue_bind(
-                queue.into(),
-                self.options.task_exchange.as_str().into(),
-                queue.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        bind(
+            &link.task_channel,
+            queue,
+            &self.options.task_exchange,
+            queue,
+        )
+        .await?;
         Ok(())
     }
 
@@ -614,15 +570,7 @@ impl Inner {
         id: &str,
         subscriber: Arc<dyn TaskSubscriber>,
     ) -> Result<(), lapin::Error> {
-        let consumer = link
-            .task_channel
-            .basic_consume(
-                self.options.task_queue.as_str().into(),
-                id.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer = consume(&link.task_channel, &self.options.task_queue, id, false).await?;
         let communicator = Arc::downgrade(self);
         on_deliveries(consumer, link, move |delivery| {
             let (subscriber, communicator) = (subscriber.clone(), communicator.clone());
@@ -675,9 +623,9 @@ impl Inner {
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
                 if !no_reply && let Some(communicator) = communicator.upgrade() {
-                    let exchange = communicator.options.task_exchange.clone();
+                    let exchange = &communicator.options.task_exchange;
                     communicator
-                        .reply(&exchange, &delivery.properties, response)
+                        .reply(exchange, &delivery.properties, response)
                         .await;
                 }
             });
@@ -1068,6 +1016,41 @@ impl Communicator for RabbitMqCommunicator {
         }
         inner.pending.lock().expect("pending").clear();
     }
+}
+
+/// Bind `queue` to `exchange` under `routing_key`.
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), lapin::Error> {
+    let (options, arguments) = (QueueBindOptions::default(), FieldTable::default());
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            options,
+            arguments,
+        )
+        .await
+}
+
+/// Consume `queue` under consumer tag `tag`; with `no_ack`, deliveries are not acknowledged.
+async fn consume(
+    channel: &Channel,
+    queue: &str,
+    tag: &str,
+    no_ack: bool,
+) -> Result<lapin::Consumer, lapin::Error> {
+    let options = BasicConsumeOptions {
+        no_ack,
+        ..Default::default()
+    };
+    channel
+        .basic_consume(queue.into(), tag.into(), options, FieldTable::default())
+        .await
 }
 
 /// Run `each` on every delivery of `consumer`, on a task of its own, until the consumer is
