@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::exit;
 use crate::comms::{
-    BroadcastFilter, Communicator, RabbitMqCommunicator, RabbitMqOptions, RemoteProcessController,
-    SocketCommunicator,
+    BroadcastFilter, CommsError, Communicator, RabbitMqCommunicator, RabbitMqOptions,
+    RemoteProcessController, SocketCommunicator,
 };
 
 /// Where the workers are: a RabbitMQ broker and kiwipy's names on it.
@@ -196,74 +196,80 @@ fn done(pid: &str, what: &str, reply: Value) -> ExitCode {
     }
 }
 
+/// What `pause`, `play` and `kill` share: one process by RPC, its reply printed (see [`done`]),
+/// or every process by broadcast. `verb` is the intent ("pause"), `done_as` what the process
+/// then is ("paused"), `all_asked` what is said once all were asked.
+async fn control(
+    daemon: &DaemonOptions,
+    pid: Option<&str>,
+    verb: &str,
+    done_as: &str,
+    all_asked: &str,
+    one: impl AsyncFnOnce(&RemoteProcessController, &str) -> Result<Value, CommsError>,
+    all: impl AsyncFnOnce(&RemoteProcessController) -> Result<(), CommsError>,
+) -> anyhow::Result<ExitCode> {
+    let (controller, communicator) = daemon.controller().await?;
+    let code = match pid {
+        Some(pid) => {
+            let reply = one(&controller, pid)
+                .await
+                .with_context(|| format!("cannot {verb} process {pid}"))?;
+            done(pid, done_as, reply)
+        }
+        None => {
+            all(&controller).await?;
+            println!("{all_asked}");
+            ExitCode::from(exit::OK)
+        }
+    };
+    communicator.close().await;
+    Ok(code)
+}
+
 impl PauseCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.daemon.controller().await?;
         let message = self.message.as_deref();
-        let code = match &self.target.pid {
-            Some(pid) => done(
-                pid,
-                "paused",
-                controller
-                    .pause_process(pid, message)
-                    .await
-                    .with_context(|| format!("cannot pause process {pid}"))?,
-            ),
-            None => {
-                controller.pause_all(message).await?;
-                println!("asked every process to pause");
-                ExitCode::from(exit::OK)
-            }
-        };
-        communicator.close().await;
-        Ok(code)
+        control(
+            &self.daemon,
+            self.target.pid.as_deref(),
+            "pause",
+            "paused",
+            "asked every process to pause",
+            async |c, pid| c.pause_process(pid, message).await,
+            async |c| c.pause_all(message).await,
+        )
+        .await
     }
 }
 
 impl PlayCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.daemon.controller().await?;
-        let code = match &self.target.pid {
-            Some(pid) => done(
-                pid,
-                "played",
-                controller
-                    .play_process(pid)
-                    .await
-                    .with_context(|| format!("cannot play process {pid}"))?,
-            ),
-            None => {
-                controller.play_all().await?;
-                println!("asked every process to play");
-                ExitCode::from(exit::OK)
-            }
-        };
-        communicator.close().await;
-        Ok(code)
+        control(
+            &self.daemon,
+            self.target.pid.as_deref(),
+            "play",
+            "played",
+            "asked every process to play",
+            async |c, pid| c.play_process(pid).await,
+            async |c| c.play_all().await,
+        )
+        .await
     }
 }
 
 impl KillCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let (controller, communicator) = self.daemon.controller().await?;
-        let message = self.message.as_deref();
-        let code = match &self.target.pid {
-            Some(pid) => done(
-                pid,
-                "killed",
-                controller
-                    .kill_process(pid, message, self.force)
-                    .await
-                    .with_context(|| format!("cannot kill process {pid}"))?,
-            ),
-            None => {
-                controller.kill_all(message, self.force).await?;
-                println!("asked every process to die");
-                ExitCode::from(exit::OK)
-            }
-        };
-        communicator.close().await;
-        Ok(code)
+        let (message, force) = (self.message.as_deref(), self.force);
+        control(
+            &self.daemon,
+            self.target.pid.as_deref(),
+            "kill",
+            "killed",
+            "asked every process to die",
+            async |c, pid| c.kill_process(pid, message, force).await,
+            async |c| c.kill_all(message, force).await,
+        )
+        .await
     }
 }
 
