@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use damson::comms::{Communicator, RabbitMqCommunicator, RabbitMqOptions, RemoteProcessController};
-use damson::persist::{
-    CheckpointKey, Persister, PostgresPersister, ProcessCheckpoint, load_checked,
-};
+use damson::persist::{CheckpointKey, Persister, PostgresPersister, load_checked};
 use damson::{ProcessRecord, ProcessState};
 use serde_json::{Value, json};
 
@@ -135,10 +133,10 @@ impl Fleet {
 
     /// A process as its last checkpoint has it.
     pub async fn record(&self, pid: &str) -> Option<ProcessRecord> {
-        load_checked::<ProcessCheckpoint>(&self.store, &CheckpointKey::new(pid))
+        load_checked::<ProcessRecord>(&self.store, &CheckpointKey::new(pid))
             .await
             .unwrap()
-            .map(|b| b.record.record().unwrap())
+            .map(|b| b.record)
     }
 
     /// Wait (at most `bound`) until every one of `pids` has terminated; then check that each

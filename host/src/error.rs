@@ -1,137 +1,215 @@
-//! The library's error type.
+//! [`Error`]: what can go wrong before a process runs, and around it.
 
 use std::path::PathBuf;
 
-use crate::ports::{SpecError, ValidationError};
-use crate::workchain::OutlineError;
+use crate::guest::Failure;
+use crate::persist::{CheckpointKey, PersistError};
+use crate::ports::ValidationError;
+use crate::spec::InvalidSpec;
 
 /// `Result<T, damson::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong before a process runs: finding, loading and checking a plugin,
-/// and validating its inputs. What goes wrong *while* a process runs is not an `Error`: it ends
-/// the process EXCEPTED, with the reason in its [`ProcessRecord`](crate::ProcessRecord).
+/// An error from another layer (wasmtime, a communicator) kept as the cause of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong before a process runs — finding, loading and checking a plugin,
+/// validating its inputs — and around it: the store, checkpoints, claims, the communicator. What
+/// goes wrong *while* a process runs is not an `Error`: it ends the process EXCEPTED, with the
+/// reason in its [`ProcessRecord`](crate::ProcessRecord).
+///
+/// Each variant says what failed and where (a path, a plugin, a process); the cause, when there
+/// is one, is its [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// A plugin file cannot be read.
     #[error("cannot read plugin file '{}'", path.display())]
     ReadPlugin {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
 
+    /// No plugin of this name is in the plugin directories.
     #[error("no plugin named '{name}': {}", looked_in(dirs))]
-    PluginNotFound { name: String, dirs: Vec<PathBuf> },
+    PluginNotFound {
+        /// The name looked for.
+        name: String,
+        /// The directories looked in ([`HostConfig::plugin_dir`](crate::HostConfig::plugin_dir)).
+        dirs: Vec<PathBuf>,
+    },
 
+    /// The file is not WebAssembly at all.
     #[error(
         "'{}' is not a WebAssembly file: it does not start with the magic bytes `\\0asm`",
         path.display()
     )]
-    NotWasm { path: PathBuf },
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
 
+    /// The file is a core module, not a component.
     #[error(
         "'{}' is a core WebAssembly module, not a component: build the plugin for the \
          wasm32-wasip2 target (which makes a component), or wrap it with `wasm-tools component new`",
         path.display()
     )]
-    CoreModule { path: PathBuf },
-
-    #[error("'{}' is not a valid WebAssembly component: {message}", path.display())]
-    InvalidComponent { path: PathBuf, message: String },
-
-    #[error(
-        "'{}' is not a Damson plugin for world {expected}: {detail}",
-        path.display()
-    )]
-    WrongWorld {
+    CoreModule {
+        /// The file.
         path: PathBuf,
-        expected: &'static str,
-        detail: String,
     },
 
-    #[error("plugin '{}' failed while declaring its spec: {message}", path.display())]
-    Declare { path: PathBuf, message: String },
+    /// The component does not validate or compile.
+    #[error("'{}' is not a valid WebAssembly component", path.display())]
+    InvalidComponent {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said.
+        #[source]
+        source: BoxError,
+    },
 
+    /// The component is not a plugin of the world this host implements.
+    #[error("'{}' is not a Damson plugin for world {expected}: {detail}", path.display())]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// The world this host implements ([`WORLD`](crate::WORLD)).
+        expected: &'static str,
+        /// What does not fit.
+        detail: String,
+        /// What wasmtime said, when it was wasmtime that refused it.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The plugin failed while declaring its spec.
+    #[error("plugin '{}' failed while declaring its spec", path.display())]
+    Declare {
+        /// The file.
+        path: PathBuf,
+        /// How it failed.
+        #[source]
+        source: Failure,
+    },
+
+    /// The plugin declared a spec that is refused.
     #[error("plugin '{plugin}' declares an invalid spec")]
     InvalidSpec {
+        /// The plugin.
         plugin: String,
+        /// What is wrong with it.
         #[source]
         source: InvalidSpec,
     },
 
+    /// A plugin whose ports this one exposes cannot be loaded.
     #[error("plugin '{plugin}' exposes the ports of '{exposed}', which cannot be loaded")]
     Expose {
+        /// The exposing plugin.
         plugin: String,
+        /// The exposed one.
         exposed: String,
+        /// Why it cannot be loaded.
         #[source]
         source: Box<Error>,
     },
 
+    /// The inputs do not fit the plugin's spec: no process was created.
     #[error("invalid inputs for plugin '{plugin}'")]
     InvalidInputs {
+        /// The plugin.
         plugin: String,
+        /// Which port, and why.
         #[source]
         source: ValidationError,
     },
 
-    #[error("plugin '{plugin}' failed while {doing}: {message}")]
+    /// The plugin failed outside a step: starting, validating, computing a default.
+    #[error("plugin '{plugin}' failed while {doing}")]
     Guest {
+        /// The plugin.
         plugin: String,
+        /// What it was doing, e.g. "validating 'inputs.a'".
         doing: String,
-        message: String,
+        /// How it failed.
+        #[source]
+        source: Failure,
     },
 
+    /// The process has terminated: a process runs once (plumpy's `ClosedError`).
     #[error("process {pid} has terminated: a process runs once")]
-    Closed { pid: String },
+    Closed {
+        /// The process.
+        pid: String,
+    },
 
-    #[error("cannot set up the WebAssembly engine: {message}")]
-    Engine { message: String },
+    /// wasmtime's engine cannot be set up with this configuration.
+    #[error("cannot set up the WebAssembly engine")]
+    Engine {
+        /// What wasmtime said.
+        #[source]
+        source: BoxError,
+    },
 
+    /// The store failed.
     #[error("the store failed while {doing}")]
     Store {
+        /// What the host was doing, e.g. "saving the checkpoint of process …".
         doing: String,
+        /// How the store failed.
         #[source]
-        source: Box<crate::persist::PersistError>,
+        source: Box<PersistError>,
     },
 
+    /// The store has no such checkpoint.
     #[error("no checkpoint of {key} in {store}")]
     NoCheckpoint {
-        key: crate::persist::CheckpointKey,
+        /// The checkpoint looked for.
+        key: CheckpointKey,
+        /// The store, described.
         store: String,
     },
 
-    #[error("{key} cannot be restored: {message}")]
+    /// A checkpoint was read but the process cannot be rebuilt from it.
+    #[error("{key} cannot be restored")]
     Restore {
-        key: crate::persist::CheckpointKey,
-        message: String,
+        /// The checkpoint.
+        key: CheckpointKey,
+        /// Why: its plugin cannot be had, or its memory image cannot be written back.
+        #[source]
+        source: Box<Error>,
     },
 
+    /// The host has no store, so this cannot be done.
     #[error("this host has no store: processes cannot be continued from checkpoints")]
     NoStore,
 
-    #[error("the communicator failed")]
-    Comms(#[from] crate::comms::CommsError),
+    /// The communicator failed.
+    #[error("the communicator failed while {doing}")]
+    Comms {
+        /// What the host was doing.
+        doing: String,
+        /// The communicator's error ([`CommsError`](crate::comms::CommsError)).
+        #[source]
+        source: BoxError,
+    },
 
+    /// Another host runs the process: its claim in the store has not run out.
     #[error("process {pid} is run by another host (its claim in the store has not run out)")]
-    Claimed { pid: String },
-}
-
-/// Why a declared spec was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum InvalidSpec {
-    #[error(transparent)]
-    Port(#[from] SpecError),
-    #[error(transparent)]
-    Outline(#[from] OutlineError),
-    #[error("input '{path}' has a computed default, which must come from the plugin: {message}")]
-    Default { path: String, message: String },
-    #[error("{0}")]
-    Other(String),
+    Claimed {
+        /// The process.
+        pid: String,
+    },
 }
 
 fn looked_in(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
-        return "no plugin directory is configured (use --plugins DIR or DAMSON_PLUGINS)".into();
+        return "no plugin directory is configured".into();
     }
     let dirs: Vec<String> = dirs.iter().map(|d| format!("'{}'", d.display())).collect();
     format!("looked for <name>.wasm in {}", dirs.join(", "))
@@ -142,8 +220,12 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors repeat their cause in their own text; say it once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -5,25 +5,50 @@
 //! specs, interprets their outlines one step at a time, and runs each process in a sandbox with
 //! memory and time limits.
 //!
-//! ## Module map
-//! - [`ports`]: ports, namespaces, validation and defaults (plumpy's port model).
-//! - [`workchain`]: outlines and the cursor that says where a process is.
-//! - [`spec`]: a plugin's declared spec.
-//! - [`process`]: process states, records, and running one through its outline.
-//! - [`comms`]: the communicator (RPC, broadcast, task queue) and process control over it.
-//! - [`persist`]: checkpoint bundles and persisters (in memory, embedded file, PostgreSQL).
+//! ## Module map, bottom up
+//! - [`ports`], [`workchain`], [`spec`]: ports and validation (plumpy's port model), outlines and
+//!   the cursor that says where a process is, a plugin's declared spec.
+//! - `guest`: a process's plugin code as the state machine sees it — the `Guest` trait and the
+//!   `StepOutcome` a call returns.
+//! - [`persist`]: checkpoint bundles and stores (in memory, embedded file, PostgreSQL).
 //! - `wasm`: wasmtime — engine, loading, instances, limits, host imports, memory images.
-//! - [`Host`] and [`HostConfig`]: the embedding API.
+//! - [`process`]: the state machine: records, handles, events, one task per process.
+//! - [`comms`]: communicators (RPC, broadcast, task queue) and process control over them.
+//! - [`Host`] and [`HostConfig`]: the embedding API, which composes all of the above.
 //! - `cli`: the `damson` command line.
 //!
-//! **Architecture invariants:** `ports`, `workchain` and `spec` are pure: no wasmtime, no tokio,
-//! no I/O. Only `wasm` touches wasmtime. Only `cli` uses `anyhow`.
+//! ## Layering
+//! Each module uses only the modules below it (`tests/layering.rs`-style, the `tidy` test in
+//! `src/tidy.rs` reads the sources and enforces this, naming file and line):
+//!
+//! | module | may use |
+//! |---|---|
+//! | `ports`, `workchain`, `json_text`, `config` | nothing of the host |
+//! | `spec` | `ports`, `workchain` |
+//! | `guest` | `ports`, `spec` |
+//! | `persist` | nothing of the host |
+//! | `error` | `ports`, `spec`, `guest`, `persist` |
+//! | `wasm` | `ports`, `workchain`, `spec`, `guest`, `config`, `error` |
+//! | `process` | `ports`, `workchain`, `spec`, `guest`, `error`, `json_text` |
+//! | `comms` | `process`, `error` (and the pure modules) |
+//! | `host` | everything but `cli` |
+//! | `cli` | everything |
+//!
+//! **Architecture invariants:** `ports`, `workchain`, `spec` and `guest` are pure: no wasmtime,
+//! no tokio, no I/O. Only `wasm` touches wasmtime, and no WIT type leaves it. `process` never
+//! names the host: what a running process needs from around it is one narrow trait
+//! (`process::Outside`). Only `persist` talks to databases, only `comms` to RabbitMQ. Only
+//! `cli` uses `anyhow`.
+
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod comms;
 mod config;
 mod error;
+mod guest;
 mod host;
+mod json_text;
 pub mod persist;
 pub mod ports;
 pub mod process;
@@ -32,7 +57,9 @@ mod wasm;
 pub mod workchain;
 
 pub use config::{HostConfig, Sandbox};
-pub use error::{Error, InvalidSpec, Result};
+pub use error::{BoxError, Error, Result};
+pub use guest::{Failure, LimitExceeded};
 pub use host::{Host, Recovered};
 pub use process::{Event, ProcessHandle, ProcessListener, ProcessRecord, ProcessState};
-pub use wasm::{Failure, LimitExceeded, Plugin, SnapshotSafety, WORLD};
+pub use spec::InvalidSpec;
+pub use wasm::{Plugin, SnapshotSafety, WORLD};

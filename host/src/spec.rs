@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::error::InvalidSpec;
-use crate::ports::{NamespaceOptions, PortDecl, PortNamespace, Rules};
-use crate::workchain::Outline;
+use crate::ports::{NamespaceOptions, PortDecl, PortNamespace, Rules, SpecError};
+use crate::workchain::{Outline, OutlineError};
 
 /// Everything the host knows about a plugin from its declaration (plumpy's `ProcessSpec`), with
 /// exposed ports copied in.
@@ -111,4 +110,28 @@ impl DeclaredSpec {
             outline: self.outline.clone(),
         })
     }
+}
+
+/// Why a declared spec was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidSpec {
+    /// A port or namespace is declared wrongly.
+    #[error(transparent)]
+    Port(#[from] SpecError),
+    /// The outline is malformed.
+    #[error(transparent)]
+    Outline(#[from] OutlineError),
+    /// A fixed default is not valid JSON.
+    #[error("port '{path}' has a default that is not valid JSON")]
+    Default {
+        /// The port's full path.
+        path: String,
+        /// Why its JSON does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
 }

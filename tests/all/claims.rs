@@ -66,14 +66,12 @@ async fn a_host_that_cannot_renew_stops_saving_and_abandons_what_another_host_to
         late.is_empty(),
         "the first host saved after the second took over: {late:?}"
     );
-    let stored = damson::persist::load_checked::<damson::persist::ProcessCheckpoint>(
-        &*store,
-        &CheckpointKey::new(&pid),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .record;
+    let stored =
+        damson::persist::load_checked::<damson::ProcessRecord>(&*store, &CheckpointKey::new(&pid))
+            .await
+            .unwrap()
+            .unwrap()
+            .record;
     assert_eq!(
         stored.state,
         ProcessState::Finished,

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use damson::persist::{
-    CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, ProcessCheckpoint, load_checked,
-};
+use damson::persist::{CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, load_checked};
 use damson::{Host, ProcessHandle, ProcessRecord, ProcessState};
 use damson_tests::watched::Watched;
 use damson_tests::{config, host};
@@ -43,8 +41,8 @@ async fn uninterrupted(plugin: &str, inputs: Value) -> ProcessRecord {
     host().run(&plugin, inputs).await.unwrap()
 }
 
-async fn stored(store: &Arc<dyn Persister>, pid: &str) -> ProcessCheckpoint {
-    load_checked::<ProcessCheckpoint>(&**store, &CheckpointKey::new(pid))
+async fn stored(store: &Arc<dyn Persister>, pid: &str) -> ProcessRecord {
+    load_checked::<ProcessRecord>(&**store, &CheckpointKey::new(pid))
         .await
         .unwrap()
         .unwrap()
@@ -220,7 +218,7 @@ async fn s44_a_checkpoint_mid_if_block_restores_with_the_same_context_and_runs_o
     let restored = second.load_process(original.pid(), None).await.unwrap();
     assert_eq!(restored.record().context, paused.context);
     // Saved again, the restored checkpoint is the same bundle, memory image included.
-    let decoded = damson::persist::bundle::decode::<ProcessCheckpoint>(&bundle).unwrap();
+    let decoded = damson::persist::bundle::decode::<ProcessRecord>(&bundle).unwrap();
     assert!(
         decoded.image.is_some(),
         "a snapshot-safe plugin's checkpoint has a memory image"
@@ -297,7 +295,7 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
             );
             assert_eq!(record.pid, original.pid, "same pid");
             let replayed = replay.bundles();
-            let records = |bundles: &[Vec<u8>]| -> Vec<ProcessCheckpoint> {
+            let records = |bundles: &[Vec<u8>]| -> Vec<ProcessRecord> {
                 bundles
                     .iter()
                     .map(|b| damson::persist::bundle::decode(b).unwrap().record)
@@ -308,7 +306,7 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
                 records(&bundles[i + 1..]),
                 "{plugin}: the checkpoints after checkpoint {i}"
             );
-            let had_image = damson::persist::bundle::decode::<ProcessCheckpoint>(bundle)
+            let had_image = damson::persist::bundle::decode::<ProcessRecord>(bundle)
                 .unwrap()
                 .image
                 .is_some();
@@ -390,7 +388,7 @@ async fn without_a_memory_image_only_the_context_carries_over() {
     config.memory_images(false);
     let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
     let pid = paused_mid_loop(store.clone(), config.clone(), "hailstone", inputs, 20);
-    let decoded = damson::persist::bundle::decode::<ProcessCheckpoint>(
+    let decoded = damson::persist::bundle::decode::<ProcessRecord>(
         &store
             .load(&CheckpointKey::new(&pid))
             .await

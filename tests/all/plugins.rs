@@ -102,9 +102,10 @@ async fn a_loaded_plugin_is_described_by_its_spec() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_that_panics_while_declaring_is_refused() {
-    let Err(Error::Declare { message, .. }) = host().load("baddecl").await else {
+    let Err(Error::Declare { source, .. }) = host().load("baddecl").await else {
         panic!("baddecl loaded");
     };
+    let message = source.to_string();
     assert!(
         message.contains("else_ must be the last branch"),
         "{message}"

@@ -10,10 +10,8 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{CommonOptions, exit};
-use crate::persist::{
-    CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, ProcessCheckpoint, bundle,
-};
-use crate::{Host, ProcessState};
+use crate::persist::{CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, bundle};
+use crate::{Host, ProcessRecord, ProcessState};
 
 /// plumpy 0.26.1's medians on a 2-core machine like ours (`shared/bench/README.md`).
 const PLUMPY_PROCESSES_PER_S: f64 = 9_466.0;
@@ -303,7 +301,7 @@ impl BenchCommand {
             .load(&key)
             .await?
             .context("case c: the checkpoint is not in the store")?;
-        let image = bundle::decode::<ProcessCheckpoint>(&bytes)?
+        let image = bundle::decode::<ProcessRecord>(&bytes)?
             .image
             .map_or(0, |i| i.len());
         process.kill(None, false);

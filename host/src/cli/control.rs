@@ -404,13 +404,11 @@ impl WatchCommand {
         };
         let key = crate::persist::CheckpointKey::new(&self.pid);
         let Ok(Some(body)) =
-            crate::persist::load_checked::<crate::persist::ProcessCheckpoint>(&*store, &key).await
+            crate::persist::load_checked::<crate::ProcessRecord>(&*store, &key).await
         else {
             return;
         };
-        let Ok(record) = body.record.record() else {
-            return;
-        };
+        let record = body.record;
         if self.json {
             println!(
                 "{}",

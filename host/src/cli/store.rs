@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::{CommonOptions, exit};
 use crate::persist::{
     self, CheckpointKey, DEFAULT_TENANT, EmbeddedPersister, Persister, PostgresPersister,
-    ProcessCheckpoint,
 };
 use crate::{Host, ProcessRecord, ProcessState};
 
@@ -95,10 +94,9 @@ impl StoreOptions {
 
 /// A stored checkpoint, decoded.
 struct Stored {
-    key: CheckpointKey,
     size: usize,
     image: Option<usize>,
-    checkpoint: ProcessCheckpoint,
+    record: ProcessRecord,
 }
 
 async fn read(store: &dyn Persister, key: &CheckpointKey) -> anyhow::Result<Option<Stored>> {
@@ -109,25 +107,17 @@ async fn read(store: &dyn Persister, key: &CheckpointKey) -> anyhow::Result<Opti
     else {
         return Ok(None);
     };
-    let body = persist::bundle::decode::<ProcessCheckpoint>(&bytes)
+    let body = persist::bundle::decode::<ProcessRecord>(&bytes)
         .map_err(|source| persist::PersistError::Corrupt {
             key: key.clone(),
             source,
         })
         .with_context(|| format!("in {}", store.summary()))?;
     Ok(Some(Stored {
-        key: key.clone(),
         size: bytes.len(),
         image: body.image.as_ref().map(Vec::len),
-        checkpoint: body.record,
+        record: body.record,
     }))
-}
-
-fn record_of(stored: &Stored) -> anyhow::Result<ProcessRecord> {
-    stored
-        .checkpoint
-        .record()
-        .with_context(|| format!("the checkpoint of {} does not parse", stored.key))
 }
 
 /// List the processes in a store with their state and status.
@@ -150,8 +140,7 @@ impl PsCommand {
         let mut rows = Vec::new();
         for key in keys.iter().filter(|k| k.tag.is_none()) {
             match read(&*store, key).await {
-                Ok(Some(stored)) => {
-                    let r = record_of(&stored)?;
+                Ok(Some(Stored { record: r, .. })) => {
                     rows.push(json!({
                         "pid": r.pid, "plugin": r.plugin, "state": r.state, "paused": r.paused,
                         "status": r.status, "position": r.position, "parent": r.parent,
@@ -209,13 +198,12 @@ impl ShowCommand {
         let Some(stored) = read(&*store, &key).await? else {
             bail!("no process {} in {}", self.pid, store.summary());
         };
-        let record = record_of(&stored)?;
+        let record = &stored.record;
         let mut children = Vec::new();
         for pid in &record.children {
             let child = read(&*store, &CheckpointKey::new(pid)).await?;
             children.push(match child {
-                Some(child) => {
-                    let r = record_of(&child)?;
+                Some(Stored { record: r, .. }) => {
                     json!({"pid": r.pid, "plugin": r.plugin, "state": r.state,
                            "successful": r.successful()})
                 }
@@ -223,7 +211,7 @@ impl ShowCommand {
             });
         }
         if self.json {
-            let mut json = serde_json::to_value(&record)?;
+            let mut json = serde_json::to_value(record)?;
             json["children"] = Value::Array(children);
             json["checkpoint_bytes"] = json!(stored.size);
             json["memory_image_bytes"] = json!(stored.image);
@@ -301,7 +289,7 @@ impl CheckpointsCommand {
             if let Some(stored) = read(&*store, key).await? {
                 rows.push(json!({
                     "tag": key.tag, "bytes": stored.size, "memory_image_bytes": stored.image,
-                    "state": stored.checkpoint.state, "position": stored.checkpoint.position,
+                    "state": stored.record.state, "position": stored.record.position,
                 }));
             }
         }

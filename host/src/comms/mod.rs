@@ -14,8 +14,11 @@
 //! [`RabbitMqCommunicator`] (many hosts, kiwipy's layout on the wire), and
 //! [`SocketCommunicator`], a client of `damson serve`'s Unix socket ([`socket`]).
 
-pub(crate) mod control;
+mod attach;
+mod control;
+mod controller;
 mod inprocess;
+mod launcher;
 mod rabbitmq;
 pub mod socket;
 
@@ -24,8 +27,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub use control::{ProcessLauncher, RemoteProcessController, intent};
+pub(crate) use attach::Attachment;
+pub use control::intent;
+pub use controller::RemoteProcessController;
 pub use inprocess::InProcessCommunicator;
+pub use launcher::{ProcessLauncher, Processes};
 pub(crate) use rabbitmq::redacted;
 pub use rabbitmq::{RabbitMqCommunicator, RabbitMqOptions};
 pub use socket::SocketCommunicator;

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "DAMSONCK"
-//!      8     2  format version, little-endian (1)
+//!      8     2  format version, little-endian (2)
 //!     10     2  flags (bit 0: the body holds a memory image)
 //!     12     8  body length in bytes, little-endian
 //!     20     4  CRC-32 of the body, little-endian
@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"DAMSONCK";
 /// The format version this host writes and reads.
-pub const VERSION: u16 = 1;
+/// Version 2: the body is the process record itself (version 1 repeated its fields in a
+/// checkpoint type of its own).
+pub const VERSION: u16 = 2;
 const HEADER_LEN: usize = 24;
 const FLAG_IMAGE: u16 = 1;
 
@@ -183,11 +185,13 @@ mod tests {
                 "{err}"
             );
         }
-        let mut future = bundle.clone();
-        future[8] = 2;
-        assert_eq!(
-            decode::<Sample>(&future).unwrap_err(),
-            BundleError::UnknownVersion { found: 2 }
-        );
+        for other in [1, VERSION + 1] {
+            let mut foreign = bundle.clone();
+            foreign[8..10].copy_from_slice(&other.to_le_bytes());
+            assert_eq!(
+                decode::<Sample>(&foreign).unwrap_err(),
+                BundleError::UnknownVersion { found: other }
+            );
+        }
     }
 }

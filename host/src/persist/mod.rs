@@ -15,21 +15,23 @@
 //! - [`PostgresPersister`]: a PostgreSQL database that many hosts share.
 //!
 //! A host with a store ([`Host::with_store`](crate::Host::with_store)) checkpoints every
-//! process into it as a [`ProcessCheckpoint`] (the portable record) plus, for snapshot-safe
-//! plugins, a memory image of the plugin instance.
+//! process into it as its [`ProcessRecord`](crate::ProcessRecord) plus, for snapshot-safe
+//! plugins, a memory image of the plugin instance: read one back with
+//! `load_checked::<ProcessRecord>`.
+//!
+//! **Architecture invariant:** stores know bundles and keys, not processes: nothing here uses
+//! the rest of the host.
 
 pub mod bundle;
 mod embedded;
 mod memory;
 mod postgres;
-mod record;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedPersister;
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
-pub use record::{AfterStep, AwaitedChild, ChildLaunch, ProcessCheckpoint, Then};
 
 /// The tenant everything belongs to until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";
@@ -89,8 +91,6 @@ pub enum PersistError {
     },
     #[error("the store at '{location}' failed: {message}")]
     Backend { location: String, message: String },
-    #[error("not saved: the claim of {key}'s process is another host's (or nobody's)")]
-    NotClaimed { key: CheckpointKey },
 }
 
 /// Stores checkpoint bundles and plugins. Implementations must make `save` atomic.

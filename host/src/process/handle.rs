@@ -51,7 +51,7 @@ pub(crate) struct Control {
 }
 
 impl Shared {
-    pub(crate) fn new(record: ProcessRecord, interrupt: Arc<AtomicBool>) -> Self {
+    fn new(record: ProcessRecord, interrupt: Arc<AtomicBool>) -> Self {
         Self {
             pid: record.pid.clone(),
             control: Mutex::new(Control::default()),
@@ -70,6 +70,20 @@ impl Shared {
 }
 
 impl ProcessHandle {
+    /// The handle of a process that `record` describes, whose guest calls `interrupt` stops.
+    pub(crate) fn new(record: ProcessRecord, interrupt: Arc<AtomicBool>) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(record, interrupt)),
+        }
+    }
+
+    /// The handle of a process that terminated before this host saw it: it never runs again.
+    pub(crate) fn terminated(record: ProcessRecord) -> Self {
+        let handle = Self::new(record, Arc::default());
+        handle.shared.done.send_replace(true);
+        handle
+    }
+
     /// The process id.
     pub fn pid(&self) -> &str {
         &self.shared.pid

@@ -11,20 +11,31 @@
 //!
 //! Any non-terminal process can be paused (a running step completes first), played, killed (a
 //! running step is interrupted at the next epoch tick) and, when waiting, resumed. Each process
-//! runs as its own tokio task, which owns its plugin instance; a [`ProcessHandle`] controls and
-//! watches it from anywhere.
+//! runs as its own tokio task ([`Task`]: the state machine), which owns its record and its
+//! [`Guest`](crate::guest::Guest); a [`ProcessHandle`] controls and watches it from anywhere.
+//!
+//! **Architecture invariant:** `process` does not know the host, wasmtime or the store. What a
+//! running process needs from around it — saving a checkpoint under its claim, making and finding
+//! children, announcing state changes, a turn to run a guest call — is the [`Outside`] trait, and
+//! its plugin code is a [`Guest`](crate::guest::Guest); both have fakes in the state machine's
+//! tests.
 
-mod data;
 mod handle;
-mod run;
+mod inputs;
+mod outside;
+mod record;
+mod table;
+mod task;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-pub use data::{Launch, ProcessData};
 pub use handle::ProcessHandle;
-pub(crate) use handle::Shared;
-pub(crate) use run::{Guests, Task, prepare_inputs};
+pub(crate) use inputs::prepare_inputs;
+pub(crate) use outside::{Checkpoints, Outside, Unsaved};
+pub use record::ProcessRecord;
+pub(crate) use table::ProcessTable;
+pub(crate) use task::Task;
 
 /// The state of a process, as in plumpy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,78 +71,6 @@ impl ProcessState {
 impl std::fmt::Display for ProcessState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// What is known about a process: its identity, state, outputs and how it ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessRecord {
-    /// The process id (a UUID).
-    pub pid: String,
-    /// The plugin's declared name.
-    pub plugin: String,
-    /// The SHA-256 digest of the plugin's component: the exact code the process runs.
-    pub plugin_digest: String,
-    pub state: ProcessState,
-    /// Whether the process is paused (a terminated process can be, as in plumpy).
-    pub paused: bool,
-    /// The inputs, validated and with defaults applied.
-    pub inputs: Value,
-    /// The outputs emitted so far (a nested object).
-    pub outputs: Value,
-    /// The context, as the last step left it.
-    pub context: Map<String, Value>,
-    /// The status message, if any.
-    pub status: Option<String>,
-    /// Where the process is (or stopped) in its outline, e.g. `1:while_(above_one)(0:halve)`.
-    pub position: String,
-    /// FINISHED only: the exit status (0 is success).
-    pub exit_status: Option<u32>,
-    /// FINISHED: the exit code's message, or why the process is not successful; KILLED: the
-    /// kill message.
-    pub exit_message: Option<String>,
-    /// FINISHED only: required outputs that were never emitted (which makes the process
-    /// unsuccessful, as in plumpy).
-    pub missing_outputs: Vec<String>,
-    /// EXCEPTED only: what went wrong, and in which step.
-    pub error: Option<String>,
-    /// The process that launched this one, if any.
-    pub parent: Option<String>,
-    /// The processes this one launched, in order.
-    pub children: Vec<String>,
-    /// WAITING only: the children it waits for (none when it waits for a resume).
-    pub awaiting: Vec<String>,
-    /// Creation time, milliseconds since the Unix epoch.
-    pub ctime: u64,
-}
-
-impl ProcessRecord {
-    /// Whether the process finished with exit status 0 and all required outputs; `None` until it
-    /// has terminated (plumpy's `is_successful`, which raises before termination).
-    pub fn successful(&self) -> Option<bool> {
-        match self.state {
-            ProcessState::Finished => {
-                Some(self.exit_status == Some(0) && self.missing_outputs.is_empty())
-            }
-            ProcessState::Excepted | ProcessState::Killed => Some(false),
-            _ => None,
-        }
-    }
-
-    /// The short form shown by `damson run --json` and stored in a parent's context for an
-    /// awaited child: `pid`, `plugin`, `state`, `successful`, `exit_status`, `exit_message`,
-    /// `outputs`, `error`.
-    pub fn summary(&self) -> Value {
-        json!({
-            "pid": self.pid,
-            "plugin": self.plugin,
-            "state": self.state,
-            "successful": self.successful(),
-            "exit_status": self.exit_status,
-            "exit_message": self.exit_message,
-            "outputs": self.outputs,
-            "error": self.error,
-        })
     }
 }
 

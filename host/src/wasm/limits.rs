@@ -3,15 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-/// A limit a plugin ran into. Returned from wasmtime callbacks, so it comes back out of the
-/// guest call as the error, where [`crate::wasm`] recognises it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitExceeded {
-    #[error("exceeded the memory limit of {}", mib(*limit))]
-    Memory { limit: usize },
-    #[error("exceeded the time limit of {limit:?} per step")]
-    Time { limit: Duration },
-}
+use crate::guest::LimitExceeded;
 
 /// The process was killed while a guest call was running: the call stops at the next epoch tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,13 +81,5 @@ impl Deadline {
             Some((at, limit)) if Instant::now() >= at => Err(LimitExceeded::Time { limit }),
             _ => Ok(()),
         }
-    }
-}
-
-fn mib(bytes: usize) -> String {
-    if bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{bytes} bytes")
     }
 }

@@ -1,8 +1,7 @@
 //! WIT declarations → the host's [`DeclaredSpec`].
 
-use crate::error::InvalidSpec;
 use crate::ports::{DefaultValue, NamespaceOptions, PortDecl, Rules, ValidTypes, ValueType};
-use crate::spec::{DeclaredSpec, ExitCodeSpec, Expose, Side};
+use crate::spec::{DeclaredSpec, ExitCodeSpec, Expose, InvalidSpec, Side};
 use crate::workchain::{Node, Outline};
 
 use super::bindings::damson::workflow::types as wit;
@@ -49,9 +48,9 @@ fn ports(root: &str, declared: Vec<wit::Port>) -> Result<Vec<PortDecl>, InvalidS
                 None => None,
                 Some(wit::DefaultValue::Computed) => Some(DefaultValue::Computed),
                 Some(wit::DefaultValue::Value(json)) => Some(DefaultValue::Value(
-                    serde_json::from_str(&json).map_err(|e| InvalidSpec::Default {
+                    serde_json::from_str(&json).map_err(|source| InvalidSpec::Default {
                         path: format!("{root}.{}", port.path),
-                        message: format!("not valid JSON: {e}"),
+                        source,
                     })?,
                 )),
             };

@@ -6,19 +6,42 @@ use std::sync::atomic::AtomicBool;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use serde_json::Value;
+
 use super::bindings::damson::workflow::{host, types};
 use super::limits::{Deadline, MemoryLimiter};
 use crate::config::Sandbox;
-use crate::process::ProcessData;
+use crate::guest::{Effects, Launch, ProcessView};
+use crate::ports::{SEPARATOR, ValidationError};
+use crate::spec::ProcessSpec;
 
-/// Everything a store holds besides the guest: WASI (empty by default), limits, and the data of
-/// the process the instance serves.
+/// Which kind of call runs, which decides what the host imports may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// A step: everything.
+    Step,
+    /// A condition: everything but launching children.
+    Condition,
+    /// Declaring, validating, computing a default: reading only.
+    Other,
+}
+
+/// Everything a store holds besides the guest: WASI (empty by default), limits, and — during a
+/// step or condition — the process the call is lent, and the effects it has had so far.
 pub(crate) struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: Deadline,
-    pub(crate) process: ProcessData,
+    /// The spec outputs are checked against; `None` while the plugin is being loaded.
+    pub(crate) spec: Option<Arc<ProcessSpec>>,
+    /// What the running call sees of its process.
+    pub(crate) process: ProcessView,
+    /// The pid log lines carry (kept after a call, for validators' log lines).
+    pub(crate) pid: String,
+    pub(crate) call: Call,
+    /// What the running call did so far.
+    pub(crate) effects: Effects,
     /// The panic the guest reported just before it trapped.
     pub(crate) panic: Option<String>,
     /// Plugin name, for log lines.
@@ -32,6 +55,7 @@ impl StoreState {
         sandbox: &Sandbox,
         max_memory: usize,
         plugin: Arc<str>,
+        spec: Option<Arc<ProcessSpec>>,
         interrupt: Arc<AtomicBool>,
     ) -> Self {
         Self {
@@ -39,11 +63,75 @@ impl StoreState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(max_memory),
             deadline: Deadline::default(),
-            process: ProcessData::default(),
+            spec,
+            process: ProcessView::default(),
+            pid: String::new(),
+            call: Call::Other,
+            effects: Effects::default(),
             panic: None,
             plugin,
             interrupt,
         }
+    }
+
+    /// Lend `process` to the call about to run.
+    pub(crate) fn lend(&mut self, call: Call, process: &mut ProcessView) {
+        self.process = std::mem::take(process);
+        if self.pid != self.process.pid {
+            self.pid.clone_from(&self.process.pid);
+        }
+        self.call = call;
+    }
+
+    /// The call has returned: give the process back, with what the call did.
+    pub(crate) fn give_back(&mut self, process: &mut ProcessView) -> Effects {
+        *process = std::mem::take(&mut self.process);
+        self.call = Call::Other;
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Validate an output emitted at a dotted path and record it.
+    fn emit(&mut self, path: &str, value: Value) -> Result<(), ValidationError> {
+        let spec = match (&self.spec, self.call) {
+            (Some(spec), Call::Step | Call::Condition) => spec,
+            _ => {
+                return Err(ValidationError {
+                    path: format!("outputs.{path}"),
+                    message: "outputs can only be emitted by a running step".into(),
+                });
+            }
+        };
+        match spec.outputs.validate_emitted(path, &value) {
+            Ok(checks) => self.effects.checks.extend(checks),
+            Err(e) => {
+                self.effects.refused.get_or_insert_with(|| e.clone());
+                return Err(e);
+            }
+        }
+        self.effects.outputs.push((path.to_string(), value));
+        Ok(())
+    }
+
+    /// Record a child to launch after the step; its pid.
+    fn launch(&mut self, plugin: String, inputs: Value) -> Result<String, String> {
+        if self.call != Call::Step {
+            return Err("children can only be launched by a running step".into());
+        }
+        if plugin.is_empty() {
+            return Err("launch needs a plugin name".into());
+        }
+        if !inputs.is_object() {
+            return Err(format!(
+                "the inputs of a '{plugin}' child must be a JSON object"
+            ));
+        }
+        let pid = uuid::Uuid::new_v4().to_string();
+        self.effects.launches.push(Launch {
+            pid: pid.clone(),
+            plugin,
+            inputs,
+        });
+        Ok(pid)
     }
 }
 
@@ -87,7 +175,7 @@ impl types::Host for StoreState {}
 
 impl host::Host for StoreState {
     fn pid(&mut self) -> wasmtime::Result<String> {
-        Ok(self.process.pid.clone())
+        Ok(self.pid.clone())
     }
 
     fn inputs(&mut self) -> wasmtime::Result<String> {
@@ -95,7 +183,10 @@ impl host::Host for StoreState {
     }
 
     fn input(&mut self, path: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.process.input(&path).map(|v| v.to_string()))
+        let value = path
+            .split(SEPARATOR)
+            .try_fold(&self.process.inputs, |value, key| value.get(key));
+        Ok(value.map(|v| v.to_string()))
     }
 
     fn context_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
@@ -120,24 +211,25 @@ impl host::Host for StoreState {
 
     fn emit_output(&mut self, path: String, value: String) -> wasmtime::Result<Result<(), String>> {
         let value = parse_json(&value, || format!("emit-output of port '{path}'"))?;
-        Ok(self
-            .process
-            .emit_output(&path, value)
-            .map_err(|e| e.to_string()))
+        Ok(self.emit(&path, value).map_err(|e| e.to_string()))
     }
 
     fn pause(&mut self, message: Option<String>) -> wasmtime::Result<()> {
-        self.process.pause = Some(message);
+        if self.call != Call::Other {
+            self.effects.pause = Some(message);
+        }
         Ok(())
     }
 
     fn set_status(&mut self, message: Option<String>) -> wasmtime::Result<()> {
-        self.process.status = message;
+        if self.call != Call::Other {
+            self.effects.status = Some(message);
+        }
         Ok(())
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
-        let pid = self.process.pid.as_str();
+        let pid = self.pid.as_str();
         let plugin = &*self.plugin;
         match level {
             types::LogLevel::Trace => {
@@ -165,7 +257,7 @@ impl host::Host for StoreState {
         inputs: String,
     ) -> wasmtime::Result<Result<String, String>> {
         let inputs = parse_json(&inputs, || format!("launch of '{plugin}'"))?;
-        Ok(self.process.launch(plugin, inputs))
+        Ok(StoreState::launch(self, plugin, inputs))
     }
 
     fn report_panic(&mut self, message: String, location: Option<String>) -> wasmtime::Result<()> {

@@ -1,0 +1,271 @@
+//! [`ProcessLauncher`]: takes launch, create and continue tasks for a host.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Accepted, TaskError, TaskSubscriber};
+use crate::error::{Error, Result, chain};
+use crate::process::{ProcessHandle, ProcessRecord, ProcessState};
+
+/// What a [`ProcessLauncher`] needs of the host it launches processes on: implemented by
+/// [`Host`](crate::Host).
+#[async_trait]
+pub trait Processes: Send + Sync + 'static {
+    /// Whether processes here are durable (checkpointed into a store).
+    fn durable(&self) -> bool;
+
+    /// Create a process of the plugin named `plugin` with `inputs` (and this pid, if given): not
+    /// yet started.
+    ///
+    /// # Errors
+    /// When the plugin cannot be loaded or the inputs are invalid ([`Error::InvalidInputs`]).
+    async fn create(
+        &self,
+        plugin: &str,
+        inputs: Value,
+        pid: Option<String>,
+    ) -> Result<ProcessHandle>;
+
+    /// The process with this pid, if this host has it.
+    fn process(&self, pid: &str) -> Option<ProcessHandle>;
+
+    /// Whether the store has a current checkpoint of `pid`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot be read.
+    async fn stored(&self, pid: &str) -> Result<bool>;
+
+    /// The process `pid` from its checkpoint (the one tagged `tag`, if given), not yet started;
+    /// the one this host runs if it has it.
+    ///
+    /// # Errors
+    /// [`Error::Claimed`] when another host runs it, and the errors of
+    /// [`Host::load_process`](crate::Host::load_process).
+    async fn load_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle>;
+}
+
+/// Takes launch, create and continue tasks for a host (plumpy's `ProcessLauncher`). Other
+/// tasks are rejected, so that another subscriber can take them.
+///
+/// A launch is acknowledged once its process has a checkpoint. A task that the communicator
+/// names ([`Accepted::task_id`]) launches a process whose pid is made from that name, so that a
+/// task delivered again — its acknowledgement lost with a connection or a worker — continues
+/// the process of its first delivery (or, if another host runs it, answers with its pid)
+/// instead of creating a second one. This needs the host's store, where the first delivery's
+/// process is found.
+pub struct ProcessLauncher {
+    host: Arc<dyn Processes>,
+    /// The pids of the tasks being launched here, so that two deliveries of one task on this
+    /// host do not both create its process.
+    launching: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A pid in [`ProcessLauncher::launching`], until dropped.
+struct Launching {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    pid: String,
+}
+
+impl Launching {
+    fn start(
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+        pid: &str,
+    ) -> Option<Self> {
+        set.lock()
+            .expect("launching")
+            .insert(pid.to_string())
+            .then(|| Self {
+                set: set.clone(),
+                pid: pid.to_string(),
+            })
+    }
+}
+
+impl Drop for Launching {
+    fn drop(&mut self) {
+        self.set.lock().expect("launching").remove(&self.pid);
+    }
+}
+
+impl ProcessLauncher {
+    /// A launcher of processes on `host` (a [`Host`](crate::Host)).
+    pub fn new(host: impl Processes) -> Self {
+        Self {
+            host: Arc::new(host),
+            launching: Arc::default(),
+        }
+    }
+
+    /// Launch (or, if `start` is false, create) the process a task describes. A task named by
+    /// its sender (`task_id`) gets a pid made from that name, so that when the task is
+    /// delivered again — its acknowledgement was lost with a connection or a worker — the
+    /// process the first delivery created is continued, not created twice.
+    async fn launch(
+        &self,
+        args: &Value,
+        start: bool,
+        task_id: Option<&str>,
+    ) -> Result<Launched, TaskError> {
+        let failed = |e: Error| TaskError::Failed(chain(&e));
+        let plugin = args
+            .get("process_class")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TaskError::Failed("the task names no process_class".into()))?;
+        let persist = args
+            .get("persist")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if persist && !self.host.durable() {
+            return Err(TaskError::Failed(
+                "the task asks for a persisted process, but this host has no store".into(),
+            ));
+        }
+        let inputs = args
+            .pointer("/init_kwargs/inputs")
+            .cloned()
+            .filter(|v| !v.is_null())
+            .unwrap_or_else(|| json!({}));
+        let Some(id) = task_id.filter(|_| self.host.durable()) else {
+            let process = self.create(plugin, inputs, None, start).await;
+            return process.map(Launched::Here).map_err(failed);
+        };
+        let pid = uuid::Uuid::new_v5(&LAUNCH_NAMESPACE, id.as_bytes()).to_string();
+        // Another delivery of this task is being launched here: wait for it.
+        let _launching = loop {
+            if let Some(guard) = Launching::start(&self.launching, &pid) {
+                break guard;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let known = self.host.process(&pid).is_some()
+            || self.host.stored(&pid).await.map_err(|e| {
+                TaskError::Failed(format!(
+                    "cannot look for process {pid} in the store: {}",
+                    chain(&e)
+                ))
+            })?;
+        if !known {
+            let process = self.create(plugin, inputs, Some(pid), start).await;
+            return process.map(Launched::Here).map_err(failed);
+        }
+        tracing::info!(%pid, "a launch task delivered again: continuing its process");
+        let process = match self.host.load_process(&pid, None).await {
+            Ok(process) => process,
+            Err(Error::Claimed { .. }) => return Ok(Launched::Elsewhere(pid)),
+            Err(e) => return Err(failed(e)),
+        };
+        if start && !process.state().is_terminal() {
+            process.start().map_err(failed)?;
+        }
+        Ok(Launched::Here(process))
+    }
+
+    async fn create(
+        &self,
+        plugin: &str,
+        inputs: Value,
+        pid: Option<String>,
+        start: bool,
+    ) -> Result<ProcessHandle> {
+        let process = self.host.create(plugin, inputs, pid).await?;
+        if start {
+            process.start()?;
+        }
+        Ok(process)
+    }
+}
+
+/// Where a launched process runs.
+enum Launched {
+    Here(ProcessHandle),
+    /// On another host: an earlier delivery of the task created it there, and it is claimed.
+    Elsewhere(String),
+}
+
+/// The namespace of the pids made from launch tasks' identifiers (a UUID of Damson's own).
+const LAUNCH_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d1f_3c2a_8b4e_4f0a_9c7d_2e5b_1a38_d964);
+
+/// The outputs of a process that has ended, or why it did not finish.
+fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
+    match record.state {
+        ProcessState::Finished => Ok(record.outputs),
+        state if !state.is_terminal() => Err(TaskError::Failed(format!(
+            "process {} is carried on by another host, which took it over",
+            record.pid
+        ))),
+        ProcessState::Excepted => Err(TaskError::Failed(format!(
+            "process {} excepted: {}",
+            record.pid,
+            record.error.unwrap_or_default()
+        ))),
+        _ => Err(TaskError::Failed(format!(
+            "process {} was killed{}",
+            record.pid,
+            record
+                .exit_message
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+#[async_trait]
+impl TaskSubscriber for ProcessLauncher {
+    async fn take(&self, task: Value, mut accepted: Accepted) -> Result<Value, TaskError> {
+        let args = task.get("args").cloned().unwrap_or(Value::Null);
+        let nowait = args.get("nowait").and_then(Value::as_bool).unwrap_or(false);
+        match task.get("task").and_then(Value::as_str) {
+            Some(kind @ ("launch" | "create")) => {
+                let start = kind == "launch";
+                let process = match self.launch(&args, start, accepted.task_id()).await? {
+                    Launched::Here(process) => process,
+                    Launched::Elsewhere(pid) => {
+                        // Its outputs are the other host's to report; the sender learns the pid.
+                        if nowait || !start {
+                            return Ok(json!(pid));
+                        }
+                        return Err(TaskError::Failed(format!(
+                            "process {pid} runs on another host, where this task was delivered \
+                             before"
+                        )));
+                    }
+                };
+                if !start {
+                    return Ok(json!(process.pid()));
+                }
+                // Created with a checkpoint (with a store): another host can carry it on.
+                if self.host.durable() {
+                    accepted.accept();
+                }
+                if nowait {
+                    return Ok(json!(process.pid()));
+                }
+                outcome(process.wait().await)
+            }
+            Some("continue") => {
+                let pid = args
+                    .get("pid")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| TaskError::Failed("the continue task names no pid".into()))?;
+                let tag = args.get("tag").and_then(Value::as_str);
+                let process = self
+                    .host
+                    .load_process(pid, tag)
+                    .await
+                    .map_err(|e| TaskError::Failed(chain(&e)))?;
+                if !process.state().is_terminal() {
+                    process.start().map_err(|e| TaskError::Failed(chain(&e)))?;
+                }
+                accepted.accept();
+                if nowait {
+                    return Ok(json!(pid));
+                }
+                outcome(process.wait().await)
+            }
+            _ => Err(TaskError::Rejected),
+        }
+    }
+}

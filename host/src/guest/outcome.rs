@@ -1,0 +1,101 @@
+//! [`StepOutcome`] and [`Effects`]: what a call into a plugin did, as host-owned values.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Failure;
+use crate::ports::{GuestCheck, ValidationError};
+
+/// What a call into a plugin did while it ran, and what it returned (or why it did not).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outcome<T> {
+    /// What the call did to its process, also when it then failed.
+    pub(crate) effects: Effects,
+    /// What it returned.
+    pub(crate) result: Result<T, Failure>,
+}
+
+impl<T> Outcome<T> {
+    /// A call that did not start, or failed before it did anything.
+    pub(crate) fn failed(failure: Failure) -> Self {
+        Self {
+            effects: Effects::default(),
+            result: Err(failure),
+        }
+    }
+}
+
+/// What a step did and returned.
+pub(crate) type StepOutcome = Outcome<StepResult>;
+
+/// What a step returned (the WIT world's `step-result`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepResult {
+    /// What comes once the awaited children have terminated.
+    pub(crate) next: Next,
+    /// Children to await, and where their records go in the context (plumpy's `ToContext`).
+    pub(crate) awaits: Vec<AwaitChild>,
+}
+
+/// What a call did to its process besides returning: collected while it runs, applied by the
+/// state machine once it returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Effects {
+    /// Outputs emitted and accepted by the output spec, in order: dotted path and value.
+    pub(crate) outputs: Vec<(String, Value)>,
+    /// The first output the spec refused (the call was told): it ends the process EXCEPTED.
+    pub(crate) refused: Option<ValidationError>,
+    /// Emitted outputs that the plugin's own validators must still check.
+    pub(crate) checks: Vec<GuestCheck>,
+    /// Children launched, to create once the step is committed.
+    pub(crate) launches: Vec<Launch>,
+    /// A pause the call asked for, with its message.
+    pub(crate) pause: Option<Option<String>>,
+    /// The status message, when the call set or cleared it.
+    pub(crate) status: Option<Option<String>>,
+}
+
+/// What happens after a step (the WIT world's `next`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Next {
+    /// Go on with the outline.
+    Continue,
+    /// Wait until resumed (by the named event, if any), showing this status message.
+    Wait {
+        event: Option<String>,
+        message: Option<String>,
+    },
+    /// End the outline now, with this exit status (0 is success) and message.
+    Finish {
+        status: u32,
+        message: Option<String>,
+    },
+    /// Kill the process with this message.
+    Kill { message: String },
+}
+
+/// A child a step awaits (the WIT world's `await-child`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AwaitChild {
+    /// The child's pid, as `launch` returned it.
+    pub(crate) pid: String,
+    /// The context key its record goes under.
+    pub(crate) key: String,
+    /// Append to a list at `key` rather than set it.
+    pub(crate) append: bool,
+    /// The parent inspects the child's record itself: a failed child does not fail it.
+    pub(crate) inspect: bool,
+}
+
+/// A child process a step launched: created with this pid (returned to the step at once) when
+/// the step is committed, and never twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Launch {
+    /// The pid the child has.
+    pub(crate) pid: String,
+    /// The plugin, by name.
+    pub(crate) plugin: String,
+    /// Its inputs (a JSON object), not yet validated.
+    #[serde(with = "crate::json_text")]
+    pub(crate) inputs: Value,
+}

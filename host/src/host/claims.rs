@@ -1,0 +1,182 @@
+//! Claims and leases: a host that shares its store claims each process it runs, renews its
+//! claims while it lives, and saves a checkpoint only while they are known to hold.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::Host;
+use crate::error::{Error, Result, chain};
+use crate::persist::{DEFAULT_TENANT, Persister};
+use crate::process::ProcessHandle;
+
+/// This host's claims in its store.
+pub(super) struct Claims {
+    /// Who this host is in the store's claims.
+    pub(super) owner: String,
+    /// How long a claim lasts unrenewed.
+    ttl: Duration,
+    /// Until when (ms since the Unix epoch) all of this host's claims are known to hold: the
+    /// start of the last renewal that succeeded, plus the ttl. A process saves a checkpoint
+    /// only before then (see [`Host::holds`]).
+    lease: watch::Sender<u64>,
+    /// Set once the task that renews the claims runs.
+    renewing: OnceLock<()>,
+}
+
+impl Claims {
+    pub(super) fn new(ttl: Duration) -> Self {
+        Self {
+            owner: uuid::Uuid::new_v4().to_string(),
+            ttl,
+            lease: watch::Sender::new(0),
+            renewing: OnceLock::new(),
+        }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
+    }
+}
+
+impl Host {
+    /// Claim process `pid` in the store for this host, so that no other host runs it.
+    ///
+    /// # Errors
+    /// [`Error::Claimed`] when another host holds its claim, [`Error::Store`] when the store
+    /// fails.
+    pub(super) async fn claim(&self, store: &Arc<dyn Persister>, pid: &str) -> Result<()> {
+        let Some(claims) = &self.inner.claims else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let granted = store
+            .claim(
+                DEFAULT_TENANT,
+                pid,
+                &claims.owner,
+                now,
+                now + claims.ttl_ms(),
+            )
+            .await
+            .map_err(|source| Error::Store {
+                doing: format!("claiming process {pid}"),
+                source: Box::new(source),
+            })?;
+        if !granted {
+            return Err(Error::Claimed {
+                pid: pid.to_string(),
+            });
+        }
+        // The first claim: the host's claims hold until this one runs out, at the earliest.
+        claims.lease.send_if_modified(|lease| {
+            let first = *lease == 0;
+            if first {
+                *lease = now + claims.ttl_ms();
+            }
+            first
+        });
+        claims.renewing.get_or_init(|| {
+            let (inner, store, ttl) = (Arc::downgrade(&self.inner), store.clone(), claims.ttl);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let Some(inner) = inner.upgrade() else {
+                        return;
+                    };
+                    Host { inner }.renew(&store).await;
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// Renew this host's claims; a live process whose claim another host has taken since (this
+    /// host could not renew it in time: the store was out of reach, or the host stalled) is
+    /// abandoned here — the other host runs it now.
+    async fn renew(&self, store: &Arc<dyn Persister>) {
+        let Some(claims) = &self.inner.claims else {
+            return;
+        };
+        let owner = &claims.owner;
+        let started = now_ms();
+        let held = match store.renew(owner, started + claims.ttl_ms()).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!("cannot renew this host's claims: {}", chain(&e));
+                return;
+            }
+        };
+        let held: HashSet<&str> = held
+            .iter()
+            .filter(|(tenant, _)| tenant == DEFAULT_TENANT)
+            .map(|(_, pid)| pid.as_str())
+            .collect();
+        for process in self.inner.processes.live() {
+            let pid = process.pid();
+            if held.contains(pid) {
+                continue;
+            }
+            // Not renewed: claimed since the renewal began, or lost. Asking again tells which.
+            let now = now_ms();
+            match store
+                .claim(DEFAULT_TENANT, pid, owner, now, now + claims.ttl_ms())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        %pid,
+                        "another host has taken this process over (this host's claim ran out): it stops here"
+                    );
+                    process.abandon();
+                }
+                Err(e) => tracing::error!(%pid, "cannot check the claim: {}", chain(&e)),
+            }
+        }
+        claims.lease.send_replace(started + claims.ttl_ms());
+    }
+
+    /// Whether `process` may save a checkpoint: true while this host's claims hold; false once
+    /// the process is abandoned to another host. While the claims are unconfirmed (a renewal
+    /// is late), waits for the next renewal: a host that cannot renew must not write.
+    pub(super) async fn holds(&self, process: &ProcessHandle) -> bool {
+        let Some(claims) = &self.inner.claims else {
+            return true;
+        };
+        let mut lease = claims.lease.subscribe();
+        loop {
+            if process.is_abandoned() {
+                return false;
+            }
+            if now_ms() < *lease.borrow_and_update() {
+                return true;
+            }
+            let renewed = lease.changed();
+            let _ = tokio::time::timeout(Duration::from_millis(200), renewed).await;
+        }
+    }
+
+    /// Who this host is in the store's claims, if it claims its processes.
+    pub(super) fn claimant(&self) -> Option<&str> {
+        self.inner.claims.as_ref().map(|c| c.owner.as_str())
+    }
+
+    /// A process has terminated (or was not restored after all): give up its claim.
+    pub(super) async fn release(&self, pid: &str) {
+        if let (Some(claims), Some(store)) = (&self.inner.claims, self.store())
+            && let Err(e) = store.release(DEFAULT_TENANT, pid, &claims.owner).await
+        {
+            tracing::warn!(%pid, "cannot release the claim: {}", chain(&e));
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,183 @@
+//! [`Host`]: the entry point a program embeds to load plugins and run processes.
+//!
+//! A host composes the parts below it, one module per job: [`plugins`] (finding, loading and
+//! caching plugins), [`processes`] (creating processes and restoring them from checkpoints, on
+//! one guest set-up), [`claims`] (this host's claims on its processes in a shared store),
+//! [`recovery`] (continuing what a host left), and [`outside`] (what the host is to a running
+//! process). Making processes reachable through a communicator is
+//! [`comms::Attachment`](crate::comms).
+
+mod claims;
+mod outside;
+mod plugins;
+mod processes;
+mod recovery;
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
+
+pub use recovery::Recovered;
+
+use crate::comms::{Attachment, Communicator};
+use crate::config::HostConfig;
+use crate::error::{BoxError, Error, Result};
+use crate::persist::Persister;
+use crate::process::{ProcessHandle, ProcessTable};
+use crate::wasm::Runtime;
+
+/// Loads plugins and runs processes, each on its own tokio task. Cheap to clone: clones share
+/// the engine, the loaded plugins and the processes.
+///
+/// Must be used inside a tokio runtime (processes are spawned on it).
+///
+/// ```no_run
+/// # async fn demo() -> damson::Result<()> {
+/// let mut config = damson::HostConfig::new();
+/// config.plugin_dir("target/wasm32-wasip2/release");
+/// let host = damson::Host::new(&config)?;
+/// let add = host.load("add").await?;
+/// let record = host.run(&add, serde_json::json!({"x": 1, "y": 2})).await?;
+/// assert_eq!(record.outputs["sum"], 3);
+///
+/// let collatz = host.load("collatz").await?;
+/// let process = host.launch(&collatz, serde_json::json!({"n": 27})).await?;
+/// process.pause(Some("having a look"));
+/// process.play();
+/// println!("{:?}", process.wait().await.outputs);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    config: HostConfig,
+    plugins: plugins::Plugins,
+    /// Every process of this host, by pid.
+    processes: Arc<ProcessTable>,
+    /// Bounds the processes running a guest call at once.
+    steps: Arc<Semaphore>,
+    /// Where durable processes checkpoint, if anywhere.
+    store: Option<Arc<dyn Persister>>,
+    /// This host's claims in the store, when it claims its processes.
+    claims: Option<claims::Claims>,
+    /// Held while a process is loaded from the store, so that one pid is never restored twice.
+    restoring: tokio::sync::Mutex<()>,
+    /// The communicator processes are reachable through, once attached.
+    comms: OnceLock<Attachment>,
+}
+
+impl Host {
+    /// A host with this configuration. Starts wasmtime's engine and the epoch thread. Its
+    /// processes live in memory only: see [`with_store`](Self::with_store) for durable ones.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when wasmtime's engine cannot be set up with this configuration.
+    pub fn new(config: &HostConfig) -> Result<Self> {
+        Self::build(config, None)
+    }
+
+    /// A host whose processes are durable: each checkpoints into `store` (when it is created,
+    /// after every step, when it pauses, waits or terminates — see [`HostConfig`]) and can be
+    /// continued from there by this host or another one after a crash
+    /// ([`continue_process`](Self::continue_process), [`recover`](Self::recover)).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> damson::Result<()> {
+    /// use std::sync::Arc;
+    /// let store = Arc::new(damson::persist::EmbeddedPersister::open("/tmp/damson.redb").unwrap());
+    /// let mut config = damson::HostConfig::new();
+    /// config.plugin_dir("target/wasm32-wasip2/release");
+    /// let host = damson::Host::with_store(&config, store)?;
+    /// let collatz = host.load("collatz").await?;
+    /// let pid = host.launch(&collatz, serde_json::json!({"n": 27})).await?.pid().to_string();
+    /// // … the machine restarts; a new host continues from the last checkpoint:
+    /// let record = host.continue_process(&pid, None).await?.wait().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Engine`], as for [`new`](Self::new).
+    pub fn with_store(config: &HostConfig, store: Arc<dyn Persister>) -> Result<Self> {
+        Self::build(config, Some(store))
+    }
+
+    fn build(config: &HostConfig, store: Option<Arc<dyn Persister>>) -> Result<Self> {
+        let claims = match (&store, config.claim_ttl) {
+            (Some(_), Some(ttl)) => Some(claims::Claims::new(ttl)),
+            _ => None,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                runtime: Runtime::new(config)?,
+                config: config.clone(),
+                plugins: plugins::Plugins::default(),
+                processes: Arc::default(),
+                steps: Arc::new(Semaphore::new(config.max_concurrent_steps)),
+                store,
+                claims,
+                restoring: tokio::sync::Mutex::new(()),
+                comms: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The store durable processes checkpoint into, if this host has one.
+    pub fn store(&self) -> Option<&Arc<dyn Persister>> {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// Make this host's processes reachable through `communicator`, as plumpy's processes are
+    /// through theirs: each process answers the RPC intents `pause`, `play`, `kill` and
+    /// `status` at its pid; the `pause`, `play` and `kill` broadcasts reach every process of
+    /// the host; every state change is broadcast as `state_changed.<from>.<to>` from the pid.
+    /// Serve tasks too with a [`ProcessLauncher`](crate::comms::ProcessLauncher).
+    ///
+    /// # Errors
+    /// [`Error::Comms`] when a communicator is attached already or refuses the subscribers.
+    pub async fn attach(&self, communicator: Arc<dyn Communicator>) -> Result<()> {
+        let comms_error = |source: BoxError| Error::Comms {
+            doing: "attaching to the host".into(),
+            source,
+        };
+        if self.inner.comms.get().is_some() {
+            return Err(comms_error("this host has a communicator already".into()));
+        }
+        let attachment = Attachment::new(communicator, Arc::downgrade(&self.inner.processes))
+            .await
+            .map_err(|e| comms_error(e.into()))?;
+        if self.inner.comms.set(attachment).is_err() {
+            return Err(comms_error("this host has a communicator already".into()));
+        }
+        for process in self.inner.processes.live() {
+            self.reachable(&process).await?;
+        }
+        Ok(())
+    }
+
+    /// Answer RPC intents for `process` at its pid, if a communicator is attached.
+    async fn reachable(&self, process: &ProcessHandle) -> Result<()> {
+        let Some(attachment) = self.inner.comms.get() else {
+            return Ok(());
+        };
+        attachment
+            .reachable(process)
+            .await
+            .map_err(|e| Error::Comms {
+                doing: format!("making process {} reachable", process.pid()),
+                source: e.into(),
+            })
+    }
+
+    /// The process with this pid, if this host has it.
+    pub fn process(&self, pid: &str) -> Option<ProcessHandle> {
+        self.inner.processes.get(pid)
+    }
+}

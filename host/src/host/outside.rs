@@ -1,0 +1,112 @@
+//! What the host is to a running process ([`Outside`]): its checkpoints go into the store under
+//! its claim, its children are made and found here, its state changes are broadcast.
+
+use async_trait::async_trait;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Host;
+use crate::error::Error;
+use crate::guest::Launch;
+use crate::persist::{CheckpointKey, bundle};
+use crate::process::{Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, Unsaved};
+
+#[async_trait]
+impl Outside for Host {
+    fn checkpoints(&self) -> Checkpoints {
+        match (self.store(), self.config().checkpoint_every_step) {
+            (None, _) => Checkpoints::Off,
+            (Some(_), true) => Checkpoints::EveryStep,
+            (Some(_), false) => Checkpoints::AtChanges,
+        }
+    }
+
+    /// The one path by which a process's checkpoints are written: only while this host's claim
+    /// holds (a host that cannot renew waits here), and — with claims — only if the store says
+    /// the claim is still this host's, in the same atomic step as the write.
+    async fn save(
+        &self,
+        process: &ProcessHandle,
+        record: &ProcessRecord,
+        image: Option<Vec<u8>>,
+        tag: Option<&str>,
+    ) -> Result<(), Unsaved> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        if !self.holds(process).await {
+            return Err(Unsaved::Abandoned);
+        }
+        let bytes = bundle::encode(record, image.as_deref());
+        let mut key = CheckpointKey::new(&record.pid);
+        key.tag = tag.map(str::to_string);
+        let saved = match self.claimant() {
+            Some(owner) => store.save_claimed(&key, &bytes, owner).await,
+            None => store.save(&key, &bytes).await.map(|()| true),
+        };
+        match saved {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Unsaved::Abandoned),
+            Err(source) => Err(Unsaved::Failed(Error::Store {
+                doing: format!("saving the checkpoint of {key}"),
+                source: Box::new(source),
+            })),
+        }
+    }
+
+    async fn step_permit(&self) -> OwnedSemaphorePermit {
+        self.inner
+            .steps
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the step semaphore is never closed")
+    }
+
+    async fn launch_child(
+        &self,
+        parent: &ProcessHandle,
+        launch: &Launch,
+    ) -> Result<ProcessHandle, Error> {
+        let plugin = self.load(&launch.plugin).await?;
+        let child = self
+            .create_process(
+                &plugin,
+                launch.inputs.clone(),
+                Some(launch.pid.clone()),
+                Some(parent),
+            )
+            .await?;
+        child.start()?;
+        Ok(child)
+    }
+
+    async fn find_child(&self, pid: &str) -> Result<Option<ProcessHandle>, Error> {
+        if let Some(child) = self.process(pid) {
+            return Ok(Some(child));
+        }
+        if !self.stored(pid).await? {
+            return Ok(None);
+        }
+        self.continue_process(pid, None).await.map(Some)
+    }
+
+    fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {
+        if let Some(attachment) = self.inner.comms.get() {
+            attachment.state_changed(pid, from, to);
+        }
+    }
+
+    async fn release(&self, pid: &str) {
+        Host::release(self, pid).await;
+    }
+
+    fn ended(&self, pid: &str, abandoned: bool) {
+        if abandoned {
+            // Another host may give it back one day; until then it is not this host's.
+            self.inner.processes.remove(pid);
+        }
+        if let Some(attachment) = self.inner.comms.get() {
+            attachment.ended(pid);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! [`Outside`]: what a running process needs from the host around it, as one narrow interface.
+
+use async_trait::async_trait;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{ProcessHandle, ProcessRecord, ProcessState};
+use crate::error::Error;
+use crate::guest::Launch;
+
+/// Whether, and how often, a process checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checkpoints {
+    /// No store: nothing is saved.
+    Off,
+    /// When the process is created, pauses, waits, launches children and terminates.
+    AtChanges,
+    /// Also after every step.
+    EveryStep,
+}
+
+/// Why a checkpoint was not saved.
+#[derive(Debug)]
+pub(crate) enum Unsaved {
+    /// Another host has taken the process over (this host's claim ran out, or was taken): the
+    /// process stops here, saving and announcing nothing more.
+    Abandoned,
+    /// The store failed.
+    Failed(Error),
+}
+
+/// The host as a running process sees it: where its checkpoints go (under its claim), how its
+/// children are made and found, who hears of its state changes, and whose turn it is to run a
+/// guest call. The host implements it; the state machine's tests put a fake behind it.
+#[async_trait]
+pub(crate) trait Outside: Send + Sync {
+    /// Whether, and how often, processes here checkpoint.
+    fn checkpoints(&self) -> Checkpoints;
+
+    /// Save `record` (with a memory image of its guest, if any) as the process's current
+    /// checkpoint, or as the one tagged `tag` — only while this host holds the process's claim.
+    async fn save(
+        &self,
+        process: &ProcessHandle,
+        record: &ProcessRecord,
+        image: Option<Vec<u8>>,
+        tag: Option<&str>,
+    ) -> Result<(), Unsaved>;
+
+    /// A turn to run one guest call; waits while the limit of concurrent calls is reached.
+    async fn step_permit(&self) -> OwnedSemaphorePermit;
+
+    /// Create and start the child `launch` describes, of process `parent`.
+    async fn launch_child(
+        &self,
+        parent: &ProcessHandle,
+        launch: &Launch,
+    ) -> Result<ProcessHandle, Error>;
+
+    /// The child `pid` if it exists: running on this host, or continued from its checkpoint.
+    async fn find_child(&self, pid: &str) -> Result<Option<ProcessHandle>, Error>;
+
+    /// The process changed state (`from` is `None` when it was just created).
+    fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState);
+
+    /// The process has terminated: give up its claim (before anyone is told it ended).
+    async fn release(&self, pid: &str);
+
+    /// The process has stopped here, terminated or `abandoned` to another host: it answers no
+    /// more requests, and an abandoned one is forgotten.
+    fn ended(&self, pid: &str, abandoned: bool);
+}

@@ -1,0 +1,299 @@
+//! [`Instance`]: one instance of a plugin, with its store, its limits and the calls into it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::damson::workflow::types as wit;
+use super::image::{self, DecodedImage};
+use super::limits::Interrupted;
+use super::state::{Call, StoreState};
+use super::{Runtime, bindings};
+use crate::guest::{
+    AwaitChild, Failure, LimitExceeded, Next, Outcome, ProcessView, StepOutcome, StepResult,
+};
+use crate::spec::ProcessSpec;
+
+/// One instance of a plugin with its store. Not shared: one process owns it.
+pub(crate) struct Instance {
+    store: Store<StoreState>,
+    bindings: bindings::Plugin,
+    timeout: Duration,
+    max_wasm_stack: usize,
+    /// Set once a call trapped: the instance must not run again.
+    poisoned: Option<Failure>,
+    /// The linear memories, for memory images.
+    memories: Arc<image::Memories>,
+    /// Whether the memories came from an image (a trap on a resource handle then has a cause).
+    restored: bool,
+}
+
+impl Instance {
+    /// An instance of `plugin` (checking emitted outputs against `spec`, if given), with the
+    /// memories of `image` written back if given.
+    pub(super) async fn new(
+        runtime: &Runtime,
+        pre: &bindings::PluginPre<StoreState>,
+        plugin: Arc<str>,
+        spec: Option<Arc<ProcessSpec>>,
+        interrupt: Arc<AtomicBool>,
+        image: Option<&DecodedImage>,
+    ) -> Result<Self, Failure> {
+        let config = runtime.config();
+        let state = StoreState::new(&config.sandbox, config.max_memory, plugin, spec, interrupt);
+        let mut store = Store::new(runtime.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().interrupt.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Interrupted));
+            }
+            ctx.data().deadline.check().map_err(wasmtime::Error::new)?;
+            // Yield to the async runtime at every tick so one guest never holds a thread.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        store.data_mut().deadline.start(config.step_timeout);
+        let memories = Arc::new(image::Memories::default());
+        if let Some(image) = image {
+            memories.presize(image.sizes());
+        }
+        let bindings = memories.scope(pre.instantiate_async(&mut store)).await;
+        let mut instance = Self {
+            store,
+            bindings: match bindings {
+                Ok(b) => b,
+                Err(e) => return Err(classify(e, None, config.max_wasm_stack)),
+            },
+            timeout: config.step_timeout,
+            max_wasm_stack: config.max_wasm_stack,
+            poisoned: None,
+            memories,
+            restored: image.is_some(),
+        };
+        instance.store.data_mut().deadline.clear();
+        if let Some(image) = image {
+            let total = instance
+                .memories
+                .restore(image)
+                .map_err(|e| Failure::Restore(e.to_string()))?;
+            instance
+                .store
+                .data_mut()
+                .limiter
+                .set_used(total)
+                .map_err(Failure::Limit)?;
+        }
+        Ok(instance)
+    }
+
+    /// An image of the instance's memories, taken now (between calls); `None` when the instance
+    /// failed (an image is never taken after a trap) or has no memory the host allocated.
+    pub(crate) fn image(&self) -> Option<Vec<u8>> {
+        if self.poisoned.is_some() || self.memories.is_empty() {
+            return None;
+        }
+        Some(self.memories.capture())
+    }
+
+    /// The flag that interrupts this instance's calls.
+    pub(crate) fn interrupt(&self) -> Arc<AtomicBool> {
+        self.store.data().interrupt.clone()
+    }
+
+    fn begin(&mut self) -> Result<(), Failure> {
+        if let Some(failure) = &self.poisoned {
+            return Err(Failure::Trap(format!(
+                "the plugin instance failed before: {failure}"
+            )));
+        }
+        let state = self.store.data_mut();
+        state.panic = None;
+        state.deadline.start(self.timeout);
+        self.store.set_epoch_deadline(1);
+        Ok(())
+    }
+
+    fn end<R>(&mut self, result: wasmtime::Result<R>) -> Result<R, Failure> {
+        let state = self.store.data_mut();
+        state.deadline.clear();
+        let restored = self.restored;
+        result.map_err(|e| {
+            let mut failure = classify(e, state.panic.take(), self.max_wasm_stack);
+            if restored
+                && let Failure::Trap(message) = &failure
+                && message.contains("unknown handle index")
+            {
+                failure = Failure::StaleHandle(message.clone());
+            }
+            self.poisoned = Some(failure.clone());
+            failure
+        })
+    }
+
+    /// The plugin's declaration.
+    pub(super) async fn describe(&mut self) -> Result<wit::Spec, Failure> {
+        self.begin()?;
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_describe(&mut self.store)
+            .await;
+        self.end(r)
+    }
+
+    /// Run step `name` with `process` lent to it; what it returned and did.
+    pub(crate) async fn run_step(&mut self, name: &str, process: &mut ProcessView) -> StepOutcome {
+        if let Err(failure) = self.begin() {
+            return Outcome::failed(failure);
+        }
+        self.store.data_mut().lend(Call::Step, process);
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_run_step(&mut self.store, name)
+            .await;
+        let effects = self.store.data_mut().give_back(process);
+        let result = self.end(r).and_then(|r| r.map_err(Failure::Error));
+        Outcome {
+            effects,
+            result: result.map(|returned| StepResult {
+                next: next(returned.next),
+                awaits: returned.awaits.into_iter().map(await_child).collect(),
+            }),
+        }
+    }
+
+    /// Evaluate condition `name` with `process` lent to it; its value and what it did.
+    pub(crate) async fn check_condition(
+        &mut self,
+        name: &str,
+        process: &mut ProcessView,
+    ) -> Outcome<bool> {
+        if let Err(failure) = self.begin() {
+            return Outcome::failed(failure);
+        }
+        self.store.data_mut().lend(Call::Condition, process);
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_check_condition(&mut self.store, name)
+            .await;
+        let effects = self.store.data_mut().give_back(process);
+        Outcome {
+            effects,
+            result: self.end(r).and_then(|r| r.map_err(Failure::Error)),
+        }
+    }
+
+    /// The plugin's verdict on `value` for the port at `path`: `Some(message)` when invalid.
+    pub(crate) async fn validate(
+        &mut self,
+        path: &str,
+        value: &Value,
+    ) -> Result<Option<String>, Failure> {
+        self.begin()?;
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_validate(&mut self.store, path, &value.to_string())
+            .await;
+        self.end(r)
+    }
+
+    /// The computed default of the port at `path`.
+    pub(crate) async fn compute_default(&mut self, path: &str) -> Result<Value, Failure> {
+        self.begin()?;
+        let r = self
+            .bindings
+            .damson_workflow_process()
+            .call_compute_default(&mut self.store, path)
+            .await;
+        let json = self.end(r)?.map_err(Failure::Error)?;
+        serde_json::from_str(&json).map_err(|e| {
+            Failure::Error(format!(
+                "the computed default of '{path}' is not valid JSON: {e}"
+            ))
+        })
+    }
+}
+
+/// Turn a wasmtime error from a guest call into what happened, in words a user can act on.
+fn classify(error: wasmtime::Error, panic: Option<String>, max_wasm_stack: usize) -> Failure {
+    if error.downcast_ref::<Interrupted>().is_some() {
+        return Failure::Interrupted;
+    }
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return Failure::Limit(limit.clone());
+    }
+    if let Some(panic) = panic {
+        return Failure::Panic(panic);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => Failure::StackOverflow {
+            detail: format!(
+                "the wasm call stack limit of {} KiB was reached",
+                max_wasm_stack >> 10
+            ),
+        },
+        Some(Trap::MemoryOutOfBounds) => match runaway_recursion(&error) {
+            Some(function) => Failure::StackOverflow {
+                detail: format!(
+                    "deep recursion in `{function}` ran past the plugin's stack in linear memory"
+                ),
+            },
+            None => Failure::Trap(Trap::MemoryOutOfBounds.to_string()),
+        },
+        Some(trap) => Failure::Trap(trap.to_string()),
+        None => Failure::Trap(format!("{error:#}")),
+    }
+}
+
+/// The function that recursed, when an out-of-bounds access happened with a backtrace full of
+/// one function: compiled languages keep their stack in linear memory, below the data, and
+/// running off its end faults on an address below zero.
+fn runaway_recursion(error: &wasmtime::Error) -> Option<String> {
+    let frames = error.downcast_ref::<wasmtime::WasmBacktrace>()?.frames();
+    // wasmtime keeps the innermost 20 frames by default: all of them must be taken.
+    if frames.len() < 16 {
+        return None;
+    }
+    let first = frames.first()?;
+    let same = frames
+        .iter()
+        .filter(|f| f.func_index() == first.func_index())
+        .count();
+    (same * 4 >= frames.len() * 3).then(|| {
+        first.func_name().map_or_else(
+            || format!("function {}", first.func_index()),
+            |name| format!("{:#}", rustc_demangle::demangle(name)),
+        )
+    })
+}
+
+/// The WIT world's `next`, as the host's own value.
+fn next(next: wit::Next) -> Next {
+    match next {
+        wit::Next::Continue => Next::Continue,
+        wit::Next::Wait(wait) => Next::Wait {
+            event: wait.event,
+            message: wait.message,
+        },
+        wit::Next::Finish(exit) => Next::Finish {
+            status: exit.status,
+            message: exit.message,
+        },
+        wit::Next::Kill(message) => Next::Kill { message },
+    }
+}
+
+fn await_child(child: wit::AwaitChild) -> AwaitChild {
+    AwaitChild {
+        pid: child.pid,
+        key: child.key,
+        append: child.append,
+        inspect: child.inspect,
+    }
+}
