@@ -64,7 +64,7 @@ impl Fleet {
     /// client of theirs.
     pub async fn start(test: &str) -> Self {
         let amqp = required("DAMSON_TEST_AMQP");
-        let store_url = own_database(&required("DAMSON_TEST_POSTGRES"), test).await;
+        let store_url = crate::own_database(test).await;
         let names: Vec<String> = ["messages", "tasks", "queue"]
             .iter()
             .map(|n| format!("{test}.{n}.{}", std::process::id()))
@@ -193,23 +193,4 @@ fn options(names: &[String]) -> RabbitMqOptions {
         task_queue: names[2].clone(),
         ..RabbitMqOptions::default()
     }
-}
-
-/// A database of this test's own in the test PostgreSQL server: the other tests' processes
-/// must not be taken over by these workers.
-async fn own_database(url: &str, test: &str) -> String {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let name = format!("{test}_{}", std::process::id());
-    // One statement each: PostgreSQL runs neither in a transaction block.
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.simple_query(&statement).await.unwrap();
-    }
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{name}")
 }

@@ -88,5 +88,35 @@ pub fn host() -> &'static Host {
     HOST.get_or_init(|| Host::new(&config()).expect("a host with the default configuration"))
 }
 
+/// The test PostgreSQL server's URL (`DAMSON_TEST_POSTGRES`, which `cargo xtask test` sets).
+pub fn postgres_url() -> String {
+    std::env::var("DAMSON_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "DAMSON_TEST_POSTGRES is not set: run the suite with `cargo xtask test`, which \
+             starts PostgreSQL"
+        )
+    })
+}
+
+/// A fresh database of this test's own (named after `test`) in the test PostgreSQL server, so
+/// that tests sharing the server see none of each other's processes; its URL.
+pub async fn own_database(test: &str) -> String {
+    let url = postgres_url();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = format!("{test}_{}", std::process::id());
+    // One statement each: PostgreSQL runs neither in a transaction block.
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.simple_query(&statement).await.unwrap();
+    }
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
 pub mod fleet;
 pub mod watched;

@@ -11,3 +11,4 @@ mod plugins;
 mod ports;
 mod sandbox;
 mod serve;
+mod stores;

@@ -1,10 +1,17 @@
-//! The persister conformance suite (plumpy S38), run against every backend.
+//! The conformance suite every [`Persister`] must pass: plumpy's persister scenario (S38) —
+//! keys, listing, filtering, deleting — and Damson's own rules: atomic replacement, damaged
+//! bundles refused naming pid and tag, plugins by digest, invalid keys refused, claims and the
+//! claims fence. Run against every backend Damson has (the PostgreSQL one in the integration
+//! tests, which start a server); run it against a backend of your own in its tests.
 
 use super::bundle::{self, BundleError};
-use super::*;
+use super::{CheckpointKey, DEFAULT_TENANT, PersistError, Persister, load_checked};
 
 /// Run every check against a fresh, empty persister.
-pub(crate) async fn check(persister: &dyn Persister) {
+///
+/// # Panics
+/// At the first rule the persister breaks, saying which.
+pub async fn check(persister: &dyn Persister) {
     s38_keys_list_filter_and_delete(persister).await;
     saving_again_replaces(persister).await;
     damaged_bundles_are_refused_naming_pid_and_tag(persister).await;
@@ -184,49 +191,34 @@ async fn invalid_keys_are_refused(p: &dyn Persister) {
     }
 }
 
-#[tokio::test]
-async fn the_in_memory_persister_conforms() {
-    check(&MemoryPersister::new()).await;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::{EmbeddedPersister, MemoryPersister};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_embedded_persister_conforms_and_keeps_its_data_across_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested").join("store.redb");
-    {
+    #[tokio::test]
+    async fn the_in_memory_persister_conforms() {
+        check(&MemoryPersister::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_embedded_persister_conforms_and_keeps_its_data_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("store.redb");
+        {
+            let store = EmbeddedPersister::open(&path).unwrap();
+            check(&store).await;
+            store
+                .save(&CheckpointKey::new("kept"), &bundle::encode(&5u8, None))
+                .await
+                .unwrap();
+        }
         let store = EmbeddedPersister::open(&path).unwrap();
-        check(&store).await;
-        store
-            .save(&CheckpointKey::new("kept"), &bundle::encode(&5u8, None))
+        let body = load_checked::<u8>(&store, &CheckpointKey::new("kept"))
             .await
+            .unwrap()
             .unwrap();
+        assert_eq!(body.record, 5);
+        assert!(store.summary().contains("store.redb"));
     }
-    let store = EmbeddedPersister::open(&path).unwrap();
-    let body = load_checked::<u8>(&store, &CheckpointKey::new("kept"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(body.record, 5);
-    assert!(store.summary().contains("store.redb"));
-}
-
-/// Against the real PostgreSQL that `cargo xtask test` starts (its URL in
-/// `DAMSON_TEST_POSTGRES`). Never skipped: without a server this fails and says how to get one.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_postgres_persister_conforms() {
-    let url = std::env::var("DAMSON_TEST_POSTGRES").expect(
-        "DAMSON_TEST_POSTGRES is not set: run the suite with `cargo xtask test`, which starts \
-         PostgreSQL, or point it at a database the test may fill",
-    );
-    let store = PostgresPersister::connect(&url).await.unwrap();
-    // A clean slate: this database is the tests' own.
-    for key in store.list().await.unwrap() {
-        store.delete(&key).await.unwrap();
-    }
-    check(&store).await;
-    assert!(
-        store
-            .summary()
-            .starts_with("PostgreSQL store at postgres://")
-    );
 }

@@ -23,6 +23,7 @@
 //! the rest of the host.
 
 pub mod bundle;
+pub mod conformance;
 mod embedded;
 mod memory;
 mod postgres;
@@ -195,6 +196,3 @@ pub(crate) fn check_key(key: &CheckpointKey) -> Result<(), PersistError> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-pub(crate) mod conformance;

@@ -26,6 +26,8 @@ mod outside;
 mod record;
 mod table;
 mod task;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -226,8 +226,16 @@ impl Task {
         let spec = self.spec.clone();
         let outline = &spec.outline;
         loop {
-            self.between_calls().await?;
-            match outline.next(&mut self.record.cursor) {
+            // `next` names the pending call until it is answered, so asking before a pause is
+            // the same as asking after it.
+            let call = outline.next(&mut self.record.cursor);
+            match call {
+                Call::Step(_) | Call::Condition(_) => self.between_calls().await?,
+                // The outline is done: the process ends now, and a pause asked for meanwhile
+                // (by its last step, say) applies after that, as in plumpy.
+                Call::Return(_) | Call::Done => self.pending_kill()?,
+            }
+            match call {
                 Call::Step(name) => self.step(name).await?,
                 Call::Condition(name) => {
                     let value = self.condition(name).await?;
@@ -241,6 +249,18 @@ impl Task {
                 }
                 Call::Done => return Ok(()),
             }
+        }
+    }
+
+    /// A kill (or abandonment) that came in since the last call.
+    fn pending_kill(&mut self) -> Result<(), End> {
+        let mut control = self.handle.shared.control();
+        if control.abandoned {
+            return Err(End::Abandoned);
+        }
+        match control.kill.take() {
+            Some(message) => Err(End::Killed(message)),
+            None => Ok(()),
         }
     }
 
