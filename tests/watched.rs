@@ -118,7 +118,7 @@ impl Persister for Watched {
         if self.renewals_cut.load(Ordering::SeqCst) {
             return Err(PersistError::Backend {
                 location: self.store.summary(),
-                message: "out of reach (cut off by the test)".into(),
+                source: "out of reach (cut off by the test)".into(),
             });
         }
         self.store.renew(owner, until_ms).await

@@ -9,20 +9,30 @@ use crate::workchain::{Outline, OutlineError};
 /// exposed ports copied in.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessSpec {
+    /// The plugin's name.
     pub name: String,
+    /// Its version, as it declares it.
     pub version: String,
+    /// What it does, if it says.
     pub description: Option<String>,
+    /// The input ports (the root namespace `inputs`).
     pub inputs: PortNamespace,
+    /// The output ports (the root namespace `outputs`).
     pub outputs: PortNamespace,
+    /// The exit codes it declares.
     pub exit_codes: Vec<ExitCodeSpec>,
+    /// Its outline.
     pub outline: Outline,
 }
 
 /// A declared exit code (plumpy's `ExitCode`): status 0 means success.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExitCodeSpec {
+    /// The exit status.
     pub status: u32,
+    /// A constant-like name, e.g. `ERROR_NEGATIVE_NUMBER`.
     pub label: String,
+    /// What it means.
     pub message: String,
 }
 
@@ -36,32 +46,45 @@ impl ProcessSpec {
 /// Which side of another plugin's spec an [`Expose`] copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The inputs.
     Inputs,
+    /// The outputs.
     Outputs,
 }
 
 /// Ports of another plugin copied into this one (plumpy's `expose_inputs` / `expose_outputs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expose {
+    /// Inputs or outputs.
     pub side: Side,
     /// The other plugin, by name.
     pub plugin: String,
     /// The dotted namespace to copy into (`""`: the top level).
     pub namespace: String,
+    /// Which ports to copy.
     pub rules: Rules,
+    /// Attributes of the namespace that receives them.
     pub options: NamespaceOptions,
 }
 
 /// A spec as declared, before the ports of other plugins are exposed into it.
 #[derive(Debug, Clone)]
 pub struct DeclaredSpec {
+    /// The plugin's name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// What it does, if it says.
     pub description: Option<String>,
+    /// Its own input declarations, in order.
     pub inputs: Vec<PortDecl>,
+    /// Its own output declarations, in order.
     pub outputs: Vec<PortDecl>,
+    /// The ports it copies from other plugins.
     pub exposes: Vec<Expose>,
+    /// The exit codes it declares.
     pub exit_codes: Vec<ExitCodeSpec>,
+    /// Its outline.
     pub outline: Outline,
 }
 

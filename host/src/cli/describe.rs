@@ -32,7 +32,7 @@ pub(crate) struct DescribeCommand {
 impl DescribeCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let host = Host::new(&self.common.host_config())?;
-        let plugin = host.load(&self.plugin).await?;
+        let plugin = super::load_plugin(&host, &self.plugin).await?;
         let spec = plugin.spec();
         if self.json {
             let mut description = json!({

@@ -112,6 +112,23 @@ impl CommonOptions {
     }
 }
 
+/// Load a plugin by name or path, saying how to look elsewhere when it is not found.
+pub(crate) async fn load_plugin(
+    host: &crate::Host,
+    reference: &str,
+) -> anyhow::Result<std::sync::Arc<crate::Plugin>> {
+    match host.load(reference).await {
+        Ok(plugin) => Ok(plugin),
+        Err(e @ crate::Error::PluginNotFound { .. }) => Err(anyhow::Error::new(e).context(
+            format!(
+                "cannot load plugin '{reference}' (pass --plugins DIR, or set DAMSON_PLUGINS, \
+                 to look in another directory)"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The socket `damson serve` listens on, in the home directory.
 pub(crate) const SOCKET: &str = "damson.sock";
 

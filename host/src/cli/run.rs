@@ -56,7 +56,7 @@ impl RunCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
         let host = self.store.host(&self.common).await?;
-        let plugin = host.load(&self.plugin).await?;
+        let plugin = super::load_plugin(&host, &self.plugin).await?;
         let process = match host.launch(&plugin, inputs).await {
             Ok(process) => process,
             Err(e @ Error::InvalidInputs { .. }) => {

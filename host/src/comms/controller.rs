@@ -15,6 +15,7 @@ pub struct RemoteProcessController {
 }
 
 impl RemoteProcessController {
+    /// A controller that sends through `communicator`.
     pub fn new(communicator: Arc<dyn Communicator>) -> Self {
         Self { communicator }
     }

@@ -30,6 +30,7 @@ struct Subscribers {
 }
 
 impl InProcessCommunicator {
+    /// A communicator with no subscribers yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -39,9 +39,13 @@ pub use socket::SocketCommunicator;
 /// A broadcast message, as kiwipy's broadcast envelope carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Broadcast {
+    /// The message (JSON).
     pub body: Value,
+    /// Who sent it (for a state change: the pid).
     pub sender: Option<String>,
+    /// What it is about, e.g. `pause` or `state_changed.running.waiting`.
     pub subject: Option<String>,
+    /// An identifier the sender gave it, if any.
     pub correlation_id: Option<Value>,
 }
 
@@ -136,6 +140,7 @@ pub trait RpcSubscriber: Send + Sync {
 
 /// Hears every broadcast.
 pub trait BroadcastSubscriber: Send + Sync {
+    /// Hear `message` (on the communicator's delivery task: do not block).
     fn receive(&self, message: &Broadcast);
 }
 
@@ -210,22 +215,37 @@ impl Accepted {
 
 /// What went wrong in a communicator.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommsError {
+    /// A subscriber of this kind has this identifier already.
     #[error("a {kind} subscriber with identifier '{identifier}' exists already")]
     DuplicateSubscriber {
+        /// `rpc`, `broadcast` or `task`.
         kind: &'static str,
+        /// The identifier.
         identifier: String,
     },
+    /// Nobody answers RPC requests at this identifier (a pid).
     #[error("no RPC subscriber '{0}': the recipient is unknown or gone")]
     UnroutableRpc(String),
+    /// The recipient answered with an error.
     #[error("the RPC recipient '{recipient}' failed: {message}")]
-    Remote { recipient: String, message: String },
+    Remote {
+        /// Who was asked.
+        recipient: String,
+        /// What it said.
+        message: String,
+    },
+    /// Every task subscriber rejected the task, or there is none.
     #[error("no task subscriber took the task")]
     NoTaskSubscriber,
+    /// The subscriber that took the task failed, saying this.
     #[error("the task failed: {0}")]
     TaskFailed(String),
+    /// The communicator was closed.
     #[error("the communicator is closed")]
     Closed,
+    /// Anything else (the broker's error, a malformed reply), said in words.
     #[error("{0}")]
     Other(String),
 }
@@ -239,6 +259,7 @@ pub trait Communicator: Send + Sync {
         subscriber: Arc<dyn RpcSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError>;
+    /// Stop answering RPC requests at `identifier` (nothing happens if nobody does).
     async fn remove_rpc_subscriber(&self, identifier: &str) -> Result<(), CommsError>;
     /// Subscribe to broadcasts; returns the identifier.
     async fn add_broadcast_subscriber(
@@ -246,6 +267,7 @@ pub trait Communicator: Send + Sync {
         subscriber: Arc<dyn BroadcastSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError>;
+    /// Remove a broadcast subscriber (nothing happens if there is none).
     async fn remove_broadcast_subscriber(&self, identifier: &str) -> Result<(), CommsError>;
     /// Subscribe to the task queue; returns the identifier.
     async fn add_task_subscriber(
@@ -253,6 +275,7 @@ pub trait Communicator: Send + Sync {
         subscriber: Arc<dyn TaskSubscriber>,
         identifier: Option<String>,
     ) -> Result<String, CommsError>;
+    /// Remove a task subscriber (nothing happens if there is none).
     async fn remove_task_subscriber(&self, identifier: &str) -> Result<(), CommsError>;
     /// Send an RPC request and wait for its reply.
     async fn rpc_send(&self, recipient: &str, body: Value) -> Result<Value, CommsError>;

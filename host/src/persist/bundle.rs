@@ -26,29 +26,64 @@ const FLAG_IMAGE: u16 = 1;
 
 /// Why bytes are not a usable bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BundleError {
+    /// Not even a header.
     #[error("the bundle is {len} bytes long, shorter than its {HEADER_LEN}-byte header")]
-    TooShort { len: usize },
+    TooShort {
+        /// The bundle's length.
+        len: usize,
+    },
+    /// Not a Damson checkpoint.
     #[error("the bundle does not start with the magic bytes \"DAMSONCK\"")]
     BadMagic,
+    /// Written by another version of the format.
     #[error("the bundle has format version {found}; this host reads version {VERSION}")]
-    UnknownVersion { found: u16 },
+    UnknownVersion {
+        /// The version in the header.
+        found: u16,
+    },
+    /// Flags this host does not know.
     #[error("the bundle has unknown flags {flags:#06x}")]
-    UnknownFlags { flags: u16 },
+    UnknownFlags {
+        /// The flags in the header.
+        flags: u16,
+    },
+    /// Shorter than its header says.
     #[error("the bundle is truncated: its header announces {expected} body bytes, {found} follow")]
-    Truncated { expected: u64, found: u64 },
+    Truncated {
+        /// The body length the header announces.
+        expected: u64,
+        /// The bytes that follow the header.
+        found: u64,
+    },
+    /// The body is damaged.
     #[error(
         "the bundle's body fails its checksum (stored {stored:#010x}, computed {computed:#010x})"
     )]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The CRC-32 in the header.
+        stored: u32,
+        /// The CRC-32 of the body.
+        computed: u32,
+    },
+    /// The body passed its checksum but does not decode (written by a host with another
+    /// record layout).
     #[error("the bundle's body cannot be decoded at byte {offset} of the body: {message}")]
-    Decode { offset: usize, message: String },
+    Decode {
+        /// Where decoding stopped, in bytes from the start of the body.
+        offset: usize,
+        /// What the decoder said.
+        message: String,
+    },
 }
 
 /// The decoded body of a bundle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Body<R> {
+    /// The record (a [`ProcessRecord`](crate::ProcessRecord) for a process's checkpoint).
     pub record: R,
+    /// The memory image, if the bundle has one.
     pub image: Option<Vec<u8>>,
 }
 

@@ -8,7 +8,7 @@ use redb::{
     ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableError,
 };
 
-use super::{CheckpointKey, PersistError, Persister, check_key};
+use super::{BoxError, CheckpointKey, PersistError, Persister, check_key};
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
@@ -28,37 +28,37 @@ impl EmbeddedPersister {
     /// Open the store at `path`, creating the file (and its directory) if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PersistError> {
         let path = path.as_ref().to_path_buf();
-        let backend = |message: String| PersistError::Backend {
+        let backend = |source: BoxError| PersistError::Backend {
             location: path.display().to_string(),
-            message,
+            source,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| backend(format!("cannot create its directory: {e}")))?;
+                .map_err(|e| backend(format!("cannot create its directory: {e}").into()))?;
         }
         // Several `damson` processes may use one store at once (a running host and `damson ps`,
         // two hosts): redb then coordinates with byte-range locks, one write at a time.
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(&path)
-            .map_err(|e| backend(e.to_string()))?;
+            .map_err(|e| backend(e.into()))?;
         Ok(Self {
             db: Arc::new(db),
             path,
         })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> PersistError {
+    fn error(&self, source: impl Into<BoxError>) -> PersistError {
         PersistError::Backend {
             location: self.path.display().to_string(),
-            message: e.to_string(),
+            source: source.into(),
         }
     }
 
     /// Run blocking redb work off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Database) -> Result<T, String> + Send + 'static,
+        work: impl FnOnce(&Database) -> Result<T, BoxError> + Send + 'static,
     ) -> Result<T, PersistError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || work(&db))
@@ -88,12 +88,12 @@ fn decode(text: &str) -> Option<CheckpointKey> {
 }
 
 /// Keys of the checkpoints whose encoded key is in `range`, or none if the table is new.
-fn keys_in(db: &Database, prefix: Option<String>) -> Result<Vec<CheckpointKey>, String> {
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
+fn keys_in(db: &Database, prefix: Option<String>) -> Result<Vec<CheckpointKey>, BoxError> {
+    let txn = db.begin_read()?;
     let table = match txn.open_table(CHECKPOINTS) {
         Ok(table) => table,
         Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let mut keys = Vec::new();
     let iter = match &prefix {
@@ -102,10 +102,9 @@ fn keys_in(db: &Database, prefix: Option<String>) -> Result<Vec<CheckpointKey>, 
             table.range(format!("{prefix}\0").as_str()..format!("{prefix}\x01").as_str())
         }
         None => table.range::<&str>(..),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     for entry in iter {
-        let (key, _) = entry.map_err(|e| e.to_string())?;
+        let (key, _) = entry?;
         keys.extend(decode(key.value()));
     }
     Ok(keys)
@@ -117,14 +116,12 @@ impl Persister for EmbeddedPersister {
         check_key(key)?;
         let (key, bundle) = (encode(key), bundle.to_vec());
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
-                table
-                    .insert(key.as_str(), bundle.as_slice())
-                    .map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                table.insert(key.as_str(), bundle.as_slice())?;
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(Into::into)
         })
         .await
     }
@@ -140,22 +137,20 @@ impl Persister for EmbeddedPersister {
         let (key, bundle, owner) = (encode(key), bundle.to_vec(), owner.to_string());
         self.blocking(move |db| {
             // One write transaction: the claim is read and the checkpoint written atomically.
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             let held = {
-                let claims = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
-                let holder = claims.get(claim.as_str()).map_err(|e| e.to_string())?;
+                let claims = txn.open_table(CLAIMS)?;
+                let holder = claims.get(claim.as_str())?;
                 holder.is_some_and(|held| held.value().0 == owner)
             };
             if !held {
                 return Ok(false);
             }
             {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
-                table
-                    .insert(key.as_str(), bundle.as_slice())
-                    .map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                table.insert(key.as_str(), bundle.as_slice())?;
             }
-            txn.commit().map_err(|e| e.to_string())?;
+            txn.commit()?;
             Ok(true)
         })
         .await
@@ -164,13 +159,13 @@ impl Persister for EmbeddedPersister {
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
         let key = encode(key);
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let txn = db.begin_read()?;
             let table = match txn.open_table(CHECKPOINTS) {
                 Ok(table) => table,
                 Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
-            let value = table.get(key.as_str()).map_err(|e| e.to_string())?;
+            let value = table.get(key.as_str())?;
             Ok(value.map(|v| v.value().to_vec()))
         })
         .await
@@ -192,12 +187,12 @@ impl Persister for EmbeddedPersister {
     async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError> {
         let key = encode(key);
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
-                table.remove(key.as_str()).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                table.remove(key.as_str())?;
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(Into::into)
         })
         .await
     }
@@ -205,16 +200,14 @@ impl Persister for EmbeddedPersister {
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
         let keys = self.list_process(tenant, pid).await?;
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(CHECKPOINTS)?;
                 for key in &keys {
-                    table
-                        .remove(encode(key).as_str())
-                        .map_err(|e| e.to_string())?;
+                    table.remove(encode(key).as_str())?;
                 }
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(Into::into)
         })
         .await
     }
@@ -225,14 +218,12 @@ impl Persister for EmbeddedPersister {
         }
         let (digest, component) = (digest.to_string(), component.to_vec());
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(PLUGINS).map_err(|e| e.to_string())?;
-                table
-                    .insert(digest.as_str(), component.as_slice())
-                    .map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(PLUGINS)?;
+                table.insert(digest.as_str(), component.as_slice())?;
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(Into::into)
         })
         .await
     }
@@ -240,13 +231,13 @@ impl Persister for EmbeddedPersister {
     async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError> {
         let digest = digest.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let txn = db.begin_read()?;
             let table = match txn.open_table(PLUGINS) {
                 Ok(table) => table,
                 Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
-            let value = table.get(digest.as_str()).map_err(|e| e.to_string())?;
+            let value = table.get(digest.as_str())?;
             Ok(value.map(|v| v.value().to_vec()))
         })
         .await
@@ -263,10 +254,10 @@ impl Persister for EmbeddedPersister {
         let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
         // One write transaction: redb lets one writer in at a time, across processes too.
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             let granted = {
-                let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
-                let free = match table.get(key.as_str()).map_err(|e| e.to_string())? {
+                let mut table = txn.open_table(CLAIMS)?;
+                let free = match table.get(key.as_str())? {
                     None => true,
                     Some(held) => {
                         let (holder, until) = held.value();
@@ -274,13 +265,11 @@ impl Persister for EmbeddedPersister {
                     }
                 };
                 if free {
-                    table
-                        .insert(key.as_str(), (owner.as_str(), until_ms))
-                        .map_err(|e| e.to_string())?;
+                    table.insert(key.as_str(), (owner.as_str(), until_ms))?;
                 }
                 free
             };
-            txn.commit().map_err(|e| e.to_string())?;
+            txn.commit()?;
             Ok(granted)
         })
         .await
@@ -293,24 +282,21 @@ impl Persister for EmbeddedPersister {
     ) -> Result<Vec<(String, String)>, PersistError> {
         let owner = owner.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             let mine = {
-                let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(CLAIMS)?;
                 let mine: Vec<String> = table
-                    .iter()
-                    .map_err(|e| e.to_string())?
+                    .iter()?
                     .filter_map(Result::ok)
                     .filter(|(_, held)| held.value().0 == owner)
                     .map(|(key, _)| key.value().to_string())
                     .collect();
                 for key in &mine {
-                    table
-                        .insert(key.as_str(), (owner.as_str(), until_ms))
-                        .map_err(|e| e.to_string())?;
+                    table.insert(key.as_str(), (owner.as_str(), until_ms))?;
                 }
                 mine
             };
-            txn.commit().map_err(|e| e.to_string())?;
+            txn.commit()?;
             Ok(mine
                 .into_iter()
                 .filter_map(|key| {
@@ -325,18 +311,17 @@ impl Persister for EmbeddedPersister {
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
         let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(CLAIMS).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(CLAIMS)?;
                 let mine = table
-                    .get(key.as_str())
-                    .map_err(|e| e.to_string())?
+                    .get(key.as_str())?
                     .is_some_and(|held| held.value().0 == owner);
                 if mine {
-                    table.remove(key.as_str()).map_err(|e| e.to_string())?;
+                    table.remove(key.as_str())?;
                 }
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(Into::into)
         })
         .await
     }

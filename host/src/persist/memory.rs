@@ -17,6 +17,7 @@ pub struct MemoryPersister {
 }
 
 impl MemoryPersister {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

@@ -40,7 +40,9 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Which checkpoint: a process's (of a tenant), optionally tagged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CheckpointKey {
+    /// The tenant that owns the process.
     pub tenant: String,
+    /// The process id.
     pub pid: String,
     /// `None` is the process's current checkpoint; a tag names a kept one.
     pub tag: Option<String>,
@@ -76,22 +78,39 @@ impl std::fmt::Display for CheckpointKey {
     }
 }
 
+/// The cause of a [`PersistError::Backend`]: the backend's own error.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What went wrong in a persister.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PersistError {
+    /// The stored bundle is damaged or of another format.
     #[error("the checkpoint of {key} is unusable")]
     Corrupt {
+        /// Whose checkpoint.
         key: CheckpointKey,
+        /// What is wrong with it.
         #[source]
         source: bundle::BundleError,
     },
+    /// The key cannot be stored.
     #[error("invalid checkpoint key for {key}: {reason}")]
     InvalidKey {
+        /// The key.
         key: CheckpointKey,
+        /// Why.
         reason: &'static str,
     },
-    #[error("the store at '{location}' failed: {message}")]
-    Backend { location: String, message: String },
+    /// The store itself failed (a database error, a file that cannot be written).
+    #[error("the store at '{location}' failed")]
+    Backend {
+        /// Which store, e.g. its path or URL (without a password).
+        location: String,
+        /// What went wrong: the database's or the file system's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 /// Stores checkpoint bundles and plugins. Implementations must make `save` atomic.

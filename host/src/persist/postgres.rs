@@ -40,7 +40,7 @@ impl PostgresPersister {
         let location = redact(url);
         let backend = |e: tokio_postgres::Error| PersistError::Backend {
             location: location.clone(),
-            message: e.to_string(),
+            source: Box::new(e),
         };
         let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(backend)?;
         let for_log = location.clone();
@@ -56,7 +56,7 @@ impl PostgresPersister {
     fn error(&self, e: tokio_postgres::Error) -> PersistError {
         PersistError::Backend {
             location: self.location.clone(),
-            message: e.to_string(),
+            source: Box::new(e),
         }
     }
 }

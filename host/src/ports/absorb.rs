@@ -10,7 +10,9 @@ use super::{Origin, PortEntry, PortNamespace, SEPARATOR, SpecError, ValidTypes, 
 /// `a` (all of it); `sub.x` is port `x` of namespace `sub` only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
+    /// Only these ports.
     pub include: Option<Vec<String>>,
+    /// All ports but these.
     pub exclude: Option<Vec<String>>,
 }
 
@@ -18,10 +20,15 @@ pub struct Rules {
 /// `namespace_options`). `None` keeps the absorbed namespace's value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceOptions {
+    /// Whether the namespace is required.
     pub required: Option<bool>,
+    /// Whether it accepts undeclared keys.
     pub dynamic: Option<bool>,
+    /// The types of undeclared values.
     pub valid_types: Option<ValidTypes>,
+    /// Its help text.
     pub help: Option<String>,
+    /// Whether defaults inside are filled when it was not given.
     pub populate_defaults: Option<bool>,
 }
 

@@ -47,10 +47,15 @@ pub struct Origin {
 /// A single-value port.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Port {
+    /// Its name in its namespace.
     pub name: String,
+    /// The types it accepts.
     pub valid_types: ValidTypes,
+    /// Whether a value must be present (once defaults are applied).
     pub required: bool,
+    /// Its default, if any.
     pub default: Option<DefaultValue>,
+    /// What it is for.
     pub help: Option<String>,
     /// Whether the plugin validates this port's value.
     pub validator: bool,
@@ -61,7 +66,9 @@ pub struct Port {
 /// A namespace of ports: a JSON object whose keys are declared ports, or any keys if dynamic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PortNamespace {
+    /// Its name in its parent (`inputs` or `outputs` for a root namespace).
     pub name: String,
+    /// Its ports and namespaces, in declaration order.
     pub ports: IndexMap<String, PortEntry>,
     /// The type of undeclared values; any non-empty set makes the namespace dynamic.
     pub valid_types: ValidTypes,
@@ -70,6 +77,7 @@ pub struct PortNamespace {
     /// Whether the namespace is validated even when no value was given for it (as in plumpy,
     /// namespaces are required by default; an optional one that is absent or empty is skipped).
     pub required: bool,
+    /// What it is for.
     pub help: Option<String>,
     /// Whether the plugin validates this namespace's whole value (after its ports).
     pub validator: bool,
@@ -83,7 +91,9 @@ pub struct PortNamespace {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PortEntry {
+    /// A single-value port.
     Port(Port),
+    /// A namespace of ports.
     Namespace(PortNamespace),
 }
 
@@ -92,31 +102,70 @@ pub enum PortEntry {
 pub struct PortDecl {
     /// Dotted path below the namespace it is declared in; empty for that namespace itself.
     pub path: String,
+    /// A namespace rather than a port.
     pub namespace: bool,
+    /// The types accepted (for a namespace: of undeclared values, which makes it dynamic).
     pub valid_types: ValidTypes,
+    /// Whether a value must be present.
     pub required: bool,
+    /// The default, if any.
     pub default: Option<DefaultValue>,
+    /// What it is for.
     pub help: Option<String>,
+    /// Whether the plugin validates the value.
     pub validator: bool,
+    /// Namespace only: whether undeclared keys are accepted.
     pub dynamic: bool,
+    /// Namespace only: whether defaults inside are filled when it was not given.
     pub populate_defaults: bool,
 }
 
 /// A mistake in a declaration: the spec cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     #[error("cannot declare '{path}': '{port}' is a port, not a namespace")]
-    NotANamespace { path: String, port: String },
+    /// A declaration reaches below a port.
+    NotANamespace {
+        /// The declaration's full path.
+        path: String,
+        /// The port on the way.
+        port: String,
+    },
     #[error("port '{path}' is declared twice")]
-    Duplicate { path: String },
+    /// A port is declared twice.
+    Duplicate {
+        /// Its full path.
+        path: String,
+    },
     #[error("the default of port '{path}' is invalid: {message}")]
-    InvalidDefault { path: String, message: String },
+    /// A fixed default does not fit its port.
+    InvalidDefault {
+        /// The port's full path.
+        path: String,
+        /// Why.
+        message: String,
+    },
     #[error("port '{path}' has an empty name component")]
-    EmptyName { path: String },
+    /// A path has an empty component (`a..b`).
+    EmptyName {
+        /// The path.
+        path: String,
+    },
     #[error("port '{path}': the name '{name}' is reserved")]
-    ReservedName { path: String, name: String },
+    /// A name the descriptions use for themselves.
+    ReservedName {
+        /// The path.
+        path: String,
+        /// The reserved name.
+        name: String,
+    },
     #[error("exposing into '{path}': include and exclude rules cannot be given together")]
-    IncludeAndExclude { path: String },
+    /// An expose names both ports to include and ports to exclude.
+    IncludeAndExclude {
+        /// The namespace exposed into.
+        path: String,
+    },
 }
 
 /// The key under which a namespace's own attributes appear in its description.
@@ -261,6 +310,7 @@ impl PortNamespace {
 }
 
 impl PortEntry {
+    /// The port's or namespace's name.
     pub fn name(&self) -> &str {
         match self {
             PortEntry::Port(p) => &p.name,

@@ -12,14 +12,23 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValueType {
+    /// Any value.
     Any,
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool,
+    /// A number without fraction or exponent.
     Int,
+    /// A number with a fraction or an exponent.
     Float,
+    /// Any number.
     Number,
+    /// A string.
     Str,
+    /// An array.
     List,
+    /// An object.
     Dict,
 }
 

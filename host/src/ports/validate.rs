@@ -14,6 +14,7 @@ use super::{DefaultValue, Origin, Port, PortEntry, PortNamespace, ValidTypes, Va
 pub struct ValidationError {
     /// The full dotted path, starting at the root namespace (`inputs` or `outputs`).
     pub path: String,
+    /// What is wrong with the value there.
     pub message: String,
 }
 
@@ -22,6 +23,7 @@ pub struct ValidationError {
 pub struct GuestCheck {
     /// The full dotted path of the port or namespace.
     pub path: String,
+    /// The value to check.
     pub value: Value,
     /// For a port exposed from another plugin: that plugin, which owns the validator.
     pub origin: Option<Origin>,

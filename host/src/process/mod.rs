@@ -11,14 +11,13 @@
 //!
 //! Any non-terminal process can be paused (a running step completes first), played, killed (a
 //! running step is interrupted at the next epoch tick) and, when waiting, resumed. Each process
-//! runs as its own tokio task ([`Task`]: the state machine), which owns its record and its
-//! [`Guest`](crate::guest::Guest); a [`ProcessHandle`] controls and watches it from anywhere.
+//! runs as its own tokio task (`Task`: the state machine), which owns its record and its `Guest`
+//! (its plugin code); a [`ProcessHandle`] controls and watches it from anywhere.
 //!
 //! **Architecture invariant:** `process` does not know the host, wasmtime or the store. What a
 //! running process needs from around it — saving a checkpoint under its claim, making and finding
-//! children, announcing state changes, a turn to run a guest call — is the [`Outside`] trait, and
-//! its plugin code is a [`Guest`](crate::guest::Guest); both have fakes in the state machine's
-//! tests.
+//! children, announcing state changes, a turn to run a guest call — is the `Outside` trait, and
+//! its plugin code is a `Guest`; both have fakes in the state machine's tests.
 
 mod handle;
 mod inputs;
@@ -43,11 +42,17 @@ pub(crate) use task::Task;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProcessState {
+    /// Made, with validated inputs, not yet started.
     Created,
+    /// Running its outline (or between two calls).
     Running,
+    /// Waiting for a resume or for children.
     Waiting,
+    /// Finished, successfully or not (see the exit status).
     Finished,
+    /// Ended by an error: a step failed, trapped or ran into a limit.
     Excepted,
+    /// Killed.
     Killed,
 }
 
@@ -79,16 +84,48 @@ impl std::fmt::Display for ProcessState {
 /// Something that happened to a process, as its listeners are told (plumpy's
 /// `on_process_*` callbacks).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
+    /// The process was created.
     Created,
+    /// It runs (started, or back from waiting).
     Running,
-    Waiting { message: Option<String> },
-    Paused { message: Option<String> },
+    /// It waits.
+    Waiting {
+        /// The status message it shows while it waits.
+        message: Option<String>,
+    },
+    /// It was paused.
+    Paused {
+        /// The pause's message.
+        message: Option<String>,
+    },
+    /// It was played after a pause.
     Played,
-    OutputEmitted { path: String, value: Value },
-    Finished { successful: bool, exit_status: u32 },
-    Excepted { error: String },
-    Killed { message: Option<String> },
+    /// A step emitted an output.
+    OutputEmitted {
+        /// The output's dotted path.
+        path: String,
+        /// Its value.
+        value: Value,
+    },
+    /// It finished.
+    Finished {
+        /// Exit status 0 and every required output emitted.
+        successful: bool,
+        /// The exit status.
+        exit_status: u32,
+    },
+    /// It ended with an error.
+    Excepted {
+        /// What went wrong, and where.
+        error: String,
+    },
+    /// It was killed.
+    Killed {
+        /// The kill's message.
+        message: Option<String>,
+    },
 }
 
 impl Event {
@@ -115,6 +152,7 @@ impl Event {
 /// kill it…). A listener that panics is logged and skipped; the process carries on. Listeners
 /// must not block: they run between the steps of the process.
 pub trait ProcessListener: Send + Sync {
+    /// Hear `event`, which happened to `process`.
     fn on_event(&self, process: &ProcessHandle, event: &Event);
 }
 

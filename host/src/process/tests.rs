@@ -1159,7 +1159,7 @@ async fn killing_a_parent_kills_its_children() {
 #[tokio::test]
 async fn a_restored_parent_attaches_to_its_children_and_launches_none_twice() {
     let adder = child("adder", |_| Act::go_on().emit("sum", json!(3)));
-    let host = Fake::new(Checkpoints::AtChanges, &[adder.clone()]);
+    let host = Fake::new(Checkpoints::AtChanges, std::slice::from_ref(&adder));
     // c1 exists already (its parent died after creating it); c2 does not.
     let (c1, _) = host.create(&adder, "c1", Some("p"));
     c1.start().unwrap();

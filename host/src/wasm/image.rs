@@ -40,8 +40,10 @@ const DEFAULT_RESERVATION: usize = 4 << 30;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     #[error("the memory image cannot be decoded: {0}")]
+    /// The bytes are not an image.
     Decode(String),
     #[error("the memory image does not fit this instance: {0}")]
+    /// The image is of other memories than this instance's.
     Mismatch(String),
 }
 

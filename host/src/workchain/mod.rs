@@ -14,11 +14,15 @@ use serde::{Deserialize, Serialize};
 /// (the WIT world has no recursive types).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
+    /// A step, by name.
     Step(String),
+    /// These nodes, in order.
     Sequence(Vec<u32>),
     /// `(condition, body)` branches; a `None` condition is the `else_` and comes last.
     Conditional(Vec<(Option<String>, u32)>),
+    /// `while_(condition)(body)`.
     While(String, u32),
+    /// `return_`, with an exit status (none means 0).
     Return(Option<u32>),
 }
 
@@ -34,7 +38,9 @@ pub enum Instruction {
     If(Vec<Branch>),
     /// `while_(condition)(body)`.
     While {
+        /// The condition, by name.
         condition: String,
+        /// What runs while it holds.
         body: Box<Instruction>,
     },
     /// `return_`, with an exit status (none means 0).
@@ -46,23 +52,50 @@ pub enum Instruction {
 pub struct Branch {
     /// The condition; `None` for `else_`.
     pub condition: Option<String>,
+    /// What runs when it holds.
     pub body: Instruction,
 }
 
 /// A malformed outline.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutlineError {
     #[error("outline node {index} does not exist (the outline has {len} nodes)")]
-    NoSuchNode { index: u32, len: usize },
+    /// A node refers to one that does not exist.
+    NoSuchNode {
+        /// The missing node.
+        index: u32,
+        /// How many there are.
+        len: usize,
+    },
     #[error("outline node {index} is used twice: an outline must be a tree")]
-    Shared { index: u32 },
+    /// A node is used twice.
+    Shared {
+        /// The node.
+        index: u32,
+    },
     #[error("outline node {index}: {what} needs a name")]
-    Unnamed { index: u32, what: &'static str },
+    /// A step or condition has an empty name.
+    Unnamed {
+        /// The node.
+        index: u32,
+        /// What lacks a name.
+        what: &'static str,
+    },
     #[error("outline node {index}: an if_ needs at least one branch with a condition first")]
-    EmptyIf { index: u32 },
+    /// An `if_` with no branch, or one that starts with `else_`.
+    EmptyIf {
+        /// The node.
+        index: u32,
+    },
     #[error("outline node {index}: else_ must be the last branch of an if_")]
-    ElseNotLast { index: u32 },
+    /// An `else_` before the last branch.
+    ElseNotLast {
+        /// The node.
+        index: u32,
+    },
     #[error("the outline has no steps")]
+    /// Nothing to run.
     NoSteps,
 }
 
@@ -89,22 +122,34 @@ pub struct Outline {
 /// Where a process is in its outline: plain data, saved with every checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cursor {
+    /// At a step.
     Step {
+        /// Whether it has run.
         done: bool,
     },
+    /// At a `return_`.
     Return,
+    /// In a sequence.
     Sequence {
+        /// The part it is in.
         index: usize,
+        /// Where it is in that part, once entered.
         current: Option<Box<Cursor>>,
     },
-    /// `tried` conditions were false so far; `chosen` is the body of branch `tried` once entered.
+    /// In an `if_`.
     If {
+        /// How many conditions were false so far.
         tried: usize,
+        /// Where it is in the body of branch `tried`, once entered.
         chosen: Option<Box<Cursor>>,
     },
+    /// In a `while_`.
     While {
+        /// Where it is in the body, during an iteration.
         body: Option<Box<Cursor>>,
+        /// Whether the condition was false: the loop is over.
         done: bool,
+        /// How many iterations have begun.
         iterations: u64,
     },
 }
