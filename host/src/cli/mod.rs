@@ -119,12 +119,12 @@ pub(crate) async fn load_plugin(
 ) -> anyhow::Result<std::sync::Arc<crate::Plugin>> {
     match host.load(reference).await {
         Ok(plugin) => Ok(plugin),
-        Err(e @ crate::Error::PluginNotFound { .. }) => Err(anyhow::Error::new(e).context(
-            format!(
+        Err(e @ crate::Error::PluginNotFound { .. }) => {
+            Err(anyhow::Error::new(e).context(format!(
                 "cannot load plugin '{reference}' (pass --plugins DIR, or set DAMSON_PLUGINS, \
                  to look in another directory)"
-            ),
-        )),
+            )))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result, chain};
 use crate::process::{ProcessHandle, ProcessRecord, ProcessState};
 
 /// What a [`ProcessLauncher`] needs of the host it launches processes on: implemented by
-/// [`Host`](crate::Host).
+/// `damson::Host`.
 #[async_trait]
 pub trait Processes: Send + Sync + 'static {
     /// Whether processes here are durable (checkpointed into a store).
@@ -42,7 +42,7 @@ pub trait Processes: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::Claimed`] when another host runs it, and the errors of
-    /// [`Host::load_process`](crate::Host::load_process).
+    /// `Host::load_process`.
     async fn load_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle>;
 }
 
@@ -90,7 +90,7 @@ impl Drop for Launching {
 }
 
 impl ProcessLauncher {
-    /// A launcher of processes on `host` (a [`Host`](crate::Host)).
+    /// A launcher of processes on `host` (a `damson::Host`).
     pub fn new(host: impl Processes) -> Self {
         Self {
             host: Arc::new(host),

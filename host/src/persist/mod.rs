@@ -14,7 +14,7 @@
 //!   commands can read a store a running host writes);
 //! - [`PostgresPersister`]: a PostgreSQL database that many hosts share.
 //!
-//! A host with a store ([`Host::with_store`](crate::Host::with_store)) checkpoints every
+//! A host with a store (`Host::with_store`) checkpoints every
 //! process into it as its [`ProcessRecord`](crate::ProcessRecord) plus, for snapshot-safe
 //! plugins, a memory image of the plugin instance: read one back with
 //! `load_checked::<ProcessRecord>`.
