@@ -100,11 +100,18 @@ async fn a_process_paused_mid_loop_survives_its_host_stopping_and_finishes_when_
         (20..111).contains(&step),
         "it stopped mid-loop, at step {step}"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A step of `hailstone` takes 2 ms: in 100 ms, a process that ran would be well on.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let still = process.record();
     assert_eq!(
-        process.state(),
-        ProcessState::Running,
+        (status_step(&still), still.position.as_str()),
+        (step, paused_at.as_str()),
         "nothing runs until played"
+    );
+    assert_eq!(
+        stored(&store, &pid).await.status,
+        still.status,
+        "nor is anything saved"
     );
     assert!(process.play());
     let record = process.wait().await;

@@ -434,10 +434,14 @@ async fn children_launched_by_the_last_step_are_awaited() {
 async fn s45_malformed_outlines_are_refused() {
     // An else_ after an else_ is refused while the plugin declares its outline. (A predicate
     // that is not a boolean cannot be written: the WIT world's conditions return `bool`.)
-    assert!(matches!(
-        host().load("baddecl").await,
-        Err(Error::Declare { .. })
-    ));
+    let Err(Error::Declare { source, .. }) = host().load("baddecl").await else {
+        panic!("baddecl loaded");
+    };
+    let message = source.to_string();
+    assert!(
+        message.contains("else_ must be the last branch"),
+        "refused for its outline: {message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

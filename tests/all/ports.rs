@@ -288,4 +288,16 @@ async fn nested_dynamic_outputs_are_kept_nested_and_never_change_the_spec() {
 async fn exposed_outputs_are_validated_like_declared_ones() {
     let out = outputs("expose", json!({})).await;
     assert_eq!(out["child"]["echo"]["a"], "a");
+
+    // `child.echo` is `base`'s `echo`, a dict: an int there is refused, naming the port.
+    let plugin = host().load("expose").await.unwrap();
+    let record = host().run(&plugin, json!({"echo_int": 7})).await.unwrap();
+    assert_eq!(record.state, damson::ProcessState::Excepted, "{record:?}");
+    let error = record.error.unwrap();
+    assert!(error.contains("outputs.child.echo"), "{error}");
+    assert!(error.contains("expected 'dict'"), "{error}");
+    assert!(
+        record.outputs.get("child").is_none(),
+        "the refused output is not kept"
+    );
 }

@@ -486,18 +486,43 @@ mod tests {
 
     #[test]
     fn damaged_images_are_refused_not_trusted() {
-        let image = memories_with(&[&[(0, 1), (9000, 2)]], 64 * 1024).capture();
+        let memories = memories_with(&[&[(0, 1), (9000, 2)]], 64 * 1024);
+        let image = memories.capture();
         for cut in 0..image.len() {
-            let _ = DecodedImage::decode(&image[..cut]); // never panics
+            assert!(
+                DecodedImage::decode(&image[..cut]).is_err(),
+                "an image cut to {cut} of {} bytes is refused",
+                image.len()
+            );
         }
+        // A flipped byte in the layout is refused; one in the pages may decode, but whatever
+        // decodes is written back only into memories of the sizes it names, within them.
+        let mut refused = 0;
         for i in 0..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0xff;
-            if let Ok(decoded) = DecodedImage::decode(&bad) {
-                // What decodes has consistent lengths, so writing it back cannot overrun.
-                let fresh = memories_with(&[&[]], 64 * 1024);
-                let _ = fresh.restore(&decoded);
+            let Ok(decoded) = DecodedImage::decode(&bad) else {
+                refused += 1;
+                continue;
+            };
+            let fresh = memories_with(&[&[]], 64 * 1024);
+            match fresh.restore(&decoded) {
+                Ok(total) => assert_eq!(total, 64 * 1024, "flip at {i}"),
+                Err(ImageError::Mismatch(_)) => {}
+                Err(e) => panic!("flip at {i}: {e}"),
             }
+        }
+        assert!(refused > 0, "no damage was noticed at all");
+        // What stops a damaged image for good is the checksum of the bundle it travels in:
+        // every flipped byte of such a bundle is refused.
+        let bundle = crate::persist::bundle::encode(&7u8, Some(&image));
+        for i in 0..bundle.len() {
+            let mut bad = bundle.clone();
+            bad[i] ^= 0xff;
+            assert!(
+                crate::persist::bundle::decode::<u8>(&bad).is_err(),
+                "a bundle with byte {i} flipped is refused"
+            );
         }
     }
 }

@@ -26,7 +26,12 @@ impl Process for Expose {
 impl Expose {
     fn report(&mut self, p: &mut Ctx) -> Step {
         p.out("got", p.inputs()?)?;
-        p.out("child.echo", p.input::<Value>("base.name.space")?)?;
+        // `echo_int` (in the dynamic top level) makes it emit an exposed output of the wrong
+        // type, which the host must refuse as it refuses a declared one.
+        match p.input_opt::<i64>("echo_int")? {
+            Some(wrong) => p.out("child.echo", wrong)?,
+            None => p.out("child.echo", p.input::<Value>("base.name.space")?)?,
+        }
         Ok(Next::Continue)
     }
 }
