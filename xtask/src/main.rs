@@ -6,12 +6,21 @@
 //!   chain (`collatz`) and print its outputs.
 //! - `test`: build what the tests need, then run the whole test suite (release profile, so the
 //!   demo's build is reused).
+//! - `bench`: run plumpy 0.26.1's reference benchmark and `damson bench` interleaved, in one
+//!   run on this machine, and print both with their ratios.
+
+mod bench;
+mod services;
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <plugins | demo | test> [-- extra args for cargo test]";
+use services::{TestPostgres, TestRabbitMq, test_python};
+
+const USAGE: &str = "usage: cargo xtask <plugins | demo | test | bench> [args]
+  test [-- extra args for cargo test]
+  bench [--runs N] [--cases abcdfg]   (f and g when RabbitMQ listens on localhost:5672)";
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() -> ExitCode {
@@ -20,6 +29,7 @@ fn main() -> ExitCode {
         Some("plugins") => build_plugins(),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -35,14 +45,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
@@ -54,7 +64,7 @@ fn cargo() -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -79,7 +89,7 @@ fn ensure_wasm_target() -> Result<(), String> {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
-fn build_plugins() -> Result<(), String> {
+pub(crate) fn build_plugins() -> Result<(), String> {
     ensure_wasm_target()?;
     run(cargo()
         .current_dir(root().join("plugins"))
@@ -92,11 +102,11 @@ fn build_plugins() -> Result<(), String> {
     Ok(())
 }
 
-fn plugin_dir() -> PathBuf {
+pub(crate) fn plugin_dir() -> PathBuf {
     target_dir().join(WASM_TARGET).join("release")
 }
 
-fn build_host() -> Result<(), String> {
+pub(crate) fn build_host() -> Result<(), String> {
     run(cargo().args([
         "build",
         "--release",
@@ -180,264 +190,4 @@ fn test(extra: &[String]) -> Result<(), String> {
     drop(server);
     drop(broker);
     result
-}
-
-/// The RabbitMQ the tests use: one already listening on the default port, or the local
-/// installation's node started for them (and stopped when dropped).
-struct TestRabbitMq {
-    url: String,
-    started: bool,
-}
-
-impl TestRabbitMq {
-    const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-    fn start() -> Result<Self, String> {
-        let listening = || std::net::TcpStream::connect(("127.0.0.1", 5672)).is_ok();
-        if listening() {
-            eprintln!("xtask: using the RabbitMQ listening on 127.0.0.1:5672");
-            return Ok(Self {
-                url: Self::URL.into(),
-                started: false,
-            });
-        }
-        if rabbitmq_tool("rabbitmq-server").is_none() {
-            if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
-                return Err(
-                    "RabbitMQ is not installed: install it (Debian: apt-get install \
-                            rabbitmq-server; .ci/run does), or set DAMSON_TEST_AMQP to a broker \
-                            the tests may use"
-                        .into(),
-                );
-            }
-            eprintln!("xtask: RabbitMQ is missing; installing Debian's package for the tests");
-            run(Command::new("apt-get").args(["update", "-qq"]))?;
-            run(Command::new("apt-get")
-                .args(["install", "-y", "-qq", "rabbitmq-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        }
-        let tool = |name| Command::new(rabbitmq_tool(name).unwrap_or_else(|| name.into()));
-        run(tool("rabbitmq-server").arg("-detached"))?;
-        // Stopped when dropped, even if it never comes up.
-        let broker = Self {
-            url: Self::URL.into(),
-            started: true,
-        };
-        // The node answers pings once Erlang is up, and `await_startup` then waits for RabbitMQ.
-        let up = (0..120).any(|_| {
-            let ok = tool("rabbitmq-diagnostics")
-                .args(["-q", "ping"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !ok {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            ok
-        });
-        if !up {
-            return Err(
-                "RabbitMQ did not come up within 2 minutes (see its logs in \
-                        /var/log/rabbitmq)"
-                    .into(),
-            );
-        }
-        run(tool("rabbitmqctl").args(["await_startup", "--timeout", "120"]))?;
-        eprintln!("xtask: RabbitMQ for the tests at {}", broker.url);
-        Ok(broker)
-    }
-}
-
-impl Drop for TestRabbitMq {
-    fn drop(&mut self) {
-        if self.started {
-            let ctl = rabbitmq_tool("rabbitmqctl").unwrap_or_else(|| "rabbitmqctl".into());
-            let _ = Command::new(ctl).arg("stop").status();
-        }
-    }
-}
-
-/// A Python with kiwipy 0.9 from PyPI, for the interop test: `DAMSON_TEST_PYTHON`, or a virtual
-/// environment in the target directory, made (and kiwipy installed) when missing.
-fn test_python() -> Result<PathBuf, String> {
-    if let Some(python) = env::var_os("DAMSON_TEST_PYTHON") {
-        return Ok(python.into());
-    }
-    let venv = target_dir().join("damson-test-venv");
-    let python = venv.join("bin").join("python");
-    let has_kiwipy = || {
-        Command::new(&python)
-            .args([
-                "-c",
-                "import sys, kiwipy.rmq; sys.exit(kiwipy.__version__ != '0.9.0')",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has_kiwipy() {
-        return Ok(python);
-    }
-    let venv_made = || {
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !venv_made() {
-        // Debian keeps `venv` in a package of its own.
-        if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
-            return Err(
-                "cannot make a Python virtual environment (python3 -m venv) for the \
-                        kiwipy interop test: install python3 and its venv module, or set \
-                        DAMSON_TEST_PYTHON to a Python with kiwipy 0.9"
-                    .into(),
-            );
-        }
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "python3", "python3-venv"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        if !venv_made() {
-            return Err("python3 -m venv failed even with python3-venv installed".into());
-        }
-    }
-    run(Command::new(&python).args(["-m", "pip", "install", "-q", "kiwipy[rmq]==0.9.0"]))?;
-    Ok(python)
-}
-
-/// A RabbitMQ program: on the PATH, or in Debian's `/usr/sbin`.
-fn rabbitmq_tool(name: &str) -> Option<PathBuf> {
-    env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| env::split_paths(&paths).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|file| file.is_file())
-}
-
-/// A PostgreSQL server of the tests' own: a fresh cluster in the target directory, on a free
-/// loopback port, stopped when dropped.
-struct TestPostgres {
-    data: PathBuf,
-    bin: PathBuf,
-    url: String,
-    as_user: Option<&'static str>,
-}
-
-impl TestPostgres {
-    fn start() -> Result<Self, String> {
-        let bin = match postgres_bin() {
-            Ok(bin) => bin,
-            Err(missing) => {
-                // A fresh Debian machine: install the server, as .ci/run would.
-                if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
-                    return Err(missing);
-                }
-                eprintln!(
-                    "xtask: PostgreSQL is missing; installing Debian's package for the tests"
-                );
-                run(Command::new("apt-get").args(["update", "-qq"]))?;
-                run(Command::new("apt-get")
-                    .args(["install", "-y", "-qq", "postgresql"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"))?;
-                postgres_bin()?
-            }
-        };
-        let data = target_dir().join("damson-test-postgres");
-        let _ = std::fs::remove_dir_all(&data);
-        std::fs::create_dir_all(&data)
-            .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-        // PostgreSQL refuses to run as root: run it as the `postgres` user then.
-        let root = is_root();
-        let as_user = root.then_some("postgres");
-        if let Some(user) = as_user {
-            run(Command::new("chown").args(["-R", user]).arg(&data))?;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("cannot find a free port: {e}"))?
-            .port();
-        let url = format!("postgres://damson@127.0.0.1:{port}/postgres");
-        let server = Self {
-            data,
-            bin,
-            url,
-            as_user,
-        };
-        run(server
-            .command("initdb")
-            .args(["-A", "trust", "-U", "damson", "--no-sync", "-D"])
-            .arg(&server.data)
-            .stdout(std::process::Stdio::null()))?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            server.data.display()
-        );
-        run(server
-            .command("pg_ctl")
-            .args(["-w", "-D"])
-            .arg(&server.data)
-            .args(["-o", &options, "-l"])
-            .arg(server.data.join("server.log"))
-            .arg("start"))?;
-        eprintln!("xtask: PostgreSQL for the tests at {}", server.url);
-        Ok(server)
-    }
-
-    fn command(&self, tool: &str) -> Command {
-        let program = self.bin.join(tool);
-        match self.as_user {
-            Some(user) => {
-                let mut cmd = Command::new("runuser");
-                cmd.args(["-u", user, "--"]).arg(program);
-                cmd
-            }
-            None => Command::new(program),
-        }
-    }
-}
-
-impl Drop for TestPostgres {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args(["-m", "fast", "-D"])
-            .arg(&self.data)
-            .arg("stop")
-            .status();
-    }
-}
-
-/// The directory with `initdb` and `pg_ctl`: on the PATH, or Debian's `/usr/lib/postgresql/*/bin`.
-fn postgres_bin() -> Result<PathBuf, String> {
-    let on_path = env::var_os("PATH").and_then(|paths| {
-        env::split_paths(&paths)
-            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
-    });
-    if let Some(dir) = on_path {
-        return Ok(dir);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions.into_iter().rev().find(|dir| dir.join("initdb").is_file()).ok_or_else(|| {
-        "PostgreSQL is not installed (no initdb on the PATH or in /usr/lib/postgresql): install \
-         it (Debian: apt-get install postgresql; .ci/run does), or set DAMSON_TEST_POSTGRES to a \
-         database URL the tests may fill"
-            .to_string()
-    })
-}
-
-/// Whether this runs as root (PostgreSQL will not, and apt-get needs it).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
 }

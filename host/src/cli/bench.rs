@@ -1,5 +1,6 @@
-//! `damson bench`: plumpy's benchmark cases a, b, c and d on equivalent plugins, beside
-//! plumpy's figures.
+//! `damson bench`: plumpy's benchmark cases on equivalent plugins, Damson's figures only.
+//! `cargo xtask bench` runs plumpy's reference benchmark in the same run and prints both, with
+//! their ratios, from this command's `--json`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,23 +13,6 @@ use serde_json::{Value, json};
 use super::{CommonOptions, exit};
 use crate::persist::{CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, bundle};
 use crate::{Host, ProcessRecord, ProcessState};
-
-/// plumpy 0.26.1's medians on a 2-core machine like ours (`shared/bench/README.md`).
-const PLUMPY_PROCESSES_PER_S: f64 = 9_466.0;
-const PLUMPY_ITERATIONS_PER_S: f64 = 32_900.0;
-const PLUMPY_CHILDREN_MS: f64 = 22.0;
-/// Case c: save / load of a paused work chain whose context holds 1000 ints.
-const PLUMPY_SAVE_MEMORY_MS: f64 = 0.37;
-const PLUMPY_LOAD_MEMORY_MS: f64 = 0.09;
-const PLUMPY_SAVE_FILE_MS: f64 = 0.17;
-const PLUMPY_LOAD_FILE_MS: f64 = 0.19;
-const PLUMPY_BUNDLE_KB: f64 = 10.6;
-/// Case f, over a local RabbitMQ: an RPC status round trip; launches through the task queue.
-const PLUMPY_RPC_MS: f64 = 3.65;
-const PLUMPY_LAUNCHES_PER_S: f64 = 155.0;
-const PLUMPY_CONCURRENT_LAUNCHES_PER_S: f64 = 164.0;
-/// Case g: trivial processes, each reachable over RabbitMQ.
-const PLUMPY_ATTACHED_PER_S: f64 = 68.5;
 
 const AFTER_HELP: &str = "\
 Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
@@ -44,10 +28,11 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      the task queue (each waited for), one after another and all at once
   g  over RabbitMQ: trivial processes, each reachable by RPC and broadcasting its state changes
 Cases f and g need --broker and are not run by default.
-Each case runs --runs times (case c --checkpoints times); the median is reported beside plumpy
-0.26.1's median.";
+Each case runs --runs times (case c --checkpoints times); the median is reported, and the peak
+resident memory of this process. To compare with plumpy 0.26.1 measured in the same run, use
+`cargo xtask bench`.";
 
-/// Measure Damson on plumpy's benchmark cases a, b and d.
+/// Measure Damson on plumpy's benchmark cases.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub(crate) struct BenchCommand {
@@ -86,6 +71,10 @@ pub(crate) struct BenchCommand {
     /// Cases f and g: how many RPC round trips, launches and processes per run.
     #[arg(long, default_value_t = 200)]
     messages: usize,
+
+    /// Print one JSON object: each case's figures by name, and `peak_rss_mb`.
+    #[arg(long)]
+    json: bool,
 
     #[command(flatten)]
     common: CommonOptions,
@@ -155,48 +144,27 @@ impl BenchCommand {
             d.push(elapsed);
         }
 
-        println!("case                                  damson        plumpy 0.26.1   ratio");
+        let mut figures = Figures::default();
         if !a.is_empty() {
-            let a = median(a);
-            println!(
-                "a  {} trivial processes       {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
-                self.processes,
-                a,
-                PLUMPY_PROCESSES_PER_S,
-                a / PLUMPY_PROCESSES_PER_S
-            );
+            let label = format!("{} trivial processes", self.processes);
+            figures.add('a', "processes_per_s", label, median(a), Unit::PerSecond);
         }
         if !b.is_empty() {
-            let b = median(b);
-            println!(
-                "b  while_ loop, {} iterations {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
-                self.iterations,
-                b,
-                PLUMPY_ITERATIONS_PER_S,
-                b / PLUMPY_ITERATIONS_PER_S
-            );
+            let label = format!("while_ loop, {} iterations", self.iterations);
+            figures.add('b', "iterations_per_s", label, median(b), Unit::PerSecond);
         }
         if self.cases.contains('c') {
-            self.case_c().await?;
-        }
-        if self.cases.contains('f') || self.cases.contains('g') {
-            self.cases_f_g().await?;
+            self.case_c(&mut figures).await?;
         }
         if !d.is_empty() {
+            let label = format!("{} children in one step", self.children);
             let d = median_duration(d).as_secs_f64() * 1000.0;
-            println!(
-                "d  {} children in one step    {:>10.1} ms   {:>10.1} ms   {:>6.1}x",
-                self.children,
-                d,
-                PLUMPY_CHILDREN_MS,
-                PLUMPY_CHILDREN_MS / d
-            );
+            figures.add('d', "ms", label, d, Unit::Milliseconds);
         }
-        println!(
-            "(median of {} runs; plumpy's figures are its medians from shared/bench/README.md, \
-             measured on a machine of this kind)",
-            self.runs
-        );
+        if self.cases.contains('f') || self.cases.contains('g') {
+            self.cases_f_g(&mut figures).await?;
+        }
+        figures.print(self.json, self.runs);
         Ok(ExitCode::from(exit::OK))
     }
 }
@@ -211,7 +179,7 @@ struct Checkpointed {
 
 impl BenchCommand {
     /// Case c, for a tiny guest and a large one, in memory and in the embedded file store.
-    async fn case_c(&self) -> anyhow::Result<()> {
+    async fn case_c(&self, figures: &mut Figures) -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("damson-bench-{}", std::process::id()));
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let large = format!("{} MiB guest", self.mib);
@@ -225,26 +193,43 @@ impl BenchCommand {
             ];
             for (kind, store) in stores {
                 let c = self.checkpoint(store, mib).await?;
-                let (plumpy_save, plumpy_load) = if kind == "in memory" {
-                    (PLUMPY_SAVE_MEMORY_MS, PLUMPY_LOAD_MEMORY_MS)
-                } else {
-                    (PLUMPY_SAVE_FILE_MS, PLUMPY_LOAD_FILE_MS)
+                let key = |what: &str| {
+                    let size = if mib == 0 { "tiny" } else { "large" };
+                    let store = if kind == "in memory" {
+                        "memory"
+                    } else {
+                        "file"
+                    };
+                    format!("{size}_{store}_{what}")
                 };
-                let total = ms(c.save) + ms(c.load);
-                println!(
-                    "c  {label}, {kind:<13} save {:>7.3} ms  load {:>7.3} ms = {:>8.3} ms   \
-                     {:>5.2} ms ({plumpy_save} + {plumpy_load})   {:>6.2}x",
+                let label = format!("{label}, {kind}");
+                figures.add_named(
+                    'c',
+                    key("save_ms"),
+                    format!("{label}: save"),
                     ms(c.save),
-                    ms(c.load),
-                    total,
-                    plumpy_save + plumpy_load,
-                    (plumpy_save + plumpy_load) / total,
+                    Unit::Milliseconds,
                 );
-                println!(
-                    "   bundle {:.1} KB, of which memory image {:.1} KB (plumpy: {PLUMPY_BUNDLE_KB} \
-                     KB, no memory)",
+                figures.add_named(
+                    'c',
+                    key("load_ms"),
+                    format!("{label}: load"),
+                    ms(c.load),
+                    Unit::Milliseconds,
+                );
+                figures.add_named(
+                    'c',
+                    key("bundle_kb"),
+                    format!("{label}: bundle"),
                     c.bytes as f64 / 1000.0,
-                    c.image as f64 / 1000.0
+                    Unit::Kilobytes,
+                );
+                figures.add_named(
+                    'c',
+                    key("image_kb"),
+                    format!("{label}: of which memory image"),
+                    c.image as f64 / 1000.0,
+                    Unit::Kilobytes,
                 );
             }
         }
@@ -328,7 +313,7 @@ impl BenchCommand {
 impl BenchCommand {
     /// Cases f and g, on a host attached to RabbitMQ and a controller with a connection of its
     /// own, on exchanges and a queue of the benchmark's own.
-    async fn cases_f_g(&self) -> anyhow::Result<()> {
+    async fn cases_f_g(&self, figures: &mut Figures) -> anyhow::Result<()> {
         use crate::comms::{
             Communicator, ProcessLauncher, RabbitMqCommunicator, RabbitMqOptions,
             RemoteProcessController,
@@ -395,24 +380,29 @@ impl BenchCommand {
             }
             waiting.kill(None, false);
             let rpc = median_duration(rpc).as_secs_f64() * 1000.0;
-            println!(
-                "f  RPC status round trip          {:>10.2} ms   {:>10.2} ms   {:>6.1}x",
+            figures.add(
+                'f',
+                "rpc_ms",
+                "RPC status round trip".into(),
                 rpc,
-                PLUMPY_RPC_MS,
-                PLUMPY_RPC_MS / rpc
+                Unit::Milliseconds,
             );
-            let (sequential, concurrent) = (median(sequential), median(concurrent));
-            println!(
-                "f  {n} launches, one at a time {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
-                sequential,
-                PLUMPY_LAUNCHES_PER_S,
-                sequential / PLUMPY_LAUNCHES_PER_S
+            let label = format!("{n} launches, one at a time");
+            figures.add(
+                'f',
+                "launches_per_s",
+                label,
+                median(sequential),
+                Unit::PerSecond,
             );
-            println!(
-                "f  {n} launches, all at once   {:>10.0}/s   {:>10.0}/s   {:>6.1}x",
+            let label = format!("{n} launches, all at once");
+            let concurrent = median(concurrent);
+            figures.add(
+                'f',
+                "concurrent_launches_per_s",
+                label,
                 concurrent,
-                PLUMPY_CONCURRENT_LAUNCHES_PER_S,
-                concurrent / PLUMPY_CONCURRENT_LAUNCHES_PER_S
+                Unit::PerSecond,
             );
         }
         if self.cases.contains('g') {
@@ -425,18 +415,73 @@ impl BenchCommand {
                 }
                 g.push(n as f64 / started.elapsed().as_secs_f64());
             }
-            let g = median(g);
-            println!(
-                "g  {n} processes on RabbitMQ   {:>10.0}/s   {:>10.1}/s   {:>6.1}x",
-                g,
-                PLUMPY_ATTACHED_PER_S,
-                g / PLUMPY_ATTACHED_PER_S
-            );
+            let label = format!("{n} processes on RabbitMQ");
+            figures.add('g', "processes_per_s", label, median(g), Unit::PerSecond);
         }
         client.close().await;
         server.close().await;
         Ok(())
     }
+}
+
+/// What a figure counts.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    PerSecond,
+    Milliseconds,
+    Kilobytes,
+}
+
+/// The figures measured, in order.
+#[derive(Default)]
+struct Figures(Vec<(char, String, String, f64, Unit)>);
+
+impl Figures {
+    fn add(&mut self, case: char, key: &str, label: String, value: f64, unit: Unit) {
+        self.add_named(case, key.to_string(), label, value, unit);
+    }
+
+    fn add_named(&mut self, case: char, key: String, label: String, value: f64, unit: Unit) {
+        self.0.push((case, key, label, value, unit));
+    }
+
+    /// A table, or one JSON object `{"a": {"processes_per_s": …}, …, "peak_rss_mb": …}`.
+    fn print(&self, json: bool, runs: usize) {
+        let peak = peak_rss_mb();
+        if json {
+            let mut object = serde_json::Map::new();
+            for (case, key, _, value, _) in &self.0 {
+                let entry = object.entry(case.to_string()).or_insert_with(|| json!({}));
+                entry[key.as_str()] = json!(value);
+            }
+            object.insert("peak_rss_mb".into(), json!(peak));
+            println!("{}", Value::Object(object));
+            return;
+        }
+        println!("case                                                damson");
+        for (case, _, label, value, unit) in &self.0 {
+            let value = match unit {
+                Unit::PerSecond => format!("{value:>10.0}/s"),
+                Unit::Milliseconds => format!("{value:>10.3} ms"),
+                Unit::Kilobytes => format!("{value:>10.1} KB"),
+            };
+            println!("{case}  {label:<46} {value}");
+        }
+        println!("peak resident memory {peak:.1} MB; medians of {runs} runs");
+        println!(
+            "(`cargo xtask bench` measures plumpy 0.26.1 in the same run and prints the ratios)"
+        );
+    }
+}
+
+/// The most memory this process has had resident, in MB (Linux's `VmHWM`; 0 where unknown).
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
