@@ -88,6 +88,27 @@ pub fn host() -> &'static Host {
     HOST.get_or_init(|| Host::new(&config()).expect("a host with the default configuration"))
 }
 
+/// Run `work` on a host of its own (with `config`, on `store`), with its own tokio runtime,
+/// then stop that host the hard way: the runtime is shut down and every process task dropped
+/// wherever it was — as when a host's machine dies. Its claims go with it.
+pub fn on_a_host_that_stops<T: Send + 'static>(
+    config: HostConfig,
+    store: std::sync::Arc<dyn damson::persist::Persister>,
+    work: impl AsyncFnOnce(Host) -> T + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let result = runtime.block_on(async move {
+            let host = Host::with_store(&config, store).unwrap();
+            work(host).await
+        });
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        result
+    })
+    .join()
+    .unwrap()
+}
+
 /// The test PostgreSQL server's URL (`DAMSON_TEST_POSTGRES`, which `cargo xtask test` sets).
 pub fn postgres_url() -> String {
     std::env::var("DAMSON_TEST_POSTGRES").unwrap_or_else(|_| {

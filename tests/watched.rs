@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use damson::persist::{CheckpointKey, MemoryPersister, PersistError, Persister};
+use damson::persist::{CheckpointKey, Claim, MemoryPersister, PersistError, Persister, Presence};
 
 /// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
 /// order and with when; the test can cut off the renewal of claims, as if the store were out
@@ -100,6 +100,9 @@ impl Persister for Watched {
     async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError> {
         self.store.load_plugin(digest).await
     }
+    async fn join(&self, owner: &str) -> Result<Presence, PersistError> {
+        self.store.join(owner).await
+    }
     async fn claim(
         &self,
         tenant: &str,
@@ -107,7 +110,7 @@ impl Persister for Watched {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<bool, PersistError> {
+    ) -> Result<Claim, PersistError> {
         self.store.claim(tenant, pid, owner, now_ms, until_ms).await
     }
     async fn renew(

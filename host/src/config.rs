@@ -16,7 +16,8 @@ use std::time::Duration;
 ///   ([`max_concurrent_steps`](Self::max_concurrent_steps))
 /// - with a store ([`Host::with_store`](crate::Host::with_store)): a checkpoint after every
 ///   step ([`checkpoint_every_step`](Self::checkpoint_every_step)), with a memory image of
-///   snapshot-safe plugins ([`memory_images`](Self::memory_images))
+///   snapshot-safe plugins ([`memory_images`](Self::memory_images)), and a claim on each
+///   process, lasting 30 s unrenewed ([`claim_processes`](Self::claim_processes))
 ///
 /// ```
 /// use std::time::Duration;
@@ -35,7 +36,7 @@ pub struct HostConfig {
     pub(crate) max_concurrent_steps: usize,
     pub(crate) checkpoint_every_step: bool,
     pub(crate) memory_images: bool,
-    pub(crate) claim_ttl: Option<Duration>,
+    pub(crate) claim_ttl: Duration,
 }
 
 impl Default for HostConfig {
@@ -58,26 +59,28 @@ impl HostConfig {
             max_concurrent_steps: 64,
             checkpoint_every_step: true,
             memory_images: true,
-            claim_ttl: None,
+            claim_ttl: Duration::from_secs(30),
         }
     }
 
-    /// Claim every process this host runs in the store, for `ttl` at a time, so that no other
-    /// host sharing the store runs it too: for hosts that share a store (`damson worker`).
-    /// The host renews its claims three times per `ttl`; when it dies, its claims run out after
-    /// at most `ttl`, and another host may take its processes over
-    /// ([`Host::take_over`](crate::Host::take_over)).
+    /// How long the claim a host takes on each process it runs in its store lasts unrenewed.
+    /// Every host with a store claims its processes, so that no two hosts — a daemon and a
+    /// `damson continue` on the same machine, or workers sharing a database — run one process
+    /// at once: one that another host holds is refused ([`Error::Claimed`](crate::Error),
+    /// naming the holder). The host renews its claims three times per `ttl`.
     ///
-    /// A host that cannot renew (its store out of reach, or the host stalled) saves no
-    /// checkpoint once its claims may have run out: its processes wait at their next checkpoint
-    /// until a renewal succeeds. A process another host has taken over meanwhile is then
-    /// abandoned here, unsaved and unannounced; the other host carries it on. The store
-    /// enforces it too: a checkpoint is written only while its host holds the process's claim
+    /// A host that dies lets its claims go at once: its presence in the store ends with its
+    /// process (the embedded store's lock file, PostgreSQL's session), so its processes can be
+    /// continued, or taken over ([`Host::take_over`](crate::Host::take_over)), right away. The
+    /// ttl is for a host that lives on but cannot renew (its store out of reach, or the host
+    /// stalled): it saves no checkpoint once its claims may have run out — its processes wait
+    /// at their next checkpoint until a renewal succeeds — and a process another host has
+    /// taken over meanwhile is abandoned here, unsaved and unannounced. The store enforces it
+    /// too: a checkpoint is written only while its host holds the process's claim
     /// ([`Persister::save_claimed`](crate::persist::Persister::save_claimed)). Claims run out by
     /// each host's clock: clocks must agree well within `ttl`.
     ///
-    /// By default off: a host alone on its store (`damson run`, `damson continue`) may continue
-    /// a process the moment the host that ran it died. Only matters for a host with a store.
+    /// By default 30 s. Only matters for a host with a store.
     ///
     /// # Panics
     /// If `ttl` is under 100 ms.
@@ -87,7 +90,7 @@ impl HostConfig {
             ttl >= Duration::from_millis(100),
             "the claim ttl must be at least 100 ms"
         );
-        self.claim_ttl = Some(ttl);
+        self.claim_ttl = ttl;
         self
     }
 

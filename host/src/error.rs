@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::guest::Failure;
-use crate::persist::{CheckpointKey, PersistError};
+use crate::persist::{CheckpointKey, Holder, PersistError};
 use crate::ports::ValidationError;
 use crate::spec::InvalidSpec;
 
@@ -199,12 +199,18 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// Another host runs the process: its claim in the store has not run out.
-    #[error("process {pid} is run by another host (its claim in the store has not run out)")]
+    /// Another host runs the process: it holds the process's claim in the store.
+    #[error("process {pid} is run by another host{}", held_by(holder.as_ref()))]
     Claimed {
         /// The process.
         pid: String,
+        /// Who holds its claim, when known.
+        holder: Option<Holder>,
     },
+}
+
+fn held_by(holder: Option<&Holder>) -> String {
+    holder.map_or_else(String::new, |holder| format!(" ({holder})"))
 }
 
 fn looked_in(dirs: &[PathBuf]) -> String {

@@ -104,6 +104,7 @@ async fn the_store_refuses_checkpoints_from_a_host_whose_claim_was_taken() {
             .claim(DEFAULT_TENANT, &pid, "another host", far, far + 1)
             .await
             .unwrap()
+            .is_granted()
     );
     let key = CheckpointKey::new(&pid);
     let before = store.load(&key).await.unwrap();

@@ -39,6 +39,7 @@ fn run_json_prints_one_object_with_the_documented_keys() {
             "pid",
             "plugin",
             "state",
+            "paused",
             "successful",
             "exit_status",
             "exit_message",
@@ -375,8 +376,8 @@ fn plugin_log_lines_are_tagged_with_the_pid() {
 }
 
 #[test]
-fn bench_runs_plumpys_cases_and_prints_ratios() {
-    let out = run(&[
+fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
+    let args = [
         "bench",
         "--runs",
         "1",
@@ -390,23 +391,50 @@ fn bench_runs_plumpys_cases_and_prints_ratios() {
         "3",
         "--mib",
         "1",
-    ]);
+    ];
+    let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for case in [
         "a  20 trivial processes",
         "b  while_ loop, 50 iterations",
-        "c  tiny guest, in memory",
-        "c  tiny guest, embedded file",
-        "c  1 MiB guest, in memory",
+        "c  tiny guest, in memory: save",
+        "c  tiny guest, embedded file: load",
+        "c  1 MiB guest, in memory: memory image",
         "d  5 children in one step",
     ] {
         let line = text
             .lines()
             .find(|l| l.starts_with(case))
-            .unwrap_or_else(|| panic!("{text}"));
-        assert!(line.trim_end().ends_with('x'), "no ratio in {line}");
+            .unwrap_or_else(|| panic!("no '{case}' in {text}"));
+        let figure = line[case.len()..].trim();
+        let number: f64 = figure
+            .split(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches("/s")
+            .parse()
+            .unwrap();
+        assert!(number > 0.0, "{line}");
     }
+    assert!(
+        !text.contains("9466"),
+        "no plumpy figure is built in: {text}"
+    );
+
+    let out = run(&[&args[..], &["--json", "--cases", "ad"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let figures = json_of(&out);
+    assert!(
+        figures["a"]["processes_per_s"].as_f64().unwrap() > 0.0,
+        "{figures}"
+    );
+    assert!(figures["d"]["ms"].as_f64().unwrap() > 0.0, "{figures}");
+    assert!(
+        figures.get("b").is_none(),
+        "only the cases asked for: {figures}"
+    );
+    assert!(figures["peak_rss_mb"].as_f64().unwrap() > 1.0, "{figures}");
 }
 
 #[test]
@@ -625,4 +653,121 @@ fn damson_toml_in_the_home_directory_names_the_store_and_bad_keys_are_named() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("damson.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_json_of_a_process_that_paused_itself_says_it_is_paused() {
+    let out = run(&["run", "hoard", "-i", "ints=10", "-i", "mib=0", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "paused is not done: {}",
+        stderr(&out)
+    );
+    let record = json_of(&out);
+    assert_eq!(record["state"], "RUNNING");
+    assert_eq!(record["paused"], true, "{record}");
+    assert_eq!(record["successful"], Value::Null);
+
+    let finished = json_of(&run(&["run", "add", "-i", "x=1", "-i", "y=2", "--json"]));
+    assert_eq!(finished["paused"], false, "every record says: {finished}");
+}
+
+#[test]
+fn with_json_every_failure_is_one_json_object_too() {
+    let out = run(&["run", "no-such-plugin", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let record = json_of(&out);
+    assert_eq!(record["pid"], Value::Null);
+    assert_eq!(record["plugin"], "no-such-plugin");
+    assert_eq!(record["successful"], false);
+    let error = record["error"].as_str().unwrap();
+    assert!(
+        error.contains("no plugin named 'no-such-plugin'"),
+        "{error}"
+    );
+    assert!(
+        error.contains("--plugins DIR"),
+        "the CLI says how to look elsewhere: {error}"
+    );
+
+    let out = run(&["run", "add", "-i", "x=one", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        json_of(&out)["error"]
+            .as_str()
+            .unwrap()
+            .contains("inputs.x")
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join("store.redb");
+    for args in [
+        vec!["show", "nope", "--json"],
+        vec!["continue", "nope", "--json"],
+        vec!["checkpoints", "nope", "--json"],
+    ] {
+        let out = run(&[&args[..], &["--store", store.to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let json = json_of(&out);
+        assert!(
+            json["error"].as_str().unwrap().contains("nope"),
+            "{args:?}: {json}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_inputs_file_is_named_with_its_position_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inputs.json");
+    std::fs::write(&file, "{\"x\": 1,,}").unwrap();
+    let out = run(&["run", "add", "--inputs", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("is not valid JSON"), "{text}");
+    assert_eq!(text.matches("line 1").count(), 1, "{text}");
+    assert!(text.contains("column 9"), "{text}");
+}
+
+#[test]
+fn a_process_that_misses_a_required_output_names_it_in_its_end() {
+    let out = run(&["run", "outputs", "-i", "mode=missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let first = stdout(&out).lines().next().unwrap().to_string();
+    assert!(
+        first.contains(
+            "FINISHED unsuccessfully: required output 'outputs.result.value' was not emitted"
+        ),
+        "{first}"
+    );
+}
+
+/// `damson run … | head` ends once `head` has what it wanted, like any Unix command: it does
+/// not run the rest of the process with nobody to read it.
+#[test]
+fn run_ends_when_its_output_pipe_closes() {
+    use std::io::{BufRead, BufReader};
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = damson()
+        .args(["run", "hailstone", "-i", "n=27", "-i", "delay_ms=200"])
+        .args(["--store", "memory:"])
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    // Plugin log lines arrive, a step every 200 ms: the whole run would take 22 s.
+    let mut lines = BufReader::new(reader).lines();
+    for _ in 0..3 {
+        lines.next().unwrap().unwrap();
+    }
+    drop(lines); // what `head -3` does when it has its lines
+    let closed = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            closed.elapsed() < std::time::Duration::from_secs(5),
+            "damson runs on after its output pipe closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -405,15 +405,17 @@ async fn a_launch_task_delivered_again_continues_the_process_of_its_first_delive
     }});
     let delivery = || Accepted::new(Some("task-1".into())).0;
 
-    let first = Host::with_store(&config(), store.clone()).unwrap();
-    let launcher = ProcessLauncher::new(first.clone());
-    let pid = launcher.take(task.clone(), delivery()).await.unwrap();
-    let again = launcher.take(task.clone(), delivery()).await.unwrap();
-    assert_eq!(again, pid, "the same host: the same process");
-    let pid = pid.as_str().unwrap().to_string();
-    first.process(&pid).unwrap().pause(None);
-    first.process(&pid).unwrap().wait_for(|r| r.paused).await;
-    drop((launcher, first));
+    let first_task = task.clone();
+    let pid = damson_tests::on_a_host_that_stops(config(), store.clone(), async move |first| {
+        let launcher = ProcessLauncher::new(first.clone());
+        let pid = launcher.take(first_task.clone(), delivery()).await.unwrap();
+        let again = launcher.take(first_task, delivery()).await.unwrap();
+        assert_eq!(again, pid, "the same host: the same process");
+        let pid = pid.as_str().unwrap().to_string();
+        first.process(&pid).unwrap().pause(None);
+        first.process(&pid).unwrap().wait_for(|r| r.paused).await;
+        pid
+    });
 
     let second = Host::with_store(&config(), store.clone()).unwrap();
     let launcher = ProcessLauncher::new(second.clone());

@@ -17,23 +17,11 @@ fn embedded(dir: &Path) -> Arc<dyn Persister> {
     Arc::new(EmbeddedPersister::open(dir.join("store.redb")).unwrap())
 }
 
-/// Run `work` on a host of its own, with its own tokio runtime, then stop that host the hard
-/// way: the runtime is shut down and every process task dropped wherever it was.
 fn on_a_host_that_stops<T: Send + 'static>(
     store: Arc<dyn Persister>,
     work: impl AsyncFnOnce(Host) -> T + Send + 'static,
 ) -> T {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let result = runtime.block_on(async move {
-            let host = Host::with_store(&config(), store).unwrap();
-            work(host).await
-        });
-        runtime.shutdown_timeout(Duration::from_secs(5));
-        result
-    })
-    .join()
-    .unwrap()
+    damson_tests::on_a_host_that_stops(config(), store, work)
 }
 
 async fn uninterrupted(plugin: &str, inputs: Value) -> ProcessRecord {
@@ -425,20 +413,25 @@ async fn a_plugin_that_kept_a_wasi_handle_across_a_checkpoint_is_told_why_it_tra
         inherit_stdio: true,
         ..Default::default()
     });
-    let first = Host::with_store(&config, store.clone()).unwrap();
-    let plugin = first.load("chatty").await.unwrap();
-    let original = first.launch(&plugin, json!({})).await.unwrap();
-    original.wait_for(|r| r.paused).await;
+    let pid = damson_tests::on_a_host_that_stops(config.clone(), store.clone(), async |first| {
+        let plugin = first.load("chatty").await.unwrap();
+        let original = first.launch(&plugin, json!({})).await.unwrap();
+        original.wait_for(|r| r.paused).await;
+        original.pid().to_string()
+    });
 
     let second = Host::with_store(&config, store).unwrap();
-    let restored = second.continue_process(original.pid(), None).await.unwrap();
+    let restored = second.continue_process(&pid, None).await.unwrap();
     restored.play();
     let record = restored.wait().await;
     assert_eq!(record.state, ProcessState::Excepted);
     let error = record.error.unwrap();
     assert!(error.contains("stale resource handle"), "{error}");
     assert!(error.contains("step 'second'"), "{error}");
-    // The original, never restored, carries on fine.
+    // Never restored, the plugin runs fine: it is the handle kept across the restore.
+    let plugin = second.load("chatty").await.unwrap();
+    let original = second.launch(&plugin, json!({})).await.unwrap();
+    original.wait_for(|r| r.paused).await;
     original.play();
     assert_eq!(original.wait().await.state, ProcessState::Finished);
 }
@@ -454,20 +447,23 @@ async fn a_checkpoint_finds_its_exact_plugin_in_the_store_when_the_file_is_gone(
     let mut config = damson::HostConfig::new();
     config.plugin_dir(plugins.path());
     let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
-    let first = Host::with_store(&config, store.clone()).unwrap();
-    let plugin = first.load("lifecycle").await.unwrap();
-    let process = first
-        .launch(&plugin, json!({"mode": "wait"}))
-        .await
-        .unwrap();
-    process.wait_for(|r| r.state == ProcessState::Waiting).await;
+    let (pid, digest) =
+        damson_tests::on_a_host_that_stops(config.clone(), store.clone(), async |first| {
+            let plugin = first.load("lifecycle").await.unwrap();
+            let process = first
+                .launch(&plugin, json!({"mode": "wait"}))
+                .await
+                .unwrap();
+            process.wait_for(|r| r.state == ProcessState::Waiting).await;
+            (process.pid().to_string(), plugin.digest().to_string())
+        });
     std::fs::remove_file(plugins.path().join("lifecycle.wasm")).unwrap();
 
     let second = Host::with_store(&config, store).unwrap();
     assert!(second.load("lifecycle").await.is_err(), "the file is gone");
-    let restored = second.continue_process(process.pid(), None).await.unwrap();
+    let restored = second.continue_process(&pid, None).await.unwrap();
     restored.resume(None);
     let record = restored.wait().await;
     assert_eq!(record.state, ProcessState::Finished, "{:?}", record.error);
-    assert_eq!(record.plugin_digest, plugin.digest());
+    assert_eq!(record.plugin_digest, digest);
 }

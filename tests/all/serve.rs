@@ -145,3 +145,103 @@ fn a_daemon_started_again_after_kill_9_continues_its_processes() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// While a daemon runs a process, a `damson continue` of it on the same home does not run a
+/// second copy: it is refused, naming the host that holds it, with exit status 3. Once the
+/// daemon has died, the same command carries the process on at once.
+#[test]
+fn a_process_a_live_host_runs_is_not_continued_twice() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = serve(home.path());
+    let pid = text(&on(
+        home.path(),
+        &["submit", "hailstone", "-i", "n=27", "-i", "delay_ms=20"],
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = on(home.path(), &["continue", &pid, "--json"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("another host runs it"), "{stderr}");
+    assert!(
+        stderr.contains("held by damson@"),
+        "names the holder: {stderr}"
+    );
+    let json: Value = serde_json::from_str(&text(&refused)).unwrap();
+    assert!(
+        json["error"].as_str().unwrap().contains("held by"),
+        "{json}"
+    );
+    // The daemon's copy runs on undisturbed.
+    let status: Value =
+        serde_json::from_str(&text(&on(home.path(), &["status", &pid, "--json"]))).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+
+    drop(daemon); // SIGKILL: its claims go with it
+    let continued = on(home.path(), &["continue", &pid, "--json"]);
+    assert_eq!(
+        continued.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&continued.stderr)
+    );
+    let record: Value = serde_json::from_str(&text(&continued)).unwrap();
+    assert_eq!(record["outputs"]["steps"], 111);
+}
+
+/// `status`, `kill` and `watch` of a process that has ended say so, and how, from the store,
+/// with exit status 1; of a process nobody knows, exit status 2 naming it.
+#[test]
+fn control_commands_say_how_a_process_ended() {
+    let home = tempfile::tempdir().unwrap();
+    let _daemon = serve(home.path());
+    let pid = text(&on(
+        home.path(),
+        &["submit", "add", "-i", "x=1", "-i", "y=2"],
+    ));
+    let watched = on(home.path(), &["watch", &pid]);
+    assert_eq!(watched.status.code(), Some(0));
+
+    let status = on(home.path(), &["status", &pid]);
+    assert_eq!(status.status.code(), Some(1));
+    assert_eq!(
+        text(&status),
+        format!("{pid} has ended: FINISHED successfully")
+    );
+    let killed = on(home.path(), &["kill", &pid]);
+    assert_eq!(killed.status.code(), Some(1));
+    assert_eq!(
+        text(&killed),
+        format!("{pid} has ended: FINISHED successfully")
+    );
+    let json = on(home.path(), &["status", &pid, "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let status: Value = serde_json::from_str(&text(&json)).unwrap();
+    assert_eq!(
+        status["state"], "finished",
+        "plumpy's status, from the store"
+    );
+    let watched = on(home.path(), &["watch", &pid]);
+    assert_eq!(watched.status.code(), Some(0), "it finished successfully");
+    assert!(text(&watched).contains("has ended"), "{}", text(&watched));
+
+    let unknown = on(home.path(), &["status", "no-such-pid"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("no process no-such-pid"), "{stderr}");
+    assert!(!stderr.contains("no RPC subscriber"), "{stderr}");
+}
+
+/// A task that fails says so once: `submit` of a plugin the daemon cannot find.
+#[test]
+fn a_failed_submit_says_what_failed_once() {
+    let home = tempfile::tempdir().unwrap();
+    let _daemon = serve(home.path());
+    let out = on(home.path(), &["submit", "no-such-plugin"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no plugin named 'no-such-plugin'"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("the task failed").count(), 1, "{stderr}");
+}

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use damson::cli::{Cli, config, exit, init_logging};
+use damson::cli::{Cli, config, exit, init_logging, print_error};
 
 fn main() -> ExitCode {
     // SAFETY: no other thread runs yet (the tokio runtime starts below).
@@ -13,6 +13,14 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     let cli = Cli::parse();
+    if !cli.is_daemon() {
+        // Rust ignores SIGPIPE, so a write to a closed pipe fails (and `println!` panics):
+        // like any Unix command, end when the output is gone (`damson run … | head`).
+        // SAFETY: no other thread runs yet; restoring the default disposition is always sound.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -24,10 +32,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.execute()) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            print_error(&error);
             ExitCode::from(exit::USAGE)
         }
     }

@@ -227,7 +227,7 @@ impl BenchCommand {
                 figures.add_named(
                     'c',
                     key("image_kb"),
-                    format!("{label}: of which memory image"),
+                    format!("{label}: memory image"),
                     c.image as f64 / 1000.0,
                     Unit::Kilobytes,
                 );
@@ -458,14 +458,14 @@ impl Figures {
             println!("{}", Value::Object(object));
             return;
         }
-        println!("case                                                damson");
+        println!("case                                                    damson");
         for (case, _, label, value, unit) in &self.0 {
             let value = match unit {
                 Unit::PerSecond => format!("{value:>10.0}/s"),
                 Unit::Milliseconds => format!("{value:>10.3} ms"),
                 Unit::Kilobytes => format!("{value:>10.1} KB"),
             };
-            println!("{case}  {label:<46} {value}");
+            println!("{case}  {label:<50} {value}");
         }
         println!("peak resident memory {peak:.1} MB; medians of {runs} runs");
         println!(

@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::exit;
+use crate::ProcessRecord;
 use crate::comms::{
     BroadcastFilter, CommsError, Communicator, RabbitMqCommunicator, RabbitMqOptions,
     RemoteProcessController, SocketCommunicator,
@@ -75,9 +76,47 @@ pub(crate) struct DaemonOptions {
     /// `~/.damson`.
     #[arg(long, env = "DAMSON_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+
+    /// The store to read a process from when no daemon answers for it (it has ended, or is not
+    /// running): by default the embedded one in the home directory, which `damson serve` uses.
+    #[command(flatten)]
+    store: super::store::StoreOptions,
 }
 
 impl DaemonOptions {
+    /// The record the store has of `pid`, if any (none from `--store memory:`).
+    async fn stored(&self, pid: &str) -> anyhow::Result<(Option<ProcessRecord>, String)> {
+        let home = super::home_or_default(self.home.as_deref());
+        let Some(store) = self.store.open_in(&home).await? else {
+            return Ok((None, "no store (--store memory:)".into()));
+        };
+        let key = crate::persist::CheckpointKey::new(pid);
+        let body = crate::persist::load_checked::<ProcessRecord>(&*store, &key)
+            .await
+            .with_context(|| format!("cannot read {key} from {}", store.summary()))?;
+        Ok((body.map(|b| b.record), store.summary()))
+    }
+
+    /// No daemon answers for `pid`: say whether it has ended, and how, from the store. Exit
+    /// code 1 when the store has it (ended, or not running), an error when it does not.
+    async fn unanswered(&self, pid: &str) -> anyhow::Result<(ExitCode, ProcessRecord)> {
+        let (record, store) = self.stored(pid).await?;
+        let Some(record) = record else {
+            bail!("no process {pid}: no daemon answers for it, and {store} has no record of it");
+        };
+        if record.state.is_terminal() {
+            println!("{pid} has ended: {}", ended_how(&record));
+        } else {
+            let paused = if record.paused { ", paused" } else { "" };
+            println!(
+                "{pid} is not running on a daemon reachable here: {store} has it {}{paused} \
+                 (`damson continue {pid}` carries it on)",
+                record.state
+            );
+        }
+        Ok((ExitCode::from(exit::PROCESS_FAILED), record))
+    }
+
     async fn controller(&self) -> anyhow::Result<(RemoteProcessController, Arc<dyn Communicator>)> {
         let communicator: Arc<dyn Communicator> = if self.broker.broker.is_some() {
             self.broker.communicator().await?
@@ -179,7 +218,7 @@ pub(crate) struct StatusCommand {
     pid: String,
     /// Print plumpy's status object: {"ctime", "paused", "process_string", "state"}.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     daemon: DaemonOptions,
 }
@@ -196,9 +235,30 @@ fn done(pid: &str, what: &str, reply: Value) -> ExitCode {
     }
 }
 
+/// How a process ended, in words: `FINISHED successfully`, `EXCEPTED: …`, `KILLED: …`.
+fn ended_how(record: &ProcessRecord) -> String {
+    let mut how = record.state.to_string();
+    match record.successful() {
+        Some(true) => how.push_str(" successfully"),
+        _ if record.state == crate::ProcessState::Finished => {
+            how.push_str(&format!(
+                " unsuccessfully (exit status {})",
+                record.exit_status.unwrap_or_default()
+            ));
+        }
+        _ => {}
+    }
+    if let Some(why) = record.error.as_ref().or(record.exit_message.as_ref()) {
+        how.push_str(": ");
+        how.push_str(why);
+    }
+    how
+}
+
 /// What `pause`, `play` and `kill` share: one process by RPC, its reply printed (see [`done`]),
 /// or every process by broadcast. `verb` is the intent ("pause"), `done_as` what the process
-/// then is ("paused"), `all_asked` what is said once all were asked.
+/// then is ("paused"), `all_asked` what is said once all were asked. A process no daemon
+/// answers for is looked up in the store (see [`DaemonOptions::unanswered`]).
 async fn control(
     daemon: &DaemonOptions,
     pid: Option<&str>,
@@ -210,12 +270,11 @@ async fn control(
 ) -> anyhow::Result<ExitCode> {
     let (controller, communicator) = daemon.controller().await?;
     let code = match pid {
-        Some(pid) => {
-            let reply = one(&controller, pid)
-                .await
-                .with_context(|| format!("cannot {verb} process {pid}"))?;
-            done(pid, done_as, reply)
-        }
+        Some(pid) => match one(&controller, pid).await {
+            Ok(reply) => done(pid, done_as, reply),
+            Err(CommsError::UnroutableRpc(_)) => daemon.unanswered(pid).await?.0,
+            Err(e) => return Err(e).with_context(|| format!("cannot {verb} process {pid}")),
+        },
         None => {
             all(&controller).await?;
             println!("{all_asked}");
@@ -276,13 +335,26 @@ impl KillCommand {
 impl StatusCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let (controller, communicator) = self.daemon.controller().await?;
-        let status = controller.get_status(&self.pid).await.with_context(|| {
-            format!(
-                "cannot ask process {} (is it running? `damson show` reads the store)",
-                self.pid
-            )
-        })?;
+        let asked = controller.get_status(&self.pid).await;
         communicator.close().await;
+        let (status, code) = match asked {
+            Ok(status) => (status, ExitCode::from(exit::OK)),
+            Err(CommsError::UnroutableRpc(_)) if self.json => {
+                let (record, store) = self.daemon.stored(&self.pid).await?;
+                let Some(record) = record else {
+                    bail!(
+                        "no process {}: no daemon answers for it, and {store} has no record of it",
+                        self.pid
+                    );
+                };
+                println!("{}", crate::comms::status_of(&record));
+                return Ok(ExitCode::from(exit::PROCESS_FAILED));
+            }
+            Err(CommsError::UnroutableRpc(_)) => {
+                return Ok(self.daemon.unanswered(&self.pid).await?.0);
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot ask process {}", self.pid)),
+        };
         if self.json {
             println!("{status}");
         } else {
@@ -297,7 +369,7 @@ impl StatusCommand {
                 status["state"].as_str().unwrap_or("?").to_uppercase()
             );
         }
-        Ok(ExitCode::from(exit::OK))
+        Ok(code)
     }
 }
 
@@ -310,13 +382,9 @@ pub(crate) struct WatchCommand {
     /// Print one JSON object per line: {"pid", "from", "to"} for a state change,
     /// {"pid", "position", "status"} for progress, {"pid", "outputs"} at the end.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     daemon: DaemonOptions,
-    /// The store to read the outputs from at the end (by default the embedded one, which
-    /// `damson serve` uses).
-    #[command(flatten)]
-    store: super::store::StoreOptions,
 }
 
 impl WatchCommand {
@@ -335,12 +403,27 @@ impl WatchCommand {
             .add_broadcast_subscriber(Arc::new(filter), None)
             .await?;
         // Subscribed first, then asked: no change falls between the two.
-        let status = controller.get_status(&self.pid).await.with_context(|| {
-            format!(
-                "cannot watch process {} (is it running? `damson show` reads the store)",
-                self.pid
-            )
-        })?;
+        let status = match controller.get_status(&self.pid).await {
+            Ok(status) => status,
+            Err(CommsError::UnroutableRpc(_)) => {
+                communicator.close().await;
+                let (code, record) = self.daemon.unanswered(&self.pid).await?;
+                if self.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"pid": self.pid, "outputs": record.outputs})
+                    );
+                } else if record.state.is_terminal() {
+                    println!("  outputs: {}", record.outputs);
+                }
+                return Ok(if record.successful() == Some(true) {
+                    ExitCode::from(exit::OK)
+                } else {
+                    code
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot watch process {}", self.pid)),
+        };
         let mut last = status["state"].as_str().unwrap_or("?").to_string();
         self.print(None, &last);
         let mut progress = (Value::Null, Value::Null);
@@ -398,17 +481,9 @@ impl WatchCommand {
 
     /// The outputs the process ended with, from the store (when this command can read it).
     async fn outputs(&self) {
-        let home = super::home_or_default(self.daemon.home.as_deref());
-        let Ok(Some(store)) = self.store.open_in(&home).await else {
+        let Ok((Some(record), _)) = self.daemon.stored(&self.pid).await else {
             return;
         };
-        let key = crate::persist::CheckpointKey::new(&self.pid);
-        let Ok(Some(body)) =
-            crate::persist::load_checked::<crate::ProcessRecord>(&*store, &key).await
-        else {
-            return;
-        };
-        let record = body.record;
         if self.json {
             println!(
                 "{}",

@@ -23,7 +23,7 @@ pub(crate) struct DescribeCommand {
 
     /// Print the description as one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     #[command(flatten)]
     common: CommonOptions,

@@ -19,12 +19,8 @@ pub(crate) fn collect(file: Option<&Path>, pairs: &[String]) -> anyhow::Result<V
                     path.display(),
                     crate::ports::ValueType::of(&other)
                 ),
-                Err(e) => bail!(
-                    "inputs file '{}' is not valid JSON: {e} (line {}, column {})",
-                    path.display(),
-                    e.line(),
-                    e.column()
-                ),
+                // serde_json's message says where (at line 1 column 2).
+                Err(e) => bail!("inputs file '{}' is not valid JSON: {e}", path.display()),
             }
         }
     };

@@ -206,11 +206,45 @@ pub mod exit {
     pub const PROCESS_FAILED: u8 = 1;
     /// A usage error, an invalid plugin or invalid inputs.
     pub const USAGE: u8 = 2;
+    /// The process is run by another host (a daemon, a worker, another `damson run`), which
+    /// holds its claim in the store.
+    pub const ELSEWHERE: u8 = 3;
+}
+
+impl Command {
+    /// Whether the command was asked for JSON, so that a failure is one `{"error": …}` object
+    /// on stdout too (`run` and `continue` print their own, with the record's keys).
+    fn prints_json(&self) -> bool {
+        match self {
+            Command::Ps(c) => c.json,
+            Command::Show(c) => c.json,
+            Command::Checkpoints(c) => c.json,
+            Command::Status(c) => c.json,
+            Command::Watch(c) => c.json,
+            Command::Describe(c) => c.json,
+            _ => false,
+        }
+    }
 }
 
 impl Cli {
+    /// Whether the command is a daemon, which must outlive the terminal or pipe it logs to;
+    /// other commands end when their output goes (`damson run … | head`).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Serve(_) | Command::Worker(_))
+    }
+
     /// Run the command and return the process exit code. Errors are printed by the caller.
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        let json = self.command.prints_json();
+        let result = self.dispatch().await;
+        if json && let Err(error) = &result {
+            println!("{}", serde_json::json!({"error": format!("{error:#}")}));
+        }
+        result
+    }
+
+    async fn dispatch(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Run(cmd) => cmd.execute().await,
             Command::Continue(cmd) => cmd.execute().await,
@@ -231,6 +265,14 @@ impl Cli {
     }
 }
 
+/// Print an error and its causes on stderr, as the binary does for every command that fails.
+pub fn print_error(error: &anyhow::Error) {
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
 /// Log to stderr; `RUST_LOG` filters (plugin log lines are under the target `damson::plugin`).
 /// By default: warnings, plugin logs, and messaging notices (reconnections, redeliveries); not
 /// lapin's own logs, since every failure it logs also reaches Damson, which reports it (a lost
@@ -242,9 +284,25 @@ pub fn init_logging() {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Standard error for log lines, which go on when it is gone: a log line that cannot be written
+/// is dropped (tracing's own writer would complain on standard error, and panic there). A
+/// command that is not a daemon ends when its output goes, through `SIGPIPE` (see the binary).
+struct Stderr(std::io::Stderr);
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(self.0.write(buf).unwrap_or(buf.len()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

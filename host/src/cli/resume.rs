@@ -15,7 +15,8 @@ Examples:
   damson continue 0b6f… --play     # … and play it if it was paused
   damson continue --all            # every process that had not terminated (after a crash)
 
-Exit status as for `damson run`.";
+Exit status as for `damson run`, and 3 when another host (a `damson serve`, a worker) runs the
+process: the error names it.";
 
 /// Continue a process from its last checkpoint (or a tagged one) and run it until it stops.
 #[derive(Debug, Args)]
@@ -52,6 +53,15 @@ pub(crate) struct ContinueCommand {
 
 impl ContinueCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (json, pid) = (self.json && !self.all, self.pid.clone());
+        let result = self.run().await;
+        if json && let Err(error) = &result {
+            println!("{}", super::run::failed_json(pid.as_deref(), None, error));
+        }
+        result
+    }
+
+    async fn run(self) -> anyhow::Result<ExitCode> {
         let host = self.store.host(&self.common).await?;
         if host.store().is_none() {
             bail!("`--store memory:` keeps nothing to continue");
@@ -64,7 +74,13 @@ impl ContinueCommand {
                     crate::error::chain(error)
                 );
             }
-            if recovered.resumed.is_empty() && recovered.failed.is_empty() {
+            for (_, error) in &recovered.elsewhere {
+                eprintln!("damson: {}: left to it", crate::error::chain(error));
+            }
+            if recovered.resumed.is_empty()
+                && recovered.failed.is_empty()
+                && recovered.elsewhere.is_empty()
+            {
                 eprintln!("damson: no process to continue");
             }
             // Children are awaited by their parents: report the top-level processes.
@@ -82,11 +98,23 @@ impl ContinueCommand {
                 .pid
                 .as_deref()
                 .expect("clap requires a pid without --all");
-            let process = host
-                .continue_process(pid, self.tag.as_deref())
-                .await
-                .with_context(|| format!("cannot continue process {pid}"))?;
-            vec![process]
+            match host.continue_process(pid, self.tag.as_deref()).await {
+                Ok(process) => vec![process],
+                Err(error @ crate::Error::Claimed { .. }) => {
+                    let error = anyhow::Error::new(error).context(format!(
+                        "cannot continue process {pid}: another host runs it (stop that host, \
+                         or control the process through it)"
+                    ));
+                    if self.json {
+                        println!("{}", super::run::failed_json(Some(pid), None, &error));
+                    }
+                    super::print_error(&error);
+                    return Ok(ExitCode::from(exit::ELSEWHERE));
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("cannot continue process {pid}"));
+                }
+            }
         };
         let mut code = ExitCode::from(exit::OK);
         for process in processes {

@@ -22,7 +22,8 @@ The process is durable: it checkpoints into the store (by default the embedded o
 directory), and if this command dies, `damson continue PID` carries it on.
 
 Exit status: 0 when the process finished successfully, 1 when it ended any other way (or is
-paused, or waits for a resume), 2 for a usage error, an invalid plugin or invalid inputs.";
+paused, or waits for a resume), 2 for a usage error, an invalid plugin or invalid inputs.
+The command ends when its output does (`damson run … | head`).";
 
 /// Run a process of a plugin until it ends, and print how it ended and its outputs.
 #[derive(Debug, Args)]
@@ -40,10 +41,11 @@ pub(crate) struct RunCommand {
     #[arg(long = "inputs", value_name = "FILE.json")]
     inputs_file: Option<PathBuf>,
 
-    /// Print exactly one JSON object on stdout:
-    /// {"pid", "plugin", "state", "successful", "exit_status", "exit_message", "outputs", "error"}.
+    /// Print exactly one JSON object on stdout, whatever happens: {"pid", "plugin", "state",
+    /// "paused", "successful", "exit_status", "exit_message", "outputs", "error"} ("error" says
+    /// why when the process excepted or could not be run at all).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 
     #[command(flatten)]
     store: StoreOptions,
@@ -54,17 +56,21 @@ pub(crate) struct RunCommand {
 
 impl RunCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let (json, plugin) = (self.json, self.plugin.clone());
+        let result = self.run().await;
+        if json && let Err(error) = &result {
+            println!("{}", failed_json(None, Some(&plugin), error));
+        }
+        result
+    }
+
+    async fn run(self) -> anyhow::Result<ExitCode> {
         let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
         let host = self.store.host(&self.common).await?;
         let plugin = super::load_plugin(&host, &self.plugin).await?;
         let process = match host.launch(&plugin, inputs).await {
             Ok(process) => process,
-            Err(e @ Error::InvalidInputs { .. }) => {
-                if self.json {
-                    println!("{}", invalid_json(&plugin.spec().name, &e));
-                }
-                return Err(e.into());
-            }
+            Err(e @ Error::InvalidInputs { .. }) => return Err(e.into()),
             Err(e) => return Err(e).context(format!("cannot run plugin '{}'", self.plugin)),
         };
         if let Some(store) = host.store() {
@@ -135,23 +141,37 @@ fn print_processes(host: &Host, record: &ProcessRecord, depth: usize) {
     }
 }
 
-/// The `--json` object when the inputs are invalid: no process was created.
-fn invalid_json(plugin: &str, error: &Error) -> Value {
+/// The `--json` object of a run (or a continue) that failed before it had a process to report:
+/// the record's keys, with `error` saying why.
+pub(crate) fn failed_json(pid: Option<&str>, plugin: Option<&str>, error: &anyhow::Error) -> Value {
     json!({
-        "pid": null,
+        "pid": pid,
         "plugin": plugin,
         "state": null,
+        "paused": null,
         "successful": false,
         "exit_status": null,
         "exit_message": null,
         "outputs": {},
-        "error": crate::error::chain(error),
+        "error": format!("{error:#}"),
     })
 }
 
 fn print_record(record: &ProcessRecord) {
     let how = match record.successful() {
         Some(true) => "successfully".to_string(),
+        Some(false) if !record.missing_outputs.is_empty() => {
+            let names: Vec<String> = record
+                .missing_outputs
+                .iter()
+                .map(|p| format!("'{p}'"))
+                .collect();
+            let verb = if names.len() == 1 { "was" } else { "were" };
+            format!(
+                "unsuccessfully: required output {} {verb} not emitted",
+                names.join(", ")
+            )
+        }
         Some(false) if record.exit_status.is_some() => "unsuccessfully".to_string(),
         _ => String::new(),
     };
@@ -167,7 +187,10 @@ fn print_record(record: &ProcessRecord) {
         line.push_str(&format!(" (exit status {status})"));
     }
     println!("{line}");
-    if let Some(message) = &record.exit_message {
+    // The missing outputs are named in the line above already.
+    if let Some(message) = &record.exit_message
+        && (record.missing_outputs.is_empty() || !message.starts_with("required output"))
+    {
         println!("  {message}");
     }
     if let Some(error) = &record.error {

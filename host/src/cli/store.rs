@@ -126,7 +126,7 @@ pub(crate) struct PsCommand {
     /// Print a JSON array of {"pid", "plugin", "state", "paused", "status", "position",
     /// "parent"}.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     store: StoreOptions,
     #[command(flatten)]
@@ -184,7 +184,7 @@ pub(crate) struct ShowCommand {
     pid: String,
     /// Print the process as one JSON object.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     store: StoreOptions,
     #[command(flatten)]
@@ -263,7 +263,7 @@ pub(crate) struct CheckpointsCommand {
     pid: String,
     /// Print a JSON array of {"tag", "bytes", "memory_image_bytes", "state", "position"}.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
     store: StoreOptions,
     #[command(flatten)]

@@ -23,8 +23,9 @@ kiwipy client configured with a JSON encoder and decoder can drive it. A task is
 once its process has a checkpoint in the store. Stop it with Ctrl-C or SIGTERM; its processes
 stay in the store, where `damson continue` (or a continue task) finds them.
 
-Workers sharing a store claim the processes they run (--claim-ttl): no two run one process, and
-when a worker dies the others take its processes over once its claims run out. When the broker
+Workers sharing a store claim the processes they run: no two run one process, and when a worker
+dies the others take its processes over, at once (its presence in the store ends with it), or,
+for one that lives on but cannot renew, once its claims run out (--claim-ttl). When the broker
 restarts, the worker reconnects and subscribes again on its own; its processes run on.";
 
 /// Serve processes over RabbitMQ, as one of many workers sharing a broker and a store.
@@ -38,8 +39,9 @@ pub(crate) struct WorkerCommand {
     #[arg(long, default_value_t = 16)]
     prefetch: u16,
 
-    /// How long this worker's claims on its processes last unrenewed: when it dies, other
-    /// workers take its processes over after at most this long.
+    /// How long this worker's claims on its processes last unrenewed: if it lives on but cannot
+    /// renew them (its store out of reach), other workers take its processes over after this
+    /// long (when it dies, at once).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     claim_ttl: std::time::Duration,
 

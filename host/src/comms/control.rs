@@ -51,7 +51,7 @@ pub(crate) fn state_changed(from: Option<ProcessState>, to: ProcessState) -> Str
 /// plumpy's status reply, `{ctime, paused, process_string, state}` (ctime in seconds), and
 /// Damson's additions, which plumpy clients ignore: `status` (the status message), `position`
 /// (in the outline) and `outputs` (as published at the last state change or pause).
-fn status(record: &ProcessRecord) -> Value {
+pub(crate) fn status(record: &ProcessRecord) -> Value {
     json!({
         "ctime": record.ctime as f64 / 1000.0,
         "paused": record.paused,

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 pub(crate) use attach::Attachment;
 pub use control::intent;
+pub(crate) use control::status as status_of;
 pub use controller::RemoteProcessController;
 pub use inprocess::InProcessCommunicator;
 pub use launcher::{ProcessLauncher, Processes};

@@ -116,7 +116,7 @@ async fn connection(stream: UnixStream, communicator: Arc<dyn Communicator>) {
             };
             let reply = match result {
                 Ok(result) => json!({"id": id, "result": result}),
-                Err(e) => json!({"id": id, "error": e.to_string(), "kind": kind(&e)}),
+                Err(e) => json!({"id": id, "error": payload(&e), "kind": kind(&e)}),
             };
             let _ = out.send(reply);
         });
@@ -126,6 +126,16 @@ async fn connection(stream: UnixStream, communicator: Arc<dyn Communicator>) {
     }
     drop(out);
     let _ = writer.await;
+}
+
+/// What the client rebuilds the error from: the variant's own text, not its whole message
+/// (which the rebuilt variant says again).
+fn payload(error: &CommsError) -> String {
+    match error {
+        CommsError::UnroutableRpc(recipient) => recipient.clone(),
+        CommsError::TaskFailed(message) => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The error's kind, so the client can rebuild the same [`CommsError`] variant.

@@ -5,11 +5,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 
 use super::Host;
 use crate::error::{Error, Result, chain};
-use crate::persist::{DEFAULT_TENANT, Persister};
+use crate::persist::{Claim, DEFAULT_TENANT, Persister, Presence};
 use crate::process::ProcessHandle;
 
 /// This host's claims in its store.
@@ -24,15 +24,20 @@ pub(super) struct Claims {
     lease: watch::Sender<u64>,
     /// Set once the task that renews the claims runs.
     renewing: OnceLock<()>,
+    /// This host's presence in the store, from its first claim on: while it lives (while the
+    /// host's process does), its claims hold until they run out; once it is gone, others may
+    /// take them at once.
+    presence: OnceCell<Presence>,
 }
 
 impl Claims {
     pub(super) fn new(ttl: Duration) -> Self {
         Self {
-            owner: uuid::Uuid::new_v4().to_string(),
+            owner: owner_name(),
             ttl,
             lease: watch::Sender::new(0),
             renewing: OnceLock::new(),
+            presence: OnceCell::new(),
         }
     }
 
@@ -45,14 +50,25 @@ impl Host {
     /// Claim process `pid` in the store for this host, so that no other host runs it.
     ///
     /// # Errors
-    /// [`Error::Claimed`] when another host holds its claim, [`Error::Store`] when the store
+    /// [`Error::Claimed`] naming the host that holds its claim, [`Error::Store`] when the store
     /// fails.
     pub(super) async fn claim(&self, store: &Arc<dyn Persister>, pid: &str) -> Result<()> {
         let Some(claims) = &self.inner.claims else {
             return Ok(());
         };
+        let store_error = |doing: String| {
+            move |source| Error::Store {
+                doing,
+                source: Box::new(source),
+            }
+        };
+        claims
+            .presence
+            .get_or_try_init(|| store.join(&claims.owner))
+            .await
+            .map_err(store_error(format!("joining as {}", claims.owner)))?;
         let now = now_ms();
-        let granted = store
+        let claim = store
             .claim(
                 DEFAULT_TENANT,
                 pid,
@@ -61,13 +77,11 @@ impl Host {
                 now + claims.ttl_ms(),
             )
             .await
-            .map_err(|source| Error::Store {
-                doing: format!("claiming process {pid}"),
-                source: Box::new(source),
-            })?;
-        if !granted {
+            .map_err(store_error(format!("claiming process {pid}")))?;
+        if let Claim::Held(holder) = claim {
             return Err(Error::Claimed {
                 pid: pid.to_string(),
+                holder: Some(holder),
             });
         }
         // The first claim: the host's claims hold until this one runs out, at the earliest.
@@ -125,8 +139,8 @@ impl Host {
                 .claim(DEFAULT_TENANT, pid, owner, now, now + claims.ttl_ms())
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Claim::Granted) => {}
+                Ok(Claim::Held(_)) => {
                     tracing::warn!(
                         %pid,
                         "another host has taken this process over (this host's claim ran out): it stops here"
@@ -172,6 +186,19 @@ impl Host {
             tracing::warn!(%pid, "cannot release the claim: {}", chain(&e));
         }
     }
+}
+
+/// How a host names itself in the store's claims: `damson@<machine>:<os pid>/<id>`, so that an
+/// operator told a process is claimed can tell which host holds it.
+fn owner_name() -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("damson@{machine}:{}/{}", std::process::id(), &id[..12])
 }
 
 /// Milliseconds since the Unix epoch.

@@ -62,7 +62,7 @@ struct Inner {
     steps: Arc<Semaphore>,
     /// Where durable processes checkpoint, if anywhere.
     store: Option<Arc<dyn Persister>>,
-    /// This host's claims in the store, when it claims its processes.
+    /// This host's claims in the store, when it has one.
     claims: Option<claims::Claims>,
     /// Held while a process is loaded from the store, so that one pid is never restored twice.
     restoring: tokio::sync::Mutex<()>,
@@ -106,10 +106,9 @@ impl Host {
     }
 
     fn build(config: &HostConfig, store: Option<Arc<dyn Persister>>) -> Result<Self> {
-        let claims = match (&store, config.claim_ttl) {
-            (Some(_), Some(ttl)) => Some(claims::Claims::new(ttl)),
-            _ => None,
-        };
+        let claims = store
+            .as_ref()
+            .map(|_| claims::Claims::new(config.claim_ttl));
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime: Runtime::new(config)?,

@@ -15,6 +15,9 @@ pub struct Recovered {
     pub resumed: Vec<ProcessHandle>,
     /// Checkpoints that could not be continued, by pid, and why.
     pub failed: Vec<(String, Error)>,
+    /// Processes left to the other hosts that run them, by pid ([`Error::Claimed`], naming the
+    /// holder).
+    pub elsewhere: Vec<(String, Error)>,
 }
 
 impl Host {
@@ -31,8 +34,7 @@ impl Host {
             match self.continue_process(&pid, None).await {
                 Ok(handle) if handle.state().is_terminal() => {}
                 Ok(handle) => recovered.resumed.push(handle),
-                // Another host runs it.
-                Err(Error::Claimed { .. }) => {}
+                Err(error @ Error::Claimed { .. }) => recovered.elsewhere.push((pid, error)),
                 Err(error) => {
                     tracing::error!(%pid, "cannot continue: {}", chain(&error));
                     recovered.failed.push((pid, error));

@@ -5,7 +5,9 @@
 //! tests, which start a server); run it against a backend of your own in its tests.
 
 use super::bundle::{self, BundleError};
-use super::{CheckpointKey, DEFAULT_TENANT, PersistError, Persister, load_checked};
+use super::{
+    CheckpointKey, Claim, DEFAULT_TENANT, Holder, PersistError, Persister, Presence, load_checked,
+};
 
 /// Run every check against a fresh, empty persister.
 ///
@@ -19,70 +21,147 @@ pub async fn check(persister: &dyn Persister) {
     invalid_keys_are_refused(persister).await;
     one_owner_holds_a_claim_until_it_runs_out(persister).await;
     only_the_claims_holder_saves_claimed(persister).await;
+    a_claim_of_an_owner_that_is_gone_is_free_at_once(persister).await;
+}
+
+/// Two owners of claims, present in the store while the test runs (named afresh each time:
+/// a store may be shared by several runs).
+async fn owners(p: &dyn Persister) -> ((String, Presence), (String, Presence)) {
+    let name = |who: &str| format!("{who}-{}", uuid::Uuid::new_v4());
+    let (a, b) = (name("a"), name("b"));
+    let (pa, pb) = (p.join(&a).await.unwrap(), p.join(&b).await.unwrap());
+    ((a, pa), (b, pb))
 }
 
 async fn only_the_claims_holder_saves_claimed(p: &dyn Persister) {
+    let ((a, _pa), (b, _pb)) = owners(p).await;
+    let (a, b) = (a.as_str(), b.as_str());
     let key = CheckpointKey::new("fenced");
     assert!(
-        !p.save_claimed(&key, b"zero", "a").await.unwrap(),
+        !p.save_claimed(&key, b"zero", a).await.unwrap(),
         "nobody claimed it"
     );
     assert!(p.load(&key).await.unwrap().is_none(), "nothing written");
+    let claim = |owner, now, until| p.claim(DEFAULT_TENANT, "fenced", owner, now, until);
+    assert!(claim(a, 0, 1_000).await.unwrap().is_granted());
+    assert!(p.save_claimed(&key, b"one", a).await.unwrap());
     assert!(
-        p.claim(DEFAULT_TENANT, "fenced", "a", 0, 1_000)
-            .await
-            .unwrap()
-    );
-    assert!(p.save_claimed(&key, b"one", "a").await.unwrap());
-    assert!(
-        p.save_claimed(&key, b"two", "a").await.unwrap(),
+        p.save_claimed(&key, b"two", a).await.unwrap(),
         "its claim ran out, but nobody took it"
     );
+    assert!(claim(b, 2_000, 3_000).await.unwrap().is_granted());
     assert!(
-        p.claim(DEFAULT_TENANT, "fenced", "b", 2_000, 3_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !p.save_claimed(&key, b"three", "a").await.unwrap(),
+        !p.save_claimed(&key, b"three", a).await.unwrap(),
         "b took it over"
     );
     assert_eq!(p.load(&key).await.unwrap().unwrap(), b"two");
     let tagged = key.clone().tagged("t");
-    assert!(p.save_claimed(&tagged, b"four", "b").await.unwrap());
-    assert!(p.save_claimed(&key, b"five", "b").await.unwrap());
+    assert!(p.save_claimed(&tagged, b"four", b).await.unwrap());
+    assert!(p.save_claimed(&key, b"five", b).await.unwrap());
     assert_eq!(p.load(&key).await.unwrap().unwrap(), b"five");
-    p.release(DEFAULT_TENANT, "fenced", "b").await.unwrap();
+    p.release(DEFAULT_TENANT, "fenced", b).await.unwrap();
     p.delete_process(DEFAULT_TENANT, "fenced").await.unwrap();
 }
 
 async fn one_owner_holds_a_claim_until_it_runs_out(p: &dyn Persister) {
+    let ((a, _pa), (b, _pb)) = owners(p).await;
+    let (a, b) = (a.as_str(), b.as_str());
     let claim = |owner, now, until| p.claim(DEFAULT_TENANT, "claimed", owner, now, until);
-    assert!(claim("a", 1_000, 2_000).await.unwrap(), "nobody holds it");
-    assert!(!claim("b", 1_500, 2_500).await.unwrap(), "a holds it");
-    assert!(claim("a", 1_500, 3_000).await.unwrap(), "a extends its own");
-    let held = p.renew("a", 5_000).await.unwrap();
-    assert_eq!(held, [(DEFAULT_TENANT.to_string(), "claimed".to_string())]);
-    assert!(!claim("b", 4_000, 6_000).await.unwrap(), "renewed to 5000");
-    assert!(claim("b", 5_001, 6_000).await.unwrap(), "a's claim ran out");
     assert!(
-        p.renew("a", 9_000).await.unwrap().is_empty(),
+        claim(a, 1_000, 2_000).await.unwrap().is_granted(),
+        "nobody holds it"
+    );
+    assert_eq!(
+        claim(b, 1_500, 2_500).await.unwrap(),
+        Claim::Held(Holder {
+            owner: a.to_string(),
+            until_ms: 2_000
+        }),
+        "a holds it, and the answer says so"
+    );
+    assert!(
+        claim(a, 1_500, 3_000).await.unwrap().is_granted(),
+        "a extends its own"
+    );
+    let held = p.renew(a, 5_000).await.unwrap();
+    assert_eq!(held, [(DEFAULT_TENANT.to_string(), "claimed".to_string())]);
+    assert!(
+        !claim(b, 4_000, 6_000).await.unwrap().is_granted(),
+        "renewed to 5000"
+    );
+    assert!(
+        claim(b, 5_001, 6_000).await.unwrap().is_granted(),
+        "a's claim ran out"
+    );
+    assert!(
+        p.renew(a, 9_000).await.unwrap().is_empty(),
         "b took it over: a holds nothing"
     );
-    p.release(DEFAULT_TENANT, "claimed", "a").await.unwrap();
+    p.release(DEFAULT_TENANT, "claimed", a).await.unwrap();
     assert!(
-        !claim("a", 5_002, 7_000).await.unwrap(),
+        !claim(a, 5_002, 7_000).await.unwrap().is_granted(),
         "a cannot release b's"
     );
-    p.release(DEFAULT_TENANT, "claimed", "b").await.unwrap();
-    assert!(claim("a", 5_003, 7_000).await.unwrap(), "released");
+    p.release(DEFAULT_TENANT, "claimed", b).await.unwrap();
     assert!(
-        claim("b", 0, 1).await.is_ok_and(|granted| !granted),
+        claim(a, 5_003, 7_000).await.unwrap().is_granted(),
+        "released"
+    );
+    assert!(
+        !claim(b, 0, 1).await.unwrap().is_granted(),
         "another pid's claim is another matter"
     );
-    assert!(p.claim(DEFAULT_TENANT, "other", "b", 0, 1).await.unwrap());
-    p.release(DEFAULT_TENANT, "claimed", "a").await.unwrap();
-    p.release(DEFAULT_TENANT, "other", "b").await.unwrap();
+    assert!(
+        p.claim(DEFAULT_TENANT, "other", b, 0, 1)
+            .await
+            .unwrap()
+            .is_granted()
+    );
+    p.release(DEFAULT_TENANT, "claimed", a).await.unwrap();
+    p.release(DEFAULT_TENANT, "other", b).await.unwrap();
+}
+
+async fn a_claim_of_an_owner_that_is_gone_is_free_at_once(p: &dyn Persister) {
+    let ((a, pa), (b, _pb)) = owners(p).await;
+    let (a, b) = (a.as_str(), b.as_str());
+    let far = u64::MAX / 4;
+    let claim = |owner| p.claim(DEFAULT_TENANT, "orphaned", owner, 1_000, far);
+    assert!(claim(a).await.unwrap().is_granted());
+    assert!(
+        !claim(b).await.unwrap().is_granted(),
+        "a is present, and its claim holds"
+    );
+    drop(pa);
+    // A database notices a closed session a moment later.
+    let mut granted = false;
+    for _ in 0..100 {
+        granted = claim(b).await.unwrap().is_granted();
+        if granted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        granted,
+        "a is gone: its claim is free long before it runs out"
+    );
+    assert!(
+        !claim(a).await.unwrap().is_granted(),
+        "and b, present, keeps it"
+    );
+    let gone = format!("never-joined-{}", uuid::Uuid::new_v4());
+    p.release(DEFAULT_TENANT, "orphaned", b).await.unwrap();
+    assert!(
+        p.claim(DEFAULT_TENANT, "orphaned", &gone, 1_000, far)
+            .await
+            .unwrap()
+            .is_granted()
+    );
+    assert!(
+        claim(b).await.unwrap().is_granted(),
+        "an owner that never joined counts as gone"
+    );
+    p.release(DEFAULT_TENANT, "orphaned", b).await.unwrap();
 }
 
 async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {

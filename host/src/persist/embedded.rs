@@ -8,7 +8,7 @@ use redb::{
     ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableError,
 };
 
-use super::{BoxError, CheckpointKey, PersistError, Persister, check_key};
+use super::{BoxError, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, check_key};
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
@@ -48,6 +48,13 @@ impl EmbeddedPersister {
         })
     }
 
+    /// Where the owners of claims keep their presence files: `<store>.owners/` beside it.
+    fn owners_dir(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".owners");
+        self.path.with_file_name(name)
+    }
+
     fn error(&self, source: impl Into<BoxError>) -> PersistError {
         PersistError::Backend {
             location: self.path.display().to_string(),
@@ -65,6 +72,72 @@ impl EmbeddedPersister {
             .await
             .map_err(|e| self.error(e))?
             .map_err(|e| self.error(e))
+    }
+}
+
+/// An owner's presence: its file in the owners' directory, locked (`flock`) while the owner
+/// lives. The system lets the lock go when the process ends, however it ends.
+struct PresenceFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Drop for PresenceFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+fn presence_path(dir: &Path, owner: &str) -> PathBuf {
+    dir.join(format!("{}.lock", hex::encode(owner)))
+}
+
+/// Lock the presence file of `owner`, making it first if need be.
+fn join_as(dir: &Path, owner: &str) -> Result<PresenceFile, BoxError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir)?;
+    let path = presence_path(dir, owner);
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!("the owner '{owner}' is present already").into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        // Someone who found the file unlocked (before it was locked here) may have removed it:
+        // the lock must be on the file the path names.
+        let same = std::fs::metadata(&path).is_ok_and(|m| {
+            file.metadata()
+                .is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev())
+        });
+        if same {
+            return Ok(PresenceFile { file, path });
+        }
+    }
+}
+
+/// Whether `owner` is present: its presence file exists and is locked. A file left unlocked (its
+/// process ended without removing it) is removed.
+fn present(dir: &Path, owner: &str) -> bool {
+    let path = presence_path(dir, owner);
+    let Ok(file) = std::fs::File::open(&path) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&path);
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        // Cannot tell: count it as present, which is safe (the claim then runs out by time).
+        Err(std::fs::TryLockError::Error(_)) => true,
     }
 }
 
@@ -243,6 +316,12 @@ impl Persister for EmbeddedPersister {
         .await
     }
 
+    async fn join(&self, owner: &str) -> Result<Presence, PersistError> {
+        let (dir, owner) = (self.owners_dir(), owner.to_string());
+        self.blocking(move |_| join_as(&dir, &owner).map(Presence::new))
+            .await
+    }
+
     async fn claim(
         &self,
         tenant: &str,
@@ -250,27 +329,35 @@ impl Persister for EmbeddedPersister {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<bool, PersistError> {
+    ) -> Result<Claim, PersistError> {
         let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
+        let owners = self.owners_dir();
         // One write transaction: redb lets one writer in at a time, across processes too.
         self.blocking(move |db| {
             let txn = db.begin_write()?;
-            let granted = {
+            let claim = {
                 let mut table = txn.open_table(CLAIMS)?;
-                let free = match table.get(key.as_str())? {
-                    None => true,
+                let held = match table.get(key.as_str())? {
+                    None => None,
                     Some(held) => {
                         let (holder, until) = held.value();
-                        holder == owner || until < now_ms
+                        let taken = holder != owner && until >= now_ms && present(&owners, holder);
+                        taken.then(|| Holder {
+                            owner: holder.to_string(),
+                            until_ms: until,
+                        })
                     }
                 };
-                if free {
-                    table.insert(key.as_str(), (owner.as_str(), until_ms))?;
+                match held {
+                    Some(holder) => Claim::Held(holder),
+                    None => {
+                        table.insert(key.as_str(), (owner.as_str(), until_ms))?;
+                        Claim::Granted
+                    }
                 }
-                free
             };
             txn.commit()?;
-            Ok(granted)
+            Ok(claim)
         })
         .await
     }

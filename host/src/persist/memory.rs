@@ -1,11 +1,11 @@
 //! [`MemoryPersister`]: checkpoints in the process's memory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use super::{CheckpointKey, PersistError, Persister, check_key};
+use super::{CheckpointKey, Claim, Holder, PersistError, Persister, Presence, check_key};
 
 /// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
 #[derive(Default)]
@@ -14,6 +14,8 @@ pub struct MemoryPersister {
     plugins: Mutex<BTreeMap<String, Vec<u8>>>,
     /// (tenant, pid) → (owner, until).
     claims: Mutex<HashMap<(String, String), (String, u64)>>,
+    /// The owners that joined, alive while their presence is kept.
+    owners: Mutex<HashMap<String, Weak<()>>>,
 }
 
 impl MemoryPersister {
@@ -113,6 +115,14 @@ impl Persister for MemoryPersister {
         Ok(self.plugins.lock().expect("plugins").get(digest).cloned())
     }
 
+    async fn join(&self, owner: &str) -> Result<Presence, PersistError> {
+        let token = Arc::new(());
+        let mut owners = self.owners.lock().expect("owners");
+        owners.retain(|_, alive| alive.strong_count() > 0);
+        owners.insert(owner.to_string(), Arc::downgrade(&token));
+        Ok(Presence::new(token))
+    }
+
     async fn claim(
         &self,
         tenant: &str,
@@ -120,16 +130,26 @@ impl Persister for MemoryPersister {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<bool, PersistError> {
+    ) -> Result<Claim, PersistError> {
         let mut claims = self.claims.lock().expect("claims");
         let key = (tenant.to_string(), pid.to_string());
-        let free = claims
-            .get(&key)
-            .is_none_or(|(holder, until)| holder == owner || *until < now_ms);
-        if free {
-            claims.insert(key, (owner.to_string(), until_ms));
+        if let Some((holder, until)) = claims.get(&key) {
+            let present = || {
+                self.owners
+                    .lock()
+                    .expect("owners")
+                    .get(holder)
+                    .is_some_and(|alive| alive.strong_count() > 0)
+            };
+            if holder != owner && *until >= now_ms && present() {
+                return Ok(Claim::Held(Holder {
+                    owner: holder.clone(),
+                    until_ms: *until,
+                }));
+            }
         }
-        Ok(free)
+        claims.insert(key, (owner.to_string(), until_ms));
+        Ok(Claim::Granted)
     }
 
     async fn renew(

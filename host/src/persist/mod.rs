@@ -147,11 +147,20 @@ pub trait Persister: Send + Sync {
     async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError>;
     /// The component stored under `digest`, if any.
     async fn load_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, PersistError>;
+    /// Announce that `owner` is alive, for as long as the returned [`Presence`] is kept (by the
+    /// owner's own process: the embedded store locks a file beside the database, which the
+    /// system lets go when the process ends however it ends; PostgreSQL holds an advisory lock
+    /// in a session of the owner's own, which ends with its connection — the server notices a
+    /// moment after). A host joins before it claims anything.
+    async fn join(&self, owner: &str) -> Result<Presence, PersistError>;
     /// Claim process `pid` for `owner` until `until_ms` (milliseconds since the Unix epoch).
-    /// Granted when nobody holds it, when its holder's claim ran out before `now_ms`, or when
-    /// `owner` holds it already (then it is extended). Claims keep two hosts sharing a store
-    /// from running one process at once; a host that dies stops renewing its claims, and
-    /// another may take its processes over once they run out.
+    /// Granted when nobody holds it, when its holder's claim ran out before `now_ms`, when its
+    /// holder is gone (no [`Presence`]: its process ended, or its session), or when `owner`
+    /// holds it already (then it is extended); otherwise the answer names the holder. Claims
+    /// keep two hosts sharing a store from running one process at once; a host that dies
+    /// stops renewing its claims, and another may take its processes over at once, or, if it
+    /// cannot tell the host is gone (a host that stalled, or lost its network), once they run
+    /// out.
     async fn claim(
         &self,
         tenant: &str,
@@ -159,7 +168,7 @@ pub trait Persister: Send + Sync {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<bool, PersistError>;
+    ) -> Result<Claim, PersistError>;
     /// Extend every claim `owner` holds to `until_ms`; the `(tenant, pid)` of each. A claim
     /// that ran out and was taken by another owner is not among them: its process is that
     /// owner's now.
@@ -172,6 +181,64 @@ pub trait Persister: Send + Sync {
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError>;
     /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".
     fn summary(&self) -> String;
+}
+
+/// The answer to a [`Persister::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The claim is the owner's now.
+    Granted,
+    /// Another owner holds it.
+    Held(Holder),
+}
+
+impl Claim {
+    /// Whether the claim was granted.
+    pub fn is_granted(&self) -> bool {
+        matches!(self, Claim::Granted)
+    }
+}
+
+/// Who holds a claim, and until when unless it is renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder, as it named itself (a host names itself `damson@<machine>:<os pid>/<id>`).
+    pub owner: String,
+    /// Until when the claim holds unless renewed, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let until = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.until_ms);
+        write!(
+            f,
+            "held by {}, whose claim lasts until {} unless renewed",
+            self.owner,
+            humantime::format_rfc3339_seconds(until)
+        )
+    }
+}
+
+/// Keeps an owner of claims present in a store while it is kept (see [`Persister::join`]):
+/// dropping it, or the end of the process that holds it, makes the owner's claims free.
+pub struct Presence {
+    _token: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl Presence {
+    /// A presence that lasts as long as `token` (a lock, a connection) is kept.
+    pub fn new(token: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            _token: Box::new(token),
+        }
+    }
+}
+
+impl std::fmt::Debug for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Presence")
+    }
 }
 
 /// Load and check the bundle under `key`: `Ok(None)` when there is none, an error naming the

@@ -3,10 +3,15 @@
 use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls};
 
-use super::{CheckpointKey, PersistError, Persister, check_key};
+use super::{CheckpointKey, Claim, Holder, PersistError, Persister, Presence, check_key};
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS damson_checkpoints (
+/// The schema, one step per version. A database is brought up to the last version when a
+/// persister connects: under an advisory lock, in one transaction, so that hosts starting
+/// together on a fresh database do not race (PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not
+/// safe against a concurrent one), and each step runs once. Never change a step: add one.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS damson_checkpoints (
         tenant TEXT NOT NULL,
         pid TEXT NOT NULL,
         tag TEXT NOT NULL DEFAULT '',
@@ -24,33 +29,42 @@ const SCHEMA: &str = "
         owner TEXT NOT NULL,
         until_ms BIGINT NOT NULL,
         PRIMARY KEY (tenant, pid)
-    );";
+    );",
+)];
 
-/// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints` and
-/// `damson_plugins`, created when missing). Each save is one upsert statement: atomic.
+/// The advisory lock the schema is brought up to date under (`damson` in ASCII).
+const MIGRATION_LOCK: i64 = 0x0000_6461_6d73_6f6e;
+
+/// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints`,
+/// `damson_plugins`, `damson_claims`, and `damson_schema` for the schema's version, made or
+/// brought up to date when a persister connects). Each save is one statement: atomic.
 pub struct PostgresPersister {
     client: Client,
+    /// Where to connect again, for each owner's presence session (see [`Persister::join`]).
+    url: String,
     location: String,
 }
 
 impl PostgresPersister {
-    /// Connect to `url` (e.g. `postgres://user@localhost:5432/damson`) and create the tables if
-    /// needed.
+    /// Connect to `url` (e.g. `postgres://user@localhost:5432/damson`) and bring the schema up
+    /// to date (safe when several hosts do it at once).
+    ///
+    /// # Errors
+    /// [`PersistError::Backend`] with the database's error when it cannot be reached or the
+    /// schema cannot be set up.
     pub async fn connect(url: &str) -> Result<Self, PersistError> {
         let location = redact(url);
         let backend = |e: tokio_postgres::Error| PersistError::Backend {
             location: location.clone(),
             source: Box::new(e),
         };
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(backend)?;
-        let for_log = location.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(store = %for_log, "PostgreSQL connection lost: {e}");
-            }
-        });
-        client.batch_execute(SCHEMA).await.map_err(backend)?;
-        Ok(Self { client, location })
+        let mut client = open(url, &location).await.map_err(backend)?;
+        migrate(&mut client).await.map_err(backend)?;
+        Ok(Self {
+            client,
+            url: url.to_string(),
+            location,
+        })
     }
 
     fn error(&self, e: tokio_postgres::Error) -> PersistError {
@@ -59,6 +73,49 @@ impl PostgresPersister {
             source: Box::new(e),
         }
     }
+}
+
+/// A connection, its driver running on its own task until the client is dropped.
+async fn open(url: &str, location: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let location = location.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(store = %location, "PostgreSQL connection lost: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Apply the migrations the database has not had yet.
+async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS damson_schema (
+            version INTEGER PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let current: i32 = txn
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM damson_schema", &[])
+        .await?
+        .get(0);
+    for (version, step) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        txn.batch_execute(step).await?;
+        txn.execute(
+            "INSERT INTO damson_schema (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        tracing::info!(
+            version,
+            "PostgreSQL store: schema brought up to version {version}"
+        );
+    }
+    txn.commit().await
 }
 
 /// The URL without its password, for messages.
@@ -217,6 +274,29 @@ impl Persister for PostgresPersister {
         Ok(row.map(|r| r.get(0)))
     }
 
+    async fn join(&self, owner: &str) -> Result<Presence, PersistError> {
+        // A session of the owner's own holds its presence lock: the server lets it go when
+        // the connection ends, however the owner's process ended.
+        let session = open(&self.url, &self.location)
+            .await
+            .map_err(|e| self.error(e))?;
+        let locked: bool = session
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&owner],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .get(0);
+        if !locked {
+            return Err(PersistError::Backend {
+                location: self.location.clone(),
+                source: format!("the owner '{owner}' is present already").into(),
+            });
+        }
+        Ok(Presence::new(session))
+    }
+
     async fn claim(
         &self,
         tenant: &str,
@@ -224,21 +304,43 @@ impl Persister for PostgresPersister {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<bool, PersistError> {
-        // One statement: the row is taken, or left to its live holder, atomically.
-        let row = self
-            .client
-            .query_opt(
-                "INSERT INTO damson_claims (tenant, pid, owner, until_ms) VALUES ($1, $2, $3, $5)
-                 ON CONFLICT (tenant, pid) DO UPDATE SET owner = EXCLUDED.owner,
-                     until_ms = EXCLUDED.until_ms
-                 WHERE damson_claims.owner = EXCLUDED.owner OR damson_claims.until_ms < $4
-                 RETURNING owner",
-                &[&tenant, &pid, &owner, &(now_ms as i64), &(until_ms as i64)],
-            )
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(row.is_some())
+    ) -> Result<Claim, PersistError> {
+        loop {
+            // One statement: the row is taken, or left to its live holder, atomically. A
+            // holder whose presence lock can be had is gone (the lock, had here, goes with the
+            // statement's transaction).
+            let row = self
+                .client
+                .query_opt(
+                    "INSERT INTO damson_claims (tenant, pid, owner, until_ms) VALUES ($1, $2, $3, $5)
+                     ON CONFLICT (tenant, pid) DO UPDATE SET owner = EXCLUDED.owner,
+                         until_ms = EXCLUDED.until_ms
+                     WHERE damson_claims.owner = EXCLUDED.owner OR damson_claims.until_ms < $4
+                         OR pg_try_advisory_xact_lock(hashtextextended(damson_claims.owner, 0))
+                     RETURNING owner",
+                    &[&tenant, &pid, &owner, &(now_ms as i64), &(until_ms as i64)],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            if row.is_some() {
+                return Ok(Claim::Granted);
+            }
+            let holder = self
+                .client
+                .query_opt(
+                    "SELECT owner, until_ms FROM damson_claims WHERE tenant = $1 AND pid = $2",
+                    &[&tenant, &pid],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            // Released in between: ask again.
+            if let Some(row) = holder {
+                return Ok(Claim::Held(Holder {
+                    owner: row.get(0),
+                    until_ms: row.get::<_, i64>(1) as u64,
+                }));
+            }
+        }
     }
 
     async fn renew(

@@ -131,13 +131,14 @@ impl ProcessRecord {
     }
 
     /// The short form shown by `damson run --json` and stored in a parent's context for an
-    /// awaited child: `pid`, `plugin`, `state`, `successful`, `exit_status`, `exit_message`,
-    /// `outputs`, `error`.
+    /// awaited child: `pid`, `plugin`, `state`, `paused`, `successful`, `exit_status`,
+    /// `exit_message`, `outputs`, `error`.
     pub fn summary(&self) -> Value {
         json!({
             "pid": self.pid,
             "plugin": self.plugin,
             "state": self.state,
+            "paused": self.paused,
             "successful": self.successful(),
             "exit_status": self.exit_status,
             "exit_message": self.exit_message,

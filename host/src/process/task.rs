@@ -715,6 +715,7 @@ impl Task {
             .map_err(|unsaved| match unsaved {
                 Unsaved::Abandoned => Error::Claimed {
                     pid: self.handle.pid().to_string(),
+                    holder: None,
                 },
                 Unsaved::Failed(e) => e,
             })
