@@ -14,11 +14,10 @@ use std::sync::atomic::Ordering;
 use futures_lite::FutureExt;
 use serde_json::{Map, Value};
 
-use super::outside::{Checkpoints, Outside, Unsaved};
+use super::outside::{Checkpoints, Outside};
 use super::record::AfterStep;
 use super::{Event, ProcessHandle, ProcessRecord, ProcessState};
-use crate::error::{Error, chain};
-use crate::guest::{AwaitChild, Effects, Failure, Guest, Launch, Next, ProcessView};
+use crate::guest::{Effects, Failure, Guest, Next, ProcessView};
 use crate::ports::{GuestCheck, SEPARATOR, ValidationError};
 use crate::spec::ProcessSpec;
 use crate::workchain::Call;
@@ -36,21 +35,11 @@ enum End {
     Abandoned,
 }
 
-/// A child awaited by the step that launched it.
-struct Awaited {
-    handle: ProcessHandle,
-    key: String,
-    append: bool,
-    inspect: bool,
-}
+mod commit;
+mod end;
+mod waiting;
 
-/// What a waiting process waits for.
-enum Until {
-    /// A resume (optionally named after the event it stands for).
-    Resume { event: Option<String> },
-    /// These children to terminate.
-    Children(Vec<Awaited>),
-}
+use waiting::{Awaited, Until};
 
 /// The task that runs one process.
 pub(crate) struct Task {
@@ -434,186 +423,6 @@ impl Task {
         End::Killed(self.handle.shared.control().kill.take().flatten())
     }
 
-    /// WAITING until `until` is met; paused meanwhile if asked (and then not resumed until
-    /// played), killed if asked. Entering the wait is checkpointed.
-    async fn wait(&mut self, until: Until, message: Option<String>) -> Result<(), End> {
-        if message.is_some() {
-            self.guest_status.clone_from(&message);
-        }
-        let awaiting: Vec<String> = match &until {
-            Until::Children(children) => children
-                .iter()
-                .map(|c| c.handle.pid().to_string())
-                .collect(),
-            Until::Resume { .. } => Vec::new(),
-        };
-        self.commit(|r| {
-            r.state = ProcessState::Waiting;
-            r.awaiting.clone_from(&awaiting);
-        })
-        .await?;
-        self.emit(Event::Waiting { message });
-        // Children wake this task when they terminate.
-        let watchers: Vec<_> = match &until {
-            Until::Children(children) => children
-                .iter()
-                .map(|c| {
-                    let (child, parent) = (c.handle.clone(), self.handle.shared.clone());
-                    tokio::spawn(async move {
-                        child.wait().await;
-                        parent.wake.notify_one();
-                    })
-                })
-                .collect(),
-            Until::Resume { .. } => Vec::new(),
-        };
-        loop {
-            let shared = self.handle.shared.clone();
-            let notified = shared.wake.notified();
-            self.apply_controls().await?;
-            if !self.record.paused && self.waited_for(&until) {
-                break;
-            }
-            notified.await;
-        }
-        for watcher in watchers {
-            watcher.abort();
-        }
-        if let Until::Children(children) = until {
-            self.collect(children)?;
-        }
-        self.set_state(ProcessState::Running, Vec::new());
-        self.emit(Event::Running);
-        Ok(())
-    }
-
-    /// Whether what the process waits for has come: a resume (whose value goes into the
-    /// context), or the end of every awaited child.
-    fn waited_for(&mut self, until: &Until) -> bool {
-        match until {
-            Until::Resume { event } => {
-                let Some(value) = self.handle.shared.control().resume.take() else {
-                    return false;
-                };
-                if let Some(value) = value {
-                    let key = event.clone().unwrap_or_else(|| "resumed".to_string());
-                    self.record.context.insert(key, value);
-                }
-                true
-            }
-            Until::Children(children) => children.iter().all(|c| c.handle.state().is_terminal()),
-        }
-    }
-
-    /// Put the records of terminated children into the context; a failed child the step did not
-    /// inspect ends this process.
-    fn collect(&mut self, children: Vec<Awaited>) -> Result<(), End> {
-        for child in children {
-            let record = child.handle.record();
-            if !child.inspect && record.successful() != Some(true) {
-                let how = match (&record.error, &record.exit_message) {
-                    (Some(error), _) => format!("ended {}: {error}", record.state),
-                    (None, Some(message)) => {
-                        format!("ended {} unsuccessfully: {message}", record.state)
-                    }
-                    (None, None) => format!("ended {} unsuccessfully", record.state),
-                };
-                return Err(End::Excepted(format!(
-                    "child process {} ({}) awaited as '{}' {how}",
-                    record.pid, record.plugin, child.key
-                )));
-            }
-            let context = &mut self.record.context;
-            if child.append {
-                let list = context
-                    .entry(child.key)
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if !list.is_array() {
-                    *list = Value::Array(vec![list.take()]);
-                }
-                list.as_array_mut()
-                    .expect("made a list above")
-                    .push(record.summary());
-            } else {
-                context.insert(child.key, record.summary());
-            }
-        }
-        Ok(())
-    }
-
-    /// Create and start the children a step launched. After a restore, a child that exists
-    /// already (on this host or in the store) is attached instead: it is never created twice.
-    async fn launch_children(&mut self, launches: &[Launch], restored: bool) -> Result<(), String> {
-        for launch in launches {
-            if self.children.contains_key(&launch.pid) {
-                continue;
-            }
-            if restored {
-                let found = self.outside.find_child(&launch.pid).await.map_err(|e| {
-                    format!(
-                        "cannot look for child process {}: {}",
-                        launch.pid,
-                        chain(&e)
-                    )
-                })?;
-                if let Some(child) = found {
-                    self.children.insert(launch.pid.clone(), child);
-                    continue;
-                }
-            }
-            let child = self
-                .outside
-                .launch_child(&self.handle, launch)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "launched a '{}' child that cannot be started: {}",
-                        launch.plugin,
-                        chain(&e)
-                    )
-                })?;
-            self.children.insert(launch.pid.clone(), child);
-        }
-        Ok(())
-    }
-
-    /// The handle of a child: launched by this task, or (after a restore) running on this
-    /// host, or continued from its checkpoint.
-    async fn child(&mut self, pid: &str) -> Result<ProcessHandle, End> {
-        if let Some(handle) = self.children.get(pid) {
-            return Ok(handle.clone());
-        }
-        let cannot =
-            |why: String| End::Excepted(format!("cannot continue its child process {pid}: {why}"));
-        let handle = self
-            .outside
-            .find_child(pid)
-            .await
-            .map_err(|e| cannot(chain(&e)))?
-            .ok_or_else(|| cannot("it has no checkpoint".into()))?;
-        self.children.insert(pid.to_string(), handle.clone());
-        Ok(handle)
-    }
-
-    /// The children a step awaits: each must be one this process launched.
-    fn awaited(
-        &self,
-        awaits: Vec<AwaitChild>,
-        launches: &[Launch],
-    ) -> Result<Vec<AwaitChild>, String> {
-        for child in &awaits {
-            let known = launches.iter().any(|l| l.pid == child.pid)
-                || self.record.children.contains(&child.pid);
-            if !known {
-                return Err(format!(
-                    "awaits process '{}', which is not a child it launched",
-                    child.pid
-                ));
-            }
-        }
-        Ok(awaits)
-    }
-
     /// The first problem with the outputs a call emitted: one the spec refused, or one that the
     /// plugin's validator rejects.
     async fn check_outputs(&mut self, outputs: OutputChecks) -> Option<String> {
@@ -640,185 +449,8 @@ impl Task {
         None
     }
 
-    /// Change the published record in a small way (position, status, children) that needs no
-    /// checkpoint: here and in what watchers see, at once.
-    fn progress(&mut self, change: impl Fn(&mut ProcessRecord)) {
-        change(&mut self.record);
-        self.handle.shared.record.send_modify(change);
-    }
-
-    /// The status shown follows the plugin's, unless the process is paused.
-    fn sync_status(&mut self) {
-        if !self.record.paused && self.record.status != self.guest_status {
-            self.record.status.clone_from(&self.guest_status);
-        }
-    }
-
-    /// Publish the record as it is now, and tell the host of a change of state.
-    fn publish(&mut self) {
-        let from = self.handle.state();
-        self.handle.shared.record.send_replace(self.record.clone());
-        if from != self.record.state {
-            self.outside
-                .state_changed(self.handle.pid(), Some(from), self.record.state);
-        }
-    }
-
-    /// Change state (and the children awaited) without a checkpoint, publishing the process's
-    /// data with it in one change, so that watchers never see half of it.
-    fn set_state(&mut self, state: ProcessState, awaiting: Vec<String>) {
-        self.record.state = state;
-        self.record.awaiting = awaiting;
-        self.sync_status();
-        self.publish();
-    }
-
-    /// Save a checkpoint of the process as it is now, and publish its record. Nothing to do
-    /// without a store.
-    async fn save(&mut self) -> Result<(), End> {
-        if self.outside.checkpoints() == Checkpoints::Off {
-            return Ok(());
-        }
-        self.commit(|_| {}).await
-    }
-
-    /// Change the process's record: saved first, at a quiescent point (no guest call runs),
-    /// then published.
-    ///
-    /// A save that fails ends the process EXCEPTED: a durable process that cannot be made
-    /// durable must not carry on as if it were. One another host has taken over stops here.
-    async fn commit(&mut self, change: impl FnOnce(&mut ProcessRecord)) -> Result<(), End> {
-        self.sync_status();
-        change(&mut self.record);
-        self.sync_status();
-        let saved = self.save_as(None).await;
-        if let Err(Unsaved::Abandoned) = saved {
-            return Err(End::Abandoned);
-        }
-        self.publish();
-        saved.map_err(|unsaved| match unsaved {
-            Unsaved::Failed(e) => {
-                End::Excepted(format!("cannot save its checkpoint: {}", chain(&e)))
-            }
-            Unsaved::Abandoned => End::Abandoned,
-        })
-    }
-
-    /// A checkpoint someone asked for through the handle.
-    async fn checkpoint_now(&mut self, tag: Option<String>) -> crate::Result<()> {
-        if self.outside.checkpoints() == Checkpoints::Off {
-            return Err(Error::NoStore);
-        }
-        self.sync_status();
-        self.save_as(tag.as_deref())
-            .await
-            .map_err(|unsaved| match unsaved {
-                Unsaved::Abandoned => Error::Claimed {
-                    pid: self.handle.pid().to_string(),
-                    holder: None,
-                },
-                Unsaved::Failed(e) => e,
-            })
-    }
-
-    /// Save the record as the process's checkpoint (or the one with `tag`), with a memory image
-    /// unless it has terminated.
-    async fn save_as(&mut self, tag: Option<&str>) -> Result<(), Unsaved> {
-        if self.outside.checkpoints() == Checkpoints::Off {
-            return Ok(());
-        }
-        let image = if self.record.state.is_terminal() {
-            None
-        } else {
-            self.guest.image()
-        };
-        self.outside
-            .save(&self.handle, &self.record, image, tag)
-            .await
-    }
-
     fn emit(&self, event: Event) {
         self.handle.emit(&event);
-    }
-
-    async fn end(mut self, end: End) {
-        if let End::Abandoned = end {
-            return self.abandoned();
-        }
-        // Plumpy applies a pause requested during the final step after the transition: the
-        // process is then terminated *and* paused.
-        let late_pause = self.handle.shared.control().pause.take();
-        let (state, event) = match end {
-            End::Finished {
-                status: exit,
-                message,
-            } => {
-                let missing = self.spec.outputs.missing_required(&self.record.outputs);
-                let message = message
-                    .or_else(|| self.spec.exit_code(exit).map(|c| c.message.clone()))
-                    .or_else(|| missing_message(&missing));
-                let successful = exit == 0 && missing.is_empty();
-                self.record.exit_status = Some(exit);
-                self.record.exit_message = message;
-                self.record.missing_outputs = missing;
-                (
-                    ProcessState::Finished,
-                    Event::Finished {
-                        successful,
-                        exit_status: exit,
-                    },
-                )
-            }
-            End::Excepted(error) => {
-                self.kill_children(Some("the parent process excepted"));
-                self.record.error = Some(error.clone());
-                (ProcessState::Excepted, Event::Excepted { error })
-            }
-            End::Killed(message) => {
-                self.kill_children(Some("the parent process was killed"));
-                self.record.exit_message.clone_from(&message);
-                (ProcessState::Killed, Event::Killed { message })
-            }
-            End::Abandoned => unreachable!("an abandoned process returned above"),
-        };
-        // One change makes the process terminal, with everything it produced: whoever sees the
-        // state sees the outputs. It is saved first: what anyone sees is durable.
-        self.sync_status();
-        if late_pause.is_some() {
-            self.record.paused = true;
-        }
-        self.record.awaiting.clear();
-        self.record.state = state;
-        self.record.after_step = None;
-        match self.save_as(None).await {
-            Ok(()) => {}
-            Err(Unsaved::Abandoned) => return self.abandoned(),
-            Err(Unsaved::Failed(e)) => {
-                tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {}", chain(&e));
-            }
-        }
-        self.publish();
-        tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
-        self.emit(event);
-        if let Some(message) = late_pause {
-            self.emit(Event::Paused { message });
-        }
-        self.outside.release(self.handle.pid()).await;
-        self.handle.shared.done.send_replace(true);
-        self.outside.ended(self.handle.pid(), false);
-    }
-
-    /// Another host has taken the process over: its record stays as last saved here, nothing
-    /// is announced, and the other host carries on.
-    fn abandoned(self) {
-        self.handle.shared.done.send_replace(true);
-        self.outside.ended(self.handle.pid(), true);
-    }
-
-    fn kill_children(&self, message: Option<&str>) {
-        for child in self.children.values() {
-            child.kill(message, true);
-        }
     }
 }
 
@@ -846,12 +478,4 @@ fn insert_output(outputs: &mut Value, path: &str, value: Value) {
         map = entry.as_object_mut().expect("made an object above");
     }
     map.insert(last.to_string(), value);
-}
-
-fn missing_message(missing: &[String]) -> Option<String> {
-    (!missing.is_empty()).then(|| {
-        let names: Vec<String> = missing.iter().map(|p| format!("'{p}'")).collect();
-        let verb = if missing.len() == 1 { " was" } else { "s were" };
-        format!("required output{verb} not emitted: {}", names.join(", "))
-    })
 }

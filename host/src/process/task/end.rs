@@ -1,0 +1,98 @@
+//! The end of a process: FINISHED (with the missing required outputs), EXCEPTED or KILLED,
+//! saved and announced; or abandoned to another host, saved and announced by nobody here.
+
+use crate::error::chain;
+use crate::process::outside::Unsaved;
+use crate::process::{Event, ProcessState};
+
+use super::{End, Task};
+
+impl Task {
+    pub(super) async fn end(mut self, end: End) {
+        if let End::Abandoned = end {
+            return self.abandoned();
+        }
+        // Plumpy applies a pause requested during the final step after the transition: the
+        // process is then terminated *and* paused.
+        let late_pause = self.handle.shared.control().pause.take();
+        let (state, event) = match end {
+            End::Finished {
+                status: exit,
+                message,
+            } => {
+                let missing = self.spec.outputs.missing_required(&self.record.outputs);
+                let message = message
+                    .or_else(|| self.spec.exit_code(exit).map(|c| c.message.clone()))
+                    .or_else(|| missing_message(&missing));
+                let successful = exit == 0 && missing.is_empty();
+                self.record.exit_status = Some(exit);
+                self.record.exit_message = message;
+                self.record.missing_outputs = missing;
+                (
+                    ProcessState::Finished,
+                    Event::Finished {
+                        successful,
+                        exit_status: exit,
+                    },
+                )
+            }
+            End::Excepted(error) => {
+                self.kill_children(Some("the parent process excepted"));
+                self.record.error = Some(error.clone());
+                (ProcessState::Excepted, Event::Excepted { error })
+            }
+            End::Killed(message) => {
+                self.kill_children(Some("the parent process was killed"));
+                self.record.exit_message.clone_from(&message);
+                (ProcessState::Killed, Event::Killed { message })
+            }
+            End::Abandoned => unreachable!("an abandoned process returned above"),
+        };
+        // One change makes the process terminal, with everything it produced: whoever sees the
+        // state sees the outputs. It is saved first: what anyone sees is durable.
+        self.sync_status();
+        if late_pause.is_some() {
+            self.record.paused = true;
+        }
+        self.record.awaiting.clear();
+        self.record.state = state;
+        self.record.after_step = None;
+        match self.save_as(None).await {
+            Ok(()) => {}
+            Err(Unsaved::Abandoned) => return self.abandoned(),
+            Err(Unsaved::Failed(e)) => {
+                tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {}", chain(&e));
+            }
+        }
+        self.publish();
+        tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
+        self.emit(event);
+        if let Some(message) = late_pause {
+            self.emit(Event::Paused { message });
+        }
+        self.outside.release(self.handle.pid()).await;
+        self.handle.shared.done.send_replace(true);
+        self.outside.ended(self.handle.pid(), false);
+    }
+
+    /// Another host has taken the process over: its record stays as last saved here, nothing
+    /// is announced, and the other host carries on.
+    pub(super) fn abandoned(self) {
+        self.handle.shared.done.send_replace(true);
+        self.outside.ended(self.handle.pid(), true);
+    }
+
+    pub(super) fn kill_children(&self, message: Option<&str>) {
+        for child in self.children.values() {
+            child.kill(message, true);
+        }
+    }
+}
+
+fn missing_message(missing: &[String]) -> Option<String> {
+    (!missing.is_empty()).then(|| {
+        let names: Vec<String> = missing.iter().map(|p| format!("'{p}'")).collect();
+        let verb = if missing.len() == 1 { " was" } else { "s were" };
+        format!("required output{verb} not emitted: {}", names.join(", "))
+    })
+}

@@ -1,0 +1,212 @@
+//! Waiting: for a resume, or for the children a step launched — launching them (never twice),
+//! awaiting them and collecting their records into the context.
+
+use serde_json::Value;
+
+use crate::error::chain;
+use crate::guest::{AwaitChild, Launch};
+use crate::process::{Event, ProcessHandle, ProcessState};
+
+use super::{End, Task};
+
+/// A child awaited by the step that launched it.
+pub(super) struct Awaited {
+    pub(super) handle: ProcessHandle,
+    pub(super) key: String,
+    pub(super) append: bool,
+    pub(super) inspect: bool,
+}
+
+/// What a waiting process waits for.
+pub(super) enum Until {
+    /// A resume (optionally named after the event it stands for).
+    Resume { event: Option<String> },
+    /// These children to terminate.
+    Children(Vec<Awaited>),
+}
+
+impl Task {
+    /// WAITING until `until` is met; paused meanwhile if asked (and then not resumed until
+    /// played), killed if asked. Entering the wait is checkpointed.
+    pub(super) async fn wait(&mut self, until: Until, message: Option<String>) -> Result<(), End> {
+        if message.is_some() {
+            self.guest_status.clone_from(&message);
+        }
+        let awaiting: Vec<String> = match &until {
+            Until::Children(children) => children
+                .iter()
+                .map(|c| c.handle.pid().to_string())
+                .collect(),
+            Until::Resume { .. } => Vec::new(),
+        };
+        self.commit(|r| {
+            r.state = ProcessState::Waiting;
+            r.awaiting.clone_from(&awaiting);
+        })
+        .await?;
+        self.emit(Event::Waiting { message });
+        // Children wake this task when they terminate.
+        let watchers: Vec<_> = match &until {
+            Until::Children(children) => children
+                .iter()
+                .map(|c| {
+                    let (child, parent) = (c.handle.clone(), self.handle.shared.clone());
+                    tokio::spawn(async move {
+                        child.wait().await;
+                        parent.wake.notify_one();
+                    })
+                })
+                .collect(),
+            Until::Resume { .. } => Vec::new(),
+        };
+        loop {
+            let shared = self.handle.shared.clone();
+            let notified = shared.wake.notified();
+            self.apply_controls().await?;
+            if !self.record.paused && self.waited_for(&until) {
+                break;
+            }
+            notified.await;
+        }
+        for watcher in watchers {
+            watcher.abort();
+        }
+        if let Until::Children(children) = until {
+            self.collect(children)?;
+        }
+        self.set_state(ProcessState::Running, Vec::new());
+        self.emit(Event::Running);
+        Ok(())
+    }
+
+    /// Whether what the process waits for has come: a resume (whose value goes into the
+    /// context), or the end of every awaited child.
+    pub(super) fn waited_for(&mut self, until: &Until) -> bool {
+        match until {
+            Until::Resume { event } => {
+                let Some(value) = self.handle.shared.control().resume.take() else {
+                    return false;
+                };
+                if let Some(value) = value {
+                    let key = event.clone().unwrap_or_else(|| "resumed".to_string());
+                    self.record.context.insert(key, value);
+                }
+                true
+            }
+            Until::Children(children) => children.iter().all(|c| c.handle.state().is_terminal()),
+        }
+    }
+
+    /// Put the records of terminated children into the context; a failed child the step did not
+    /// inspect ends this process.
+    pub(super) fn collect(&mut self, children: Vec<Awaited>) -> Result<(), End> {
+        for child in children {
+            let record = child.handle.record();
+            if !child.inspect && record.successful() != Some(true) {
+                let how = match (&record.error, &record.exit_message) {
+                    (Some(error), _) => format!("ended {}: {error}", record.state),
+                    (None, Some(message)) => {
+                        format!("ended {} unsuccessfully: {message}", record.state)
+                    }
+                    (None, None) => format!("ended {} unsuccessfully", record.state),
+                };
+                return Err(End::Excepted(format!(
+                    "child process {} ({}) awaited as '{}' {how}",
+                    record.pid, record.plugin, child.key
+                )));
+            }
+            let context = &mut self.record.context;
+            if child.append {
+                let list = context
+                    .entry(child.key)
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if !list.is_array() {
+                    *list = Value::Array(vec![list.take()]);
+                }
+                list.as_array_mut()
+                    .expect("made a list above")
+                    .push(record.summary());
+            } else {
+                context.insert(child.key, record.summary());
+            }
+        }
+        Ok(())
+    }
+
+    /// Create and start the children a step launched. After a restore, a child that exists
+    /// already (on this host or in the store) is attached instead: it is never created twice.
+    pub(super) async fn launch_children(
+        &mut self,
+        launches: &[Launch],
+        restored: bool,
+    ) -> Result<(), String> {
+        for launch in launches {
+            if self.children.contains_key(&launch.pid) {
+                continue;
+            }
+            if restored {
+                let found = self.outside.find_child(&launch.pid).await.map_err(|e| {
+                    format!(
+                        "cannot look for child process {}: {}",
+                        launch.pid,
+                        chain(&e)
+                    )
+                })?;
+                if let Some(child) = found {
+                    self.children.insert(launch.pid.clone(), child);
+                    continue;
+                }
+            }
+            let child = self
+                .outside
+                .launch_child(&self.handle, launch)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "launched a '{}' child that cannot be started: {}",
+                        launch.plugin,
+                        chain(&e)
+                    )
+                })?;
+            self.children.insert(launch.pid.clone(), child);
+        }
+        Ok(())
+    }
+
+    /// The handle of a child: launched by this task, or (after a restore) running on this
+    /// host, or continued from its checkpoint.
+    pub(super) async fn child(&mut self, pid: &str) -> Result<ProcessHandle, End> {
+        if let Some(handle) = self.children.get(pid) {
+            return Ok(handle.clone());
+        }
+        let cannot =
+            |why: String| End::Excepted(format!("cannot continue its child process {pid}: {why}"));
+        let handle = self
+            .outside
+            .find_child(pid)
+            .await
+            .map_err(|e| cannot(chain(&e)))?
+            .ok_or_else(|| cannot("it has no checkpoint".into()))?;
+        self.children.insert(pid.to_string(), handle.clone());
+        Ok(handle)
+    }
+
+    /// The children a step awaits: each must be one this process launched.
+    pub(super) fn awaited(
+        &self,
+        awaits: Vec<AwaitChild>,
+        launches: &[Launch],
+    ) -> Result<Vec<AwaitChild>, String> {
+        for child in &awaits {
+            let known = launches.iter().any(|l| l.pid == child.pid)
+                || self.record.children.contains(&child.pid);
+            if !known {
+                return Err(format!(
+                    "awaits process '{}', which is not a child it launched",
+                    child.pid
+                ));
+            }
+        }
+        Ok(awaits)
+    }
+}

@@ -1,0 +1,533 @@
+//! The fakes behind the state machine in its tests: a scripted plugin (`Plugin`, run by a
+//! `Scripted` guest) and a host (`Fake`) that records every checkpoint, state change and end,
+//! and runs the children it launches.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::Error;
+use crate::guest::{
+    AwaitChild, Effects, Failure, Guest, Launch, Next, Outcome, ProcessView, StepOutcome,
+    StepResult,
+};
+use crate::ports::{DefaultRequest, GuestCheck, PortDecl, PortNamespace, ValidTypes};
+use crate::process::outside::{Checkpoints, Outside, Unsaved};
+use crate::process::{Event, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Task};
+use crate::spec::{ExitCodeSpec, ProcessSpec};
+use crate::workchain::{Node, Outline};
+
+// ---------------------------------------------------------------------------------------------
+// A scripted plugin.
+
+/// What a scripted step does.
+pub(super) enum Act {
+    /// Return `next`, having done `effects` (and awaiting `awaits`).
+    Return {
+        next: Next,
+        awaits: Vec<AwaitChild>,
+        effects: Effects,
+    },
+    /// Fail, having done `effects`.
+    Fail(Failure, Effects),
+    /// Compute until the process is killed.
+    Spin,
+    /// A bug in the host (or the plugin machinery).
+    Panic,
+}
+
+impl Act {
+    pub(super) fn next(next: Next) -> Self {
+        Act::Return {
+            next,
+            awaits: Vec::new(),
+            effects: Effects::default(),
+        }
+    }
+
+    pub(super) fn go_on() -> Self {
+        Self::next(Next::Continue)
+    }
+
+    pub(super) fn emit(mut self, path: &str, value: Value) -> Self {
+        self.effects().outputs.push((path.into(), value));
+        self
+    }
+
+    pub(super) fn status(mut self, status: &str) -> Self {
+        self.effects().status = Some(Some(status.into()));
+        self
+    }
+
+    pub(super) fn pause(mut self, message: Option<&str>) -> Self {
+        self.effects().pause = Some(message.map(str::to_string));
+        self
+    }
+
+    pub(super) fn launch(mut self, pid: &str, plugin: &str, key: &str, inspect: bool) -> Self {
+        self.effects().launches.push(Launch {
+            pid: pid.into(),
+            plugin: plugin.into(),
+            inputs: json!({}),
+        });
+        if let Act::Return { awaits, .. } = &mut self {
+            awaits.push(AwaitChild {
+                pid: pid.into(),
+                key: key.into(),
+                append: false,
+                inspect,
+            });
+        }
+        self
+    }
+
+    pub(super) fn effects(&mut self) -> &mut Effects {
+        match self {
+            Act::Return { effects, .. } | Act::Fail(_, effects) => effects,
+            Act::Spin | Act::Panic => unreachable!("no effects"),
+        }
+    }
+}
+
+pub(super) type StepFn = Arc<dyn Fn(&mut ProcessView) -> Act + Send + Sync>;
+pub(super) type ConditionFn = Arc<dyn Fn(&ProcessView) -> bool + Send + Sync>;
+
+/// A plugin: its spec and what its steps and conditions do.
+#[derive(Clone)]
+pub(super) struct Plugin {
+    pub(super) spec: Arc<ProcessSpec>,
+    pub(super) steps: HashMap<&'static str, StepFn>,
+    pub(super) conditions: HashMap<&'static str, ConditionFn>,
+    /// An output path the plugin's own validator rejects.
+    pub(super) rejects: Option<&'static str>,
+}
+
+impl Plugin {
+    /// A plugin whose outline is these steps in order.
+    pub(super) fn steps(name: &str, steps: &[&'static str]) -> Self {
+        let mut nodes: Vec<Node> = steps.iter().map(|s| Node::Step(s.to_string())).collect();
+        nodes.push(Node::Sequence((0..steps.len() as u32).collect()));
+        let root = steps.len() as u32;
+        Self::with_outline(name, &nodes, root)
+    }
+
+    pub(super) fn with_outline(name: &str, nodes: &[Node], root: u32) -> Self {
+        let mut outputs = PortNamespace::new("outputs");
+        outputs.dynamic = true;
+        Self {
+            spec: Arc::new(ProcessSpec {
+                name: name.into(),
+                version: "1".into(),
+                description: None,
+                inputs: PortNamespace::new("inputs"),
+                outputs,
+                exit_codes: Vec::new(),
+                outline: Outline::from_nodes(nodes, root).expect("a valid outline"),
+            }),
+            steps: HashMap::new(),
+            conditions: HashMap::new(),
+            rejects: None,
+        }
+    }
+
+    pub(super) fn on(
+        mut self,
+        step: &'static str,
+        act: impl Fn(&mut ProcessView) -> Act + Send + Sync + 'static,
+    ) -> Self {
+        self.steps.insert(step, Arc::new(act));
+        self
+    }
+
+    pub(super) fn when(
+        mut self,
+        condition: &'static str,
+        f: impl Fn(&ProcessView) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.conditions.insert(condition, Arc::new(f));
+        self
+    }
+
+    pub(super) fn spec_mut(&mut self) -> &mut ProcessSpec {
+        Arc::get_mut(&mut self.spec).expect("the spec is not shared yet")
+    }
+
+    pub(super) fn requires_output(mut self, path: &str) -> Self {
+        self.spec_mut().outputs.declare(&required(path)).unwrap();
+        self
+    }
+
+    pub(super) fn exit_code(mut self, status: u32, message: &str) -> Self {
+        self.spec_mut().exit_codes.push(ExitCodeSpec {
+            status,
+            label: "CODE".into(),
+            message: message.into(),
+        });
+        self
+    }
+}
+
+pub(super) fn required(path: &str) -> PortDecl {
+    PortDecl {
+        path: path.into(),
+        namespace: false,
+        valid_types: ValidTypes::default(),
+        required: true,
+        default: None,
+        help: None,
+        validator: false,
+        dynamic: false,
+        populate_defaults: true,
+    }
+}
+
+/// The scripted guest of one process.
+pub(super) struct Scripted {
+    pub(super) plugin: Plugin,
+    pub(super) interrupt: Arc<AtomicBool>,
+    pub(super) calls: Arc<Mutex<Vec<String>>>,
+    pub(super) failed: bool,
+}
+
+#[async_trait]
+impl Guest for Scripted {
+    async fn run_step(&mut self, name: &str, process: &mut ProcessView) -> StepOutcome {
+        self.calls.lock().unwrap().push(name.to_string());
+        if self.failed {
+            return Outcome::failed(Failure::Trap("failed before".into()));
+        }
+        let act = self
+            .plugin
+            .steps
+            .get(name)
+            .map_or_else(Act::go_on, |step| step(process));
+        match act {
+            Act::Return {
+                next,
+                awaits,
+                effects,
+            } => Outcome {
+                effects,
+                result: Ok(StepResult { next, awaits }),
+            },
+            Act::Fail(failure, effects) => {
+                self.failed = true;
+                Outcome {
+                    effects,
+                    result: Err(failure),
+                }
+            }
+            Act::Spin => loop {
+                if self.interrupt.load(Ordering::Relaxed) {
+                    self.failed = true;
+                    return Outcome::failed(Failure::Interrupted);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            },
+            Act::Panic => panic!("the scripted step panics"),
+        }
+    }
+
+    async fn check_condition(&mut self, name: &str, process: &mut ProcessView) -> Outcome<bool> {
+        self.calls.lock().unwrap().push(format!("{name}?"));
+        match self.plugin.conditions.get(name) {
+            Some(condition) => Outcome {
+                effects: Effects::default(),
+                result: Ok(condition(process)),
+            },
+            None => Outcome::failed(Failure::Error(format!("no condition {name}"))),
+        }
+    }
+
+    async fn validate(&mut self, check: &GuestCheck) -> Result<Option<String>, Failure> {
+        Ok((self.plugin.rejects == Some(check.path.as_str())).then(|| "not acceptable".into()))
+    }
+
+    async fn compute_default(&mut self, _: &DefaultRequest) -> Result<Value, Failure> {
+        Ok(Value::Null)
+    }
+
+    fn image(&self) -> Option<Vec<u8>> {
+        (!self.failed).then(|| b"memory".to_vec())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A host around it.
+
+/// A checkpoint the fake host saved.
+#[derive(Debug, Clone)]
+pub(super) struct Saved {
+    pub(super) record: ProcessRecord,
+    pub(super) image: bool,
+    pub(super) tag: Option<String>,
+}
+
+impl Saved {
+    /// `state`, `paused` and whether it had an image, for compact assertions.
+    pub(super) fn shape(&self) -> (ProcessState, bool, bool) {
+        (self.record.state, self.record.paused, self.image)
+    }
+}
+
+/// What the next save does.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SaveBehaviour {
+    Fail,
+    Abandon,
+}
+
+pub(super) struct Fake {
+    pub(super) checkpoints: Checkpoints,
+    pub(super) saved: Mutex<Vec<Saved>>,
+    /// What the saves after the first `n` do, once `n` have succeeded.
+    pub(super) trouble: Mutex<VecDeque<(usize, SaveBehaviour)>>,
+    pub(super) changes: Mutex<Vec<(String, Option<ProcessState>, ProcessState)>>,
+    pub(super) ended: Mutex<Vec<(String, bool)>>,
+    pub(super) released: Mutex<Vec<String>>,
+    pub(super) table: ProcessTable,
+    pub(super) plugins: HashMap<String, Plugin>,
+    pub(super) steps: Arc<Semaphore>,
+    pub(super) calls: Arc<Mutex<Vec<String>>>,
+    pub(super) me: Weak<Fake>,
+}
+
+impl Fake {
+    pub(super) fn new(checkpoints: Checkpoints, children: &[Plugin]) -> Arc<Self> {
+        Arc::new_cyclic(|me| Fake {
+            checkpoints,
+            saved: Mutex::default(),
+            trouble: Mutex::default(),
+            changes: Mutex::default(),
+            ended: Mutex::default(),
+            released: Mutex::default(),
+            table: ProcessTable::default(),
+            plugins: children
+                .iter()
+                .map(|p| (p.spec.name.clone(), p.clone()))
+                .collect(),
+            steps: Arc::new(Semaphore::new(8)),
+            calls: Arc::default(),
+            me: me.clone(),
+        })
+    }
+
+    pub(super) fn memory() -> Arc<Self> {
+        Self::new(Checkpoints::Off, &[])
+    }
+
+    pub(super) fn durable() -> Arc<Self> {
+        Self::new(Checkpoints::EveryStep, &[])
+    }
+
+    /// After `after` more successful saves, the next one does `what`.
+    pub(super) fn then(&self, after: usize, what: SaveBehaviour) {
+        let done = self.saved.lock().unwrap().len();
+        self.trouble.lock().unwrap().push_back((done + after, what));
+    }
+
+    pub(super) fn saved(&self) -> Vec<Saved> {
+        self.saved.lock().unwrap().clone()
+    }
+
+    pub(super) fn shapes(&self) -> Vec<(ProcessState, bool, bool)> {
+        self.saved().iter().map(Saved::shape).collect()
+    }
+
+    pub(super) fn changes_of(&self, pid: &str) -> Vec<(Option<ProcessState>, ProcessState)> {
+        let changes = self.changes.lock().unwrap();
+        changes
+            .iter()
+            .filter(|(p, _, _)| p == pid)
+            .map(|(_, from, to)| (*from, *to))
+            .collect()
+    }
+
+    pub(super) fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// A created process of `plugin` (not started) with its events recorded, run by a task on
+    /// this host.
+    pub(super) fn create(
+        &self,
+        plugin: &Plugin,
+        pid: &str,
+        parent: Option<&str>,
+    ) -> (ProcessHandle, Events) {
+        let record = ProcessRecord::new(
+            pid.into(),
+            plugin.spec.name.clone(),
+            "digest".into(),
+            json!({}),
+            parent.map(str::to_string),
+            plugin.spec.outline.start(),
+            0,
+        );
+        self.spawn(plugin, record)
+    }
+
+    /// A process continued from `record` (as restored from a checkpoint).
+    pub(super) fn spawn(&self, plugin: &Plugin, record: ProcessRecord) -> (ProcessHandle, Events) {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let handle = ProcessHandle::new(record.clone(), interrupt.clone());
+        let events = Events::listen(&handle);
+        self.table.insert(&handle);
+        let guest = Scripted {
+            plugin: plugin.clone(),
+            interrupt,
+            calls: self.calls.clone(),
+            failed: false,
+        };
+        let me: Arc<dyn Outside> = self.me.upgrade().expect("the fake host lives");
+        Task::new(
+            handle.clone(),
+            plugin.spec.clone(),
+            Box::new(guest),
+            me,
+            record,
+        )
+        .spawn();
+        (handle, events)
+    }
+}
+
+#[async_trait]
+impl Outside for Fake {
+    fn checkpoints(&self) -> Checkpoints {
+        self.checkpoints
+    }
+
+    async fn save(
+        &self,
+        _process: &ProcessHandle,
+        record: &ProcessRecord,
+        image: Option<Vec<u8>>,
+        tag: Option<&str>,
+    ) -> Result<(), Unsaved> {
+        let mut saved = self.saved.lock().unwrap();
+        let mut trouble = self.trouble.lock().unwrap();
+        if let Some((at, what)) = trouble.front().copied()
+            && saved.len() >= at
+        {
+            trouble.pop_front();
+            return Err(match what {
+                SaveBehaviour::Abandon => Unsaved::Abandoned,
+                SaveBehaviour::Fail => Unsaved::Failed(Error::NoStore),
+            });
+        }
+        saved.push(Saved {
+            record: record.clone(),
+            image: image.is_some(),
+            tag: tag.map(str::to_string),
+        });
+        Ok(())
+    }
+
+    async fn step_permit(&self) -> OwnedSemaphorePermit {
+        self.steps.clone().acquire_owned().await.unwrap()
+    }
+
+    async fn launch_child(
+        &self,
+        parent: &ProcessHandle,
+        launch: &Launch,
+    ) -> Result<ProcessHandle, Error> {
+        let plugin = self
+            .plugins
+            .get(&launch.plugin)
+            .ok_or_else(|| Error::PluginNotFound {
+                name: launch.plugin.clone(),
+                dirs: Vec::new(),
+            })?;
+        let (child, _) = self.create(plugin, &launch.pid, Some(parent.pid()));
+        child.start()?;
+        Ok(child)
+    }
+
+    async fn find_child(&self, pid: &str) -> Result<Option<ProcessHandle>, Error> {
+        Ok(self.table.get(pid))
+    }
+
+    fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {
+        self.changes.lock().unwrap().push((pid.into(), from, to));
+    }
+
+    async fn release(&self, pid: &str) {
+        self.released.lock().unwrap().push(pid.into());
+    }
+
+    fn ended(&self, pid: &str, abandoned: bool) {
+        self.ended.lock().unwrap().push((pid.into(), abandoned));
+        if abandoned {
+            self.table.remove(pid);
+        }
+    }
+}
+
+/// The names of the events a process's listeners heard, in order.
+#[derive(Clone, Default)]
+pub(super) struct Events(Arc<Mutex<Vec<Event>>>);
+
+impl Events {
+    pub(super) fn listen(handle: &ProcessHandle) -> Self {
+        let events = Self::default();
+        let heard = events.0.clone();
+        handle.add_listener(Arc::new(move |_: &ProcessHandle, e: &Event| {
+            heard.lock().unwrap().push(e.clone());
+        }));
+        events
+    }
+
+    pub(super) fn names(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().iter().map(Event::name).collect()
+    }
+}
+
+/// Wait for `condition` on the record, or fail the test after a while.
+pub(super) async fn until(
+    handle: &ProcessHandle,
+    condition: impl Fn(&ProcessRecord) -> bool,
+) -> ProcessRecord {
+    tokio::time::timeout(Duration::from_secs(5), handle.wait_for(condition))
+        .await
+        .expect("the process got there within 5 s")
+}
+
+/// Wait for the end, or fail the test after a while.
+pub(super) async fn ended(handle: &ProcessHandle) -> ProcessRecord {
+    tokio::time::timeout(Duration::from_secs(5), handle.wait())
+        .await
+        .expect("the process ended within 5 s")
+}
+
+/// Let the process's task run until it has nothing to do.
+pub(super) async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// A plugin whose first step waits for a resume, and whose second does nothing.
+pub(super) fn waiter() -> Plugin {
+    Plugin::steps("waits", &["wait", "last"]).on("wait", |_| {
+        Act::next(Next::Wait {
+            event: None,
+            message: None,
+        })
+    })
+}
+
+/// A plugin of one step, `run`, that does `act`.
+pub(super) fn child(
+    name: &str,
+    act: impl Fn(&mut ProcessView) -> Act + Send + Sync + 'static,
+) -> Plugin {
+    Plugin::steps(name, &["run"]).on("run", act)
+}
