@@ -76,7 +76,7 @@ impl Task {
     }
 
     /// A checkpoint someone asked for through the handle.
-    pub(super) async fn checkpoint_now(&mut self, tag: Option<String>) -> crate::Result<()> {
+    pub(super) async fn checkpoint_now(&mut self, tag: Option<String>) -> Result<(), Error> {
         if self.outside.checkpoints() == Checkpoints::Off {
             return Err(Error::NoStore);
         }
