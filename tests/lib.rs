@@ -139,5 +139,34 @@ pub async fn own_database(test: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// An error and its causes on one line, `outer: cause: root cause`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The number a line of `damson bench`'s table gives for the figure labelled `case` (`a  20
+/// trivial processes`), which must be there and above zero.
+pub fn bench_figure(table: &str, case: &str) -> f64 {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(case))
+        .unwrap_or_else(|| panic!("no '{case}' in {table}"));
+    let figure = line[case.len()..].trim();
+    let number: f64 = figure
+        .split(' ')
+        .next()
+        .and_then(|n| n.trim_end_matches("/s").parse().ok())
+        .unwrap_or_else(|| panic!("no number in {line}"));
+    assert!(number > 0.0, "{line}");
+    number
+}
+
 pub mod fleet;
 pub mod watched;

@@ -403,19 +403,7 @@ fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
         "c  1 MiB guest, in memory: memory image",
         "d  5 children in one step",
     ] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(case))
-            .unwrap_or_else(|| panic!("no '{case}' in {text}"));
-        let figure = line[case.len()..].trim();
-        let number: f64 = figure
-            .split(' ')
-            .next()
-            .unwrap()
-            .trim_end_matches("/s")
-            .parse()
-            .unwrap();
-        assert!(number > 0.0, "{line}");
+        damson_tests::bench_figure(&text, case);
     }
     assert!(
         !text.contains("9466"),

@@ -330,20 +330,9 @@ async fn a_damaged_checkpoint_is_refused_naming_the_process() {
 
     let other = Host::with_store(&config(), store.clone()).unwrap();
     let error = other.load_process(process.pid(), None).await.unwrap_err();
-    let text = damson_error_chain(&error);
+    let text = damson_tests::chain(&error);
     assert!(text.contains(process.pid()), "{text}");
     assert!(text.contains("checksum"), "{text}");
-}
-
-fn damson_error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Launch `plugin` on a host of its own over `store`, wait until its status says it is `steps`

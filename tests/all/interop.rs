@@ -192,18 +192,6 @@ fn bench_measures_rpc_and_launches_over_rabbitmq() {
         "f  10 launches, all at once",
         "g  10 processes on RabbitMQ",
     ] {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(case))
-            .unwrap_or_else(|| panic!("no '{case}' in {text}"));
-        let figure = line[case.len()..].trim();
-        let number: f64 = figure
-            .split(' ')
-            .next()
-            .unwrap()
-            .trim_end_matches("/s")
-            .parse()
-            .unwrap();
-        assert!(number > 0.0, "{line}");
+        damson_tests::bench_figure(&text, case);
     }
 }

@@ -38,7 +38,8 @@ async fn hosts_starting_together_on_a_fresh_database_all_get_the_schema_once() {
             .collect();
         for connected in connecting {
             let store = connected.await.unwrap();
-            let store = store.unwrap_or_else(|e| panic!("round {round}: {}", chain(&e)));
+            let store =
+                store.unwrap_or_else(|e| panic!("round {round}: {}", damson_tests::chain(&e)));
             assert!(store.list().await.unwrap().is_empty());
         }
         if round > 0 {
@@ -67,18 +68,7 @@ async fn a_store_error_carries_the_databases_message() {
     let Err(error) = PostgresPersister::connect(&format!("{base}/no_such_database")).await else {
         panic!("connected to a database that does not exist");
     };
-    let text = chain(&error);
+    let text = damson_tests::chain(&error);
     assert!(text.contains("no_such_database"), "{text}");
     assert!(text.contains("does not exist"), "{text}");
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

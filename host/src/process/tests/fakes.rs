@@ -16,7 +16,7 @@ use crate::guest::{
     AwaitChild, Effects, Failure, Guest, Launch, Next, Outcome, ProcessView, StepOutcome,
     StepResult,
 };
-use crate::ports::{DefaultRequest, GuestCheck, PortDecl, PortNamespace, ValidTypes};
+use crate::ports::{DefaultRequest, GuestCheck, PortNamespace};
 use crate::process::outside::{Checkpoints, Outside, Unsaved};
 use crate::process::{Event, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Task};
 use crate::spec::{ExitCodeSpec, ProcessSpec};
@@ -158,7 +158,9 @@ impl Plugin {
     }
 
     pub(super) fn requires_output(mut self, path: &str) -> Self {
-        self.spec_mut().outputs.declare(&required(path)).unwrap();
+        // The ports tests' declaration with plumpy's defaults: required, any type.
+        let port = crate::ports::tests::port(path);
+        self.spec_mut().outputs.declare(&port).unwrap();
         self
     }
 
@@ -169,20 +171,6 @@ impl Plugin {
             message: message.into(),
         });
         self
-    }
-}
-
-pub(super) fn required(path: &str) -> PortDecl {
-    PortDecl {
-        path: path.into(),
-        namespace: false,
-        valid_types: ValidTypes::default(),
-        required: true,
-        default: None,
-        help: None,
-        validator: false,
-        dynamic: false,
-        populate_defaults: true,
     }
 }
 
