@@ -6,6 +6,10 @@
 //! change is saved before it is published, so whoever sees it can count on finding it in the
 //! store.
 
+mod commit;
+mod end;
+mod waiting;
+
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use crate::guest::{Effects, Failure, Guest, Next, ProcessView};
 use crate::ports::{GuestCheck, SEPARATOR, ValidationError};
 use crate::spec::ProcessSpec;
 use crate::workchain::Call;
+use waiting::{Awaited, Until};
 
 /// How a process ended.
 #[derive(Debug)]
@@ -34,12 +39,6 @@ enum End {
     /// Another host runs the process now: this one stops, saving and announcing nothing.
     Abandoned,
 }
-
-mod commit;
-mod end;
-mod waiting;
-
-use waiting::{Awaited, Until};
 
 /// The task that runs one process.
 pub(crate) struct Task {
