@@ -68,7 +68,7 @@ async fn a_broker_restart_mid_run_is_survived() {
     let waiting = waiting.as_str().unwrap().to_string();
     let status = loop {
         let status = fleet.controller.get_status(&waiting).await.unwrap();
-        if status["state"] == "waiting" {
+        if status["state"] == "ProcessState.WAITING" {
             break status;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "{status}");

@@ -73,6 +73,7 @@ const CRATES: &[(&str, &[&str])] = &[
     ("tokio_postgres", &["persist"]),
     ("redb", &["persist"]),
     ("lapin", &["comms"]),
+    ("yaml_serde", &["comms"]),
     ("libc", &["bin"]),
     // The pure modules do no I/O and spawn nothing.
     (

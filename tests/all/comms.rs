@@ -258,7 +258,7 @@ async fn s46_a_waiting_process_is_paused_played_asked_and_killed_by_rpc(kind: Ki
     for key in ["ctime", "paused", "process_string", "state"] {
         assert!(keys.contains(&key), "plumpy's key '{key}' in {keys:?}");
     }
-    assert_eq!(status["state"], "waiting");
+    assert_eq!(status["state"], "ProcessState.WAITING");
     assert_eq!(status["paused"], false);
     assert!(status["ctime"].as_f64().unwrap() > 1.7e9, "{status}");
 

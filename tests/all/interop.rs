@@ -96,7 +96,7 @@ fn a_kiwipy_client_launches_asks_pauses_plays_and_kills_damson_processes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let replies: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(replies["status"]["state"], "waiting");
+    assert_eq!(replies["status"]["state"], "ProcessState.WAITING");
     assert_eq!(replies["pause"], true);
     assert_eq!(replies["status_paused"]["paused"], true);
     assert_eq!(replies["play"], true);
@@ -143,13 +143,13 @@ fn the_control_commands_submit_ask_pause_play_and_kill_through_the_broker() {
     };
     let mut waiting = status();
     for _ in 0..200 {
-        if waiting["state"] == "waiting" {
+        if waiting["state"] == "ProcessState.WAITING" {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
         waiting = status();
     }
-    assert_eq!(waiting["state"], "waiting");
+    assert_eq!(waiting["state"], "ProcessState.WAITING");
 
     let paused = damson_(&["pause", &pid, "-m", "hold on"]);
     assert_eq!(paused.status.code(), Some(0));

@@ -94,7 +94,7 @@ fn submit_watch_pause_play_and_kill_work_with_no_broker() {
         serde_json::from_str(&text(&on(home.path(), &["status", &waiting, "--json"]))).unwrap()
     };
     let started = Instant::now();
-    while status()["state"] != "waiting" {
+    while status()["state"] != "ProcessState.WAITING" {
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -174,7 +174,7 @@ fn a_process_a_live_host_runs_is_not_continued_twice() {
     // The daemon's copy runs on undisturbed.
     let status: Value =
         serde_json::from_str(&text(&on(home.path(), &["status", &pid, "--json"]))).unwrap();
-    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["state"], "ProcessState.RUNNING", "{status}");
 
     drop(daemon); // SIGKILL: its claims go with it
     let continued = on(home.path(), &["continue", &pid, "--json"]);
@@ -217,7 +217,7 @@ fn control_commands_say_how_a_process_ended() {
     assert_eq!(json.status.code(), Some(1));
     let status: Value = serde_json::from_str(&text(&json)).unwrap();
     assert_eq!(
-        status["state"], "finished",
+        status["state"], "ProcessState.FINISHED",
         "plumpy's status, from the store"
     );
     let watched = on(home.path(), &["watch", &pid]);

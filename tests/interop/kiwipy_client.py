@@ -1,11 +1,16 @@
 """Drive a running `damson worker` from Python with kiwipy 0.9 (JSON encoder and decoder).
 
+Damson answers as plumpy's processes and workers do: a `pending` reply first where they answer
+with a future (pause, play, kill, and every task), so kiwipy hands back a future of the answer,
+which is unwrapped here as plumpy and AiiDA unwrap it.
+
 Usage: kiwipy_client.py AMQP_URL MESSAGE_EXCHANGE TASK_EXCHANGE TASK_QUEUE
 
 Launches a waiting `lifecycle` process by a launch task, then asks for its status, pauses,
 plays and kills it by RPC, and launches an `add` process waiting for its outputs. Checks every
 reply and prints them all as one JSON object; exits non-zero on the first wrong reply.
 """
+import concurrent.futures
 import json
 import sys
 import time
@@ -32,12 +37,20 @@ def check(name, value, condition):
         sys.exit(f'unexpected reply to {name}: {value!r}')
 
 
+def unwrapped(future):
+    """The answer a kiwipy future stands for, through the futures a pending reply adds."""
+    result = future.result(timeout=TIMEOUT)
+    while isinstance(result, concurrent.futures.Future):
+        result = result.result(timeout=TIMEOUT)
+    return result
+
+
 def rpc(pid, body):
-    return comm.rpc_send(pid, body).result(timeout=TIMEOUT)
+    return unwrapped(comm.rpc_send(pid, body))
 
 
 try:
-    pid = comm.task_send({
+    pid = unwrapped(comm.task_send({
         'task': 'launch',
         'args': {
             'process_class': 'lifecycle',
@@ -46,23 +59,23 @@ try:
             'persist': True,
             'nowait': True,
         },
-    }).result(timeout=TIMEOUT)
+    }))
     check('launch', pid, lambda p: isinstance(p, str) and len(p) == 36)
 
     deadline = time.time() + TIMEOUT
     status = rpc(pid, {'intent': 'status', 'message': None})
-    while status['state'] != 'waiting' and time.time() < deadline:
+    while status['state'] != 'ProcessState.WAITING' and time.time() < deadline:
         time.sleep(0.05)
         status = rpc(pid, {'intent': 'status', 'message': None})
     check('status', status,
-          lambda s: s['state'] == 'waiting' and s['paused'] is False and 'ctime' in s and 'process_string' in s)
+          lambda s: s['state'] == 'ProcessState.WAITING' and s['paused'] is False and 'ctime' in s and 'process_string' in s)
 
     check('pause', rpc(pid, {'intent': 'pause', 'message': 'from kiwipy'}), lambda r: r is True)
     check('status_paused', rpc(pid, {'intent': 'status', 'message': None}), lambda s: s['paused'] is True)
     check('play', rpc(pid, {'intent': 'play', 'message': None}), lambda r: r is True)
     check('kill', rpc(pid, {'intent': 'kill', 'message': 'bye', 'force_kill': False}), lambda r: r is True)
 
-    outputs = comm.task_send({
+    outputs = unwrapped(comm.task_send({
         'task': 'launch',
         'args': {
             'process_class': 'add',
@@ -71,7 +84,7 @@ try:
             'persist': True,
             'nowait': False,
         },
-    }).result(timeout=TIMEOUT)
+    }))
     check('launch_and_wait', outputs, lambda o: o == {'sum': 3})
 finally:
     comm.close()

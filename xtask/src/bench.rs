@@ -9,10 +9,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{build_host, build_plugins, plugin_dir, root, run, target_dir};
+use crate::{build_host, build_plugins, plugin_dir, root, target_dir};
 
-/// The plumpy release Damson is measured against.
-const PLUMPY: &str = "plumpy==0.26.1";
 /// The broker plumpy's cases f and g use (the script names it itself).
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -228,7 +226,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
 
     build_plugins()?;
     build_host()?;
-    let python = plumpy_python()?;
+    let python = crate::services::test_python()?;
     let script = reference_script()?;
     let damson = target_dir().join("release").join("damson");
     let home = target_dir().join("damson-bench-home");
@@ -371,29 +369,6 @@ fn last_json(cmd: &mut Command) -> Result<Value, String> {
         .find(|l| l.starts_with('{'))
         .ok_or_else(|| format!("{cmd:?} printed no JSON line:\n{stdout}"))?;
     serde_json::from_str(line).map_err(|e| format!("{cmd:?} printed bad JSON ({e}): {line}"))
-}
-
-/// A Python with plumpy 0.26.1 from PyPI, in a virtual environment in the target directory.
-fn plumpy_python() -> Result<PathBuf, String> {
-    let venv = target_dir().join("plumpy-venv");
-    let python = venv.join("bin").join("python");
-    let has_plumpy = || {
-        Command::new(&python)
-            .args([
-                "-c",
-                "import sys, plumpy; sys.exit(plumpy.__version__ != '0.26.1')",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has_plumpy() {
-        return Ok(python);
-    }
-    run(Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv))?;
-    run(Command::new(&python).args(["-m", "pip", "install", "-q", PLUMPY]))?;
-    Ok(python)
 }
 
 /// plumpy's reference benchmark, copied into the target directory so that the scratch files it

@@ -81,40 +81,47 @@ impl Drop for TestRabbitMq {
     }
 }
 
-/// A Python with kiwipy 0.9 from PyPI, for the interop test: `DAMSON_TEST_PYTHON`, or a virtual
-/// environment in the target directory, made (and kiwipy installed) when missing.
+/// The Python packages the interop tests and the benchmark need, pinned: kiwipy 0.9 and plumpy
+/// 0.26.1 (the clients Damson must serve, and the peer it is measured against).
+const PYTHON_PACKAGES: [&str; 2] = ["kiwipy[rmq]==0.9.0", "plumpy==0.26.1"];
+
+/// A Python with kiwipy 0.9 and plumpy 0.26.1 from PyPI, for the interop tests and the
+/// benchmark: `DAMSON_TEST_PYTHON`, or a virtual environment in the target directory, made (and
+/// the packages installed) when missing.
 pub(crate) fn test_python() -> Result<PathBuf, String> {
     if let Some(python) = env::var_os("DAMSON_TEST_PYTHON") {
         return Ok(python.into());
     }
     let venv = target_dir().join("damson-test-venv");
     let python = venv.join("bin").join("python");
-    let has_kiwipy = || {
+    let installed = || {
         Command::new(&python)
             .args([
                 "-c",
-                "import sys, kiwipy.rmq; sys.exit(kiwipy.__version__ != '0.9.0')",
+                "import sys, kiwipy.rmq, plumpy; \
+                 sys.exit(kiwipy.__version__ != '0.9.0' or plumpy.__version__ != '0.26.1')",
             ])
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if has_kiwipy() {
+    if installed() {
         return Ok(python);
     }
     let venv_made = || {
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
+        python.is_file()
+            || Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
     };
     if !venv_made() {
         // Debian keeps `venv` in a package of its own.
         if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
             return Err(
                 "cannot make a Python virtual environment (python3 -m venv) for the \
-                        kiwipy interop test: install python3 and its venv module, or set \
-                        DAMSON_TEST_PYTHON to a Python with kiwipy 0.9"
+                        interop tests: install python3 and its venv module, or set \
+                        DAMSON_TEST_PYTHON to a Python with kiwipy 0.9 and plumpy 0.26.1"
                     .into(),
             );
         }
@@ -126,7 +133,9 @@ pub(crate) fn test_python() -> Result<PathBuf, String> {
             return Err("python3 -m venv failed even with python3-venv installed".into());
         }
     }
-    run(Command::new(&python).args(["-m", "pip", "install", "-q", "kiwipy[rmq]==0.9.0"]))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q"])
+        .args(PYTHON_PACKAGES))?;
     Ok(python)
 }
 

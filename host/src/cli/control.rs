@@ -235,6 +235,16 @@ fn done(pid: &str, what: &str, reply: Value) -> ExitCode {
     }
 }
 
+/// The state a status reply gives, as the state-change broadcasts name it (`waiting`): plumpy's
+/// status says `ProcessState.WAITING`.
+fn state_of(status: &Value) -> String {
+    let state = status["state"].as_str().unwrap_or("?");
+    state
+        .strip_prefix("ProcessState.")
+        .unwrap_or(state)
+        .to_lowercase()
+}
+
 /// How a process ended, in words: `FINISHED successfully`, `EXCEPTED: …`, `KILLED: …`.
 fn ended_how(record: &ProcessRecord) -> String {
     let mut how = record.state.to_string();
@@ -363,11 +373,7 @@ impl StatusCommand {
             } else {
                 ""
             };
-            println!(
-                "{} {}{paused}",
-                self.pid,
-                status["state"].as_str().unwrap_or("?").to_uppercase()
-            );
+            println!("{} {}{paused}", self.pid, state_of(&status).to_uppercase());
         }
         Ok(code)
     }
@@ -424,7 +430,7 @@ impl WatchCommand {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot watch process {}", self.pid)),
         };
-        let mut last = status["state"].as_str().unwrap_or("?").to_string();
+        let mut last = state_of(&status);
         self.print(None, &last);
         let mut progress = (Value::Null, Value::Null);
         self.progress(&status, &mut progress);

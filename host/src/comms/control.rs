@@ -48,15 +48,17 @@ pub(crate) fn state_changed(from: Option<ProcessState>, to: ProcessState) -> Str
     )
 }
 
-/// plumpy's status reply, `{ctime, paused, process_string, state}` (ctime in seconds), and
+/// plumpy's status reply, `{ctime, paused, process_string, state}` as a plumpy process makes it
+/// (`state` is `str(ProcessState.WAITING)`, `ProcessState.WAITING`; `ctime` in seconds), and
 /// Damson's additions, which plumpy clients ignore: `status` (the status message), `position`
 /// (in the outline) and `outputs` (as published at the last state change or pause).
 pub(crate) fn status(record: &ProcessRecord) -> Value {
+    let state = format!("ProcessState.{}", record.state);
     json!({
         "ctime": record.ctime as f64 / 1000.0,
         "paused": record.paused,
-        "process_string": format!("<{}> (ProcessState.{})", record.plugin, record.state),
-        "state": wire_state(record.state),
+        "process_string": format!("<{}> ({state})", record.plugin),
+        "state": state,
         "status": record.status,
         "position": record.position,
         "outputs": record.outputs,
@@ -101,5 +103,13 @@ impl RpcSubscriber for ProcessRpc {
             intent::STATUS => Ok(status(&process.record())),
             other => Err(format!("unknown intent '{other}'")),
         }
+    }
+
+    /// plumpy's processes answer these with a future (`Process._schedule_rpc`).
+    fn answers_later(&self, body: &Value) -> bool {
+        matches!(
+            body.get("intent").and_then(Value::as_str),
+            Some(intent::PAUSE | intent::PLAY | intent::KILL)
+        )
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Accepted, TaskError, TaskSubscriber};
+use super::{Accepted, TaskError, TaskSubscriber, codec};
 use crate::error::{Error, Result, chain};
 use crate::process::{ProcessHandle, ProcessRecord, ProcessState};
 
@@ -108,11 +108,17 @@ impl ProcessLauncher {
         start: bool,
         task_id: Option<&str>,
     ) -> Result<Launched, TaskError> {
-        let failed = |e: Error| TaskError::Failed(chain(&e));
         let plugin = args
             .get("process_class")
             .and_then(Value::as_str)
             .ok_or_else(|| TaskError::Failed("the task names no process_class".into()))?;
+        let failed = |e: Error| TaskError::Failed(for_the_wire(&e, plugin));
+        if plugin.contains(['/', '\\']) || plugin.ends_with(".wasm") || plugin.is_empty() {
+            return Err(TaskError::Failed(format!(
+                "process_class '{plugin}' is not a plugin name: a task names a plugin in this \
+                 worker's plugin directory, or a digest in its store, never a file"
+            )));
+        }
         let persist = args
             .get("persist")
             .and_then(Value::as_bool)
@@ -127,11 +133,21 @@ impl ProcessLauncher {
             .cloned()
             .filter(|v| !v.is_null())
             .unwrap_or_else(|| json!({}));
-        let Some(id) = task_id.filter(|_| self.host.durable()) else {
+        // A pid the sender chose (plumpy's `pid` argument; AiiDA's are integers), or else one
+        // made from the task's name, so that a delivery of the task again finds its process.
+        let chosen = match args.pointer("/init_kwargs/pid") {
+            None | Some(Value::Null) => None,
+            Some(pid) => Some(codec::pid(pid).ok_or_else(|| {
+                TaskError::Failed(format!("the task's pid {pid} is not a process id"))
+            })?),
+        };
+        let named = task_id
+            .filter(|_| self.host.durable())
+            .map(|id| uuid::Uuid::new_v5(&LAUNCH_NAMESPACE, id.as_bytes()).to_string());
+        let Some(pid) = chosen.or(named) else {
             let process = self.create(plugin, inputs, None, start).await;
             return process.map(Launched::Here).map_err(failed);
         };
-        let pid = uuid::Uuid::new_v5(&LAUNCH_NAMESPACE, id.as_bytes()).to_string();
         // Another delivery of this task is being launched here: wait for it.
         let _launching = loop {
             if let Some(guard) = Launching::start(&self.launching, &pid) {
@@ -141,9 +157,9 @@ impl ProcessLauncher {
         };
         let known = self.host.process(&pid).is_some()
             || self.host.stored(&pid).await.map_err(|e| {
+                tracing::warn!(%pid, "cannot look for the process in the store: {}", chain(&e));
                 TaskError::Failed(format!(
-                    "cannot look for process {pid} in the store: {}",
-                    chain(&e)
+                    "cannot look for process {pid} in the worker's store (its log says why)"
                 ))
             })?;
         if !known {
@@ -188,6 +204,30 @@ enum Launched {
 const LAUNCH_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6d1f_3c2a_8b4e_4f0a_9c7d_2e5b_1a38_d964);
 
+/// What a remote sender is told of an error: what was wrong, without this worker's paths (its
+/// plugin directories, its files, its store), which the worker's log has in full.
+fn for_the_wire(error: &Error, what: &str) -> String {
+    let text = match error {
+        Error::PluginNotFound { name, .. } => format!("no plugin named '{name}' on this worker"),
+        Error::ReadPlugin { .. }
+        | Error::NotWasm { .. }
+        | Error::CoreModule { .. }
+        | Error::InvalidComponent { .. }
+        | Error::WrongWorld { .. }
+        | Error::Declare { .. }
+        | Error::Expose { .. } => {
+            format!("plugin '{what}' cannot be loaded on this worker (its log says why)")
+        }
+        Error::Store { doing, .. } => {
+            format!("the worker's store failed while {doing} (its log says why)")
+        }
+        Error::NoCheckpoint { key, .. } => format!("no checkpoint of {key} in the worker's store"),
+        other => return chain(other),
+    };
+    tracing::warn!("a task failed: {}", chain(error));
+    text
+}
+
 /// The outputs of a process that has ended, or why it did not finish.
 fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
     match record.state {
@@ -215,10 +255,18 @@ fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
 #[async_trait]
 impl TaskSubscriber for ProcessLauncher {
     async fn take(&self, task: Value, mut accepted: Accepted) -> Result<Value, TaskError> {
+        let Some(kind) = task.get("task").and_then(Value::as_str) else {
+            // plumpy's launcher fails on such a body too (it is not a task message at all).
+            return Err(TaskError::Failed(format!(
+                "not a task: a task is a mapping with 'task' (launch, create or continue) and \
+                 'args', not {}",
+                codec::describe(&task)
+            )));
+        };
         let args = task.get("args").cloned().unwrap_or(Value::Null);
         let nowait = args.get("nowait").and_then(Value::as_bool).unwrap_or(false);
-        match task.get("task").and_then(Value::as_str) {
-            Some(kind @ ("launch" | "create")) => {
+        match kind {
+            "launch" | "create" => {
                 let start = kind == "launch";
                 let process = match self.launch(&args, start, accepted.task_id()).await? {
                     Launched::Here(process) => process,
@@ -245,17 +293,20 @@ impl TaskSubscriber for ProcessLauncher {
                 }
                 outcome(process.wait().await)
             }
-            Some("continue") => {
-                let pid = args
-                    .get("pid")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| TaskError::Failed("the continue task names no pid".into()))?;
+            "continue" => {
+                let pid = args.get("pid").and_then(codec::pid).ok_or_else(|| {
+                    TaskError::Failed(format!(
+                        "the continue task names no process id (its pid is {})",
+                        args.get("pid").unwrap_or(&Value::Null)
+                    ))
+                })?;
+                let pid = pid.as_str();
                 let tag = args.get("tag").and_then(Value::as_str);
                 let process = self
                     .host
                     .load_process(pid, tag)
                     .await
-                    .map_err(|e| TaskError::Failed(chain(&e)))?;
+                    .map_err(|e| TaskError::Failed(for_the_wire(&e, pid)))?;
                 if !process.state().is_terminal() {
                     process.start().map_err(|e| TaskError::Failed(chain(&e)))?;
                 }
@@ -267,5 +318,13 @@ impl TaskSubscriber for ProcessLauncher {
             }
             _ => Err(TaskError::Rejected),
         }
+    }
+
+    /// Launches, creations and continuations are answered later, as a plumpy worker answers.
+    fn answers_later(&self, task: &Value) -> bool {
+        matches!(
+            task.get("task").and_then(Value::as_str),
+            Some("launch" | "create" | "continue")
+        )
     }
 }

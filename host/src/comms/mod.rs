@@ -15,6 +15,7 @@
 //! [`SocketCommunicator`], a client of `damson serve`'s Unix socket ([`socket`]).
 
 mod attach;
+pub(crate) mod codec;
 mod control;
 mod controller;
 mod inprocess;
@@ -137,6 +138,15 @@ impl Listeners {
 pub trait RpcSubscriber: Send + Sync {
     /// The reply to `body`; an `Err` is sent back to the requester as a remote error.
     async fn call(&self, body: Value) -> Result<Value, String>;
+
+    /// Whether the answer to `body` is one that comes later, as plumpy's processes answer
+    /// `pause`, `play` and `kill` (with a future): over RabbitMQ a `{pending: null}` reply then
+    /// goes first, as kiwipy sends one, and kiwipy's clients (plumpy's controllers) read the
+    /// answer as a future of a future. By default, no.
+    fn answers_later(&self, body: &Value) -> bool {
+        let _ = body;
+        false
+    }
 }
 
 /// Hears every broadcast.
@@ -169,6 +179,14 @@ pub trait TaskSubscriber: Send + Sync {
     /// taken (for a process: once it has a checkpoint), so that a broker can forget the
     /// delivery while the task runs on; the result still goes back to the sender at the end.
     async fn take(&self, task: Value, accepted: Accepted) -> Result<Value, TaskError>;
+
+    /// Whether this subscriber takes `task` and answers it later, as plumpy's workers do
+    /// (their launcher's answer is a future): over RabbitMQ a `{pending: null}` reply then goes
+    /// first, and plumpy's controllers read the answer as a future of a future. By default, no.
+    fn answers_later(&self, task: &Value) -> bool {
+        let _ = task;
+        false
+    }
 }
 
 /// Lets a task subscriber say that it has durably taken its task, and names the task. Dropping

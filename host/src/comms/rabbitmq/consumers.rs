@@ -5,18 +5,17 @@ use std::sync::Arc;
 
 use futures_lite::StreamExt;
 use lapin::Channel;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 
 use super::link::Link;
+use super::refusals::dead_letter_queue;
 use super::{
     BROADCAST_TOPIC, Inner, MESSAGE_TTL_MS, QUEUE_EXPIRES_MS, RPC_TOPIC, RpcEntry,
     TASK_MESSAGE_TTL_MS, table,
 };
-use crate::comms::{Accepted, Broadcast, TaskError, TaskSubscriber};
+use crate::comms::{Accepted, Broadcast, TaskError, TaskSubscriber, codec};
 
 impl Inner {
     pub(super) async fn consume_replies(&self, link: &Arc<Link>) -> Result<(), lapin::Error> {
@@ -41,9 +40,12 @@ impl Inner {
             let Some(id) = delivery.properties.correlation_id().clone() else {
                 return;
             };
-            let Ok(response) = serde_json::from_slice::<Value>(&delivery.data) else {
-                tracing::warn!("a reply that is not JSON: {:?}", delivery.data);
-                return;
+            let response = match codec::decode(&delivery.data) {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::warn!("a reply that cannot be read: {e}");
+                    return;
+                }
             };
             // `{pending: …}` says the answer comes later.
             if response.get("pending").is_some() {
@@ -78,14 +80,12 @@ impl Inner {
         .await?;
         let consumer = consume(&link.channel, queue, queue, true).await?;
         let subscribers = self.broadcast.clone();
-        on_deliveries(
-            consumer,
-            link,
-            move |delivery| match serde_json::from_slice::<Value>(&delivery.data) {
+        on_deliveries(consumer, link, move |delivery| {
+            match codec::decode(&delivery.data) {
                 Ok(envelope) => subscribers.deliver(&Broadcast::from_envelope(&envelope)),
-                Err(_) => tracing::warn!("a broadcast that is not JSON: {:?}", delivery.data),
-            },
-        );
+                Err(e) => tracing::warn!("a broadcast that cannot be read is dropped: {e}"),
+            }
+        });
         Ok(())
     }
 
@@ -125,13 +125,28 @@ impl Inner {
             // a status request.
             tokio::spawn(async move {
                 let _ = delivery.ack(BasicAckOptions::default()).await;
-                let response = match serde_json::from_slice::<Value>(&delivery.data) {
-                    Ok(body) => match subscriber.call(body).await {
+                let answer = async {
+                    let body = match codec::decode(&delivery.data) {
+                        Ok(body) => body,
+                        Err(e) => {
+                            return json!({"exception": format!("the request cannot be read: {e}")});
+                        }
+                    };
+                    if subscriber.answers_later(&body)
+                        && let Some(communicator) = communicator.upgrade()
+                    {
+                        let exchange = &communicator.options.message_exchange;
+                        let pending = json!({"pending": null});
+                        communicator
+                            .reply(exchange, &delivery.properties, pending)
+                            .await;
+                    }
+                    match subscriber.call(body).await {
                         Ok(result) => json!({"result": result}),
                         Err(message) => json!({"exception": message}),
-                    },
-                    Err(e) => json!({"exception": format!("the request is not JSON: {e}")}),
+                    }
                 };
+                let response = answer.await;
                 if let Some(communicator) = communicator.upgrade() {
                     let exchange = &communicator.options.message_exchange;
                     communicator
@@ -143,21 +158,26 @@ impl Inner {
         Ok(())
     }
 
+    /// Declare the task queue (durable: RabbitMQ 4 declares no shared transient queue) and its
+    /// dead-letter queue, and bind the task queue to the task exchange.
     pub(super) async fn declare_task_queue(&self, link: &Link) -> Result<(), lapin::Error> {
         let mut arguments = vec![("x-message-ttl", TASK_MESSAGE_TTL_MS)];
+        let mut dead_arguments = vec![];
         if self.options.testing {
             arguments.push(("x-expires", QUEUE_EXPIRES_MS));
+            dead_arguments.push(("x-expires", QUEUE_EXPIRES_MS));
         }
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         let queue = self.options.task_queue.as_str();
         link.task_channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    durable: !self.options.testing,
-                    ..Default::default()
-                },
-                table(&arguments),
-            )
+            .queue_declare(queue.into(), durable, table(&arguments))
+            .await?;
+        let dead = dead_letter_queue(queue);
+        link.task_channel
+            .queue_declare(dead.as_str().into(), durable, table(&dead_arguments))
             .await?;
         bind(
             &link.task_channel,
@@ -181,18 +201,31 @@ impl Inner {
         on_deliveries(consumer, link, move |delivery| {
             let (subscriber, communicator) = (subscriber.clone(), communicator.clone());
             tokio::spawn(async move {
-                let (task, no_reply) = match serde_json::from_slice::<Value>(&delivery.data) {
-                    Ok(Value::Array(mut pair)) if pair.len() == 2 => {
+                let (task, no_reply) = match codec::decode(&delivery.data) {
+                    Ok(Value::Array(mut pair)) if pair.len() == 2 && pair[1].is_boolean() => {
                         let no_reply = pair[1].as_bool().unwrap_or(false);
                         (pair.swap_remove(0), no_reply)
                     }
                     Ok(task) => (task, false),
                     Err(e) => {
-                        tracing::warn!("dropping a task that is not JSON: {e}");
-                        let _ = delivery.ack(BasicAckOptions::default()).await;
+                        let Some(communicator) = communicator.upgrade() else {
+                            return;
+                        };
+                        let why = format!("the task cannot be read: {e}");
+                        communicator.refuse(&delivery, &why, true).await;
                         return;
                     }
                 };
+                if !no_reply
+                    && subscriber.answers_later(&task)
+                    && let Some(communicator) = communicator.upgrade()
+                {
+                    let exchange = &communicator.options.task_exchange;
+                    let pending = json!({"pending": null});
+                    communicator
+                        .reply(exchange, &delivery.properties, with_host(pending))
+                        .await;
+                }
                 let (accepted, on_accept) = Accepted::new(
                     delivery
                         .properties
@@ -214,12 +247,9 @@ impl Inner {
                 };
                 let response = match outcome {
                     Err(TaskError::Rejected) if !acked => {
-                        let _ = delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await;
+                        if let Some(communicator) = communicator.upgrade() {
+                            communicator.pass_on(&delivery, no_reply).await;
+                        }
                         return;
                     }
                     Ok(result) => json!({"result": result}),
@@ -231,13 +261,26 @@ impl Inner {
                 if !no_reply && let Some(communicator) = communicator.upgrade() {
                     let exchange = &communicator.options.task_exchange;
                     communicator
-                        .reply(exchange, &delivery.properties, response)
+                        .reply(exchange, &delivery.properties, with_host(response))
                         .await;
                 }
             });
         });
         Ok(())
     }
+}
+
+/// A reply to a task, with who answered it, as kiwipy adds it (`host: {hostname, pid}`).
+pub(super) fn with_host(mut response: Value) -> Value {
+    static HOST: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        json!({"hostname": hostname, "pid": std::process::id()})
+    });
+    response["host"] = host.clone();
+    response
 }
 
 /// Bind `queue` to `exchange` under `routing_key`.

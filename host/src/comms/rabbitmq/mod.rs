@@ -40,6 +40,7 @@
 
 mod consumers;
 mod link;
+mod refusals;
 mod sending;
 
 use std::collections::HashMap;
@@ -57,7 +58,7 @@ use tokio::sync::{RwLock, oneshot, watch};
 
 use super::{
     Broadcast, BroadcastSubscriber, CommsError, Communicator, Listeners, RpcSubscriber,
-    TaskSubscriber, given_or_new,
+    TaskSubscriber, codec, given_or_new,
 };
 
 use link::{Link, supervise};
@@ -93,7 +94,8 @@ pub struct RabbitMqOptions {
     /// How long a send waits for a lost connection to come back before it fails. By default
     /// 60 s (a broker restart takes a few seconds).
     pub reconnect_timeout: Duration,
-    /// Throw-away topology for tests: the task queue is not durable and expires when unused.
+    /// Throw-away topology for tests: the task queue and its dead-letter queue expire when
+    /// unused (they are durable all the same: RabbitMQ 4 refuses transient shared queues).
     pub testing: bool,
 }
 
@@ -343,7 +345,7 @@ impl Communicator for RabbitMqCommunicator {
     }
 
     async fn rpc_send(&self, recipient: &str, body: Value) -> Result<Value, CommsError> {
-        let body = serde_json::to_vec(&body).expect("JSON values serialise");
+        let body = codec::encode(&body);
         self.inner
             .request(
                 &self.inner.options.message_exchange,
@@ -356,7 +358,7 @@ impl Communicator for RabbitMqCommunicator {
     }
 
     async fn broadcast_send(&self, message: Broadcast) -> Result<(), CommsError> {
-        let body = serde_json::to_vec(&message.envelope()).expect("JSON values serialise");
+        let body = codec::encode(&message.envelope());
         self.inner
             .publish(
                 &self.inner.options.message_exchange,
@@ -372,7 +374,7 @@ impl Communicator for RabbitMqCommunicator {
 
     async fn task_send(&self, task: Value) -> Result<Value, CommsError> {
         // kiwipy's body: the task and its `no_reply` flag.
-        let body = serde_json::to_vec(&json!([task, false])).expect("JSON values serialise");
+        let body = codec::encode(&json!([task, false]));
         let options = &self.inner.options;
         self.inner
             .request(

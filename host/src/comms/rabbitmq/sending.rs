@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::link::Link;
 use super::{Inner, broker, redacted};
-use crate::comms::CommsError;
+use crate::comms::{CommsError, codec};
 
 impl Inner {
     /// The connection in use, waiting for it while reconnecting (up to the options'
@@ -109,7 +109,7 @@ impl Inner {
         if let Some(id) = request.correlation_id() {
             properties = properties.with_correlation_id(id.clone());
         }
-        let body = serde_json::to_vec(&response).expect("JSON values serialise");
+        let body = codec::encode(&response);
         let published = self
             .publish(
                 exchange,
