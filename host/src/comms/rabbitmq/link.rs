@@ -108,8 +108,8 @@ impl Inner {
     /// Open a connection, declare this communicator's exchanges and queues and every
     /// subscriber on it, and make it the one in use.
     pub(super) async fn establish(self: &Arc<Self>) -> Result<Arc<Link>, lapin::Error> {
-        let connection = Connection::connect(
-            &self.url,
+        let connection = Connection::connect_uri(
+            self.uri.clone(),
             ConnectionProperties::default().with_connection_name("damson".into()),
         )
         .await?;

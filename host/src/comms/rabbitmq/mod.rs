@@ -53,6 +53,7 @@ use indexmap::IndexMap;
 use lapin::BasicProperties;
 use lapin::options::{BasicCancelOptions, BasicPublishOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::AMQPUri;
 use serde_json::{Value, json};
 use tokio::sync::{RwLock, oneshot, watch};
 
@@ -132,7 +133,10 @@ pub struct RabbitMqCommunicator {
 }
 
 struct Inner {
+    /// As given, for logs (see [`redacted`]).
     url: String,
+    /// As connected to.
+    uri: AMQPUri,
     options: RabbitMqOptions,
     /// This communicator's reply queue (bound to both exchanges under its name).
     reply_queue: String,
@@ -174,6 +178,18 @@ pub(crate) fn redacted(url: &str) -> String {
     }
 }
 
+/// `url` parsed as kiwipy (through aio-pika) reads it: an empty virtual host, as in
+/// `amqp://guest:guest@127.0.0.1:5672/` (the URL AiiDA builds), is the default one, `/`.
+fn broker_uri(url: &str) -> Result<AMQPUri, CommsError> {
+    let mut uri: AMQPUri = url.parse().map_err(|e| {
+        CommsError::Other(format!("the broker URL {} is not valid: {e}", redacted(url)))
+    })?;
+    if uri.vhost.is_empty() {
+        uri.vhost = "/".into();
+    }
+    Ok(uri)
+}
+
 fn broker(e: impl std::fmt::Display) -> CommsError {
     CommsError::Other(format!("RabbitMQ: {e}"))
 }
@@ -194,6 +210,7 @@ impl RabbitMqCommunicator {
     /// # Errors
     /// [`CommsError::Other`] when the broker cannot be reached or refuses the declarations.
     pub async fn connect(url: &str, options: RabbitMqOptions) -> Result<Arc<Self>, CommsError> {
+        let uri = broker_uri(url)?;
         let reply_queue = format!(
             "{}-reply-{}",
             options.message_exchange,
@@ -201,6 +218,7 @@ impl RabbitMqCommunicator {
         );
         let inner = Arc::new(Inner {
             url: url.to_string(),
+            uri,
             options,
             reply_queue,
             broadcast_queue: format!("broadcast-{}", uuid::Uuid::new_v4()),
@@ -400,7 +418,24 @@ impl Communicator for RabbitMqCommunicator {
 }
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{broker_uri, redacted};
+
+    #[test]
+    fn an_empty_virtual_host_is_the_default_one_as_for_kiwipy() {
+        let vhost = |url| broker_uri(url).unwrap().vhost;
+        assert_eq!(vhost("amqp://guest:guest@127.0.0.1:5672/"), "/");
+        assert_eq!(vhost("amqp://guest:guest@127.0.0.1:5672"), "/");
+        assert_eq!(vhost("amqp://127.0.0.1:5672/%2f"), "/");
+        assert_eq!(vhost("amqp://127.0.0.1:5672/tenant-a"), "tenant-a");
+    }
+
+    #[test]
+    fn an_invalid_broker_url_is_named_without_its_password() {
+        let e = broker_uri("amqp://guest:secret@127.0.0.1:notaport/").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("guest:***@"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
 
     #[test]
     fn passwords_are_not_shown() {
