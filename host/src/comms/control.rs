@@ -88,7 +88,16 @@ impl RpcSubscriber for ProcessRpc {
                     .await;
                 Ok(json!(record.paused))
             }
-            intent::PLAY => Ok(json!(process.play())),
+            intent::PLAY => {
+                if !process.play() {
+                    return Ok(json!(false));
+                }
+                // Replies once it plays, so that a status asked next says so, as plumpy's does.
+                process
+                    .wait_for(|r| !r.paused || r.state.is_terminal())
+                    .await;
+                Ok(json!(true))
+            }
             intent::KILL => {
                 let force = body
                     .get("force_kill")
