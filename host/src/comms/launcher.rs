@@ -320,11 +320,13 @@ impl TaskSubscriber for ProcessLauncher {
         }
     }
 
-    /// Launches, creations and continuations are answered later, as a plumpy worker answers.
+    /// Every task is answered later, as a plumpy worker answers (its launcher is a coroutine),
+    /// a body that is no task at all included — but not a task of a type this launcher does
+    /// not know: that one is passed on to another worker, with no reply from this one.
     fn answers_later(&self, task: &Value) -> bool {
-        matches!(
+        !matches!(
             task.get("task").and_then(Value::as_str),
-            Some("launch" | "create" | "continue")
+            Some(kind) if !matches!(kind, "launch" | "create" | "continue")
         )
     }
 }

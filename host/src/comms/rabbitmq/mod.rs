@@ -1,14 +1,20 @@
 //! [`RabbitMqCommunicator`]: the communicator over RabbitMQ (AMQP 0-9-1, `lapin`), laid out as
-//! kiwipy 0.9 lays it out, so that a kiwipy client configured with a JSON encoder and decoder
-//! can talk to Damson (see `shared/design/kiwipy-wire.md`):
+//! kiwipy 0.9 lays it out, so that kiwipy clients — plumpy's controllers and AiiDA's tools with
+//! kiwipy's default (YAML) codec, or with a JSON one — talk to Damson (see
+//! `shared/design/kiwipy-wire.md`):
 //!
 //! | what | kiwipy's layout |
 //! |---|---|
 //! | RPC and broadcast | topic exchange `kiwipy.messages` |
-//! | RPC subscriber | exclusive queue, consumer tag = identifier, bound to `[rpc].<id>` |
-//! | broadcast | one exclusive queue `broadcast-<uuid>` per communicator, bound to `[broadcast]`; body `{body, sender, subject, correlation_id}` |
+//! | RPC subscriber | exclusive queue `<message exchange>-rpc-<id>-<uuid>`, consumer tag = identifier, bound to `[rpc].<id>` |
+//! | broadcast | one exclusive queue `<message exchange>-broadcast-<uuid>` per communicator, bound to `[broadcast]`; body `{body, sender, subject, correlation_id}` |
 //! | tasks | topic exchange `kiwipy.tasks`, durable queue `kiwipy.tasks` (7-day message TTL) bound to its own name; body `[task, no_reply]`; persistent |
-//! | replies | to the requester's reply queue (`reply_to`), bound to the exchange with its own name, with the request's `correlation_id`; `{result}`, `{exception}`, `{cancelled}` or `{pending}` |
+//! | replies | to the requester's reply queue (`reply_to`, exclusive), bound to the exchange with its own name, with the request's `correlation_id`; `{result}`, `{exception}`, `{cancelled}` or `{pending}` |
+//! | refused tasks | durable queue `<task queue>.dead-letter`, for an operator to inspect |
+//!
+//! Every queue is durable or exclusive (RabbitMQ 4.3 refuses transient shared ones), and named
+//! after the communicator's exchanges or task queue. Bodies are read as JSON or as YAML
+//! ([`codec`](super::codec)) and written as JSON, which YAML readers read too.
 //!
 //! A task delivery is acknowledged as soon as its subscriber accepts it (the launcher does once
 //! the process has a durable checkpoint) — not when the process ends, which could be past the
@@ -182,7 +188,10 @@ pub(crate) fn redacted(url: &str) -> String {
 /// `amqp://guest:guest@127.0.0.1:5672/` (the URL AiiDA builds), is the default one, `/`.
 fn broker_uri(url: &str) -> Result<AMQPUri, CommsError> {
     let mut uri: AMQPUri = url.parse().map_err(|e| {
-        CommsError::Other(format!("the broker URL {} is not valid: {e}", redacted(url)))
+        CommsError::Other(format!(
+            "the broker URL {} is not valid: {e}",
+            redacted(url)
+        ))
     })?;
     if uri.vhost.is_empty() {
         uri.vhost = "/".into();
@@ -216,12 +225,17 @@ impl RabbitMqCommunicator {
             options.message_exchange,
             uuid::Uuid::new_v4()
         );
+        let broadcast_queue = format!(
+            "{}-broadcast-{}",
+            options.message_exchange,
+            uuid::Uuid::new_v4()
+        );
         let inner = Arc::new(Inner {
             url: url.to_string(),
             uri,
             options,
             reply_queue,
-            broadcast_queue: format!("broadcast-{}", uuid::Uuid::new_v4()),
+            broadcast_queue,
             link: watch::channel(None).0,
             topology: RwLock::new(()),
             pending: Arc::default(),
