@@ -325,7 +325,7 @@ fn plumpy_controllers_get_from_damson_what_they_get_from_a_plumpy_worker() {
             }
             // plumpy's `create` leaves the created process listening, so its continuation
             // in the same worker fails ("RPC identifier <pid>" is taken); Damson's runs.
-            "continue" | "execute" => Value::Null,
+            "continue" | "continue by an integer pid" | "execute" => Value::Null,
             _ => answer.clone(),
         }
     };
@@ -349,6 +349,19 @@ fn plumpy_controllers_get_from_damson_what_they_get_from_a_plumpy_worker() {
     assert_eq!(
         damson["thread"]["continue"],
         json!({"value": {"default": 5}, "depth": 1})
+    );
+    // AiiDA's integer pids, as plumpy takes them: answered as integers, routed, stored.
+    assert_eq!(
+        damson["thread"]["launch with an integer pid"],
+        json!({"value": 1001, "depth": 1})
+    );
+    assert_eq!(
+        damson["thread"]["status by an integer pid"],
+        "ProcessState.WAITING"
+    );
+    assert_eq!(
+        damson["thread"]["continue by an integer pid"],
+        json!({"value": {"sum": 9}, "depth": 1})
     );
     assert!(
         bare["texts"]["continue"]

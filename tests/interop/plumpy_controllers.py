@@ -203,6 +203,16 @@ def threaded_calls():
     out['continue'] = shape(unwrapped('continue', lambda: thread.continue_process(value(created), nowait=False)))
     out['continue of an unknown pid'] = shape(unwrapped('continue of an unknown pid', lambda: thread.continue_process(
         str(uuid.uuid4()), nowait=False)))
+    # AiiDA's pids are integers (node pks), which plumpy takes as they are.
+    out['launch with an integer pid'] = shape(unwrapped('launch with an integer pid', lambda: thread.launch_process(
+        'lifecycle', init_kwargs={'inputs': {'mode': 'wait'}, 'pid': 1001}, persist=True, nowait=True, loader=PLUGINS)))
+    out['status by an integer pid'] = waiting(1001)['state']
+    out['kill by an integer pid'] = shape(unwrapped('kill by an integer pid', lambda: thread.kill_process(1001)))
+    out['create with an integer pid'] = shape(unwrapped('create with an integer pid', lambda: thread.task_send(
+        plumpy.process_comms.create_create_body(
+            'add', init_kwargs={'inputs': {'x': 4, 'y': 5}, 'pid': 1002}, persist=True, loader=PLUGINS))))
+    out['continue by an integer pid'] = shape(unwrapped('continue by an integer pid', lambda: thread.continue_process(
+        1002, nowait=False)))
     out['execute'] = shape(unwrapped('execute', lambda: thread.execute_process(
         'add', init_kwargs={'inputs': {'x': 2, 'y': 3}}, loader=PLUGINS)))
     return out

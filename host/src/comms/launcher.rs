@@ -252,6 +252,15 @@ fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
     }
 }
 
+/// `pid` as its sender wrote it: an integer if it sent one (AiiDA's pids are integers, and
+/// plumpy answers with the pid it was given), else the string the store keys it by.
+fn as_sent(pid: &str, sent: Option<&Value>) -> Value {
+    match sent {
+        Some(number @ Value::Number(_)) if number.to_string() == pid => number.clone(),
+        _ => json!(pid),
+    }
+}
+
 #[async_trait]
 impl TaskSubscriber for ProcessLauncher {
     async fn take(&self, task: Value, mut accepted: Accepted) -> Result<Value, TaskError> {
@@ -268,12 +277,13 @@ impl TaskSubscriber for ProcessLauncher {
         match kind {
             "launch" | "create" => {
                 let start = kind == "launch";
+                let chosen = args.pointer("/init_kwargs/pid");
                 let process = match self.launch(&args, start, accepted.task_id()).await? {
                     Launched::Here(process) => process,
                     Launched::Elsewhere(pid) => {
                         // Its outputs are the other host's to report; the sender learns the pid.
                         if nowait || !start {
-                            return Ok(json!(pid));
+                            return Ok(as_sent(&pid, chosen));
                         }
                         return Err(TaskError::Failed(format!(
                             "process {pid} runs on another host, where this task was delivered \
@@ -282,14 +292,14 @@ impl TaskSubscriber for ProcessLauncher {
                     }
                 };
                 if !start {
-                    return Ok(json!(process.pid()));
+                    return Ok(as_sent(process.pid(), chosen));
                 }
                 // Created with a checkpoint (with a store): another host can carry it on.
                 if self.host.durable() {
                     accepted.accept();
                 }
                 if nowait {
-                    return Ok(json!(process.pid()));
+                    return Ok(as_sent(process.pid(), chosen));
                 }
                 outcome(process.wait().await)
             }
@@ -312,7 +322,7 @@ impl TaskSubscriber for ProcessLauncher {
                 }
                 accepted.accept();
                 if nowait {
-                    return Ok(json!(pid));
+                    return Ok(as_sent(pid, args.get("pid")));
                 }
                 outcome(process.wait().await)
             }
