@@ -18,9 +18,11 @@ Examples:
 
 The worker takes launch, create and continue tasks from the task queue, answers pause / play /
 kill / status requests for its processes, hears the pause / play / kill broadcasts, and
-broadcasts every state change — on kiwipy's exchanges and queues, with JSON bodies, so that a
-kiwipy client configured with a JSON encoder and decoder can drive it. A task is acknowledged
-once its process has a checkpoint in the store. Stop it with Ctrl-C or SIGTERM; its processes
+broadcasts every state change — on kiwipy's exchanges and queues, reading kiwipy's default
+(YAML) codec or JSON and answering in JSON, so that plumpy's controllers and AiiDA-style tools
+drive it unchanged. A task is acknowledged once its process has a checkpoint in the store; one
+it cannot run (unreadable, or that no worker takes) is answered with an error and kept in the
+queue <task queue>.dead-letter. Stop it with Ctrl-C or SIGTERM; its processes
 stay in the store, where `damson continue` (or a continue task) finds them.
 
 Workers sharing a store claim the processes they run: no two run one process, and when a worker
