@@ -256,7 +256,7 @@ fn outcome(record: ProcessRecord) -> Result<Value, TaskError> {
 /// plumpy answers with the pid it was given), else the string the store keys it by.
 fn as_sent(pid: &str, sent: Option<&Value>) -> Value {
     match sent {
-        Some(number @ Value::Number(_)) if number.to_string() == pid => number.clone(),
+        Some(Value::Number(number)) if number.to_string() == pid => Value::Number(number.clone()),
         _ => json!(pid),
     }
 }
