@@ -132,6 +132,39 @@ impl TaskSubscriber for Doubler {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_to_an_rpc_subscriber_being_removed_are_answered_or_returned() {
+    // As when a process ends while requests to it are on their way: each is answered or
+    // comes back unroutable, and none is deleted with the queue, unanswered.
+    let (server, client) = ends(Kind::RabbitMq).await;
+    let id = server
+        .add_rpc_subscriber(Arc::new(Echo), Some(format!("leaving-{}", uuid_suffix())))
+        .await
+        .unwrap();
+    let sends: Vec<_> = (0..200)
+        .map(|n| {
+            let (client, id) = (client.clone(), id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_micros(100 * n)).await;
+                tokio::time::timeout(Duration::from_secs(10), client.rpc_send(&id, json!(n))).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    server.remove_rpc_subscriber(&id).await.unwrap();
+    let (mut answered, mut returned) = (0, 0);
+    for send in sends {
+        match send.await.unwrap() {
+            Ok(Ok(_)) => answered += 1,
+            Ok(Err(CommsError::UnroutableRpc(_))) => returned += 1,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("a request was neither answered nor returned"),
+        }
+    }
+    assert_eq!(answered + returned, 200);
+    assert!(returned > 0, "the later requests found no subscriber");
+}
+
 on_both!(s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply);
 async fn s48_rpc_tasks_and_broadcasts_reach_their_subscribers_and_filters_apply(kind: Kind) {
     let (comm, client) = ends(kind).await;

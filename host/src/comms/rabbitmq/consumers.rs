@@ -1,10 +1,11 @@
 //! The consumers on a connection: replies, broadcasts, each RPC subscriber's queue, the task
 //! queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use futures_lite::StreamExt;
 use lapin::Channel;
+use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ use super::{
     BROADCAST_TOPIC, Inner, MESSAGE_TTL_MS, QUEUE_EXPIRES_MS, RPC_TOPIC, RpcEntry,
     TASK_MESSAGE_TTL_MS, table,
 };
-use crate::comms::{Accepted, Broadcast, TaskError, TaskSubscriber, codec};
+use crate::comms::{Accepted, Broadcast, RpcSubscriber, TaskError, TaskSubscriber, codec};
 
 impl Inner {
     pub(super) async fn consume_replies(&self, link: &Arc<Link>) -> Result<(), lapin::Error> {
@@ -123,37 +124,9 @@ impl Inner {
             let (subscriber, communicator) = (subscriber.clone(), communicator.clone());
             // Each request on its own task: a pause that waits for a step does not hold up
             // a status request.
-            tokio::spawn(async move {
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-                let answer = async {
-                    let body = match codec::decode(&delivery.data) {
-                        Ok(body) => body,
-                        Err(e) => {
-                            return json!({"exception": format!("the request cannot be read: {e}")});
-                        }
-                    };
-                    if subscriber.answers_later(&body)
-                        && let Some(communicator) = communicator.upgrade()
-                    {
-                        let exchange = &communicator.options.message_exchange;
-                        let pending = json!({"pending": null});
-                        communicator
-                            .reply(exchange, &delivery.properties, pending)
-                            .await;
-                    }
-                    match subscriber.call(body).await {
-                        Ok(result) => json!({"result": result}),
-                        Err(message) => json!({"exception": message}),
-                    }
-                };
-                let response = answer.await;
-                if let Some(communicator) = communicator.upgrade() {
-                    let exchange = &communicator.options.message_exchange;
-                    communicator
-                        .reply(exchange, &delivery.properties, response)
-                        .await;
-                }
-            });
+            tokio::spawn(
+                async move { answer_request(&communicator, &*subscriber, &delivery).await },
+            );
         });
         Ok(())
     }
@@ -339,4 +312,42 @@ pub(super) fn on_deliveries(
             }
         }
     });
+}
+
+/// Acknowledge one request to an RPC subscriber and answer it (after a pending reply where the
+/// subscriber answers later, as plumpy's processes do).
+pub(super) async fn answer_request(
+    communicator: &Weak<Inner>,
+    subscriber: &dyn RpcSubscriber,
+    delivery: &Delivery,
+) {
+    let _ = delivery.ack(BasicAckOptions::default()).await;
+    let answer = async {
+        let body = match codec::decode(&delivery.data) {
+            Ok(body) => body,
+            Err(e) => {
+                return json!({"exception": format!("the request cannot be read: {e}")});
+            }
+        };
+        if subscriber.answers_later(&body)
+            && let Some(communicator) = communicator.upgrade()
+        {
+            let exchange = &communicator.options.message_exchange;
+            let pending = json!({"pending": null});
+            communicator
+                .reply(exchange, &delivery.properties, pending)
+                .await;
+        }
+        match subscriber.call(body).await {
+            Ok(result) => json!({"result": result}),
+            Err(message) => json!({"exception": message}),
+        }
+    };
+    let response = answer.await;
+    if let Some(communicator) = communicator.upgrade() {
+        let exchange = &communicator.options.message_exchange;
+        communicator
+            .reply(exchange, &delivery.properties, response)
+            .await;
+    }
 }

@@ -57,7 +57,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use lapin::BasicProperties;
-use lapin::options::{BasicCancelOptions, BasicPublishOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicCancelOptions, BasicGetOptions, BasicPublishOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use serde_json::{Value, json};
@@ -298,14 +300,33 @@ impl Communicator for RabbitMqCommunicator {
         let _shared = inner.topology.read().await;
         let entry = inner.rpc.lock().expect("rpc").shift_remove(identifier);
         if let (Some(entry), Some(link)) = (entry, inner.current()) {
+            let queue = entry.queue.as_str();
             let removed = async {
+                // Unbound first, so that a request sent from now on is returned unroutable,
+                // then the requests already in the queue are answered rather than deleted
+                // with it unanswered.
+                link.channel
+                    .queue_unbind(
+                        queue.into(),
+                        inner.options.message_exchange.as_str().into(),
+                        format!("{RPC_TOPIC}.{identifier}").into(),
+                        FieldTable::default(),
+                    )
+                    .await?;
                 link.channel
                     .basic_cancel(identifier.into(), BasicCancelOptions::default())
                     .await?;
-                // Gone, so that a request to it is returned unroutable rather than left
-                // unanswered.
+                let communicator = Arc::downgrade(inner);
+                while let Some(request) = link
+                    .channel
+                    .basic_get(queue.into(), BasicGetOptions::default())
+                    .await?
+                {
+                    consumers::answer_request(&communicator, &*entry.subscriber, &request.delivery)
+                        .await;
+                }
                 link.channel
-                    .queue_delete(entry.queue.as_str().into(), QueueDeleteOptions::default())
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
                     .await
             }
             .await;
