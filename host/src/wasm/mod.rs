@@ -11,6 +11,9 @@ mod epoch;
 mod guests;
 mod image;
 mod instance;
+// Only the tests use it until checkpoints take it up (memory images in every language).
+#[cfg_attr(not(test), allow(dead_code))]
+mod instrument;
 mod limits;
 mod plugin;
 pub mod safety;
