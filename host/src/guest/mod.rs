@@ -54,5 +54,5 @@ pub(crate) trait Guest: Send {
     /// An image of the guest's memory as it is now (between calls), to checkpoint with the
     /// process; `None` when none can or should be taken (the plugin is not snapshot-safe, images
     /// are off, or a call failed).
-    fn image(&self) -> Option<Vec<u8>>;
+    async fn image(&mut self) -> Option<Vec<u8>>;
 }

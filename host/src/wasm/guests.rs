@@ -71,10 +71,10 @@ impl Guest for Guests {
         instance.compute_default(path).await
     }
 
-    fn image(&self) -> Option<Vec<u8>> {
+    async fn image(&mut self) -> Option<Vec<u8>> {
         if !self.images {
             return None;
         }
-        self.own.image()
+        self.own.image().await
     }
 }

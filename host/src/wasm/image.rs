@@ -1,40 +1,31 @@
-//! Memory images: a copy of every linear memory of a plugin instance, taken between two calls
-//! and written back into a fresh instance of the same component.
+//! Memory images: every mutable global and every linear memory of a plugin instance, read
+//! between two calls and written back into a fresh instance of the same component.
 //!
-//! Wasmtime gives an embedder no handle on a component's inner memories, so the host allocates
-//! them itself: [`HostMemory`] is installed with `Config::with_host_memory`, and every store
-//! has a [`Memories`] list of the memories made for it. Wasmtime does not say which store a
-//! memory is for, so instantiation runs inside [`Memories::scope`], which names the store's
-//! list in a thread-local for the duration of each poll: memories are created synchronously
-//! within one poll of the instantiation, on the polling thread, so no other store's
-//! instantiation can interleave.
+//! Wasmtime gives an embedder no handle on a component's inner globals and memories, so the
+//! component is rewritten when it is loaded ([`super::instrument`]): its [`Accessor`] reads and
+//! writes them from the host. An image is taken only at a quiescent point (no guest call
+//! running) and is valid only for the exact component it came from (addresses are baked into
+//! it). A restore grows each memory to its size in the image, writes it (zeroing what a fresh
+//! instance's data segments put where the image has zeros), and sets the globals last.
 //!
-//! An image is taken only at a quiescent point (no guest call running) and is valid only for the
-//! exact component it came from (addresses are baked into it). Globals are not copied: a
-//! snapshot-safe component has only the stack pointer as a mutable global, and between calls it
-//! is back at its initial value (see [`super::safety`]).
-//!
-//! Format: postcard [`Layout`] (each memory's size and the runs of 4 KiB pages that are not all
-//! zero), then the non-zero pages, LZ4-compressed (`lz4_flex` block format).
+//! Format: postcard [`Layout`] (the globals, each memory's size and the runs of 4 KiB pages
+//! that are not all zero), then the non-zero pages, LZ4-compressed (`lz4_flex` block format).
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use serde::{Deserialize, Serialize};
-use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+use wasmtime::Store;
+use wasmtime::component::{Instance, TypedFunc};
 
-/// The unit of zero-page elision: the host's page size.
+use super::instrument::ACCESSOR;
+
+/// The unit of zero-page elision.
 const PAGE: usize = 4096;
-/// The image format version.
-const FORMAT: u8 = 1;
-/// Reservation when wasmtime leaves the choice to us (it normally passes its own).
-const DEFAULT_RESERVATION: usize = 4 << 30;
+/// A WebAssembly page: memories grow by these.
+const WASM_PAGE: usize = 65536;
+/// How much one call reads or writes: few calls (each costs a switch into the guest), and the
+/// accessor's own memory, which counts against the instance's memory limit, stays this small.
+const CHUNK: usize = 64 << 10;
+/// The image format version (1 held memories only).
+const FORMAT: u8 = 2;
 
 /// Why an image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,315 +34,286 @@ pub enum ImageError {
     /// The bytes are not an image.
     Decode(String),
     #[error("the memory image does not fit this instance: {0}")]
-    /// The image is of other memories than this instance's.
+    /// The image is of other globals or memories than this instance's.
     Mismatch(String),
 }
 
-/// One host-allocated linear memory: a reservation of `capacity` bytes plus a guard, of which
-/// the first `size` bytes are readable and writable.
-struct Region {
-    base: *mut u8,
-    mapped: usize,
-    capacity: usize,
-    size: AtomicUsize,
+/// Why a restore failed: the image, or the instance (a limit, a trap) while writing it.
+#[derive(Debug)]
+pub(crate) enum RestoreError {
+    Image(ImageError),
+    Instance(wasmtime::Error),
 }
 
-// SAFETY: the region is a plain mapping; wasmtime serialises access to a store's memories, and
-// the host reads or writes one only between guest calls, holding the store exclusively.
-unsafe impl Send for Region {}
-unsafe impl Sync for Region {}
-
-impl Region {
-    fn new(size: usize, capacity: usize, guard: usize) -> Result<Self, String> {
-        let capacity = capacity.max(size).next_multiple_of(PAGE);
-        let mapped = capacity
-            .checked_add(guard)
-            .ok_or("the memory reservation overflows")?;
-        // SAFETY: a fresh private anonymous mapping, not yet accessible.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                mapped,
-                ProtFlags::empty(),
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )
-        }
-        .map_err(|e| format!("cannot reserve {mapped} bytes for a linear memory: {e}"))?;
-        let region = Region {
-            base: base.cast(),
-            mapped,
-            capacity,
-            size: AtomicUsize::new(0),
-        };
-        region.grow(size)?;
-        Ok(region)
+impl From<wasmtime::Error> for RestoreError {
+    fn from(e: wasmtime::Error) -> Self {
+        Self::Instance(e)
     }
+}
 
-    fn size(&self) -> usize {
-        self.size.load(Ordering::Acquire)
-    }
+/// The functions of an instrumented instance's accessor (handles: cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Accessor {
+    globals_get: TypedFunc<(), (Vec<u64>,)>,
+    globals_set: TypedFunc<(Vec<u64>,), ()>,
+    memories: Vec<MemoryAccess>,
+}
 
-    /// Make the first `new_size` bytes accessible (never shrinks).
-    fn grow(&self, new_size: usize) -> Result<(), String> {
-        let old = self.size();
-        if new_size > self.capacity {
-            return Err(format!(
-                "cannot grow a linear memory to {new_size} bytes: {} are reserved",
-                self.capacity
-            ));
-        }
-        if new_size > old {
-            let from = old.next_multiple_of(PAGE).min(self.capacity);
-            let to = new_size.next_multiple_of(PAGE);
-            if to > from {
-                // SAFETY: within our own mapping.
-                unsafe {
-                    rustix::mm::mprotect(
-                        self.base.add(from).cast(),
-                        to - from,
-                        MprotectFlags::READ | MprotectFlags::WRITE,
-                    )
-                }
-                .map_err(|e| format!("cannot grow a linear memory: {e}"))?;
-            }
-            self.size.store(new_size, Ordering::Release);
-        }
-        Ok(())
-    }
+#[derive(Clone)]
+struct MemoryAccess {
+    size: TypedFunc<(), (u32,)>,
+    grow: TypedFunc<(u32,), (i32,)>,
+    read: TypedFunc<(u32, u32), (Vec<u8>,)>,
+    write: TypedFunc<(u32, Vec<u8>), ()>,
+    zero: TypedFunc<(u32, u32), ()>,
+}
 
-    /// The accessible bytes.
+impl Accessor {
+    /// The accessor of `instance`; `None` when its component was not instrumented.
     ///
-    /// # Safety
-    /// No guest call may run on the store meanwhile.
-    unsafe fn bytes(&self) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(self.base, self.size()) }
-    }
-
-    /// # Safety
-    /// As [`bytes`](Self::bytes).
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn bytes_mut(&self) -> &mut [u8] {
-        unsafe { std::slice::from_raw_parts_mut(self.base, self.size()) }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: our mapping; nothing refers to it once the last owner is gone.
-        if let Err(e) = unsafe { rustix::mm::munmap(self.base.cast(), self.mapped) } {
-            tracing::error!("cannot unmap a linear memory: {e}");
-        }
-    }
-}
-
-/// What wasmtime holds: a handle on the region, which the store's [`Memories`] shares.
-struct HostLinearMemory(Arc<Region>);
-
-// SAFETY: the base never moves (growth stays within the reservation), memory starts zeroed,
-// and the guard after the reservation stays inaccessible.
-unsafe impl LinearMemory for HostLinearMemory {
-    fn byte_size(&self) -> usize {
-        self.0.size()
-    }
-
-    fn byte_capacity(&self) -> usize {
-        self.0.capacity
-    }
-
-    fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
-        self.0.grow(new_size).map_err(wasmtime::Error::msg)
-    }
-
-    fn as_ptr(&self) -> *mut u8 {
-        self.0.base
-    }
-}
-
-/// Allocates every linear memory of the engine, and records it in the [`Memories`] of the
-/// store being instantiated (if any).
-pub(crate) struct HostMemory;
-
-// SAFETY: see `HostLinearMemory`.
-unsafe impl MemoryCreator for HostMemory {
-    fn new_memory(
-        &self,
-        _ty: MemoryType,
-        minimum: usize,
-        maximum: Option<usize>,
-        reserved_size_in_bytes: Option<usize>,
-        guard_size_in_bytes: usize,
-    ) -> Result<Box<dyn LinearMemory>, String> {
-        let memories = CURRENT.with(|c| c.borrow().clone());
-        let size = memories
-            .as_ref()
-            .and_then(|m| m.next_size())
-            .map_or(minimum, |s| s.max(minimum));
-        if let Some(maximum) = maximum
-            && size > maximum
-        {
-            return Err(format!(
-                "a memory image needs {size} bytes, above the memory's maximum of {maximum}"
+    /// # Errors
+    /// When the accessor's functions are not of the expected types.
+    pub(crate) fn find<T>(
+        store: &mut Store<T>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Option<Self>> {
+        let Some(accessor) = instance.get_export_index(&mut *store, None, ACCESSOR) else {
+            return Ok(None);
+        };
+        let mut func = |name: &str| {
+            instance
+                .get_export_index(&mut *store, Some(&accessor), name)
+                .ok_or_else(|| wasmtime::format_err!("the accessor has no `{name}`"))
+        };
+        let (get, set) = (func("globals-get")?, func("globals-set")?);
+        let mut names = Vec::new();
+        for m in 0.. {
+            let Some(size) =
+                instance.get_export_index(&mut *store, Some(&accessor), &format!("size-{m}"))
+            else {
+                break;
+            };
+            let mut func = |name: &str| {
+                instance
+                    .get_export_index(&mut *store, Some(&accessor), &format!("{name}-{m}"))
+                    .ok_or_else(|| wasmtime::format_err!("the accessor has no `{name}-{m}`"))
+            };
+            names.push((
+                size,
+                func("grow")?,
+                func("read")?,
+                func("write")?,
+                func("zero")?,
             ));
         }
-        let capacity = reserved_size_in_bytes.unwrap_or(DEFAULT_RESERVATION);
-        let region = Arc::new(Region::new(size, capacity, guard_size_in_bytes)?);
-        if let Some(memories) = memories {
-            memories
-                .regions
-                .lock()
-                .expect("memories")
-                .push(region.clone());
-        }
-        Ok(Box::new(HostLinearMemory(region)))
-    }
-}
-
-thread_local! {
-    /// The memories of the store whose instantiation this thread is polling.
-    static CURRENT: RefCell<Option<Arc<Memories>>> = const { RefCell::new(None) };
-}
-
-/// The linear memories of one store, in the order they were created (which is the same for
-/// every instantiation of a component).
-#[derive(Default)]
-pub(crate) struct Memories {
-    regions: Mutex<Vec<Arc<Region>>>,
-    /// Sizes to give the next memories created, to restore an image into.
-    presize: Mutex<VecDeque<usize>>,
-}
-
-impl Memories {
-    /// Run `future` (an instantiation) with the memories it creates recorded here.
-    pub(crate) fn scope<F: Future>(self: &Arc<Self>, future: F) -> Scoped<F> {
-        Scoped {
-            inner: Box::pin(future),
-            memories: self.clone(),
-        }
+        let memories = names
+            .into_iter()
+            .map(|(size, grow, read, write, zero)| {
+                Ok(MemoryAccess {
+                    size: instance.get_typed_func(&mut *store, size)?,
+                    grow: instance.get_typed_func(&mut *store, grow)?,
+                    read: instance.get_typed_func(&mut *store, read)?,
+                    write: instance.get_typed_func(&mut *store, write)?,
+                    zero: instance.get_typed_func(&mut *store, zero)?,
+                })
+            })
+            .collect::<wasmtime::Result<_>>()?;
+        Ok(Some(Self {
+            globals_get: instance.get_typed_func(&mut *store, get)?,
+            globals_set: instance.get_typed_func(&mut *store, set)?,
+            memories,
+        }))
     }
 
-    /// Create the next memories at these sizes (an image's), so that it can be written back.
-    pub(crate) fn presize(&self, sizes: impl IntoIterator<Item = usize>) {
-        self.presize.lock().expect("memories").extend(sizes);
-    }
-
-    fn next_size(&self) -> Option<usize> {
-        self.presize.lock().expect("memories").pop_front()
-    }
-
-    /// Whether the store has memories this host allocated.
+    /// Whether there is anything to image.
     pub(crate) fn is_empty(&self) -> bool {
-        self.regions.lock().expect("memories").is_empty()
+        self.memories.is_empty()
     }
 
-    /// Take an image of every memory: zero pages left out, the rest compressed.
-    ///
-    /// Must be called between guest calls (the caller holds the store).
-    pub(crate) fn capture(&self) -> Vec<u8> {
-        let regions = self.regions.lock().expect("memories");
-        let mut layout = Layout {
-            format: FORMAT,
-            memories: Vec::with_capacity(regions.len()),
-            raw_len: 0,
-        };
-        let mut payload = Vec::new();
-        for region in regions.iter() {
-            // SAFETY: between guest calls.
-            let bytes = unsafe { region.bytes() };
-            let mut runs: Vec<(u32, u32)> = Vec::new();
-            for (index, page) in bytes.chunks(PAGE).enumerate() {
-                if is_zero(page) {
-                    continue;
-                }
-                payload.extend_from_slice(page);
-                let index = index as u32;
-                match runs.last_mut() {
-                    Some((start, len)) if *start + *len == index => *len += 1,
-                    _ => runs.push((index, 1)),
-                }
+    /// Take an image of every global and memory (between guest calls).
+    pub(crate) async fn capture<T: Send>(&self, store: &mut Store<T>) -> wasmtime::Result<Vec<u8>> {
+        let (globals,) = self.globals_get.call_async(&mut *store, ()).await?;
+        let mut memories = Vec::with_capacity(self.memories.len());
+        for memory in &self.memories {
+            let (pages,) = memory.size.call_async(&mut *store, ()).await?;
+            let len = pages as usize * WASM_PAGE;
+            let mut bytes = Vec::with_capacity(len);
+            while bytes.len() < len {
+                let n = CHUNK.min(len - bytes.len());
+                let (chunk,) = memory
+                    .read
+                    .call_async(&mut *store, (bytes.len() as u32, n as u32))
+                    .await?;
+                bytes.extend_from_slice(&chunk);
             }
-            layout.memories.push(MemoryLayout {
-                size: bytes.len() as u64,
-                runs,
-            });
+            memories.push(bytes);
         }
-        layout.raw_len = payload.len() as u64;
-        let mut image = postcard::to_stdvec(&layout).expect("a layout always serialises");
-        image.extend_from_slice(&lz4_flex::block::compress(&payload));
-        image
+        Ok(encode(&globals, &memories))
     }
 
-    /// Write `image` back into these memories, which were created at its sizes; returns the
-    /// bytes of all memories together.
-    ///
-    /// Must be called between guest calls, before the first.
-    pub(crate) fn restore(&self, image: &DecodedImage) -> Result<usize, ImageError> {
-        let regions = self.regions.lock().expect("memories");
-        if regions.len() != image.layout.memories.len() {
-            return Err(ImageError::Mismatch(format!(
+    /// Which pages of this fresh instance's memories are not zero (what data segments and start
+    /// functions wrote): what a restore must clear where an image has zeros. Instantiation is
+    /// deterministic, so one fresh instance tells for every other.
+    pub(crate) async fn fresh<T: Send>(&self, store: &mut Store<T>) -> wasmtime::Result<Fresh> {
+        let image = DecodedImage::decode(&self.capture(store).await?)
+            .map_err(|e| wasmtime::format_err!("{e}"))?;
+        Ok(Fresh {
+            runs: image.layout.memories.into_iter().map(|m| m.runs).collect(),
+        })
+    }
+
+    /// Write `image` into this fresh instance (before its first call). `fresh` says which of
+    /// its pages are not zero; without it, every page is cleared first.
+    pub(crate) async fn restore<T: Send>(
+        &self,
+        store: &mut Store<T>,
+        image: &DecodedImage,
+        fresh: Option<&Fresh>,
+    ) -> Result<(), RestoreError> {
+        let mismatch = |m: String| RestoreError::Image(ImageError::Mismatch(m));
+        let layout = &image.layout;
+        if layout.memories.len() != self.memories.len() {
+            return Err(mismatch(format!(
                 "the image has {} linear memories, the instance {}",
-                image.layout.memories.len(),
-                regions.len()
+                layout.memories.len(),
+                self.memories.len()
+            )));
+        }
+        let (globals,) = self.globals_get.call_async(&mut *store, ()).await?;
+        if globals.len() != layout.globals.len() {
+            return Err(mismatch(format!(
+                "the image has {} mutable globals, the instance {}",
+                layout.globals.len(),
+                globals.len()
             )));
         }
         let mut offset = 0;
-        for (i, (region, memory)) in regions.iter().zip(&image.layout.memories).enumerate() {
-            if region.size() as u64 != memory.size {
-                return Err(ImageError::Mismatch(format!(
-                    "memory {i} is {} bytes, its image {}",
-                    region.size(),
-                    memory.size
+        for (i, (memory, saved)) in self.memories.iter().zip(&layout.memories).enumerate() {
+            let (pages,) = memory.size.call_async(&mut *store, ()).await?;
+            let fresh_len = pages as usize * WASM_PAGE;
+            let len = saved.size as usize;
+            if len < fresh_len {
+                return Err(mismatch(format!(
+                    "memory {i} is {fresh_len} bytes when fresh, its image {len}"
                 )));
             }
-            // Back to all zeros (data segments were written at instantiation): the kernel
-            // drops the pages, and untouched ones cost nothing.
-            // SAFETY: our own readable and writable mapping, between guest calls.
-            unsafe {
-                rustix::mm::madvise(
-                    region.base.cast(),
-                    region.size().next_multiple_of(PAGE),
-                    Advice::LinuxDontNeed,
-                )
+            if len > fresh_len {
+                let more = ((len - fresh_len) / WASM_PAGE) as u32;
+                let (grown,) = memory.grow.call_async(&mut *store, (more,)).await?;
+                if grown < 0 {
+                    return Err(mismatch(format!("memory {i} cannot grow to {len} bytes")));
+                }
             }
-            .map_err(|e| ImageError::Mismatch(format!("cannot reset memory {i}: {e}")))?;
-            // SAFETY: between guest calls.
-            let bytes = unsafe { region.bytes_mut() };
-            for &(start, len) in &memory.runs {
-                let (start, len) = (start as usize * PAGE, len as usize * PAGE);
-                bytes[start..start + len].copy_from_slice(&image.payload[offset..offset + len]);
-                offset += len;
+            // Zero what a fresh instance's data segments wrote where the image has zeros
+            // (growth adds zeros), then write the pages that are not zero. Touching only those
+            // pages matters: each first touch of a page costs a fault.
+            let clear = match fresh.and_then(|f| f.runs.get(i)) {
+                Some(nonzero) => without(nonzero, &saved.runs),
+                None => vec![(0, (fresh_len / PAGE) as u32)],
+            };
+            for (start, pages) in clear {
+                let (start, len) = (start as usize * PAGE, pages as usize * PAGE);
+                let len = len.min(fresh_len.saturating_sub(start));
+                if len > 0 {
+                    memory
+                        .zero
+                        .call_async(&mut *store, (start as u32, len as u32))
+                        .await?;
+                }
+            }
+            for &(start, pages) in &saved.runs {
+                let (start, run) = (start as usize * PAGE, pages as usize * PAGE);
+                let bytes = &image.payload[offset..offset + run];
+                for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
+                    let at = (start + n * CHUNK) as u32;
+                    memory
+                        .write
+                        .call_async(&mut *store, (at, chunk.to_vec()))
+                        .await?;
+                }
+                offset += run;
             }
         }
-        Ok(regions.iter().map(|r| r.size()).sum())
+        // Last: the globals may say where the state the memories hold is.
+        self.globals_set
+            .call_async(&mut *store, (layout.globals.clone(),))
+            .await?;
+        Ok(())
     }
 }
 
-/// A future polled with its store's [`Memories`] named in the thread-local.
-pub(crate) struct Scoped<F> {
-    inner: Pin<Box<F>>,
-    memories: Arc<Memories>,
+/// The pages of a fresh instance's memories that are not zero, as runs `(first page, pages)`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fresh {
+    runs: Vec<Vec<(u32, u32)>>,
 }
 
-impl<F: Future> Future for Scoped<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        struct Restore(Option<Arc<Memories>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let previous = self.0.take();
-                CURRENT.with(|c| *c.borrow_mut() = previous);
+/// The pages of `runs` that are not in `minus` (both sorted runs of pages), as runs.
+fn without(runs: &[(u32, u32)], minus: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut other = minus.iter().peekable();
+    for &(start, len) in runs {
+        let (mut at, end) = (start, start + len);
+        while at < end {
+            // Skip the runs of `minus` that end before `at`.
+            while other.peek().is_some_and(|&&(s, l)| s + l <= at) {
+                other.next();
+            }
+            match other.peek() {
+                Some(&&(s, l)) if s <= at => at = (s + l).min(end),
+                Some(&&(s, _)) if s < end => {
+                    out.push((at, s - at));
+                    at = s;
+                }
+                _ => {
+                    out.push((at, end - at));
+                    at = end;
+                }
             }
         }
-        let this = self.get_mut();
-        let _restore = Restore(CURRENT.with(|c| c.replace(Some(this.memories.clone()))));
-        this.inner.as_mut().poll(cx)
     }
+    out
 }
 
-/// The memories of an image: their sizes and the runs of non-zero pages.
+/// An image of `globals` and `memories`: zero pages left out, the rest compressed.
+pub(crate) fn encode(globals: &[u64], memories: &[Vec<u8>]) -> Vec<u8> {
+    let mut layout = Layout {
+        format: FORMAT,
+        globals: globals.to_vec(),
+        memories: Vec::with_capacity(memories.len()),
+        raw_len: 0,
+    };
+    let mut payload = Vec::new();
+    for bytes in memories {
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for (index, page) in bytes.chunks(PAGE).enumerate() {
+            if is_zero(page) {
+                continue;
+            }
+            payload.extend_from_slice(page);
+            let index = index as u32;
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == index => *len += 1,
+                _ => runs.push((index, 1)),
+            }
+        }
+        layout.memories.push(MemoryLayout {
+            size: bytes.len() as u64,
+            runs,
+        });
+    }
+    layout.raw_len = payload.len() as u64;
+    let mut image = postcard::to_stdvec(&layout).expect("a layout always serialises");
+    image.extend_from_slice(&lz4_flex::block::compress(&payload));
+    image
+}
+
+/// The globals and memories of an image: the memories' sizes and runs of non-zero pages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Layout {
     format: u8,
+    /// Every captured global, in the accessor's order.
+    globals: Vec<u64>,
     memories: Vec<MemoryLayout>,
     /// Bytes of the uncompressed payload.
     raw_len: u64,
@@ -385,21 +347,23 @@ impl DecodedImage {
         }
         let mut expected = 0u64;
         for (i, memory) in layout.memories.iter().enumerate() {
-            if memory.size % PAGE as u64 != 0 {
+            if memory.size % WASM_PAGE as u64 != 0 || memory.size > 1 << 32 {
                 return Err(decode(format!(
-                    "memory {i} is {} bytes, not a whole number of pages",
+                    "memory {i} is {} bytes, not a whole number of WebAssembly pages up to 4 GiB",
                     memory.size
                 )));
             }
-            let pages = memory.size.div_ceil(PAGE as u64);
+            let pages = memory.size / PAGE as u64;
+            let mut end = 0u64;
             for &(start, len) in &memory.runs {
-                if u64::from(start) + u64::from(len) > pages {
+                if u64::from(start) < end || u64::from(start) + u64::from(len) > pages {
                     return Err(decode(format!(
-                        "memory {i}: pages {start}..{} lie beyond its {} bytes",
+                        "memory {i}: pages {start}..{} overlap or lie beyond its {} bytes",
                         u64::from(start) + u64::from(len),
                         memory.size
                     )));
                 }
+                end = u64::from(start) + u64::from(len);
                 expected += u64::from(len) * PAGE as u64;
             }
         }
@@ -417,9 +381,23 @@ impl DecodedImage {
         Ok(Self { layout, payload })
     }
 
-    /// The size of each memory, in creation order.
-    pub(crate) fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
-        self.layout.memories.iter().map(|m| m.size as usize)
+    /// Memory `m` as it was imaged.
+    #[cfg(test)]
+    fn memory(&self, m: usize) -> Vec<u8> {
+        let offset: usize = self.layout.memories[..m]
+            .iter()
+            .flat_map(|l| &l.runs)
+            .map(|&(_, len)| len as usize * PAGE)
+            .sum();
+        let layout = &self.layout.memories[m];
+        let mut bytes = vec![0; layout.size as usize];
+        let mut at = offset;
+        for &(start, len) in &layout.runs {
+            let (start, len) = (start as usize * PAGE, len as usize * PAGE);
+            bytes[start..start + len].copy_from_slice(&self.payload[at..at + len]);
+            at += len;
+        }
+        bytes
     }
 }
 
@@ -431,63 +409,52 @@ fn is_zero(page: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use wasmtime::component::{Component, Linker};
+    use wasmtime::{Config, Engine};
+
     use super::*;
 
-    fn memories_with(contents: &[&[(usize, u8)]], size: usize) -> Arc<Memories> {
-        let memories = Arc::new(Memories::default());
-        for writes in contents {
-            let region = Arc::new(Region::new(size, size * 4, PAGE).unwrap());
-            let bytes = unsafe { region.bytes_mut() };
-            for &(at, value) in *writes {
-                bytes[at] = value;
-            }
-            memories.regions.lock().unwrap().push(region);
+    fn memory_with(writes: &[(usize, u8)], size: usize) -> Vec<u8> {
+        let mut bytes = vec![0; size];
+        for &(at, value) in writes {
+            bytes[at] = value;
         }
-        memories
+        bytes
     }
 
     #[test]
-    fn an_image_keeps_every_byte_and_drops_zero_pages() {
+    fn an_image_keeps_every_byte_and_global_and_drops_zero_pages() {
         let size = 64 * 1024;
-        let original = memories_with(&[&[(0, 1), (5000, 2), (65535, 3)], &[]], size);
-        let image = original.capture();
+        let memories = [
+            memory_with(&[(0, 1), (5000, 2), (65535, 3)], size),
+            vec![0; 2 * size],
+        ];
+        let image = encode(&[7, u64::MAX], &memories);
         assert!(
             image.len() < 3 * PAGE,
             "zero pages are left out: {}",
             image.len()
         );
-
         let decoded = DecodedImage::decode(&image).unwrap();
-        assert_eq!(decoded.sizes().collect::<Vec<_>>(), vec![size, size]);
-        // A fresh instance has data-segment bytes where the image has zeros: they go.
-        let fresh = memories_with(&[&[(100, 9)], &[(7, 7)]], size);
-        assert_eq!(fresh.restore(&decoded).unwrap(), 2 * size);
-        let regions = fresh.regions.lock().unwrap();
-        let (a, b) = unsafe { (regions[0].bytes(), regions[1].bytes()) };
-        assert_eq!((a[0], a[5000], a[65535], a[100]), (1, 2, 3, 0));
-        assert!(b.iter().all(|&x| x == 0));
+        assert_eq!(decoded.layout.globals, [7, u64::MAX]);
+        assert_eq!(decoded.memory(0), memories[0]);
+        assert_eq!(decoded.memory(1), memories[1]);
     }
 
     #[test]
-    fn an_image_for_other_memories_is_refused() {
-        let image = memories_with(&[&[(0, 1)]], 64 * 1024).capture();
-        let decoded = DecodedImage::decode(&image).unwrap();
-        let two = memories_with(&[&[], &[]], 64 * 1024);
-        assert!(matches!(
-            two.restore(&decoded),
-            Err(ImageError::Mismatch(_))
-        ));
-        let smaller = memories_with(&[&[]], 128 * 1024);
-        assert!(matches!(
-            smaller.restore(&decoded),
-            Err(ImageError::Mismatch(_))
-        ));
+    fn the_pages_to_clear_are_the_fresh_ones_the_image_has_not() {
+        assert_eq!(
+            without(&[(0, 10)], &[(2, 3), (7, 1)]),
+            [(0, 2), (5, 2), (8, 2)]
+        );
+        assert_eq!(without(&[(0, 2), (5, 5)], &[(0, 6)]), [(6, 4)]);
+        assert_eq!(without(&[(3, 2)], &[]), [(3, 2)]);
+        assert_eq!(without(&[(3, 2)], &[(0, 100)]), []);
     }
 
     #[test]
     fn damaged_images_are_refused_not_trusted() {
-        let memories = memories_with(&[&[(0, 1), (9000, 2)]], 64 * 1024);
-        let image = memories.capture();
+        let image = encode(&[1, 2], &[memory_with(&[(0, 1), (9000, 2)], 64 * 1024)]);
         for cut in 0..image.len() {
             assert!(
                 DecodedImage::decode(&image[..cut]).is_err(),
@@ -496,20 +463,21 @@ mod tests {
             );
         }
         // A flipped byte in the layout is refused; one in the pages may decode, but whatever
-        // decodes is written back only into memories of the sizes it names, within them.
+        // decodes stays within the sizes it names.
         let mut refused = 0;
         for i in 0..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0xff;
-            let Ok(decoded) = DecodedImage::decode(&bad) else {
-                refused += 1;
-                continue;
-            };
-            let fresh = memories_with(&[&[]], 64 * 1024);
-            match fresh.restore(&decoded) {
-                Ok(total) => assert_eq!(total, 64 * 1024, "flip at {i}"),
-                Err(ImageError::Mismatch(_)) => {}
-                Err(e) => panic!("flip at {i}: {e}"),
+            match DecodedImage::decode(&bad) {
+                Err(_) => refused += 1,
+                Ok(decoded) => {
+                    for m in 0..decoded.layout.memories.len() {
+                        assert_eq!(
+                            decoded.memory(m).len() as u64,
+                            decoded.layout.memories[m].size
+                        );
+                    }
+                }
             }
         }
         assert!(refused > 0, "no damage was noticed at all");
@@ -524,5 +492,78 @@ mod tests {
                 "a bundle with byte {i} flipped is refused"
             );
         }
+    }
+
+    /// A counter in a global and a history in memory that data segments start non-zero.
+    const COUNTER: &str = r#"(component
+      (core module $m
+        (memory 2)
+        (data (i32.const 70000) "x")
+        (data (i32.const 8) "seed")
+        (global $n (mut i32) (i32.const 0))
+        (func (export "bump") (result i32)
+          (global.set $n (i32.add (global.get $n) (i32.const 1)))
+          (if (i32.eq (global.get $n) (i32.const 2))
+            (then (drop (memory.grow (i32.const 2)))
+                  (i32.store (i32.const 8) (i32.const 0))))
+          (i32.store (i32.mul (global.get $n) (i32.const 40000)) (global.get $n))
+          (i32.add (global.get $n)
+            (i32.add (i32.load (i32.const 8))
+              (i32.add (i32.load (i32.const 40000)) (i32.load (i32.const 120000)))))))
+      (core instance $i (instantiate $m))
+      (func (export "bump") (result u32) (canon lift (core func $i "bump"))))"#;
+
+    #[tokio::test]
+    async fn a_restored_instance_carries_on_as_the_original_does() {
+        let engine = Engine::new(&Config::new()).unwrap();
+        let bytes = super::super::instrument::instrument(&wat::parse_str(COUNTER).unwrap())
+            .unwrap()
+            .bytes;
+        let component = Component::new(&engine, &bytes).unwrap();
+        let linker = Linker::<()>::new(&engine);
+        let fresh = || async {
+            let mut store = Store::new(&engine, ());
+            let instance = linker
+                .instantiate_async(&mut store, &component)
+                .await
+                .unwrap();
+            let bump = instance
+                .get_typed_func::<(), (u32,)>(&mut store, "bump")
+                .unwrap();
+            let accessor = Accessor::find(&mut store, &instance).unwrap().unwrap();
+            (store, bump, accessor)
+        };
+        let (mut store, bump, accessor) = fresh().await;
+        for _ in 0..3 {
+            bump.call_async(&mut store, ()).await.unwrap();
+        }
+        let image = accessor.capture(&mut store).await.unwrap();
+
+        let (mut other, other_bump, other_accessor) = fresh().await;
+        let decoded = DecodedImage::decode(&image).unwrap();
+        let nonzero = other_accessor.fresh(&mut other).await.unwrap();
+        other_accessor
+            .restore(&mut other, &decoded, Some(&nonzero))
+            .await
+            .unwrap();
+        assert_eq!(other_accessor.capture(&mut other).await.unwrap(), image);
+        for _ in 0..2 {
+            let theirs = bump.call_async(&mut store, ()).await.unwrap();
+            let ours = other_bump.call_async(&mut other, ()).await.unwrap();
+            assert_eq!(ours, theirs);
+        }
+
+        // An image of other memories is refused.
+        let (mut third, _, third_accessor) = fresh().await;
+        let two = DecodedImage::decode(&encode(&[0], &[vec![0; 65536], vec![0; 65536]])).unwrap();
+        assert!(matches!(
+            third_accessor.restore(&mut third, &two, None).await,
+            Err(RestoreError::Image(ImageError::Mismatch(_)))
+        ));
+        let globals = DecodedImage::decode(&encode(&[0, 0], &[vec![0; 65536 * 2]])).unwrap();
+        assert!(matches!(
+            third_accessor.restore(&mut third, &globals, None).await,
+            Err(RestoreError::Image(ImageError::Mismatch(_)))
+        ));
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::damson::workflow::types as wit;
-use super::image::{self, DecodedImage};
+use super::image::{Accessor, DecodedImage, Fresh, RestoreError};
 use super::limits::Interrupted;
 use super::state::{Call, StoreState};
 use super::{Runtime, bindings};
@@ -25,15 +25,20 @@ pub(crate) struct Instance {
     max_wasm_stack: usize,
     /// Set once a call trapped: the instance must not run again.
     poisoned: Option<Failure>,
-    /// The linear memories, for memory images.
-    memories: Arc<image::Memories>,
+    /// The component instance, to find the accessor in.
+    handle: wasmtime::component::Instance,
+    /// What reads and writes its globals and memories, for memory images, once looked up
+    /// (`Some(None)` when its component could not be instrumented): most instances never
+    /// take or restore an image.
+    accessor: Option<Option<Accessor>>,
     /// Whether the memories came from an image (a trap on a resource handle then has a cause).
     restored: bool,
 }
 
 impl Instance {
     /// An instance of `plugin` (checking emitted outputs against `spec`, if given), with the
-    /// memories of `image` written back if given.
+    /// globals and memories of `image` written back if given (`fresh` says which pages a fresh
+    /// instance has non-zero, if known).
     pub(super) async fn new(
         runtime: &Runtime,
         pre: &bindings::PluginPre<StoreState>,
@@ -41,6 +46,7 @@ impl Instance {
         spec: Option<Arc<ProcessSpec>>,
         interrupt: Arc<AtomicBool>,
         image: Option<&DecodedImage>,
+        fresh: Option<&Fresh>,
     ) -> Result<Self, Failure> {
         let config = runtime.config();
         let state = StoreState::new(&config.sandbox, config.max_memory, plugin, spec, interrupt);
@@ -56,46 +62,81 @@ impl Instance {
         });
         store.set_epoch_deadline(1);
         store.data_mut().deadline.start(config.step_timeout);
-        let memories = Arc::new(image::Memories::default());
-        if let Some(image) = image {
-            memories.presize(image.sizes());
+        let instantiated = async {
+            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+            let bindings = bindings::Plugin::new(&mut store, &instance)?;
+            Ok::<_, wasmtime::Error>((bindings, instance))
         }
-        let bindings = memories.scope(pre.instantiate_async(&mut store)).await;
+        .await;
+        let (bindings, handle) = match instantiated {
+            Ok(instantiated) => instantiated,
+            Err(e) => return Err(classify(e, None, config.max_wasm_stack)),
+        };
         let mut instance = Self {
             store,
-            bindings: match bindings {
-                Ok(b) => b,
-                Err(e) => return Err(classify(e, None, config.max_wasm_stack)),
-            },
+            bindings,
             timeout: config.step_timeout,
             max_wasm_stack: config.max_wasm_stack,
             poisoned: None,
-            memories,
+            handle,
+            accessor: None,
             restored: image.is_some(),
         };
-        instance.store.data_mut().deadline.clear();
         if let Some(image) = image {
-            let total = instance
-                .memories
-                .restore(image)
-                .map_err(|e| Failure::Restore(e.to_string()))?;
-            instance
-                .store
-                .data_mut()
-                .limiter
-                .set_used(total)
-                .map_err(Failure::Limit)?;
+            let accessor = instance.accessor()?.ok_or_else(|| {
+                Failure::Restore("the plugin's instances cannot be imaged".into())
+            })?;
+            accessor
+                .restore(&mut instance.store, image, fresh)
+                .await
+                .map_err(|e| match e {
+                    RestoreError::Image(e) => Failure::Restore(e.to_string()),
+                    RestoreError::Instance(e) => match classify(e, None, config.max_wasm_stack) {
+                        limit @ Failure::Limit(_) => limit,
+                        other => Failure::Restore(other.to_string()),
+                    },
+                })?;
         }
+        instance.store.data_mut().deadline.clear();
         Ok(instance)
     }
 
-    /// An image of the instance's memories, taken now (between calls); `None` when the instance
-    /// failed (an image is never taken after a trap) or has no memory the host allocated.
-    pub(crate) fn image(&self) -> Option<Vec<u8>> {
-        if self.poisoned.is_some() || self.memories.is_empty() {
+    /// An image of the instance's globals and memories, taken now (between calls); `None` when
+    /// the instance failed (an image is never taken after a trap), has nothing to image, or the
+    /// image cannot be read (the log says why).
+    pub(crate) async fn image(&mut self) -> Option<Vec<u8>> {
+        if self.poisoned.is_some() {
             return None;
         }
-        Some(self.memories.capture())
+        let accessor = self.accessor().ok().flatten().filter(|a| !a.is_empty())?;
+        self.store.data_mut().deadline.start(self.timeout);
+        let image = accessor.capture(&mut self.store).await;
+        self.store.data_mut().deadline.clear();
+        image
+            .inspect_err(|e| tracing::warn!("cannot take a memory image: {e:#}"))
+            .ok()
+    }
+
+    /// Which pages of this instance's memories are not zero, taken before its first call (see
+    /// [`Accessor::fresh`]); `None` when it has nothing to image.
+    pub(super) async fn fresh(&mut self) -> Result<Option<Fresh>, Failure> {
+        let Some(accessor) = self.accessor()?.filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
+        let fresh = accessor.fresh(&mut self.store).await;
+        fresh
+            .map(Some)
+            .map_err(|e| classify(e, None, self.max_wasm_stack))
+    }
+
+    /// The accessor of this instance, looked up the first time.
+    fn accessor(&mut self) -> Result<Option<Accessor>, Failure> {
+        if self.accessor.is_none() {
+            let found = Accessor::find(&mut self.store, &self.handle)
+                .map_err(|e| Failure::Restore(format!("the accessor is not usable: {e:#}")))?;
+            self.accessor = Some(found);
+        }
+        Ok(self.accessor.clone().flatten())
     }
 
     /// The flag that interrupts this instance's calls.

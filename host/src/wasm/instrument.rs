@@ -12,14 +12,13 @@
 //! 3. its functions are lifted and exported as the instance [`ACCESSOR`]: `globals-get` /
 //!    `globals-set` (every captured global in one `list<u64>`: i32 zero-extended, floats by
 //!    their bits) and, per captured memory `<m>`, `size-<m>` (pages), `grow-<m>`,
-//!    `read-<m>(offset, len)` and `write-<m>(offset, bytes)`.
+//!    `read-<m>(offset, len)`, `write-<m>(offset, bytes)` and `zero-<m>(offset, len)`.
 //!
 //! Not instrumented yet, and refused with a reason: nested components with core modules in
 //! them (componentize-qjs's output), imported or aliased core modules, v128 and reference globals, 64-bit and shared
 //! memories. Tables are not captured: [`super::safety`] refuses components that change them.
 //!
-//! Not yet used by the host's checkpoints, which still image memories through
-//! [`super::image`].
+//! [`super::image`] takes and restores memory images through the accessor.
 
 use std::collections::HashMap;
 
@@ -35,8 +34,10 @@ use wasmparser::{
     ComponentTypeRef, ExternalKind, Instance, Parser, Payload, TypeRef,
 };
 
-/// The name of the host-private instance a instrumented component exports.
+/// The name of the host-private instance an instrumented component exports.
 pub const ACCESSOR: &str = "damson-snapshot";
+/// Names this rewrite in the compiled-artifact cache: changed whenever its output changes.
+pub const VERSION: &str = "instrumented-1";
 
 /// Where the accessor's own memory keeps the lists it passes (its first bytes hold a return
 /// area of a pointer and a length).
@@ -54,9 +55,13 @@ fn refuse(why: impl Into<String>) -> InstrumentError {
 /// The type of one captured global, as `globals-get` lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GlobalKind {
+    /// `i32`, zero-extended.
     I32,
+    /// `i64`.
     I64,
+    /// `f32`, by its bits, zero-extended.
     F32,
+    /// `f64`, by its bits.
     F64,
 }
 
@@ -344,6 +349,9 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
             Signature::Write => encoder
                 .params([("offset", u32_), ("bytes", ComponentValType::Type(list_u8))])
                 .result(None),
+            Signature::Zero => encoder
+                .params([("offset", u32_), ("len", u32_)])
+                .result(None),
         };
         type_of.insert(function.signature, next_type);
         next_type += 1;
@@ -486,7 +494,7 @@ fn instrument_module(
     // code and data.
     let at = sections
         .iter()
-        .position(|(id, _)| matches!(id, 8 | 9 | 10 | 11 | 12))
+        .position(|(id, _)| matches!(id, 8..=12))
         .unwrap_or(sections.len());
     let mut out = Module::new();
     for (id, data) in &sections[..at] {
@@ -519,6 +527,7 @@ enum Signature {
     Grow,
     Read,
     Write,
+    Zero,
 }
 
 struct AccessorFunction {
@@ -544,6 +553,7 @@ fn accessor_functions(memories: usize) -> Vec<AccessorFunction> {
             ("grow", Signature::Grow),
             ("read", Signature::Read),
             ("write", Signature::Write),
+            ("zero", Signature::Zero),
         ] {
             functions.push(AccessorFunction {
                 name: format!("{name}-{m}"),
@@ -595,7 +605,7 @@ fn accessor_module(holders: &[(u32, ModuleCaptures)]) -> Vec<u8> {
     let signatures: [(&[ValType], &[ValType]); 7] = [
         (&[ValType::I32; 4], &[ValType::I32]),            // realloc
         (&[], &[ValType::I32]),                           // globals-get, size
-        (&[ValType::I32, ValType::I32], &[]),             // globals-set
+        (&[ValType::I32, ValType::I32], &[]),             // globals-set, zero
         (&[ValType::I32], &[ValType::I32]),               // grow
         (&[ValType::I32, ValType::I32], &[ValType::I32]), // read
         (&[ValType::I32; 3], &[]),                        // write
@@ -747,6 +757,17 @@ fn accessor_module(holders: &[(u32, ModuleCaptures)]) -> Vec<u8> {
                     src_mem: own,
                     dst_mem: m,
                 },
+            ],
+        );
+        // zero(offset, len)
+        add(
+            2,
+            vec![],
+            &[
+                Instruction::LocalGet(0),
+                Instruction::I32Const(0),
+                Instruction::LocalGet(1),
+                Instruction::MemoryFill(m),
             ],
         );
     }

@@ -20,15 +20,6 @@ impl MemoryLimiter {
     pub(crate) fn new(max: usize) -> Self {
         Self { max, used: 0 }
     }
-
-    /// Count memories that were created at a restored size, which wasmtime did not ask about.
-    pub(crate) fn set_used(&mut self, used: usize) -> Result<(), LimitExceeded> {
-        if used > self.max {
-            return Err(LimitExceeded::Memory { limit: self.max });
-        }
-        self.used = used;
-        Ok(())
-    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {

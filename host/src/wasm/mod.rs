@@ -11,8 +11,6 @@ mod epoch;
 mod guests;
 mod image;
 mod instance;
-// Only the tests use it until checkpoints take it up (memory images in every language).
-#[cfg_attr(not(test), allow(dead_code))]
 mod instrument;
 mod limits;
 mod plugin;
@@ -64,11 +62,7 @@ impl Runtime {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             // The fiber a guest call runs on needs room for the wasm stack and the host frames.
-            .async_stack_size(config.max_wasm_stack + (1 << 20))
-            // The host allocates linear memories, so that it can take images of them (see
-            // `image`); wasmtime's copy-on-write initialisation needs its own allocation.
-            .with_host_memory(Arc::new(image::HostMemory))
-            .memory_init_cow(false);
+            .async_stack_size(config.max_wasm_stack + (1 << 20));
         let engine_error = |e: wasmtime::Error| Error::Engine {
             source: BoxError::from(e),
         };
@@ -112,7 +106,7 @@ impl Runtime {
             .into();
         check_header(path, &bytes)?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        let safety = safety::check(&bytes);
+        let mut safety = safety::check(&bytes);
 
         let engine = self.engine().clone();
         let cache_dir = self.config().cache_dir.clone();
@@ -120,19 +114,40 @@ impl Runtime {
         let bytes_for_compile = bytes.clone();
         // Compiling takes a while: keep it off the async worker threads.
         let compiled = tokio::task::spawn_blocking(move || {
-            cache::compile(
-                &engine,
-                &bytes_for_compile,
-                &digest_for_compile,
-                cache_dir.as_deref(),
-            )
+            // Rewritten so that memory images hold every global and memory (see `instrument`);
+            // one that cannot be checkpoints through its record alone. Cached under a key of
+            // its own: the digest a user sees stays the original's.
+            match instrument::instrument(&bytes_for_compile) {
+                Ok(instrumented) => {
+                    tracing::debug!(
+                        globals = instrumented.captured.globals.len(),
+                        memories = instrumented.captured.memories.len(),
+                        "instrumented the component for memory images"
+                    );
+                    cache::compile(
+                        &engine,
+                        &instrumented.bytes,
+                        &format!("{digest_for_compile}-{}", instrument::VERSION),
+                        cache_dir.as_deref(),
+                    )
+                    .map(|(component, cached)| (component, cached, None))
+                }
+                Err(refused) => cache::compile(
+                    &engine,
+                    &bytes_for_compile,
+                    &digest_for_compile,
+                    cache_dir.as_deref(),
+                )
+                .map(|(component, cached)| (component, cached, Some(refused.to_string()))),
+            }
         })
         .await
         .expect("the compile task panicked");
-        let (component, from_cache) = compiled.map_err(|e| Error::InvalidComponent {
+        let (component, from_cache, refused) = compiled.map_err(|e| Error::InvalidComponent {
             path: path.to_path_buf(),
             source: BoxError::from(e),
         })?;
+        safety.reasons.extend(refused);
 
         self.check_world(path, &component)?;
         let unlinkable = |e: wasmtime::Error| Error::WrongWorld {
@@ -154,9 +169,12 @@ impl Runtime {
             path: path.to_path_buf(),
             source,
         };
-        let mut instance = Instance::new(self, &pre, "(loading)".into(), None, interrupt, None)
-            .await
-            .map_err(declare)?;
+        let mut instance =
+            Instance::new(self, &pre, "(loading)".into(), None, interrupt, None, None)
+                .await
+                .map_err(declare)?;
+        // Before its first call: what every fresh instance holds.
+        let fresh = instance.fresh().await.map_err(declare)?;
         let declared = instance.describe().await.map_err(declare)?;
         let name = declared.name.clone();
         let declared = spec::from_wit(declared).map_err(|source| Error::InvalidSpec {
@@ -170,6 +188,7 @@ impl Runtime {
             from_cache,
             safety,
             pre,
+            fresh,
             declared,
             bytes,
         })
@@ -216,6 +235,7 @@ impl Runtime {
             Some(plugin.spec().clone()),
             interrupt,
             image,
+            plugin.fresh.as_ref(),
         )
         .await
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::SnapshotSafety;
 use super::bindings;
+use super::image::Fresh;
 use super::state::StoreState;
 use crate::error::{Error, Result};
 use crate::spec::{DeclaredSpec, ProcessSpec};
@@ -18,6 +19,7 @@ pub(crate) struct Loaded {
     pub(super) from_cache: bool,
     pub(super) safety: SnapshotSafety,
     pub(super) pre: bindings::PluginPre<StoreState>,
+    pub(super) fresh: Option<Fresh>,
     pub(crate) declared: DeclaredSpec,
     pub(super) bytes: Arc<[u8]>,
 }
@@ -29,6 +31,8 @@ pub struct Plugin {
     spec: Arc<ProcessSpec>,
     from_cache: bool,
     pub(super) pre: bindings::PluginPre<StoreState>,
+    /// Which pages of a fresh instance's memories are not zero, for restores.
+    pub(super) fresh: Option<Fresh>,
     /// The plugins whose ports this one exposes, by name.
     exposed: HashMap<String, Arc<Plugin>>,
     /// Whether memory images of its instances can be taken.
@@ -64,6 +68,7 @@ impl Plugin {
             from_cache: loaded.from_cache,
             safety: loaded.safety,
             pre: loaded.pre,
+            fresh: loaded.fresh,
             exposed,
             bytes: loaded.bytes,
         })

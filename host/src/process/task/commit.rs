@@ -101,7 +101,7 @@ impl Task {
         let image = if self.record.state.is_terminal() {
             None
         } else {
-            self.guest.image()
+            self.guest.image().await
         };
         self.outside
             .save(&self.handle, &self.record, image, tag)

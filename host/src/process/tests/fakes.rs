@@ -240,7 +240,7 @@ impl Guest for Scripted {
         Ok(Value::Null)
     }
 
-    fn image(&self) -> Option<Vec<u8>> {
+    async fn image(&mut self) -> Option<Vec<u8>> {
         (!self.failed).then(|| b"memory".to_vec())
     }
 }
