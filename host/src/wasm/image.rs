@@ -21,8 +21,9 @@ use super::instrument::ACCESSOR;
 const PAGE: usize = 4096;
 /// A WebAssembly page: memories grow by these.
 const WASM_PAGE: usize = 65536;
-/// How much one call reads or writes: few calls (each costs a switch into the guest), and the
-/// accessor's own memory, which counts against the instance's memory limit, stays this small.
+/// How much one call reads or writes: what fits in the accessor's own memory as it is made
+/// (see [`super::instrument::ACCESSOR_PAGES`]), which counts against the instance's memory
+/// limit, so that a capture never grows it.
 const CHUNK: usize = 64 << 10;
 /// The image format version (1 held memories only).
 const FORMAT: u8 = 2;

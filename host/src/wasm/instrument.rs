@@ -37,11 +37,14 @@ use wasmparser::{
 /// The name of the host-private instance an instrumented component exports.
 pub const ACCESSOR: &str = "damson-snapshot";
 /// Names this rewrite in the compiled-artifact cache: changed whenever its output changes.
-pub const VERSION: &str = "instrumented-1";
+pub const VERSION: &str = "instrumented-2";
 
 /// Where the accessor's own memory keeps the lists it passes (its first bytes hold a return
 /// area of a pointer and a length).
 const BUFFER: i32 = 16;
+/// The accessor's own memory, in pages, from the start: room for a list of 64 KiB after the
+/// buffer, so that taking an image of an instance near its memory limit never needs more.
+pub const ACCESSOR_PAGES: u64 = 2;
 
 /// Why a component cannot be instrumented.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -780,7 +783,7 @@ fn accessor_module(holders: &[(u32, ModuleCaptures)]) -> Vec<u8> {
 
     let mut memory_section = MemorySection::new();
     memory_section.memory(MemoryType {
-        minimum: 1,
+        minimum: ACCESSOR_PAGES,
         maximum: None,
         memory64: false,
         shared: false,
