@@ -7,6 +7,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// The artifact cached in `cache_dir` under `key`, if there is a usable one.
+pub(crate) fn cached(engine: &Engine, key: &str, cache_dir: Option<&Path>) -> Option<Component> {
+    let file = artifact_path(engine, cache_dir?, key);
+    if !file.is_file() {
+        return None;
+    }
+    // SAFETY: the cache directory belongs to the user running Damson, who is trusted as much
+    // as the binary itself; wasmtime still checks that the artifact fits this engine.
+    match unsafe { Component::deserialize_file(engine, &file) } {
+        Ok(component) => {
+            tracing::debug!(artifact = %file.display(), "reusing compiled artifact from cache");
+            Some(component)
+        }
+        Err(e) => {
+            tracing::warn!(artifact = %file.display(), "compiled artifact unusable, compiling again: {e}");
+            None
+        }
+    }
+}
+
 /// Compile `bytes`, or load the artifact compiled before from `cache_dir`. Returns the
 /// component and whether it came from the cache.
 ///
@@ -21,20 +41,10 @@ pub(crate) fn compile(
     let Some(dir) = cache_dir else {
         return Ok((Component::new(engine, bytes)?, false));
     };
-    let file = artifact_path(engine, dir, digest);
-    if file.is_file() {
-        // SAFETY: the cache directory belongs to the user running Damson, who is trusted as much
-        // as the binary itself; wasmtime still checks that the artifact fits this engine.
-        match unsafe { Component::deserialize_file(engine, &file) } {
-            Ok(component) => {
-                tracing::debug!(artifact = %file.display(), "reusing compiled artifact from cache");
-                return Ok((component, true));
-            }
-            Err(e) => {
-                tracing::warn!(artifact = %file.display(), "compiled artifact unusable, compiling again: {e}");
-            }
-        }
+    if let Some(component) = cached(engine, digest, Some(dir)) {
+        return Ok((component, true));
     }
+    let file = artifact_path(engine, dir, digest);
     let started = std::time::Instant::now();
     let component = Component::new(engine, bytes)?;
     tracing::debug!(digest, elapsed = ?started.elapsed(), "compiled component");

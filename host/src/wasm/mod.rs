@@ -116,7 +116,12 @@ impl Runtime {
         let compiled = tokio::task::spawn_blocking(move || {
             // Rewritten so that memory images hold every global and memory (see `instrument`);
             // one that cannot be checkpoints through its record alone. Cached under a key of
-            // its own: the digest a user sees stays the original's.
+            // its own (the digest a user sees stays the original's), which also tells that the
+            // rewrite succeeded before: a cached one is not rewritten again.
+            let key = format!("{digest_for_compile}-{}", instrument::VERSION);
+            if let Some(component) = cache::cached(&engine, &key, cache_dir.as_deref()) {
+                return Ok((component, true, None));
+            }
             match instrument::instrument(&bytes_for_compile) {
                 Ok(instrumented) => {
                     tracing::debug!(
@@ -124,13 +129,8 @@ impl Runtime {
                         memories = instrumented.captured.memories.len(),
                         "instrumented the component for memory images"
                     );
-                    cache::compile(
-                        &engine,
-                        &instrumented.bytes,
-                        &format!("{digest_for_compile}-{}", instrument::VERSION),
-                        cache_dir.as_deref(),
-                    )
-                    .map(|(component, cached)| (component, cached, None))
+                    cache::compile(&engine, &instrumented.bytes, &key, cache_dir.as_deref())
+                        .map(|(component, cached)| (component, cached, None))
                 }
                 Err(refused) => cache::compile(
                     &engine,
