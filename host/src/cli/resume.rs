@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::run::report;
-use super::store::{StoreOptions, stopped};
+use super::store::{StoreOptions, until_stopped};
 use super::{CommonOptions, exit};
 
 const AFTER_HELP: &str = "\
@@ -124,7 +124,7 @@ impl ContinueCommand {
                     .wait_for(|r| !r.paused || r.state.is_terminal())
                     .await;
             }
-            let record = process.wait_for(stopped).await;
+            let record = until_stopped(&process).await;
             if record.paused && !record.state.is_terminal() {
                 eprintln!(
                     "damson: process {} is paused; `damson continue {} --play` plays it",

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::store::{StoreOptions, stopped};
+use super::store::{StoreOptions, until_stopped};
 use super::{CommonOptions, exit};
 use crate::{Error, Host, ProcessRecord};
 
@@ -82,7 +82,7 @@ impl RunCommand {
                 process.pid()
             );
         }
-        let record = process.wait_for(stopped).await;
+        let record = until_stopped(&process).await;
         Ok(report(&host, &record, self.json))
     }
 }

@@ -12,7 +12,7 @@ use super::{CommonOptions, exit};
 use crate::persist::{
     self, CheckpointKey, DEFAULT_TENANT, EmbeddedPersister, Persister, PostgresPersister,
 };
-use crate::{Host, ProcessRecord, ProcessState};
+use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
 
 /// The `--store` option every durable command shares.
 #[derive(Debug, Clone, Args)]
@@ -321,4 +321,14 @@ impl CheckpointsCommand {
 /// or waiting for a resume no one will send.
 pub(crate) fn stopped(r: &ProcessRecord) -> bool {
     r.state.is_terminal() || r.paused || (r.state == ProcessState::Waiting && r.awaiting.is_empty())
+}
+
+/// Wait until `process` has [`stopped`]; one that terminated also gives up its claim in the
+/// store first, which the command must not cut short by exiting.
+pub(crate) async fn until_stopped(process: &ProcessHandle) -> ProcessRecord {
+    let record = process.wait_for(stopped).await;
+    if record.state.is_terminal() {
+        return process.wait().await;
+    }
+    record
 }
