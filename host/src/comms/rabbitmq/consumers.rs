@@ -21,17 +21,13 @@ use crate::comms::{Accepted, Broadcast, RpcSubscriber, TaskError, TaskSubscriber
 impl Inner {
     pub(super) async fn consume_replies(&self, link: &Arc<Link>) -> Result<(), lapin::Error> {
         let queue = self.reply_queue.as_str();
-        link.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                table(&[("x-expires", QUEUE_EXPIRES_MS)]),
-            )
-            .await?;
+        declare_exclusive(
+            &link.channel,
+            queue,
+            true,
+            &[("x-expires", QUEUE_EXPIRES_MS)],
+        )
+        .await?;
         for exchange in [&self.options.message_exchange, &self.options.task_exchange] {
             bind(&link.channel, queue, exchange, queue).await?;
         }
@@ -62,16 +58,13 @@ impl Inner {
 
     pub(super) async fn consume_broadcasts(&self, link: &Arc<Link>) -> Result<(), lapin::Error> {
         let queue = self.broadcast_queue.as_str();
-        link.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..Default::default()
-                },
-                table(&[("x-message-ttl", MESSAGE_TTL_MS)]),
-            )
-            .await?;
+        declare_exclusive(
+            &link.channel,
+            queue,
+            false,
+            &[("x-message-ttl", MESSAGE_TTL_MS)],
+        )
+        .await?;
         bind(
             &link.channel,
             queue,
@@ -98,19 +91,16 @@ impl Inner {
         entry: RpcEntry,
     ) -> Result<(), lapin::Error> {
         let queue = entry.queue.as_str();
-        link.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..Default::default()
-                },
-                table(&[
-                    ("x-message-ttl", MESSAGE_TTL_MS),
-                    ("x-expires", QUEUE_EXPIRES_MS),
-                ]),
-            )
-            .await?;
+        declare_exclusive(
+            &link.channel,
+            queue,
+            false,
+            &[
+                ("x-message-ttl", MESSAGE_TTL_MS),
+                ("x-expires", QUEUE_EXPIRES_MS),
+            ],
+        )
+        .await?;
         let consumer = consume(&link.channel, queue, id, false).await?;
         bind(
             &link.channel,
@@ -254,6 +244,26 @@ pub(super) fn with_host(mut response: Value) -> Value {
     });
     response["host"] = host.clone();
     response
+}
+
+/// Declare `queue` exclusive to this connection (RabbitMQ 4 declares no shared transient queue;
+/// an exclusive one goes with its connection), with these arguments; `auto_delete` also when its
+/// consumer goes, as kiwipy's reply queue is.
+async fn declare_exclusive(
+    channel: &Channel,
+    queue: &str,
+    auto_delete: bool,
+    arguments: &[(&str, i32)],
+) -> Result<(), lapin::Error> {
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, table(arguments))
+        .await?;
+    Ok(())
 }
 
 /// Bind `queue` to `exchange` under `routing_key`.
