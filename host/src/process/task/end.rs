@@ -78,8 +78,9 @@ impl Task {
     /// Another host has taken the process over: its record stays as last saved here, nothing
     /// is announced, and the other host carries on.
     pub(super) fn abandoned(self) {
-        self.handle.shared.done.send_replace(true);
+        // Gone from the host before anyone waiting hears it is done.
         self.outside.ended(self.handle.pid(), true);
+        self.handle.shared.done.send_replace(true);
     }
 
     pub(super) fn kill_children(&self, message: Option<&str>) {
