@@ -5,17 +5,20 @@
 //! component is rewritten when it is loaded ([`super::instrument`]): its [`Accessor`] reads and
 //! writes them from the host. An image is taken only at a quiescent point (no guest call
 //! running) and is valid only for the exact component it came from (addresses are baked into
-//! it). A restore grows each memory to its size in the image, writes it (zeroing what a fresh
-//! instance's data segments put where the image has zeros), and sets the globals last.
+//! it). An image holds only the pages that differ from a fresh instance's ([`Fresh`]): Python's
+//! runtime fills megabytes at instantiation that its steps never touch. A restore instantiates
+//! the component, grows each memory to its size in the image, writes those pages, and sets the
+//! globals last.
 //!
 //! Format: postcard [`Layout`] (the globals, each memory's size and the runs of 4 KiB pages
-//! that are not all zero), then the non-zero pages, LZ4-compressed (`lz4_flex` block format).
+//! that differ from a fresh instance's), then those pages, LZ4-compressed (`lz4_flex` block
+//! format).
 
 use serde::{Deserialize, Serialize};
 use wasmtime::Store;
 use wasmtime::component::{Instance, TypedFunc};
 
-use super::instrument::ACCESSOR;
+use super::instrument::accessor_name;
 
 /// The unit of zero-page elision.
 const PAGE: usize = 4096;
@@ -25,8 +28,8 @@ const WASM_PAGE: usize = 65536;
 /// (see [`super::instrument::ACCESSOR_PAGES`]), which counts against the instance's memory
 /// limit, so that a capture never grows it.
 const CHUNK: usize = 64 << 10;
-/// The image format version (1 held memories only).
-const FORMAT: u8 = 2;
+/// The image format version (1 held memories only, 2 every page that was not zero).
+const FORMAT: u8 = 3;
 
 /// Why an image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,12 +55,18 @@ impl From<wasmtime::Error> for RestoreError {
     }
 }
 
-/// The functions of an instrumented instance's accessor (handles: cheap to clone).
+/// The functions of an instrumented instance's accessors (handles: cheap to clone): one per
+/// component instance that holds state, their globals and memories in one list each.
 #[derive(Clone)]
 pub(crate) struct Accessor {
-    globals_get: TypedFunc<(), (Vec<u64>,)>,
-    globals_set: TypedFunc<(Vec<u64>,), ()>,
+    globals: Vec<GlobalsAccess>,
     memories: Vec<MemoryAccess>,
+}
+
+#[derive(Clone)]
+struct GlobalsAccess {
+    get: TypedFunc<(), (Vec<u64>,)>,
+    set: TypedFunc<(Vec<u64>,), ()>,
 }
 
 #[derive(Clone)]
@@ -66,64 +75,74 @@ struct MemoryAccess {
     grow: TypedFunc<(u32,), (i32,)>,
     read: TypedFunc<(u32, u32), (Vec<u8>,)>,
     write: TypedFunc<(u32, Vec<u8>), ()>,
-    zero: TypedFunc<(u32, u32), ()>,
 }
 
 impl Accessor {
-    /// The accessor of `instance`; `None` when its component was not instrumented.
+    /// The accessors of `instance`; `None` when its component was not instrumented.
     ///
     /// # Errors
-    /// When the accessor's functions are not of the expected types.
+    /// When an accessor's functions are not of the expected types.
     pub(crate) fn find<T>(
         store: &mut Store<T>,
         instance: &Instance,
     ) -> wasmtime::Result<Option<Self>> {
-        let Some(accessor) = instance.get_export_index(&mut *store, None, ACCESSOR) else {
-            return Ok(None);
+        let mut accessor = Self {
+            globals: Vec::new(),
+            memories: Vec::new(),
         };
-        let mut func = |name: &str| {
-            instance
-                .get_export_index(&mut *store, Some(&accessor), name)
-                .ok_or_else(|| wasmtime::format_err!("the accessor has no `{name}`"))
-        };
-        let (get, set) = (func("globals-get")?, func("globals-set")?);
-        let mut names = Vec::new();
-        for m in 0.. {
-            let Some(size) =
-                instance.get_export_index(&mut *store, Some(&accessor), &format!("size-{m}"))
-            else {
+        for n in 0.. {
+            let Some(part) = instance.get_export_index(&mut *store, None, &accessor_name(n)) else {
                 break;
             };
-            let mut func = |name: &str| {
-                instance
-                    .get_export_index(&mut *store, Some(&accessor), &format!("{name}-{m}"))
-                    .ok_or_else(|| wasmtime::format_err!("the accessor has no `{name}-{m}`"))
+            let mut func = |name: &str| -> wasmtime::Result<_> {
+                let index = instance
+                    .get_export_index(&mut *store, Some(&part), name)
+                    .ok_or_else(|| wasmtime::format_err!("accessor {n} has no `{name}`"))?;
+                Ok(index)
             };
-            names.push((
-                size,
-                func("grow")?,
-                func("read")?,
-                func("write")?,
-                func("zero")?,
-            ));
-        }
-        let memories = names
-            .into_iter()
-            .map(|(size, grow, read, write, zero)| {
-                Ok(MemoryAccess {
+            let (get, set) = (func("globals-get")?, func("globals-set")?);
+            let mut memories = Vec::new();
+            for m in 0.. {
+                let Some(size) =
+                    instance.get_export_index(&mut *store, Some(&part), &format!("size-{m}"))
+                else {
+                    break;
+                };
+                let mut func = |name: &str| {
+                    instance
+                        .get_export_index(&mut *store, Some(&part), &format!("{name}-{m}"))
+                        .ok_or_else(|| wasmtime::format_err!("accessor {n} has no `{name}-{m}`"))
+                };
+                memories.push((size, func("grow")?, func("read")?, func("write")?));
+            }
+            accessor.globals.push(GlobalsAccess {
+                get: instance.get_typed_func(&mut *store, get)?,
+                set: instance.get_typed_func(&mut *store, set)?,
+            });
+            for (size, grow, read, write) in memories {
+                accessor.memories.push(MemoryAccess {
                     size: instance.get_typed_func(&mut *store, size)?,
                     grow: instance.get_typed_func(&mut *store, grow)?,
                     read: instance.get_typed_func(&mut *store, read)?,
                     write: instance.get_typed_func(&mut *store, write)?,
-                    zero: instance.get_typed_func(&mut *store, zero)?,
-                })
-            })
-            .collect::<wasmtime::Result<_>>()?;
-        Ok(Some(Self {
-            globals_get: instance.get_typed_func(&mut *store, get)?,
-            globals_set: instance.get_typed_func(&mut *store, set)?,
-            memories,
-        }))
+                });
+            }
+        }
+        Ok((!accessor.globals.is_empty()).then_some(accessor))
+    }
+
+    /// Every accessor's globals, in order; and how many each has.
+    async fn globals<T: Send>(
+        &self,
+        store: &mut Store<T>,
+    ) -> wasmtime::Result<(Vec<u64>, Vec<usize>)> {
+        let (mut all, mut counts) = (Vec::new(), Vec::with_capacity(self.globals.len()));
+        for part in &self.globals {
+            let (values,) = part.get.call_async(&mut *store, ()).await?;
+            counts.push(values.len());
+            all.extend(values);
+        }
+        Ok((all, counts))
     }
 
     /// Whether there is anything to image.
@@ -131,9 +150,12 @@ impl Accessor {
         self.memories.is_empty()
     }
 
-    /// Take an image of every global and memory (between guest calls).
-    pub(crate) async fn capture<T: Send>(&self, store: &mut Store<T>) -> wasmtime::Result<Vec<u8>> {
-        let (globals,) = self.globals_get.call_async(&mut *store, ()).await?;
+    /// Every global and every memory's bytes, read now (between guest calls).
+    async fn read<T: Send>(
+        &self,
+        store: &mut Store<T>,
+    ) -> wasmtime::Result<(Vec<u64>, Vec<Vec<u8>>)> {
+        let (globals, _) = self.globals(store).await?;
         let mut memories = Vec::with_capacity(self.memories.len());
         for memory in &self.memories {
             let (pages,) = memory.size.call_async(&mut *store, ()).await?;
@@ -149,27 +171,33 @@ impl Accessor {
             }
             memories.push(bytes);
         }
-        Ok(encode(&globals, &memories))
+        Ok((globals, memories))
     }
 
-    /// Which pages of this fresh instance's memories are not zero (what data segments and start
-    /// functions wrote): what a restore must clear where an image has zeros. Instantiation is
-    /// deterministic, so one fresh instance tells for every other.
+    /// Take an image of every global and memory (between guest calls), as a delta against
+    /// `fresh`, what every fresh instance of the component holds.
+    pub(crate) async fn capture<T: Send>(
+        &self,
+        store: &mut Store<T>,
+        fresh: &Fresh,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let (globals, memories) = self.read(store).await?;
+        Ok(encode(&globals, &memories, fresh))
+    }
+
+    /// What this fresh instance's memories hold (what data segments and start functions wrote),
+    /// for the images of every other instance of its component.
     pub(crate) async fn fresh<T: Send>(&self, store: &mut Store<T>) -> wasmtime::Result<Fresh> {
-        let image = DecodedImage::decode(&self.capture(store).await?)
-            .map_err(|e| wasmtime::format_err!("{e}"))?;
-        Ok(Fresh {
-            runs: image.layout.memories.into_iter().map(|m| m.runs).collect(),
-        })
+        let (_, memories) = self.read(store).await?;
+        Ok(Fresh::of(memories))
     }
 
-    /// Write `image` into this fresh instance (before its first call). `fresh` says which of
-    /// its pages are not zero; without it, every page is cleared first.
+    /// Write `image` into this fresh instance (before its first call): the pages it holds are
+    /// those that differ from a fresh instance's.
     pub(crate) async fn restore<T: Send>(
         &self,
         store: &mut Store<T>,
         image: &DecodedImage,
-        fresh: Option<&Fresh>,
     ) -> Result<(), RestoreError> {
         let mismatch = |m: String| RestoreError::Image(ImageError::Mismatch(m));
         let layout = &image.layout;
@@ -180,7 +208,7 @@ impl Accessor {
                 self.memories.len()
             )));
         }
-        let (globals,) = self.globals_get.call_async(&mut *store, ()).await?;
+        let (globals, counts) = self.globals(store).await?;
         if globals.len() != layout.globals.len() {
             return Err(mismatch(format!(
                 "the image has {} mutable globals, the instance {}",
@@ -205,23 +233,7 @@ impl Accessor {
                     return Err(mismatch(format!("memory {i} cannot grow to {len} bytes")));
                 }
             }
-            // Zero what a fresh instance's data segments wrote where the image has zeros
-            // (growth adds zeros), then write the pages that are not zero. Touching only those
-            // pages matters: each first touch of a page costs a fault.
-            let clear = match fresh.and_then(|f| f.runs.get(i)) {
-                Some(nonzero) => without(nonzero, &saved.runs),
-                None => vec![(0, (fresh_len / PAGE) as u32)],
-            };
-            for (start, pages) in clear {
-                let (start, len) = (start as usize * PAGE, pages as usize * PAGE);
-                let len = len.min(fresh_len.saturating_sub(start));
-                if len > 0 {
-                    memory
-                        .zero
-                        .call_async(&mut *store, (start as u32, len as u32))
-                        .await?;
-                }
-            }
+            // Only the pages that differ: each first touch of a page costs a fault.
             for &(start, pages) in &saved.runs {
                 let (start, run) = (start as usize * PAGE, pages as usize * PAGE);
                 let bytes = &image.payload[offset..offset + run];
@@ -236,48 +248,96 @@ impl Accessor {
             }
         }
         // Last: the globals may say where the state the memories hold is.
-        self.globals_set
-            .call_async(&mut *store, (layout.globals.clone(),))
-            .await?;
+        let mut rest = &layout.globals[..];
+        for (part, count) in self.globals.iter().zip(counts) {
+            let (these, others) = rest.split_at(count);
+            part.set.call_async(&mut *store, (these.to_vec(),)).await?;
+            rest = others;
+        }
         Ok(())
     }
 }
 
-/// The pages of a fresh instance's memories that are not zero, as runs `(first page, pages)`.
+/// What a fresh instance of a component holds in its memories, page by page: images hold only
+/// the pages that differ from it.
+///
+/// A delta is sound only if every instantiation fills memory alike. [`Fresh::unstable_against`]
+/// compares two fresh instances and marks the pages they disagree on (a seed drawn at
+/// instantiation, say), which every image then holds.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fresh {
-    runs: Vec<Vec<(u32, u32)>>,
+    memories: Vec<FreshMemory>,
 }
 
-/// The pages of `runs` that are not in `minus` (both sorted runs of pages), as runs.
-fn without(runs: &[(u32, u32)], minus: &[(u32, u32)]) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    let mut other = minus.iter().peekable();
-    for &(start, len) in runs {
-        let (mut at, end) = (start, start + len);
-        while at < end {
-            // Skip the runs of `minus` that end before `at`.
-            while other.peek().is_some_and(|&&(s, l)| s + l <= at) {
-                other.next();
-            }
-            match other.peek() {
-                Some(&&(s, l)) if s <= at => at = (s + l).min(end),
-                Some(&&(s, _)) if s < end => {
-                    out.push((at, s - at));
-                    at = s;
+#[derive(Debug, Clone, Default)]
+struct FreshMemory {
+    /// What each page of the fresh memory is.
+    pages: Vec<Reference>,
+    /// The pages that are not zero, in order.
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reference {
+    Zero,
+    /// Not the same in every fresh instance: always imaged.
+    Unstable,
+    /// The n-th non-zero page.
+    At(u32),
+}
+
+impl Fresh {
+    fn of(memories: Vec<Vec<u8>>) -> Self {
+        let memories = memories
+            .into_iter()
+            .map(|memory| {
+                let mut fresh = FreshMemory::default();
+                for page in memory.chunks(PAGE) {
+                    if is_zero(page) {
+                        fresh.pages.push(Reference::Zero);
+                    } else {
+                        fresh
+                            .pages
+                            .push(Reference::At((fresh.bytes.len() / PAGE) as u32));
+                        fresh.bytes.extend_from_slice(page);
+                    }
                 }
-                _ => {
-                    out.push((at, end - at));
-                    at = end;
+                fresh
+            })
+            .collect();
+        Self { memories }
+    }
+
+    /// Mark the pages where `other`, another fresh instance, holds something else.
+    pub(crate) fn unstable_against(&mut self, other: &Fresh) {
+        for (m, memory) in self.memories.iter_mut().enumerate() {
+            for (index, reference) in memory.pages.iter_mut().enumerate() {
+                let ours = match *reference {
+                    Reference::At(n) => &memory.bytes[n as usize * PAGE..][..PAGE],
+                    _ => &ZEROS[..],
+                };
+                if !other.same(m, index, ours) {
+                    *reference = Reference::Unstable;
                 }
             }
         }
     }
-    out
+
+    /// Whether `page`, the `index`-th of memory `m`, is what a fresh instance holds there.
+    fn same(&self, m: usize, index: usize, page: &[u8]) -> bool {
+        let Some(memory) = self.memories.get(m) else {
+            return is_zero(page);
+        };
+        match memory.pages.get(index) {
+            None | Some(Reference::Zero) => is_zero(page),
+            Some(Reference::Unstable) => false,
+            Some(Reference::At(n)) => page == &memory.bytes[*n as usize * PAGE..][..page.len()],
+        }
+    }
 }
 
-/// An image of `globals` and `memories`: zero pages left out, the rest compressed.
-pub(crate) fn encode(globals: &[u64], memories: &[Vec<u8>]) -> Vec<u8> {
+/// An image of `globals` and `memories`: the pages that differ from `fresh`'s, compressed.
+pub(crate) fn encode(globals: &[u64], memories: &[Vec<u8>], fresh: &Fresh) -> Vec<u8> {
     let mut layout = Layout {
         format: FORMAT,
         globals: globals.to_vec(),
@@ -285,10 +345,10 @@ pub(crate) fn encode(globals: &[u64], memories: &[Vec<u8>]) -> Vec<u8> {
         raw_len: 0,
     };
     let mut payload = Vec::new();
-    for bytes in memories {
+    for (m, bytes) in memories.iter().enumerate() {
         let mut runs: Vec<(u32, u32)> = Vec::new();
         for (index, page) in bytes.chunks(PAGE).enumerate() {
-            if is_zero(page) {
+            if fresh.same(m, index, page) {
                 continue;
             }
             payload.extend_from_slice(page);
@@ -323,7 +383,8 @@ struct Layout {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MemoryLayout {
     size: u64,
-    /// `(first page, number of pages)` of each run of pages that are not all zero.
+    /// `(first page, number of pages)` of each run of pages that differ from a fresh
+    /// instance's.
     runs: Vec<(u32, u32)>,
 }
 
@@ -382,9 +443,9 @@ impl DecodedImage {
         Ok(Self { layout, payload })
     }
 
-    /// Memory `m` as it was imaged.
+    /// Memory `m` as it was imaged against `fresh`.
     #[cfg(test)]
-    fn memory(&self, m: usize) -> Vec<u8> {
+    fn memory(&self, m: usize, fresh: &Fresh) -> Vec<u8> {
         let offset: usize = self.layout.memories[..m]
             .iter()
             .flat_map(|l| &l.runs)
@@ -392,6 +453,14 @@ impl DecodedImage {
             .sum();
         let layout = &self.layout.memories[m];
         let mut bytes = vec![0; layout.size as usize];
+        if let Some(memory) = fresh.memories.get(m) {
+            for (index, reference) in memory.pages.iter().enumerate() {
+                if let Reference::At(n) = reference {
+                    bytes[index * PAGE..][..PAGE]
+                        .copy_from_slice(&memory.bytes[*n as usize * PAGE..][..PAGE]);
+                }
+            }
+        }
         let mut at = offset;
         for &(start, len) in &layout.runs {
             let (start, len) = (start as usize * PAGE, len as usize * PAGE);
@@ -402,9 +471,10 @@ impl DecodedImage {
     }
 }
 
+static ZEROS: [u8; PAGE] = [0; PAGE];
+
 fn is_zero(page: &[u8]) -> bool {
     // A comparison with a page of zeros is a `memcmp`, which libc vectorises.
-    static ZEROS: [u8; PAGE] = [0; PAGE];
     page == &ZEROS[..page.len()]
 }
 
@@ -424,38 +494,44 @@ mod tests {
     }
 
     #[test]
-    fn an_image_keeps_every_byte_and_global_and_drops_zero_pages() {
+    fn an_image_keeps_every_byte_and_global_and_holds_only_the_pages_a_fresh_instance_has_not() {
         let size = 64 * 1024;
+        let fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2), (9000, 7)], size)]);
         let memories = [
+            // Page 2 cleared, page 15 written; pages 0 and 1 as fresh.
             memory_with(&[(0, 1), (5000, 2), (65535, 3)], size),
-            vec![0; 2 * size],
+            // A memory a fresh instance has not: its zero pages are left out.
+            memory_with(&[(70000, 4)], 2 * size),
         ];
-        let image = encode(&[7, u64::MAX], &memories);
-        assert!(
-            image.len() < 3 * PAGE,
-            "zero pages are left out: {}",
-            image.len()
-        );
+        let image = encode(&[7, u64::MAX], &memories, &fresh);
         let decoded = DecodedImage::decode(&image).unwrap();
         assert_eq!(decoded.layout.globals, [7, u64::MAX]);
-        assert_eq!(decoded.memory(0), memories[0]);
-        assert_eq!(decoded.memory(1), memories[1]);
+        assert_eq!(decoded.layout.memories[0].runs, [(2, 1), (15, 1)]);
+        assert_eq!(decoded.layout.memories[1].runs, [(17, 1)]);
+        assert_eq!(decoded.memory(0, &fresh), memories[0]);
+        assert_eq!(decoded.memory(1, &fresh), memories[1]);
     }
 
     #[test]
-    fn the_pages_to_clear_are_the_fresh_ones_the_image_has_not() {
-        assert_eq!(
-            without(&[(0, 10)], &[(2, 3), (7, 1)]),
-            [(0, 2), (5, 2), (8, 2)]
-        );
-        assert_eq!(without(&[(0, 2), (5, 5)], &[(0, 6)]), [(6, 4)]);
-        assert_eq!(without(&[(3, 2)], &[]), [(3, 2)]);
-        assert_eq!(without(&[(3, 2)], &[(0, 100)]), []);
+    fn pages_two_fresh_instances_disagree_on_are_always_imaged() {
+        let size = 64 * 1024;
+        let mut fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2)], size)]);
+        fresh.unstable_against(&Fresh::of(vec![memory_with(&[(0, 9), (5000, 2)], size)]));
+        let unchanged = memory_with(&[(0, 1), (5000, 2)], size);
+        let image = encode(&[], &[unchanged.clone()], &fresh);
+        let decoded = DecodedImage::decode(&image).unwrap();
+        assert_eq!(decoded.layout.memories[0].runs, [(0, 1)]);
+        assert_eq!(decoded.memory(0, &fresh), unchanged);
     }
 
     #[test]
     fn damaged_images_are_refused_not_trusted() {
-        let image = encode(&[1, 2], &[memory_with(&[(0, 1), (9000, 2)], 64 * 1024)]);
+        let fresh = Fresh::default();
+        let image = encode(
+            &[1, 2],
+            &[memory_with(&[(0, 1), (9000, 2)], 64 * 1024)],
+            &fresh,
+        );
         for cut in 0..image.len() {
             assert!(
                 DecodedImage::decode(&image[..cut]).is_err(),
@@ -474,7 +550,7 @@ mod tests {
                 Ok(decoded) => {
                     for m in 0..decoded.layout.memories.len() {
                         assert_eq!(
-                            decoded.memory(m).len() as u64,
+                            decoded.memory(m, &fresh).len() as u64,
                             decoded.layout.memories[m].size
                         );
                     }
@@ -514,6 +590,76 @@ mod tests {
       (core instance $i (instantiate $m))
       (func (export "bump") (result u32) (canon lift (core func $i "bump"))))"#;
 
+    /// A nested component with a counter in a global and a history in memory, instantiated
+    /// twice (as componentize-qjs's output nests its state).
+    const NESTED: &str = r#"(component
+      (component $c
+        (core module $m
+          (memory 1)
+          (global $n (mut i32) (i32.const 0))
+          (func (export "bump") (param i32) (result i32)
+            (global.set $n (i32.add (global.get $n) (local.get 0)))
+            (i32.store (i32.mul (global.get $n) (i32.const 4)) (global.get $n))
+            (i32.add (global.get $n) (i32.load (i32.const 4)))))
+        (core instance $i (instantiate $m))
+        (func (export "bump") (param "by" u32) (result u32) (canon lift (core func $i "bump"))))
+      (instance $x (instantiate $c))
+      (instance $y (instantiate $c))
+      (alias export $x "bump" (func $bx))
+      (alias export $y "bump" (func $by))
+      (export "bump-x" (func $bx))
+      (export "bump-y" (func $by)))"#;
+
+    #[tokio::test]
+    async fn the_state_of_nested_components_is_imaged_and_restored() {
+        let engine = Engine::new(&Config::new()).unwrap();
+        let instrumented =
+            super::super::instrument::instrument(&wat::parse_str(NESTED).unwrap()).unwrap();
+        assert_eq!(
+            instrumented.captured.accessors, 2,
+            "one per nested instance"
+        );
+        let component = Component::new(&engine, &instrumented.bytes).unwrap();
+        let linker = Linker::<()>::new(&engine);
+        let fresh = || async {
+            let mut store = Store::new(&engine, ());
+            let instance = linker
+                .instantiate_async(&mut store, &component)
+                .await
+                .unwrap();
+            let mut bump = |name| {
+                instance
+                    .get_typed_func::<(u32,), (u32,)>(&mut store, name)
+                    .unwrap()
+            };
+            let (x, y) = (bump("bump-x"), bump("bump-y"));
+            let accessor = Accessor::find(&mut store, &instance).unwrap().unwrap();
+            (store, x, y, accessor)
+        };
+        let (mut store, x, y, accessor) = fresh().await;
+        assert_eq!(accessor.memories.len(), 2);
+        let before = accessor.fresh(&mut store).await.unwrap();
+        for by in [1, 2, 3] {
+            x.call_async(&mut store, (by,)).await.unwrap();
+        }
+        y.call_async(&mut store, (5,)).await.unwrap();
+        let image = accessor.capture(&mut store, &before).await.unwrap();
+
+        let (mut other, other_x, other_y, other_accessor) = fresh().await;
+        let decoded = DecodedImage::decode(&image).unwrap();
+        assert_eq!(decoded.layout.globals, [6, 5], "x's counter, then y's");
+        other_accessor.restore(&mut other, &decoded).await.unwrap();
+        assert_eq!(
+            other_accessor.capture(&mut other, &before).await.unwrap(),
+            image
+        );
+        for (theirs, ours) in [(&x, &other_x), (&y, &other_y), (&x, &other_x)] {
+            let theirs = theirs.call_async(&mut store, (7,)).await.unwrap();
+            let ours = ours.call_async(&mut other, (7,)).await.unwrap();
+            assert_eq!(ours, theirs);
+        }
+    }
+
     #[tokio::test]
     async fn a_restored_instance_carries_on_as_the_original_does() {
         let engine = Engine::new(&Config::new()).unwrap();
@@ -535,19 +681,22 @@ mod tests {
             (store, bump, accessor)
         };
         let (mut store, bump, accessor) = fresh().await;
+        let before = accessor.fresh(&mut store).await.unwrap();
         for _ in 0..3 {
             bump.call_async(&mut store, ()).await.unwrap();
         }
-        let image = accessor.capture(&mut store).await.unwrap();
+        // The third call cleared the seed a data segment wrote: that page differs from a fresh
+        // instance's, and the restore must write it.
+        let image = accessor.capture(&mut store, &before).await.unwrap();
 
         let (mut other, other_bump, other_accessor) = fresh().await;
         let decoded = DecodedImage::decode(&image).unwrap();
-        let nonzero = other_accessor.fresh(&mut other).await.unwrap();
-        other_accessor
-            .restore(&mut other, &decoded, Some(&nonzero))
-            .await
-            .unwrap();
-        assert_eq!(other_accessor.capture(&mut other).await.unwrap(), image);
+        assert_eq!(decoded.layout.memories[0].runs[0], (0, 1));
+        other_accessor.restore(&mut other, &decoded).await.unwrap();
+        assert_eq!(
+            other_accessor.capture(&mut other, &before).await.unwrap(),
+            image
+        );
         for _ in 0..2 {
             let theirs = bump.call_async(&mut store, ()).await.unwrap();
             let ours = other_bump.call_async(&mut other, ()).await.unwrap();
@@ -556,14 +705,16 @@ mod tests {
 
         // An image of other memories is refused.
         let (mut third, _, third_accessor) = fresh().await;
-        let two = DecodedImage::decode(&encode(&[0], &[vec![0; 65536], vec![0; 65536]])).unwrap();
+        let two = encode(&[0], &[vec![0; 65536], vec![0; 65536]], &before);
+        let two = DecodedImage::decode(&two).unwrap();
         assert!(matches!(
-            third_accessor.restore(&mut third, &two, None).await,
+            third_accessor.restore(&mut third, &two).await,
             Err(RestoreError::Image(ImageError::Mismatch(_)))
         ));
-        let globals = DecodedImage::decode(&encode(&[0, 0], &[vec![0; 65536 * 2]])).unwrap();
+        let globals = encode(&[0, 0], &[vec![0; 65536 * 2]], &before);
+        let globals = DecodedImage::decode(&globals).unwrap();
         assert!(matches!(
-            third_accessor.restore(&mut third, &globals, None).await,
+            third_accessor.restore(&mut third, &globals).await,
             Err(RestoreError::Image(ImageError::Mismatch(_)))
         ));
     }

@@ -31,6 +31,9 @@ pub(crate) struct Instance {
     /// (`Some(None)` when its component could not be instrumented): most instances never
     /// take or restore an image.
     accessor: Option<Option<Accessor>>,
+    /// What a fresh instance of its component holds, which images are deltas against (`None`
+    /// while loading, when it is not known yet).
+    fresh: Option<Arc<Fresh>>,
     /// Whether the memories came from an image (a trap on a resource handle then has a cause).
     restored: bool,
 }
@@ -46,7 +49,7 @@ impl Instance {
         spec: Option<Arc<ProcessSpec>>,
         interrupt: Arc<AtomicBool>,
         image: Option<&DecodedImage>,
-        fresh: Option<&Fresh>,
+        fresh: Option<Arc<Fresh>>,
     ) -> Result<Self, Failure> {
         let config = runtime.config();
         let state = StoreState::new(&config.sandbox, config.max_memory, plugin, spec, interrupt);
@@ -80,6 +83,7 @@ impl Instance {
             poisoned: None,
             handle,
             accessor: None,
+            fresh,
             restored: image.is_some(),
         };
         if let Some(image) = image {
@@ -87,7 +91,7 @@ impl Instance {
                 Failure::Restore("the plugin's instances cannot be imaged".into())
             })?;
             accessor
-                .restore(&mut instance.store, image, fresh)
+                .restore(&mut instance.store, image)
                 .await
                 .map_err(|e| match e {
                     RestoreError::Image(e) => Failure::Restore(e.to_string()),
@@ -109,15 +113,16 @@ impl Instance {
             return None;
         }
         let accessor = self.accessor().ok().flatten().filter(|a| !a.is_empty())?;
+        let fresh = self.fresh.clone()?;
         self.store.data_mut().deadline.start(self.timeout);
-        let image = accessor.capture(&mut self.store).await;
+        let image = accessor.capture(&mut self.store, &fresh).await;
         self.store.data_mut().deadline.clear();
         image
             .inspect_err(|e| tracing::warn!("cannot take a memory image: {e:#}"))
             .ok()
     }
 
-    /// Which pages of this instance's memories are not zero, taken before its first call (see
+    /// What this instance's memories hold, taken before its first call (see
     /// [`Accessor::fresh`]); `None` when it has nothing to image.
     pub(super) async fn fresh(&mut self) -> Result<Option<Fresh>, Failure> {
         let Some(accessor) = self.accessor()?.filter(|a| !a.is_empty()) else {

@@ -12,11 +12,16 @@
 //! 3. its functions are lifted and exported as the instance [`ACCESSOR`]: `globals-get` /
 //!    `globals-set` (every captured global in one `list<u64>`: i32 zero-extended, floats by
 //!    their bits) and, per captured memory `<m>`, `size-<m>` (pages), `grow-<m>`,
-//!    `read-<m>(offset, len)`, `write-<m>(offset, bytes)` and `zero-<m>(offset, len)`.
+//!    `read-<m>(offset, len)` and `write-<m>(offset, bytes)`.
 //!
-//! Not instrumented yet, and refused with a reason: nested components with core modules in
-//! them (componentize-qjs's output), imported or aliased core modules, v128 and reference globals, 64-bit and shared
-//! memories. Tables are not captured: [`super::safety`] refuses components that change them.
+//! A nested component with core modules (componentize-qjs's output is made of two) is rewritten
+//! the same way, and the accessors of each of its instances are re-exported by the component
+//! that instantiates it: the outermost component exports them all, as [`accessor_name`]`(0)`,
+//! `(1)`, … (its own first).
+//!
+//! Refused with a reason: imported or aliased core modules and components (their state cannot
+//! be seen), component start functions, v128 and reference globals, 64-bit and shared memories.
+//! Tables are not captured: [`super::safety`] refuses components that change them.
 //!
 //! [`super::image`] takes and restores memory images through the accessor.
 
@@ -30,14 +35,22 @@ use wasm_encoder::{
     ModuleArg, PrimitiveValType, RawSection, TypeSection, ValType,
 };
 use wasmparser::{
-    CanonicalFunction, ComponentAlias, ComponentExternalKind, ComponentOuterAliasKind,
-    ComponentTypeRef, ExternalKind, Instance, Parser, Payload, TypeRef,
+    CanonicalFunction, ComponentAlias, ComponentExternalKind, ComponentInstance,
+    ComponentOuterAliasKind, ComponentTypeRef, ExternalKind, Instance, Parser, Payload, TypeRef,
 };
 
-/// The name of the host-private instance an instrumented component exports.
+/// The name of the (first) host-private instance an instrumented component exports.
 pub const ACCESSOR: &str = "damson-snapshot";
+
+/// The name of the `n`-th accessor instance an instrumented component exports.
+pub fn accessor_name(n: usize) -> String {
+    match n {
+        0 => ACCESSOR.to_string(),
+        n => format!("{ACCESSOR}-{n}"),
+    }
+}
 /// Names this rewrite in the compiled-artifact cache: changed whenever its output changes.
-pub const VERSION: &str = "instrumented-2";
+pub const VERSION: &str = "instrumented-4";
 
 /// Where the accessor's own memory keeps the lists it passes (its first bytes hold a return
 /// area of a pointer and a length).
@@ -68,13 +81,17 @@ pub enum GlobalKind {
     F64,
 }
 
-/// What the accessor of an instrumented component captures, in the order its functions use.
+/// What the accessors of an instrumented component capture, in the order their functions use
+/// (the accessors' in the order of their names).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Captured {
-    /// Every captured global: the core instance that holds it and its type.
+    /// Every captured global: the core instance that holds it (in its own component) and its
+    /// type.
     pub globals: Vec<(u32, GlobalKind)>,
-    /// Every captured memory: the core instance that holds it (`read-<m>` is the m-th).
+    /// Every captured memory: the core instance that holds it (in its own component).
     pub memories: Vec<u32>,
+    /// How many accessor instances the component exports.
+    pub accessors: usize,
 }
 
 /// A component rewritten for [`ACCESSOR`], and what it captures.
@@ -99,6 +116,11 @@ struct ModuleCaptures {
 /// [`InstrumentError`] naming what cannot be captured, or when the bytes are not a component.
 pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
     let mut out = wasm_encoder::Component::new();
+    // The component index space: how many accessors each component exports, `None` for one
+    // imported or aliased (whose state cannot be seen).
+    let mut components: Vec<Option<Captured>> = Vec::new();
+    // The instances of nested components that export accessors, with what those capture.
+    let mut nested: Vec<(u32, Captured)> = Vec::new();
     // Index spaces of the component, as far as the additions need them.
     let mut modules: Vec<Option<ModuleCaptures>> = Vec::new();
     let mut core_instances = 0u32;
@@ -149,17 +171,20 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
             } => {
                 // One with no core module (as wit-component's wrapper that gives the exports
                 // their types) holds no state and is kept as it is.
-                let nested = &component[unchecked_range.clone()];
-                if has_core_modules(nested) {
-                    return Err(refuse(
-                        "it nests components with core modules (as componentize-qjs's output \
-                         does), which are not instrumented yet",
-                    ));
-                }
+                let inner = &component[unchecked_range.clone()];
+                let (bytes, captured) = if has_core_modules(inner) {
+                    let instrumented = instrument(inner).map_err(|e| {
+                        refuse(format!("nested component {}: {}", components.len(), e.0))
+                    })?;
+                    (instrumented.bytes, instrumented.captured)
+                } else {
+                    (inner.to_vec(), Captured::default())
+                };
                 out.section(&RawSection {
                     id: wasm_encoder::ComponentSectionId::Component as u8,
-                    data: nested,
+                    data: &bytes,
                 });
+                components.push(Some(captured));
                 depth = 1;
                 continue;
             }
@@ -203,11 +228,17 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
                             ExternalKind::Memory => core_memories += 1,
                             _ => {}
                         },
-                        ComponentAlias::InstanceExport { kind, .. } => {
-                            count(kind, &mut modules, &mut types, &mut funcs, &mut instances)
-                        }
+                        ComponentAlias::InstanceExport { kind, .. } => count(
+                            kind,
+                            &mut modules,
+                            &mut components,
+                            &mut types,
+                            &mut funcs,
+                            &mut instances,
+                        ),
                         ComponentAlias::Outer { kind, .. } => match kind {
                             ComponentOuterAliasKind::CoreModule => modules.push(None),
+                            ComponentOuterAliasKind::Component => components.push(None),
                             ComponentOuterAliasKind::Type => types += 1,
                             _ => {}
                         },
@@ -215,7 +246,33 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
                 }
             }
             Payload::ComponentTypeSection(reader) => types += reader.count(),
-            Payload::ComponentInstanceSection(reader) => instances += reader.count(),
+            Payload::ComponentInstanceSection(reader) => {
+                for instance in reader.clone() {
+                    let instance =
+                        instance.map_err(|e| refuse(format!("it cannot be parsed: {e}")))?;
+                    if let ComponentInstance::Instantiate {
+                        component_index, ..
+                    } = instance
+                    {
+                        let captured = components
+                            .get(component_index as usize)
+                            .ok_or_else(|| {
+                                refuse(format!("component {component_index} is unknown"))
+                            })?
+                            .as_ref()
+                            .ok_or_else(|| {
+                                refuse(format!(
+                                    "component {component_index} is imported or aliased: its \
+                                     state cannot be seen"
+                                ))
+                            })?;
+                        if captured.accessors > 0 {
+                            nested.push((instances, captured.clone()));
+                        }
+                    }
+                    instances += 1;
+                }
+            }
             Payload::ComponentImportSection(reader) => {
                 for import in reader.clone() {
                     let import = import.map_err(|e| refuse(format!("it cannot be parsed: {e}")))?;
@@ -224,7 +281,8 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
                         ComponentTypeRef::Func(_) => funcs += 1,
                         ComponentTypeRef::Type(_) => types += 1,
                         ComponentTypeRef::Instance(_) => instances += 1,
-                        ComponentTypeRef::Value(_) | ComponentTypeRef::Component(_) => {}
+                        ComponentTypeRef::Component(_) => components.push(None),
+                        ComponentTypeRef::Value(_) => {}
                     }
                 }
             }
@@ -235,6 +293,7 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
                     count(
                         export.kind,
                         &mut modules,
+                        &mut components,
                         &mut types,
                         &mut funcs,
                         &mut instances,
@@ -259,7 +318,7 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
         return Err(refuse("it is not a component"));
     }
 
-    let captured = Captured {
+    let mut captured = Captured {
         globals: holders
             .iter()
             .flat_map(|(instance, c)| c.globals.iter().map(|(_, kind)| (*instance, *kind)))
@@ -268,15 +327,99 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
             .iter()
             .flat_map(|(instance, c)| c.memories.iter().map(|_| *instance))
             .collect(),
+        accessors: 0,
     };
+    // Every accessor instance to export: this component's own (unless all its state is in
+    // nested components), then those of its nested components' instances.
+    let mut exported: Vec<u32> = Vec::new();
+    if !holders.is_empty() || nested.is_empty() {
+        exported.push(own_accessor(
+            &mut out,
+            &holders,
+            captured.memories.len(),
+            Spaces {
+                modules: modules.len() as u32,
+                core_instances,
+                core_funcs,
+                core_memories,
+                types,
+                funcs,
+                instances,
+            },
+        ));
+        instances += 1;
+    }
+    let mut aliases = ComponentAliasSection::new();
+    for (instance, inner) in &nested {
+        for n in 0..inner.accessors {
+            aliases.alias(Alias::InstanceExport {
+                instance: *instance,
+                kind: ComponentExportKind::Instance,
+                name: &accessor_name(n),
+            });
+            exported.push(instances);
+            instances += 1;
+        }
+        captured.globals.extend_from_slice(&inner.globals);
+        captured.memories.extend_from_slice(&inner.memories);
+    }
+    if !nested.is_empty() {
+        out.section(&aliases);
+    }
+    let mut exports = ComponentExportSection::new();
+    for (n, instance) in exported.iter().enumerate() {
+        exports.export(
+            &accessor_name(n),
+            ComponentExportKind::Instance,
+            *instance,
+            None,
+        );
+    }
+    out.section(&exports);
+    captured.accessors = exported.len();
+
+    Ok(Instrumented {
+        bytes: out.finish(),
+        captured,
+    })
+}
+
+/// The sizes of a component's index spaces after its own sections.
+struct Spaces {
+    modules: u32,
+    core_instances: u32,
+    core_funcs: u32,
+    core_memories: u32,
+    types: u32,
+    funcs: u32,
+    instances: u32,
+}
+
+/// Add the accessor of `holders` to `out`, with its functions lifted into a component instance
+/// (at index `spaces.instances`, which this returns).
+fn own_accessor(
+    out: &mut wasm_encoder::Component,
+    holders: &[(u32, ModuleCaptures)],
+    memories: usize,
+    spaces: Spaces,
+) -> u32 {
+    let Spaces {
+        modules,
+        core_instances,
+        core_funcs,
+        core_memories,
+        types,
+        funcs,
+        instances,
+    } = spaces;
 
     // The accessor module and its instance.
-    let accessor = accessor_module(&holders);
+    let accessor = accessor_module(holders);
     out.section(&RawSection {
         id: wasm_encoder::ComponentSectionId::CoreModule as u8,
         data: &accessor,
     });
-    let accessor_module_index = modules.len() as u32;
+    let accessor_module_index = modules;
     let names: Vec<(String, u32)> = holders
         .iter()
         .map(|(instance, _)| (format!("i{instance}"), *instance))
@@ -292,7 +435,7 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
     let accessor_instance = core_instances;
 
     // Its memory, realloc and functions, in the component's core index spaces.
-    let functions = accessor_functions(captured.memories.len());
+    let functions = accessor_functions(memories);
     let mut aliases = ComponentAliasSection::new();
     aliases.alias(Alias::CoreInstanceExport {
         instance: accessor_instance,
@@ -352,9 +495,6 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
             Signature::Write => encoder
                 .params([("offset", u32_), ("bytes", ComponentValType::Type(list_u8))])
                 .result(None),
-            Signature::Zero => encoder
-                .params([("offset", u32_), ("len", u32_)])
-                .result(None),
         };
         type_of.insert(function.signature, next_type);
         next_type += 1;
@@ -382,14 +522,7 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
             .map(|(i, f)| (f.name.as_str(), ComponentExportKind::Func, funcs + i as u32)),
     );
     out.section(&instance_section);
-    let mut exports = ComponentExportSection::new();
-    exports.export(ACCESSOR, ComponentExportKind::Instance, instances, None);
-    out.section(&exports);
-
-    Ok(Instrumented {
-        bytes: out.finish(),
-        captured,
-    })
+    instances
 }
 
 /// Whether `component` has a core module anywhere inside it.
@@ -403,6 +536,7 @@ fn has_core_modules(component: &[u8]) -> bool {
 fn count(
     kind: ComponentExternalKind,
     modules: &mut Vec<Option<ModuleCaptures>>,
+    components: &mut Vec<Option<Captured>>,
     types: &mut u32,
     funcs: &mut u32,
     instances: &mut u32,
@@ -412,7 +546,8 @@ fn count(
         ComponentExternalKind::Func => *funcs += 1,
         ComponentExternalKind::Type => *types += 1,
         ComponentExternalKind::Instance => *instances += 1,
-        ComponentExternalKind::Component | ComponentExternalKind::Value => {}
+        ComponentExternalKind::Component => components.push(None),
+        ComponentExternalKind::Value => {}
     }
 }
 
@@ -530,7 +665,6 @@ enum Signature {
     Grow,
     Read,
     Write,
-    Zero,
 }
 
 struct AccessorFunction {
@@ -556,7 +690,6 @@ fn accessor_functions(memories: usize) -> Vec<AccessorFunction> {
             ("grow", Signature::Grow),
             ("read", Signature::Read),
             ("write", Signature::Write),
-            ("zero", Signature::Zero),
         ] {
             functions.push(AccessorFunction {
                 name: format!("{name}-{m}"),
@@ -608,7 +741,7 @@ fn accessor_module(holders: &[(u32, ModuleCaptures)]) -> Vec<u8> {
     let signatures: [(&[ValType], &[ValType]); 7] = [
         (&[ValType::I32; 4], &[ValType::I32]),            // realloc
         (&[], &[ValType::I32]),                           // globals-get, size
-        (&[ValType::I32, ValType::I32], &[]),             // globals-set, zero
+        (&[ValType::I32, ValType::I32], &[]),             // globals-set
         (&[ValType::I32], &[ValType::I32]),               // grow
         (&[ValType::I32, ValType::I32], &[ValType::I32]), // read
         (&[ValType::I32; 3], &[]),                        // write
@@ -760,17 +893,6 @@ fn accessor_module(holders: &[(u32, ModuleCaptures)]) -> Vec<u8> {
                     src_mem: own,
                     dst_mem: m,
                 },
-            ],
-        );
-        // zero(offset, len)
-        add(
-            2,
-            vec![],
-            &[
-                Instruction::LocalGet(0),
-                Instruction::I32Const(0),
-                Instruction::LocalGet(1),
-                Instruction::MemoryFill(m),
             ],
         );
     }
@@ -1013,8 +1135,13 @@ mod tests {
     fn what_cannot_be_captured_is_refused_with_its_reason() {
         let refused = |wat: &str| instrument(&wat::parse_str(wat).unwrap()).unwrap_err().0;
         assert!(
-            refused("(component (component (core module)))").contains("nests components"),
-            "nested"
+            refused(r#"(component (import "c" (component $c)) (instance (instantiate $c)))"#)
+                .contains("component 0 is imported or aliased")
+        );
+        let nested = refused("(component (component (core module (memory i64 1))))");
+        assert!(
+            nested.contains("nested component 0") && nested.contains("64-bit"),
+            "{nested}"
         );
         assert!(
             refused("(component (core module (global (mut v128) (v128.const i64x2 0 0))))")

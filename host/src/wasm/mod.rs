@@ -169,12 +169,30 @@ impl Runtime {
             path: path.to_path_buf(),
             source,
         };
-        let mut instance =
-            Instance::new(self, &pre, "(loading)".into(), None, interrupt, None, None)
-                .await
-                .map_err(declare)?;
-        // Before its first call: what every fresh instance holds.
-        let fresh = instance.fresh().await.map_err(declare)?;
+        let loading = || {
+            Instance::new(
+                self,
+                &pre,
+                "(loading)".into(),
+                None,
+                interrupt.clone(),
+                None,
+                None,
+            )
+        };
+        let mut instance = loading().await.map_err(declare)?;
+        // Before its first call: what every fresh instance holds, which images are deltas
+        // against; a second instance tells the pages that are not the same in each.
+        let fresh = match instance.fresh().await.map_err(declare)? {
+            Some(mut fresh) => {
+                let mut other = loading().await.map_err(declare)?;
+                if let Some(theirs) = other.fresh().await.map_err(declare)? {
+                    fresh.unstable_against(&theirs);
+                }
+                Some(Arc::new(fresh))
+            }
+            None => None,
+        };
         let declared = instance.describe().await.map_err(declare)?;
         let name = declared.name.clone();
         let declared = spec::from_wit(declared).map_err(|source| Error::InvalidSpec {
@@ -235,7 +253,7 @@ impl Runtime {
             Some(plugin.spec().clone()),
             interrupt,
             image,
-            plugin.fresh.as_ref(),
+            plugin.fresh.clone(),
         )
         .await
     }

@@ -19,7 +19,7 @@ pub(crate) struct Loaded {
     pub(super) from_cache: bool,
     pub(super) safety: SnapshotSafety,
     pub(super) pre: bindings::PluginPre<StoreState>,
-    pub(super) fresh: Option<Fresh>,
+    pub(super) fresh: Option<Arc<Fresh>>,
     pub(crate) declared: DeclaredSpec,
     pub(super) bytes: Arc<[u8]>,
 }
@@ -31,8 +31,8 @@ pub struct Plugin {
     spec: Arc<ProcessSpec>,
     from_cache: bool,
     pub(super) pre: bindings::PluginPre<StoreState>,
-    /// Which pages of a fresh instance's memories are not zero, for restores.
-    pub(super) fresh: Option<Fresh>,
+    /// What a fresh instance's memories hold, which its images are deltas against.
+    pub(super) fresh: Option<Arc<Fresh>>,
     /// The plugins whose ports this one exposes, by name.
     exposed: HashMap<String, Arc<Plugin>>,
     /// Whether memory images of its instances can be taken.
