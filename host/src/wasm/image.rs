@@ -518,7 +518,7 @@ mod tests {
         let mut fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2)], size)]);
         fresh.unstable_against(&Fresh::of(vec![memory_with(&[(0, 9), (5000, 2)], size)]));
         let unchanged = memory_with(&[(0, 1), (5000, 2)], size);
-        let image = encode(&[], &[unchanged.clone()], &fresh);
+        let image = encode(&[], std::slice::from_ref(&unchanged), &fresh);
         let decoded = DecodedImage::decode(&image).unwrap();
         assert_eq!(decoded.layout.memories[0].runs, [(0, 1)]);
         assert_eq!(decoded.memory(0, &fresh), unchanged);

@@ -369,7 +369,7 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
     let mut exports = ComponentExportSection::new();
     for (n, instance) in exported.iter().enumerate() {
         exports.export(
-            &accessor_name(n),
+            accessor_name(n),
             ComponentExportKind::Instance,
             *instance,
             None,
