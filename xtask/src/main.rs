@@ -10,23 +10,26 @@
 //!   run on this machine, and print both with their ratios.
 
 mod bench;
+mod plugins;
 mod services;
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+pub(crate) use plugins::build_plugins;
 use services::{TestPostgres, TestRabbitMq, test_python};
 
 const USAGE: &str = "usage: cargo xtask <plugins | demo | test | bench> [args]
+  plugins [rust | python | js | c]...   (every language when none is named)
   test [-- extra args for cargo test]
   bench [--runs N] [--cases abcdfg]   (f and g when RabbitMQ listens on localhost:5672)";
-const WASM_TARGET: &str = "wasm32-wasip2";
+pub(crate) const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("plugins") => build_plugins(),
+        Some("plugins") => plugins::build_languages(&args[1..]),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
@@ -58,7 +61,7 @@ pub(crate) fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());
     cmd
@@ -74,32 +77,6 @@ pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("{cmd:?} failed with {status}"))
     }
-}
-
-/// Add the wasm target when rustup says it is missing.
-fn ensure_wasm_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("cannot run rustup to check for the {WASM_TARGET} target: {e}"))?;
-    let listed = String::from_utf8_lossy(&installed.stdout);
-    if listed.lines().any(|line| line.trim() == WASM_TARGET) {
-        return Ok(());
-    }
-    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
-}
-
-pub(crate) fn build_plugins() -> Result<(), String> {
-    ensure_wasm_target()?;
-    run(cargo()
-        .current_dir(root().join("plugins"))
-        .args(["build", "--release", "--target", WASM_TARGET])
-        .env("CARGO_TARGET_DIR", target_dir())
-        // Flags meant for the host (e.g. from a surrounding cargo) must not reach the guests.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS"))?;
-    eprintln!("xtask: plugins are in {}", plugin_dir().display());
-    Ok(())
 }
 
 pub(crate) fn plugin_dir() -> PathBuf {

@@ -1,0 +1,40 @@
+// `trials-js`: one plugin for the host's failure paths, chosen by the input `do`: a step that
+// throws, one that never returns, one that allocates without bound, and a child awaited.
+import { definePlugin, if_, step } from '../../../guest-sdk/js/damson.js';
+
+export const process = definePlugin({
+  name: 'trials-js',
+  version: '0.1.0',
+
+  define(spec) {
+    spec.description('Throws, spins, hogs memory or awaits a child, as `do` says.');
+    spec.input('do', { type: 'str', help: 'raise | spin | hog | child' });
+    spec.input('child', { type: 'str', default: 'collatz-c', help: 'The plugin do=child launches' });
+    spec.output('child_steps', { type: 'int', required: false, help: "The child's steps output" });
+    spec.outline(step('act'), if_('awaited_child', [step('collect')]));
+  },
+
+  act(ctx) {
+    switch (ctx.input('do')) {
+      case 'raise':
+        throw new Error('asked to raise');
+      case 'spin':
+        // The host's step timeout stops this.
+        for (;;);
+      case 'hog': {
+        // The host's memory cap stops this; filling each MiB makes the memory really used.
+        const hoard = [];
+        for (;;) hoard.push(new Uint8Array(1 << 20).fill(0xa5));
+      }
+      case 'child':
+        ctx.toContext('child', ctx.launch(ctx.input('child'), { n: 27 }));
+        return;
+      default:
+        throw new Error(`unknown do '${ctx.input('do')}' (raise | spin | hog | child)`);
+    }
+  },
+  awaited_child: (ctx) => ctx.input('do') === 'child',
+  collect(ctx) {
+    ctx.out('child_steps', ctx.get('child').outputs.steps);
+  },
+});

@@ -1,0 +1,42 @@
+"""`trials-py`: one step that fails in the way asked, for the tests of what the host does with
+a Python plugin that raises, spins, hogs memory, or launches a child."""
+
+import damson
+from damson import ToContext, WorkChain, if_
+
+
+class Trials(WorkChain):
+    """Raises, spins, hogs memory or launches a child, as asked."""
+
+    @classmethod
+    def define(cls, spec):
+        spec.name = "trials-py"
+        spec.input("do", valid_type=str, help="raise | spin | hog | child")
+        spec.input("child", valid_type=str, default="collatz-c", help="The plugin do=child launches")
+        spec.output("child_steps", valid_type=int, required=False, help="The child's steps output")
+        spec.outline(cls.act, if_(cls.launched)(cls.collect))
+
+    def act(self):
+        do = self.inputs.do
+        if do == "raise":
+            raise RuntimeError("asked to raise")
+        if do == "spin":
+            while True:
+                pass
+        if do == "hog":
+            # Touch every MiB so it is really used, and keep it.
+            self.hoard = []
+            while True:
+                self.hoard.append(bytearray(b"\xa5" * (1 << 20)))
+        if do == "child":
+            return ToContext(child=self.launch(self.inputs.child, n=27))
+        raise ValueError(f"unknown do '{do}': raise | spin | hog | child")
+
+    def launched(self):
+        return self.inputs.do == "child"
+
+    def collect(self):
+        self.out("child_steps", self.ctx.child.outputs.steps)
+
+
+Process = damson.export(Trials)
