@@ -5,19 +5,19 @@ use std::process::Output;
 use damson_tests::{damson, plugin, plugin_dir};
 use serde_json::{Value, json};
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     damson().args(args).output().expect("damson runs")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn json_of(out: &Output) -> Value {
+pub(crate) fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", stdout(out)))
 }
@@ -465,16 +465,14 @@ fn run_shows_the_tree_of_processes() {
 /// Start `damson run` of `hailstone` (its state in memory only) on `store`, wait until it is
 /// `steps` steps into its loop, and SIGKILL it. Returns the pid.
 fn kill_9_mid_loop(store: &str, n: u64, steps: u64) -> String {
+    kill_9_mid_loop_of("hailstone", store, n, steps)
+}
+
+/// [`kill_9_mid_loop`] for `plugin`, one of the hailstone plugins (which log `step N at`).
+pub(crate) fn kill_9_mid_loop_of(plugin: &str, store: &str, n: u64, steps: u64) -> String {
     use std::io::{BufRead, BufReader};
     let mut child = damson()
-        .args([
-            "run",
-            "hailstone",
-            "-i",
-            &format!("n={n}"),
-            "-i",
-            "delay_ms=10",
-        ])
+        .args(["run", plugin, "-i", &format!("n={n}"), "-i", "delay_ms=10"])
         .args(["--store", store])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -6,6 +6,7 @@ mod comms;
 mod durable;
 mod failover;
 mod interop;
+mod languages;
 mod lifecycle;
 mod plugins;
 mod ports;
