@@ -419,6 +419,10 @@ fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
         "c  tiny guest, embedded file: load",
         "c  1 MiB guest, in memory: memory image",
         "d  5 children in one step",
+        "l  rust: while_ iteration (collatz)",
+        "l  python: while_ iteration, checkpointed (collatz)",
+        "l  js: memory image (hailstone mid-loop)",
+        "l  c: checkpoint load (hailstone mid-loop)",
     ] {
         damson_tests::bench_figure(&text, case);
     }

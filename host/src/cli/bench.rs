@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{CommonOptions, exit};
 use crate::persist::{CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, bundle};
-use crate::{Host, ProcessRecord, ProcessState};
+use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
 
 const AFTER_HELP: &str = "\
 Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
@@ -27,6 +27,11 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
   f  over RabbitMQ (--broker): the RPC status round trip to a process, and launches through
      the task queue (each waited for), one after another and all at once
   g  over RabbitMQ: trivial processes, each reachable by RPC and broadcasting its state changes
+  l  per language (the Rust, Python, JavaScript and C twins of `collatz` and `hailstone`): the
+     while_ loop's cost per iteration (`collatz`, n = 837799, 524 iterations of 4 guest calls
+     each) without a store, and checkpointed after every step in memory (n = 27, 111
+     iterations), and the checkpoint of a `hailstone` paused mid-loop, its state in the language's own
+     variables: memory image size, save and load as in case c, in memory
 Cases f and g need --broker and are not run by default.
 Each case runs --runs times (case c --checkpoints times); the median is reported, and the peak
 resident memory of this process. To compare with plumpy 0.26.1 measured in the same run, use
@@ -61,7 +66,7 @@ pub(crate) struct BenchCommand {
     mib: u64,
 
     /// Which cases to run, e.g. `abd` or `c`; `f` and `g` need --broker.
-    #[arg(long, default_value = "abcd")]
+    #[arg(long, default_value = "abcdl")]
     cases: String,
 
     /// Cases f and g: the RabbitMQ broker, e.g. `amqp://guest:guest@localhost:5672/%2f`.
@@ -164,6 +169,9 @@ impl BenchCommand {
         if self.cases.contains('f') || self.cases.contains('g') {
             self.cases_f_g(&mut figures).await?;
         }
+        if self.cases.contains('l') {
+            self.case_l(&mut figures).await?;
+        }
         figures.print(self.json, self.runs);
         Ok(ExitCode::from(exit::OK))
     }
@@ -261,34 +269,7 @@ impl BenchCommand {
             paused.paused,
             "case c: the process did not pause: {paused:?}"
         );
-        let key = CheckpointKey::new(process.pid()).tagged("bench");
-        // Warm up (the plugin's code pages, the store's tables).
-        process.checkpoint(Some("bench")).await?;
-        drop(host.restore(&store, &key, false).await?);
-
-        let mut saves = Vec::with_capacity(self.checkpoints);
-        for _ in 0..self.checkpoints {
-            let started = Instant::now();
-            process.checkpoint(Some("bench")).await?;
-            saves.push(started.elapsed());
-        }
-        let mut loads = Vec::with_capacity(self.checkpoints);
-        for _ in 0..self.checkpoints {
-            let started = Instant::now();
-            let restored = host.restore(&store, &key, false).await?;
-            loads.push(started.elapsed());
-            ensure!(
-                restored.guests.is_some(),
-                "case c: restored without an instance"
-            );
-        }
-        let bytes = store
-            .load(&key)
-            .await?
-            .context("case c: the checkpoint is not in the store")?;
-        let image = bundle::decode::<ProcessRecord>(&bytes)?
-            .image
-            .map_or(0, |i| i.len());
+        let checkpointed = self.measure(&host, &store, &process).await?;
         process.kill(None, false);
         process.wait().await;
 
@@ -301,12 +282,156 @@ impl BenchCommand {
             record.state == ProcessState::Finished && record.outputs["customers"] != Value::Null,
             "case c: the restored process did not finish with its records: {record:?}"
         );
+        Ok(checkpointed)
+    }
+
+    /// Save the checkpoint of `process` (paused) and load it, --checkpoints times each.
+    async fn measure(
+        &self,
+        host: &Host,
+        store: &Arc<dyn Persister>,
+        process: &ProcessHandle,
+    ) -> anyhow::Result<Checkpointed> {
+        let key = CheckpointKey::new(process.pid()).tagged("bench");
+        // Warm up (the plugin's code pages, the store's tables).
+        process.checkpoint(Some("bench")).await?;
+        drop(host.restore(store, &key, false).await?);
+
+        let mut saves = Vec::with_capacity(self.checkpoints);
+        for _ in 0..self.checkpoints {
+            let started = Instant::now();
+            process.checkpoint(Some("bench")).await?;
+            saves.push(started.elapsed());
+        }
+        let mut loads = Vec::with_capacity(self.checkpoints);
+        for _ in 0..self.checkpoints {
+            let started = Instant::now();
+            let restored = host.restore(store, &key, false).await?;
+            loads.push(started.elapsed());
+            ensure!(
+                restored.guests.is_some(),
+                "{}: restored without an instance",
+                process.pid()
+            );
+        }
+        let bytes = store
+            .load(&key)
+            .await?
+            .context("the checkpoint is not in the store")?;
+        let image = bundle::decode::<ProcessRecord>(&bytes)?
+            .image
+            .map_or(0, |i| i.len());
         Ok(Checkpointed {
             save: median_duration(saves),
             load: median_duration(loads),
             bytes: bytes.len(),
             image,
         })
+    }
+}
+
+/// The languages of case l: their names in figures and their plugins' suffixes.
+const LANGUAGES: [(&str, &str); 4] = [("rust", ""), ("python", "-py"), ("js", "-js"), ("c", "-c")];
+
+impl BenchCommand {
+    /// Case l: a work chain's step cost and a memory image's size, save and load, per language.
+    async fn case_l(&self, figures: &mut Figures) -> anyhow::Result<()> {
+        const N: u64 = 837_799;
+        const ITERATIONS: u64 = 524;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        for (language, suffix) in LANGUAGES {
+            let store: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
+            let host = Host::with_store(&self.common.host_config(), store.clone())?;
+            // The loop on a host without a store (as case b), then checkpointed after every
+            // step, memory image included.
+            let plain = Host::new(&self.common.host_config())?;
+            // (A shorter loop when checkpointed: a Python step then costs milliseconds.)
+            for (host, n, iterations, key, label) in [
+                (
+                    &plain,
+                    N,
+                    ITERATIONS,
+                    "iteration_us",
+                    "while_ iteration (collatz)",
+                ),
+                (
+                    &host,
+                    27,
+                    111,
+                    "durable_iteration_us",
+                    "while_ iteration, checkpointed (collatz)",
+                ),
+            ] {
+                let name = format!("collatz{suffix}");
+                let collatz = host
+                    .load(&name)
+                    .await
+                    .with_context(|| format!("case l needs the `{name}` plugin"))?;
+                host.run(&collatz, json!({"n": 27})).await?;
+                let mut loops = Vec::new();
+                for _ in 0..self.runs {
+                    let started = Instant::now();
+                    let record = host.run(&collatz, json!({"n": n})).await?;
+                    let elapsed = started.elapsed();
+                    ensure!(
+                        record.outputs["steps"] == iterations,
+                        "case l: {name} counted wrong: {record:?}"
+                    );
+                    loops.push(elapsed.as_secs_f64() * 1e6 / iterations as f64);
+                }
+                figures.add_named(
+                    'l',
+                    format!("{language}_{key}"),
+                    format!("{language}: {label}"),
+                    median(loops),
+                    Unit::Microseconds,
+                );
+            }
+
+            let name = format!("hailstone{suffix}");
+            let hailstone = host
+                .load(&name)
+                .await
+                .with_context(|| format!("case l needs the `{name}` plugin"))?;
+            let process = host
+                .launch(&hailstone, json!({"n": N, "delay_ms": 1}))
+                .await?;
+            process
+                .wait_for(|r| {
+                    r.state.is_terminal()
+                        || r.status
+                            .as_deref()
+                            .is_some_and(|s| s.starts_with("step 20 "))
+                })
+                .await;
+            process.pause(None);
+            let paused = process
+                .wait_for(|r| r.paused || r.state.is_terminal())
+                .await;
+            ensure!(paused.paused, "case l: {name} did not pause: {paused:?}");
+            let c = self.measure(&host, &store, &process).await?;
+            process.kill(None, false);
+            process.wait().await;
+            for (key, label, value, unit) in [
+                (
+                    "image_kb",
+                    "memory image",
+                    c.image as f64 / 1000.0,
+                    Unit::Kilobytes,
+                ),
+                ("save_ms", "checkpoint save", ms(c.save), Unit::Milliseconds),
+                ("load_ms", "checkpoint load", ms(c.load), Unit::Milliseconds),
+            ] {
+                figures.add_named(
+                    'l',
+                    format!("{language}_{key}"),
+                    format!("{language}: {label} (hailstone mid-loop)"),
+                    value,
+                    unit,
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -429,6 +554,7 @@ impl BenchCommand {
 enum Unit {
     PerSecond,
     Milliseconds,
+    Microseconds,
     Kilobytes,
 }
 
@@ -463,6 +589,7 @@ impl Figures {
             let value = match unit {
                 Unit::PerSecond => format!("{value:>10.0}/s"),
                 Unit::Milliseconds => format!("{value:>10.3} ms"),
+                Unit::Microseconds => format!("{value:>10.1} µs"),
                 Unit::Kilobytes => format!("{value:>10.1} KB"),
             };
             println!("{case}  {label:<50} {value}");
