@@ -108,6 +108,16 @@ fn demo() -> Result<(), String> {
     run(Command::new(&damson)
         .args(["run", "collatz", "-i", "n=27"])
         .env("DAMSON_PLUGINS", plugin_dir()))?;
+    for (language, plugin) in [
+        ("Python", "collatz-py"),
+        ("JavaScript", "collatz-js"),
+        ("C", "collatz-c"),
+    ] {
+        println!("\nThe same work chain in {language} (`plugins/`, built from source):\n");
+        run(Command::new(&damson)
+            .args(["run", plugin, "-i", "n=27"])
+            .env("DAMSON_PLUGINS", plugin_dir()))?;
+    }
     println!("\nNext: `target/release/damson run add -i x=1 -i y=2 --json`, or see README.md.");
     Ok(())
 }

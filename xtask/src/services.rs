@@ -269,6 +269,27 @@ fn postgres_bin() -> Result<PathBuf, String> {
 }
 
 /// Whether this runs as root (PostgreSQL will not, and apt-get needs it).
+/// Install Debian's `packages` (for `what`) when this is a Debian machine and we are root, as
+/// `.ci/run` would; otherwise fail with `advice`.
+pub(crate) fn install_debian_packages(
+    packages: &[&str],
+    what: &str,
+    advice: &str,
+) -> Result<(), String> {
+    if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
+        return Err(advice.to_string());
+    }
+    eprintln!(
+        "xtask: {what} need Debian's {}; installing them",
+        packages.join(" ")
+    );
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

@@ -95,8 +95,21 @@ pub(super) fn build() -> Result<(), String> {
     results.into_iter().collect()
 }
 
-/// Fail with the packages to install unless `clang-19` targets WebAssembly here.
+/// Install the toolchain from Debian when it is missing and we may (see
+/// [`install_debian_packages`](crate::services::install_debian_packages)), then check it.
 fn check_toolchain() -> Result<(), String> {
+    if found_toolchain().is_err() {
+        crate::services::install_debian_packages(
+            &DEBIAN_PACKAGES.split(' ').collect::<Vec<_>>(),
+            "the C plugins",
+            &found_toolchain().unwrap_err(),
+        )?;
+    }
+    found_toolchain()
+}
+
+/// Fail with the packages to install unless `clang-19` targets WebAssembly here.
+fn found_toolchain() -> Result<(), String> {
     let missing = || {
         format!(
             "the C plugins need {CLANG} with wasi-libc (Debian: apt-get install {DEBIAN_PACKAGES})"

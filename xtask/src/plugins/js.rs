@@ -101,6 +101,14 @@ fn ensure_toolchain() -> Result<Toolchain, String> {
         installed.as_deref().unwrap_or("none")
     );
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if Command::new("npm").arg("--version").output().is_err() {
+        crate::services::install_debian_packages(
+            &["nodejs", "npm"],
+            "the JavaScript plugins",
+            "the JavaScript plugins need Node.js 18 or later with npm (Debian: apt-get install \
+             nodejs npm)",
+        )?;
+    }
     run(Command::new("npm")
         .current_dir(&dir)
         .args(["install", "--no-audit", "--no-fund", "--save-exact"])

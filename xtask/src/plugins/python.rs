@@ -125,6 +125,20 @@ fn componentize_py() -> Result<PathBuf, String> {
         return Ok(componentize_py);
     }
     if !bin.join("python").is_file() {
+        let has_venv = || {
+            Command::new("python3")
+                .args(["-c", "import venv, ensurepip"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !has_venv() {
+            crate::services::install_debian_packages(
+                &["python3", "python3-venv"],
+                "the Python plugins",
+                "the Python plugins need python3 with its venv module (Debian: apt-get install \
+                 python3 python3-venv)",
+            )?;
+        }
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv)).map_err(|e| {
             format!(
                 "cannot make the virtual environment for componentize-py (python3 and its venv \
