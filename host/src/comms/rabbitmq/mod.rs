@@ -156,6 +156,10 @@ struct Inner {
     /// it alone, so that each subscriber is declared exactly once on each connection.
     topology: RwLock<()>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+    /// Held from a mandatory publish until its confirm: with several in flight on one channel,
+    /// a returned (unroutable) message was seen matched to another publish's confirm, so one
+    /// sender heard "unroutable" for a routed request and the other nothing at all.
+    mandatory: tokio::sync::Mutex<()>,
     broadcast: Listeners,
     rpc: Mutex<IndexMap<String, RpcEntry>>,
     tasks: Mutex<IndexMap<String, Arc<dyn TaskSubscriber>>>,
@@ -241,6 +245,7 @@ impl RabbitMqCommunicator {
             link: watch::channel(None).0,
             topology: RwLock::new(()),
             pending: Arc::default(),
+            mandatory: tokio::sync::Mutex::new(()),
             broadcast: Listeners::default(),
             rpc: Mutex::default(),
             tasks: Mutex::default(),

@@ -163,6 +163,7 @@ impl Inner {
             mandatory: true,
             ..Default::default()
         };
+        let one_at_a_time = self.mandatory.lock().await;
         let confirm = match self
             .publish_on(
                 &link,
@@ -181,6 +182,7 @@ impl Inner {
                 return Err(e);
             }
         };
+        drop(one_at_a_time);
         if confirm.take_message().is_some() {
             self.pending.lock().expect("pending").remove(&id);
             return Err(if persistent {
