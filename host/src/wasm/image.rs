@@ -40,6 +40,13 @@ pub enum ImageError {
     #[error("the memory image does not fit this instance: {0}")]
     /// The image is of other globals or memories than this instance's.
     Mismatch(String),
+    #[error(
+        "the memory image was taken while the plugin held handles to host resources (a WASI \
+         stream, say), which mean nothing to another instance, so it cannot be restored; a \
+         plugin must log through the host's `log` import, not stdout or stderr"
+    )]
+    /// The instance held resource handles when the image was taken.
+    HeldHandles,
 }
 
 /// Why a restore failed: the image, or the instance (a limit, a trap) while writing it.
@@ -176,13 +183,17 @@ impl Accessor {
 
     /// Take an image of every global and memory (between guest calls), as a delta against
     /// `fresh`, what every fresh instance of the component holds.
+    ///
+    /// `holds_handles` says that the instance holds handles to host resources: the image is
+    /// taken, and refused by every restore ([`ImageError::HeldHandles`]).
     pub(crate) async fn capture<T: Send>(
         &self,
         store: &mut Store<T>,
         fresh: &Fresh,
+        holds_handles: bool,
     ) -> wasmtime::Result<Vec<u8>> {
         let (globals, memories) = self.read(store).await?;
-        Ok(encode(&globals, &memories, fresh))
+        Ok(encode(&globals, &memories, fresh, holds_handles))
     }
 
     /// What this fresh instance's memories hold (what data segments and start functions wrote),
@@ -201,6 +212,9 @@ impl Accessor {
     ) -> Result<(), RestoreError> {
         let mismatch = |m: String| RestoreError::Image(ImageError::Mismatch(m));
         let layout = &image.layout;
+        if layout.holds_handles {
+            return Err(RestoreError::Image(ImageError::HeldHandles));
+        }
         if layout.memories.len() != self.memories.len() {
             return Err(mismatch(format!(
                 "the image has {} linear memories, the instance {}",
@@ -337,9 +351,15 @@ impl Fresh {
 }
 
 /// An image of `globals` and `memories`: the pages that differ from `fresh`'s, compressed.
-pub(crate) fn encode(globals: &[u64], memories: &[Vec<u8>], fresh: &Fresh) -> Vec<u8> {
+pub(crate) fn encode(
+    globals: &[u64],
+    memories: &[Vec<u8>],
+    fresh: &Fresh,
+    holds_handles: bool,
+) -> Vec<u8> {
     let mut layout = Layout {
         format: FORMAT,
+        holds_handles,
         globals: globals.to_vec(),
         memories: Vec::with_capacity(memories.len()),
         raw_len: 0,
@@ -373,6 +393,8 @@ pub(crate) fn encode(globals: &[u64], memories: &[Vec<u8>], fresh: &Fresh) -> Ve
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Layout {
     format: u8,
+    /// Whether the instance held handles to host resources (then no restore takes it).
+    holds_handles: bool,
     /// Every captured global, in the accessor's order.
     globals: Vec<u64>,
     memories: Vec<MemoryLayout>,
@@ -503,7 +525,7 @@ mod tests {
             // A memory a fresh instance has not: its zero pages are left out.
             memory_with(&[(70000, 4)], 2 * size),
         ];
-        let image = encode(&[7, u64::MAX], &memories, &fresh);
+        let image = encode(&[7, u64::MAX], &memories, &fresh, false);
         let decoded = DecodedImage::decode(&image).unwrap();
         assert_eq!(decoded.layout.globals, [7, u64::MAX]);
         assert_eq!(decoded.layout.memories[0].runs, [(2, 1), (15, 1)]);
@@ -518,7 +540,7 @@ mod tests {
         let mut fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2)], size)]);
         fresh.unstable_against(&Fresh::of(vec![memory_with(&[(0, 9), (5000, 2)], size)]));
         let unchanged = memory_with(&[(0, 1), (5000, 2)], size);
-        let image = encode(&[], std::slice::from_ref(&unchanged), &fresh);
+        let image = encode(&[], std::slice::from_ref(&unchanged), &fresh, false);
         let decoded = DecodedImage::decode(&image).unwrap();
         assert_eq!(decoded.layout.memories[0].runs, [(0, 1)]);
         assert_eq!(decoded.memory(0, &fresh), unchanged);
@@ -531,6 +553,7 @@ mod tests {
             &[1, 2],
             &[memory_with(&[(0, 1), (9000, 2)], 64 * 1024)],
             &fresh,
+            false,
         );
         for cut in 0..image.len() {
             assert!(
@@ -643,14 +666,17 @@ mod tests {
             x.call_async(&mut store, (by,)).await.unwrap();
         }
         y.call_async(&mut store, (5,)).await.unwrap();
-        let image = accessor.capture(&mut store, &before).await.unwrap();
+        let image = accessor.capture(&mut store, &before, false).await.unwrap();
 
         let (mut other, other_x, other_y, other_accessor) = fresh().await;
         let decoded = DecodedImage::decode(&image).unwrap();
         assert_eq!(decoded.layout.globals, [6, 5], "x's counter, then y's");
         other_accessor.restore(&mut other, &decoded).await.unwrap();
         assert_eq!(
-            other_accessor.capture(&mut other, &before).await.unwrap(),
+            other_accessor
+                .capture(&mut other, &before, false)
+                .await
+                .unwrap(),
             image
         );
         for (theirs, ours) in [(&x, &other_x), (&y, &other_y), (&x, &other_x)] {
@@ -687,14 +713,17 @@ mod tests {
         }
         // The third call cleared the seed a data segment wrote: that page differs from a fresh
         // instance's, and the restore must write it.
-        let image = accessor.capture(&mut store, &before).await.unwrap();
+        let image = accessor.capture(&mut store, &before, false).await.unwrap();
 
         let (mut other, other_bump, other_accessor) = fresh().await;
         let decoded = DecodedImage::decode(&image).unwrap();
         assert_eq!(decoded.layout.memories[0].runs[0], (0, 1));
         other_accessor.restore(&mut other, &decoded).await.unwrap();
         assert_eq!(
-            other_accessor.capture(&mut other, &before).await.unwrap(),
+            other_accessor
+                .capture(&mut other, &before, false)
+                .await
+                .unwrap(),
             image
         );
         for _ in 0..2 {
@@ -705,17 +734,24 @@ mod tests {
 
         // An image of other memories is refused.
         let (mut third, _, third_accessor) = fresh().await;
-        let two = encode(&[0], &[vec![0; 65536], vec![0; 65536]], &before);
+        let two = encode(&[0], &[vec![0; 65536], vec![0; 65536]], &before, false);
         let two = DecodedImage::decode(&two).unwrap();
         assert!(matches!(
             third_accessor.restore(&mut third, &two).await,
             Err(RestoreError::Image(ImageError::Mismatch(_)))
         ));
-        let globals = encode(&[0, 0], &[vec![0; 65536 * 2]], &before);
+        let globals = encode(&[0, 0], &[vec![0; 65536 * 2]], &before, false);
         let globals = DecodedImage::decode(&globals).unwrap();
         assert!(matches!(
             third_accessor.restore(&mut third, &globals).await,
             Err(RestoreError::Image(ImageError::Mismatch(_)))
+        ));
+        // So is one taken while the instance held handles to host resources.
+        let holding = accessor.capture(&mut store, &before, true).await.unwrap();
+        let holding = DecodedImage::decode(&holding).unwrap();
+        assert!(matches!(
+            third_accessor.restore(&mut third, &holding).await,
+            Err(RestoreError::Image(ImageError::HeldHandles))
         ));
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Instance {
     /// What a fresh instance of its component holds, which images are deltas against (`None`
     /// while loading, when it is not known yet).
     fresh: Option<Arc<Fresh>>,
+    /// Whether the log has been told that the instance holds resource handles between calls.
+    warned_of_handles: bool,
     /// Whether the memories came from an image (a trap on a resource handle then has a cause).
     restored: bool,
 }
@@ -84,6 +86,7 @@ impl Instance {
             handle,
             accessor: None,
             fresh,
+            warned_of_handles: false,
             restored: image.is_some(),
         };
         if let Some(image) = image {
@@ -114,8 +117,19 @@ impl Instance {
         }
         let accessor = self.accessor().ok().flatten().filter(|a| !a.is_empty())?;
         let fresh = self.fresh.clone()?;
+        let holds_handles = self.store.data().holds_handles();
+        if holds_handles && !self.warned_of_handles {
+            self.warned_of_handles = true;
+            tracing::warn!(
+                plugin = %self.store.data().plugin,
+                "the plugin holds handles to host resources (a WASI stream, say) between \
+                 steps: this checkpoint's memory image can never be restored"
+            );
+        }
         self.store.data_mut().deadline.start(self.timeout);
-        let image = accessor.capture(&mut self.store, &fresh).await;
+        let image = accessor
+            .capture(&mut self.store, &fresh, holds_handles)
+            .await;
         self.store.data_mut().deadline.clear();
         image
             .inspect_err(|e| tracing::warn!("cannot take a memory image: {e:#}"))

@@ -162,6 +162,14 @@ fn wasi_ctx(sandbox: &Sandbox) -> WasiCtx {
     builder.build()
 }
 
+impl StoreState {
+    /// Whether the guest holds a handle to a host resource (a WASI stream, a pollable …): an
+    /// image taken now would hold a handle number that means nothing in another store.
+    pub(crate) fn holds_handles(&self) -> bool {
+        !self.table.is_empty()
+    }
+}
+
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
