@@ -3,9 +3,10 @@
 //! A memory image holds every mutable global and every linear memory of the component's core
 //! instances (read through the accessor that [`super::instrument`] adds, which also refuses what
 //! it cannot capture). Tables are not in it: a component with an instruction that changes a
-//! table is refused here. Handles held across a checkpoint (a WASI stream opened before it) are
-//! found when the restored instance uses one (`Failure::StaleHandle`). A refused component still
-//! checkpoints, through the portable process record alone.
+//! table is refused here. Handles held at a checkpoint (a WASI stream opened before it) are seen
+//! when the image is taken, and such an image is refused by every restore
+//! ([`super::image::ImageError::HeldHandles`]). A refused component still checkpoints, through
+//! the portable process record alone.
 
 use wasmparser::{Operator, Parser, Payload};
 

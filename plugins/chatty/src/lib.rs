@@ -1,7 +1,7 @@
 //! `chatty`: breaks the rule that plugins talk to the world only through Damson's imports — it
 //! prints to WASI stdout in every step. wasi-libc keeps the stdout stream's handle in linear
-//! memory, so after a restore from a memory image the second step uses a handle the fresh
-//! instance does not have. The host must say so.
+//! memory, so an image taken between its steps holds a handle that another instance does not
+//! have. The host must refuse to restore it, and say why.
 use damson_guest::prelude::*;
 
 #[derive(Default)]
