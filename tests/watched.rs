@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use damson::persist::{CheckpointKey, Claim, MemoryPersister, PersistError, Persister, Presence};
+use damson::persist::{
+    AuditRow, CheckpointKey, Claim, MemoryPersister, PersistError, Persister, Presence, TenantRow,
+    TokenRow,
+};
 
 /// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
 /// order and with when; the test can cut off the renewal of claims, as if the store were out
@@ -128,6 +131,35 @@ impl Persister for Watched {
     }
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
         self.store.release(tenant, pid, owner).await
+    }
+    async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError> {
+        self.store.create_tenant(tenant).await
+    }
+    async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError> {
+        self.store.tenants().await
+    }
+    async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
+        self.store.delete_tenant(name).await
+    }
+    async fn save_token(&self, token: &TokenRow) -> Result<(), PersistError> {
+        self.store.save_token(token).await
+    }
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, PersistError> {
+        self.store.token(id).await
+    }
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenRow>, PersistError> {
+        self.store.tokens(tenant).await
+    }
+    async fn append_audit(&self, entry: &AuditRow) -> Result<u64, PersistError> {
+        self.store.append_audit(entry).await
+    }
+    async fn audit(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, PersistError> {
+        self.store.audit(tenant, after, limit).await
     }
     fn summary(&self) -> String {
         format!("{} (watched)", self.store.summary())

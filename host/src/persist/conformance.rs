@@ -1,12 +1,14 @@
 //! The conformance suite every [`Persister`] must pass: plumpy's persister scenario (S38) —
 //! keys, listing, filtering, deleting — and Damson's own rules: atomic replacement, damaged
 //! bundles refused naming pid and tag, plugins by digest, invalid keys refused, claims and the
-//! claims fence. Run against every backend Damson has (the PostgreSQL one in the integration
-//! tests, which start a server); run it against a backend of your own in its tests.
+//! claims fence, tenants, tokens and the audit log. Run against every backend Damson has (the
+//! PostgreSQL one in the integration tests, which start a server); run it against a backend of
+//! your own in its tests.
 
 use super::bundle::{self, BundleError};
 use super::{
-    CheckpointKey, Claim, DEFAULT_TENANT, Holder, PersistError, Persister, Presence, load_checked,
+    AuditRow, CheckpointKey, Claim, DEFAULT_TENANT, Holder, PersistError, Persister, Presence,
+    TenantRow, TokenRow, load_checked,
 };
 
 /// Run every check against a fresh, empty persister.
@@ -22,6 +24,246 @@ pub async fn check(persister: &dyn Persister) {
     one_owner_holds_a_claim_until_it_runs_out(persister).await;
     only_the_claims_holder_saves_claimed(persister).await;
     a_claim_of_an_owner_that_is_gone_is_free_at_once(persister).await;
+    tenants_are_created_once_listed_by_name_and_deleted_with_their_tokens(persister).await;
+    tokens_are_saved_replaced_and_listed_by_tenant_and_all(persister).await;
+    the_audit_log_numbers_entries_in_order_and_lists_them_after_a_seq(persister).await;
+}
+
+/// A name of `what` no other run uses (a store may be shared by several runs: checks about
+/// tenants, tokens and the audit log look only at the rows they made).
+fn fresh(what: &str) -> String {
+    format!("{what}-{}", uuid::Uuid::new_v4())
+}
+
+fn token_row(id: &str, tenant: &str, created_ms: u64) -> TokenRow {
+    TokenRow {
+        id: id.to_string(),
+        tenant: tenant.to_string(),
+        secret_sha256: format!("{:064x}", created_ms),
+        scopes: vec!["read".into(), "submit".into()],
+        label: Some(format!("for {id}")),
+        created_ms,
+        expires_ms: Some(created_ms + 1_000),
+        revoked_ms: None,
+    }
+}
+
+/// The tenants among `all` named in `mine`.
+fn only<'a>(all: &'a [TenantRow], mine: &[&str]) -> Vec<&'a TenantRow> {
+    all.iter()
+        .filter(|t| mine.contains(&t.name.as_str()))
+        .collect()
+}
+
+async fn tenants_are_created_once_listed_by_name_and_deleted_with_their_tokens(p: &dyn Persister) {
+    let (a, b) = (fresh("a"), fresh("b"));
+    let row = |name: &str, created_ms| TenantRow {
+        name: name.to_string(),
+        created_ms,
+    };
+    // The later name first: listing sorts by name, not by creation.
+    assert!(p.create_tenant(&row(&b, 1_000)).await.unwrap());
+    assert!(p.create_tenant(&row(&a, 2_000)).await.unwrap());
+    assert!(
+        !p.create_tenant(&row(&a, 3_000)).await.unwrap(),
+        "a exists already"
+    );
+    let all = p.tenants().await.unwrap();
+    assert_eq!(
+        only(&all, &[&a, &b]),
+        [&row(&a, 2_000), &row(&b, 1_000)],
+        "by name, and the second create changed nothing"
+    );
+    let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    assert!(names.is_sorted(), "every tenant by name: {names:?}");
+
+    let (a1, a2, b1) = (fresh("a1"), fresh("a2"), fresh("b1"));
+    for token in [
+        token_row(&a1, &a, 10),
+        token_row(&a2, &a, 20),
+        token_row(&b1, &b, 30),
+    ] {
+        p.save_token(&token).await.unwrap();
+    }
+    assert!(p.delete_tenant(&a).await.unwrap());
+    assert_eq!(
+        only(&p.tenants().await.unwrap(), &[&a, &b]),
+        [&row(&b, 1_000)]
+    );
+    assert!(p.token(&a1).await.unwrap().is_none(), "a's tokens went too");
+    assert!(p.token(&a2).await.unwrap().is_none());
+    assert!(p.tokens(Some(&a)).await.unwrap().is_empty());
+    assert_eq!(
+        p.token(&b1).await.unwrap(),
+        Some(token_row(&b1, &b, 30)),
+        "b's stay"
+    );
+    assert!(
+        !p.delete_tenant(&a).await.unwrap(),
+        "a is gone: nothing to delete"
+    );
+    assert!(p.delete_tenant(&b).await.unwrap());
+    assert!(p.token(&b1).await.unwrap().is_none());
+    assert!(only(&p.tenants().await.unwrap(), &[&a, &b]).is_empty());
+}
+
+async fn tokens_are_saved_replaced_and_listed_by_tenant_and_all(p: &dyn Persister) {
+    let (t1, t2) = (fresh("t1"), fresh("t2"));
+    let run = fresh("tok");
+    let id = |which: &str| format!("{run}-{which}");
+    assert!(
+        p.token(&id("missing")).await.unwrap().is_none(),
+        "never saved"
+    );
+    // x is created last; y and z together, when their ids decide.
+    let x = token_row(&id("x"), &t1, 20);
+    let y = token_row(&id("y"), &t1, 10);
+    let z = TokenRow {
+        label: None,
+        expires_ms: None,
+        scopes: Vec::new(),
+        ..token_row(&id("z"), &t2, 10)
+    };
+    for token in [&x, &y, &z] {
+        p.save_token(token).await.unwrap();
+    }
+    assert_eq!(p.token(&x.id).await.unwrap().as_ref(), Some(&x));
+    assert_eq!(
+        p.token(&z.id).await.unwrap().as_ref(),
+        Some(&z),
+        "no label, no expiry, no scopes"
+    );
+    assert_eq!(
+        p.tokens(Some(&t1)).await.unwrap(),
+        [y.clone(), x.clone()],
+        "a tenant's, by creation time"
+    );
+    assert_eq!(p.tokens(Some(&t2)).await.unwrap(), vec![z.clone()]);
+    let mine = |all: Vec<TokenRow>| -> Vec<TokenRow> {
+        all.into_iter().filter(|t| t.id.starts_with(&run)).collect()
+    };
+    assert_eq!(
+        mine(p.tokens(None).await.unwrap()),
+        [y.clone(), z.clone(), x.clone()],
+        "all, by creation time, then id"
+    );
+    let all = p.tokens(None).await.unwrap();
+    let order: Vec<(u64, &str)> = all.iter().map(|t| (t.created_ms, t.id.as_str())).collect();
+    assert!(order.is_sorted(), "every token by creation time, then id");
+
+    let revoked = TokenRow {
+        revoked_ms: Some(25),
+        ..x.clone()
+    };
+    p.save_token(&revoked).await.unwrap();
+    assert_eq!(
+        p.token(&x.id).await.unwrap().as_ref(),
+        Some(&revoked),
+        "saving again replaces it"
+    );
+    assert_eq!(
+        p.tokens(Some(&t1)).await.unwrap(),
+        [y.clone(), revoked.clone()],
+        "replaced, not added"
+    );
+    // Tokens of tenants that do not exist are kept all the same; remove them by hand.
+    for tenant in [&t1, &t2] {
+        assert!(!p.delete_tenant(tenant).await.unwrap());
+    }
+    for tenant in [&t1, &t2] {
+        let row = TenantRow {
+            name: tenant.clone(),
+            created_ms: 0,
+        };
+        assert!(p.create_tenant(&row).await.unwrap());
+        assert!(p.delete_tenant(tenant).await.unwrap());
+    }
+    assert!(mine(p.tokens(None).await.unwrap()).is_empty());
+}
+
+async fn the_audit_log_numbers_entries_in_order_and_lists_them_after_a_seq(p: &dyn Persister) {
+    let (ta, tb) = (fresh("ta"), fresh("tb"));
+    let entry = |i: u64, tenant: &str| AuditRow {
+        // Ignored: the store numbers entries.
+        seq: 7,
+        at_ms: 1_000 + i,
+        tenant: tenant.to_string(),
+        actor: if i.is_multiple_of(2) {
+            "local".into()
+        } else {
+            format!("tok-{i}")
+        },
+        action: "process.kill".into(),
+        target: (i != 3).then(|| format!("pid-{i}")),
+        outcome: if i == 4 {
+            "refused".into()
+        } else {
+            "ok".into()
+        },
+    };
+    let tenants = [&ta, &tb, &ta, &ta, &tb];
+    let mut appended = Vec::new();
+    for (i, tenant) in tenants.into_iter().enumerate() {
+        let mut row = entry(i as u64, tenant);
+        row.seq = p.append_audit(&row).await.unwrap();
+        appended.push(row);
+    }
+    let seqs: Vec<u64> = appended.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "each seq greater than every earlier one: {seqs:?}"
+    );
+    let before = seqs[0] - 1;
+    let [e0, e1, e2, e3, e4] = appended.clone().try_into().unwrap();
+
+    assert_eq!(
+        p.audit(Some(&ta), before, 100).await.unwrap(),
+        [e0.clone(), e2.clone(), e3.clone()],
+        "a tenant's, oldest first, with their seqs"
+    );
+    assert_eq!(
+        p.audit(Some(&ta), before, 2).await.unwrap(),
+        [e0.clone(), e2.clone()],
+        "the limit counts the tenant's entries only"
+    );
+    assert_eq!(
+        p.audit(Some(&ta), e2.seq, 10).await.unwrap(),
+        [e3],
+        "after a seq: not that one"
+    );
+    assert_eq!(
+        p.audit(Some(&tb), before, 10).await.unwrap(),
+        [e1, e4.clone()]
+    );
+    assert!(p.audit(Some(&ta), e4.seq, 10).await.unwrap().is_empty());
+    assert!(p.audit(Some(&ta), before, 0).await.unwrap().is_empty());
+    assert!(
+        p.audit(Some(&fresh("nobody")), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mine = |all: Vec<AuditRow>| -> Vec<AuditRow> {
+        all.into_iter()
+            .filter(|e| e.tenant == ta || e.tenant == tb)
+            .collect()
+    };
+    assert_eq!(
+        mine(p.audit(None, before, usize::MAX).await.unwrap()),
+        appended,
+        "every tenant's"
+    );
+    // Others may append meanwhile: of the first two after e1, those of this run come first.
+    let next = p.audit(None, seqs[1], 2).await.unwrap();
+    assert_eq!(next.len(), 2, "{next:?}");
+    assert!(next.iter().all(|e| e.seq > seqs[1]));
+    assert!(next.windows(2).all(|w| w[0].seq < w[1].seq), "{next:?}");
+    let ours = mine(next);
+    assert_eq!(ours, appended[2..2 + ours.len()]);
+
+    let later = p.append_audit(&entry(5, &ta)).await.unwrap();
+    assert!(later > e4.seq, "greater than every earlier one");
 }
 
 /// Two owners of claims, present in the store while the test runs (named afresh each time:

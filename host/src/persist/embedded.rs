@@ -5,10 +5,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{
-    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+    ConcurrencyMode, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, TableError,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::{BoxError, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, check_key};
+use super::{
+    AuditRow, BoxError, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, TenantRow,
+    TokenRow, check_key,
+};
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
@@ -16,6 +22,12 @@ const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoi
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 /// `tenant \0 pid` → (owner, until in ms since the Unix epoch).
 const CLAIMS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("claims");
+/// Tenant name → its [`TenantRow`] (postcard).
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// Token id → its [`TokenRow`] (postcard).
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// Sequence number → the [`AuditRow`] (postcard), oldest first.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 /// Keeps checkpoints and plugins in one redb file. Every write is one transaction: it commits
 /// whole or not at all, and a crash mid-write leaves the previous state.
@@ -181,6 +193,42 @@ fn keys_in(db: &Database, prefix: Option<String>) -> Result<Vec<CheckpointKey>, 
         keys.extend(decode(key.value()));
     }
     Ok(keys)
+}
+
+/// `table` in `txn`, or `None` if it does not exist yet (nothing was ever written to it).
+fn open_existing<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, BoxError> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A row as stored.
+fn to_bytes(row: &impl Serialize) -> Result<Vec<u8>, BoxError> {
+    Ok(postcard::to_stdvec(row)?)
+}
+
+/// A stored row of `what` (e.g. "token"), read back.
+fn from_bytes<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, BoxError> {
+    postcard::from_bytes(bytes).map_err(|e| format!("a stored {what} is unusable: {e}").into())
+}
+
+/// Every stored token, in id order.
+fn all_tokens(db: &Database) -> Result<Vec<TokenRow>, BoxError> {
+    let txn = db.begin_read()?;
+    let Some(table) = open_existing(&txn, TOKENS)? else {
+        return Ok(Vec::new());
+    };
+    let mut tokens = Vec::new();
+    for entry in table.iter()? {
+        let (_, row) = entry?;
+        tokens.push(from_bytes("token", row.value())?);
+    }
+    Ok(tokens)
 }
 
 #[async_trait]
@@ -409,6 +457,160 @@ impl Persister for EmbeddedPersister {
                 }
             }
             txn.commit().map_err(Into::into)
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError> {
+        let (name, row) = (
+            tenant.name.clone(),
+            to_bytes(tenant).map_err(|e| self.error(e))?,
+        );
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(TENANTS)?;
+                if table.get(name.as_str())?.is_some() {
+                    return Ok(false);
+                }
+                table.insert(name.as_str(), row.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError> {
+        self.blocking(|db| {
+            let txn = db.begin_read()?;
+            let Some(table) = open_existing(&txn, TENANTS)? else {
+                return Ok(Vec::new());
+            };
+            let mut tenants = Vec::new();
+            for entry in table.iter()? {
+                let (_, row) = entry?;
+                tenants.push(from_bytes("tenant", row.value())?);
+            }
+            Ok(tenants)
+        })
+        .await
+    }
+
+    async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            // One write transaction: the tenant and its tokens go together.
+            let txn = db.begin_write()?;
+            {
+                let mut tenants = txn.open_table(TENANTS)?;
+                if tenants.remove(name.as_str())?.is_none() {
+                    return Ok(false);
+                }
+                let mut tokens = txn.open_table(TOKENS)?;
+                let mut theirs = Vec::new();
+                for entry in tokens.iter()? {
+                    let (id, row) = entry?;
+                    let token: TokenRow = from_bytes("token", row.value())?;
+                    if token.tenant == name {
+                        theirs.push(id.value().to_string());
+                    }
+                }
+                for id in &theirs {
+                    tokens.remove(id.as_str())?;
+                }
+            }
+            txn.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn save_token(&self, token: &TokenRow) -> Result<(), PersistError> {
+        let (id, row) = (
+            token.id.clone(),
+            to_bytes(token).map_err(|e| self.error(e))?,
+        );
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(TOKENS)?;
+                table.insert(id.as_str(), row.as_slice())?;
+            }
+            txn.commit().map_err(Into::into)
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, PersistError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let Some(table) = open_existing(&txn, TOKENS)? else {
+                return Ok(None);
+            };
+            let row = table.get(id.as_str())?;
+            row.map(|row| from_bytes("token", row.value())).transpose()
+        })
+        .await
+    }
+
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenRow>, PersistError> {
+        let mut tokens = self.blocking(all_tokens).await?;
+        tokens.retain(|token| tenant.is_none_or(|t| token.tenant == t));
+        tokens.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(tokens)
+    }
+
+    async fn append_audit(&self, entry: &AuditRow) -> Result<u64, PersistError> {
+        let entry = entry.clone();
+        self.blocking(move |db| {
+            // One write transaction: redb lets one writer in at a time, so each seq is new.
+            let txn = db.begin_write()?;
+            let seq = {
+                let mut table = txn.open_table(AUDIT)?;
+                let seq = match table.last()? {
+                    Some((last, _)) => last.value() + 1,
+                    None => 1,
+                };
+                let row = to_bytes(&AuditRow { seq, ..entry })?;
+                table.insert(seq, row.as_slice())?;
+                seq
+            };
+            txn.commit()?;
+            Ok(seq)
+        })
+        .await
+    }
+
+    async fn audit(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, PersistError> {
+        let tenant = tenant.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let Some(table) = open_existing(&txn, AUDIT)? else {
+                return Ok(Vec::new());
+            };
+            let mut entries = Vec::new();
+            let after = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+            for entry in table.range::<u64>(after)? {
+                if entries.len() >= limit {
+                    break;
+                }
+                let (seq, row) = entry?;
+                let row: AuditRow = from_bytes("audit entry", row.value())?;
+                if tenant.as_deref().is_none_or(|t| row.tenant == t) {
+                    entries.push(AuditRow {
+                        seq: seq.value(),
+                        ..row
+                    });
+                }
+            }
+            Ok(entries)
         })
         .await
     }

@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use super::{CheckpointKey, Claim, Holder, PersistError, Persister, Presence, check_key};
+use super::{
+    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, TenantRow, TokenRow,
+    check_key,
+};
 
 /// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
 #[derive(Default)]
@@ -16,6 +19,12 @@ pub struct MemoryPersister {
     claims: Mutex<HashMap<(String, String), (String, u64)>>,
     /// The owners that joined, alive while their presence is kept.
     owners: Mutex<HashMap<String, Weak<()>>>,
+    /// Name → tenant.
+    tenants: Mutex<BTreeMap<String, TenantRow>>,
+    /// Id → token.
+    tokens: Mutex<BTreeMap<String, TokenRow>>,
+    /// The audit log, oldest first; each entry's `seq` is one more than the one before.
+    audit: Mutex<Vec<AuditRow>>,
 }
 
 impl MemoryPersister {
@@ -174,6 +183,90 @@ impl Persister for MemoryPersister {
             claims.remove(&key);
         }
         Ok(())
+    }
+
+    async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError> {
+        let mut tenants = self.tenants.lock().expect("tenants");
+        if tenants.contains_key(&tenant.name) {
+            return Ok(false);
+        }
+        tenants.insert(tenant.name.clone(), tenant.clone());
+        Ok(true)
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError> {
+        Ok(self
+            .tenants
+            .lock()
+            .expect("tenants")
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
+        // Held across both: nobody sees the tenant gone but its tokens there.
+        let mut tenants = self.tenants.lock().expect("tenants");
+        if tenants.remove(name).is_none() {
+            return Ok(false);
+        }
+        self.tokens
+            .lock()
+            .expect("tokens")
+            .retain(|_, token| token.tenant != name);
+        Ok(true)
+    }
+
+    async fn save_token(&self, token: &TokenRow) -> Result<(), PersistError> {
+        self.tokens
+            .lock()
+            .expect("tokens")
+            .insert(token.id.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, PersistError> {
+        Ok(self.tokens.lock().expect("tokens").get(id).cloned())
+    }
+
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenRow>, PersistError> {
+        let mut tokens: Vec<TokenRow> = self
+            .tokens
+            .lock()
+            .expect("tokens")
+            .values()
+            .filter(|token| tenant.is_none_or(|t| token.tenant == t))
+            .cloned()
+            .collect();
+        tokens.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(tokens)
+    }
+
+    async fn append_audit(&self, entry: &AuditRow) -> Result<u64, PersistError> {
+        let mut audit = self.audit.lock().expect("audit");
+        let seq = audit.last().map_or(1, |last| last.seq + 1);
+        audit.push(AuditRow {
+            seq,
+            ..entry.clone()
+        });
+        Ok(seq)
+    }
+
+    async fn audit(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, PersistError> {
+        let audit = self.audit.lock().expect("audit");
+        // Oldest first, so sorted by seq.
+        let start = audit.partition_point(|entry| entry.seq <= after);
+        Ok(audit[start..]
+            .iter()
+            .filter(|entry| tenant.is_none_or(|t| entry.tenant == t))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn summary(&self) -> String {

@@ -22,6 +22,7 @@
 //! **Architecture invariant:** stores know bundles and keys, not processes: nothing here uses
 //! the rest of the host.
 
+mod accounts;
 pub mod bundle;
 pub mod conformance;
 mod embedded;
@@ -30,6 +31,7 @@ mod postgres;
 
 use async_trait::async_trait;
 
+pub use accounts::{AuditRow, TenantRow, TokenRow};
 pub use embedded::EmbeddedPersister;
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
@@ -179,6 +181,28 @@ pub trait Persister: Send + Sync {
     ) -> Result<Vec<(String, String)>, PersistError>;
     /// Give up `owner`'s claim of `pid` (nothing happens if it holds none).
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError>;
+    /// Add `tenant`; `false`, with nothing changed, when one of that name exists.
+    async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError>;
+    /// Every tenant, by name.
+    async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError>;
+    /// Remove the tenant `name` and its tokens; `false` when there was none.
+    async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError>;
+    /// Store `token` under its id, replacing what was there (a revocation saves it again).
+    async fn save_token(&self, token: &TokenRow) -> Result<(), PersistError>;
+    /// The token of this id, if any.
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, PersistError>;
+    /// Every token, or a tenant's, by creation time (then id).
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenRow>, PersistError>;
+    /// Append `entry` to the audit log (its `seq` is ignored); the `seq` it was given, greater
+    /// than every earlier one.
+    async fn append_audit(&self, entry: &AuditRow) -> Result<u64, PersistError>;
+    /// Up to `limit` audit entries after `seq` `after` (of one tenant, or all), oldest first.
+    async fn audit(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, PersistError>;
     /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".
     fn summary(&self) -> String;
 }

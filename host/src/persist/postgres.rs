@@ -1,17 +1,21 @@
 //! [`PostgresPersister`]: checkpoints in PostgreSQL, shared by many hosts.
 
 use async_trait::async_trait;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Row};
 
-use super::{CheckpointKey, Claim, Holder, PersistError, Persister, Presence, check_key};
+use super::{
+    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, TenantRow, TokenRow,
+    check_key,
+};
 
 /// The schema, one step per version. A database is brought up to the last version when a
 /// persister connects: under an advisory lock, in one transaction, so that hosts starting
 /// together on a fresh database do not race (PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not
 /// safe against a concurrent one), and each step runs once. Never change a step: add one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS damson_checkpoints (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS damson_checkpoints (
         tenant TEXT NOT NULL,
         pid TEXT NOT NULL,
         tag TEXT NOT NULL DEFAULT '',
@@ -30,14 +34,44 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         until_ms BIGINT NOT NULL,
         PRIMARY KEY (tenant, pid)
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS damson_tenants (
+        name TEXT PRIMARY KEY,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS damson_tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        scopes TEXT[] NOT NULL,
+        label TEXT,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT,
+        revoked_ms BIGINT
+    );
+    CREATE INDEX IF NOT EXISTS damson_tokens_tenant ON damson_tokens (tenant);
+    CREATE TABLE IF NOT EXISTS damson_audit (
+        seq BIGSERIAL PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        tenant TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS damson_audit_tenant_seq ON damson_audit (tenant, seq);",
+    ),
+];
 
 /// The advisory lock the schema is brought up to date under (`damson` in ASCII).
 const MIGRATION_LOCK: i64 = 0x0000_6461_6d73_6f6e;
 
 /// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints`,
-/// `damson_plugins`, `damson_claims`, and `damson_schema` for the schema's version, made or
-/// brought up to date when a persister connects). Each save is one statement: atomic.
+/// `damson_plugins`, `damson_claims`, `damson_tenants`, `damson_tokens`, `damson_audit`, and
+/// `damson_schema` for the schema's version, made or brought up to date when a persister
+/// connects). Each save is one statement: atomic.
 pub struct PostgresPersister {
     client: Client,
     /// Where to connect again, for each owner's presence session (see [`Persister::join`]).
@@ -141,6 +175,24 @@ fn key_of(tenant: String, pid: String, tag: String) -> CheckpointKey {
         tenant,
         pid,
         tag: (!tag.is_empty()).then_some(tag),
+    }
+}
+
+/// The columns of a [`TokenRow`], in the order [`token_of`] reads them.
+const TOKEN_COLUMNS: &str =
+    "id, tenant, secret_sha256, scopes, label, created_ms, expires_ms, revoked_ms";
+
+fn token_of(row: &Row) -> TokenRow {
+    let ms = |i| row.get::<_, Option<i64>>(i).map(|ms| ms as u64);
+    TokenRow {
+        id: row.get(0),
+        tenant: row.get(1),
+        secret_sha256: row.get(2),
+        scopes: row.get(3),
+        label: row.get(4),
+        created_ms: row.get::<_, i64>(5) as u64,
+        expires_ms: ms(6),
+        revoked_ms: ms(7),
     }
 }
 
@@ -368,6 +420,165 @@ impl Persister for PostgresPersister {
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError> {
+        let created = self
+            .client
+            .execute(
+                "INSERT INTO damson_tenants (name, created_ms) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&tenant.name, &(tenant.created_ms as i64)],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(created == 1)
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError> {
+        // Byte order ("C"), as the other stores sort, whatever the database's collation.
+        let rows = self
+            .client
+            .query(
+                "SELECT name, created_ms FROM damson_tenants ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| TenantRow {
+                name: row.get(0),
+                created_ms: row.get::<_, i64>(1) as u64,
+            })
+            .collect())
+    }
+
+    async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
+        // One statement, so one transaction: the tenant and its tokens go together.
+        let deleted: i64 = self
+            .client
+            .query_one(
+                "WITH gone AS (DELETE FROM damson_tenants WHERE name = $1 RETURNING name),
+                      tokens AS (DELETE FROM damson_tokens WHERE tenant IN (SELECT name FROM gone))
+                 SELECT count(*) FROM gone",
+                &[&name],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .get(0);
+        Ok(deleted > 0)
+    }
+
+    async fn save_token(&self, token: &TokenRow) -> Result<(), PersistError> {
+        let ms = |ms: Option<u64>| ms.map(|ms| ms as i64);
+        self.client
+            .execute(
+                "INSERT INTO damson_tokens
+                     (id, tenant, secret_sha256, scopes, label, created_ms, expires_ms, revoked_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant,
+                     secret_sha256 = EXCLUDED.secret_sha256, scopes = EXCLUDED.scopes,
+                     label = EXCLUDED.label, created_ms = EXCLUDED.created_ms,
+                     expires_ms = EXCLUDED.expires_ms, revoked_ms = EXCLUDED.revoked_ms",
+                &[
+                    &token.id,
+                    &token.tenant,
+                    &token.secret_sha256,
+                    &token.scopes,
+                    &token.label,
+                    &(token.created_ms as i64),
+                    &ms(token.expires_ms),
+                    &ms(token.revoked_ms),
+                ],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, PersistError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {TOKEN_COLUMNS} FROM damson_tokens WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.as_ref().map(token_of))
+    }
+
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenRow>, PersistError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM damson_tokens
+                     WHERE $1::text IS NULL OR tenant = $1
+                     ORDER BY created_ms, id COLLATE \"C\""
+                ),
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows.iter().map(token_of).collect())
+    }
+
+    async fn append_audit(&self, entry: &AuditRow) -> Result<u64, PersistError> {
+        let seq: i64 = self
+            .client
+            .query_one(
+                "INSERT INTO damson_audit (at_ms, tenant, actor, action, target, outcome)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+                &[
+                    &(entry.at_ms as i64),
+                    &entry.tenant,
+                    &entry.actor,
+                    &entry.action,
+                    &entry.target,
+                    &entry.outcome,
+                ],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .get(0);
+        Ok(seq as u64)
+    }
+
+    async fn audit(
+        &self,
+        tenant: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, PersistError> {
+        // A BIGSERIAL never goes past i64::MAX: nothing comes after that.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, at_ms, tenant, actor, action, target, outcome FROM damson_audit
+                 WHERE seq > $1 AND ($2::text IS NULL OR tenant = $2)
+                 ORDER BY seq LIMIT $3",
+                &[&after, &tenant, &limit],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditRow {
+                seq: row.get::<_, i64>(0) as u64,
+                at_ms: row.get::<_, i64>(1) as u64,
+                tenant: row.get(2),
+                actor: row.get(3),
+                action: row.get(4),
+                target: row.get(5),
+                outcome: row.get(6),
+            })
+            .collect())
     }
 
     fn summary(&self) -> String {
