@@ -11,6 +11,7 @@
 //! - `guest`: a process's plugin code as the state machine sees it — the `Guest` trait and the
 //!   `StepOutcome` a call returns.
 //! - [`persist`]: checkpoint bundles and stores (in memory, embedded file, PostgreSQL).
+//! - [`tenancy`]: tenants, API tokens with scopes, the audit log.
 //! - `wasm`: wasmtime — engine, loading, instances, limits, host imports, memory images.
 //! - [`process`]: the state machine: records, handles, events, one task per process.
 //! - [`comms`]: communicators (RPC, broadcast, task queue) and process control over them.
@@ -27,6 +28,7 @@
 //! | `spec` | `ports`, `workchain` |
 //! | `guest` | `ports`, `spec` |
 //! | `persist` | nothing of the host |
+//! | `tenancy` | `persist` |
 //! | `error` | `ports`, `spec`, `guest`, `persist` |
 //! | `wasm` | `ports`, `workchain`, `spec`, `guest`, `config`, `error` |
 //! | `process` | `ports`, `workchain`, `spec`, `guest`, `error`, `json_text` |
@@ -53,6 +55,7 @@ pub mod persist;
 pub mod ports;
 pub mod process;
 pub mod spec;
+pub mod tenancy;
 #[cfg(test)]
 mod tidy;
 mod wasm;

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("spec", &["ports", "workchain"]),
     ("guest", &["ports", "spec", "workchain", "json_text"]),
     ("persist", &[]),
+    ("tenancy", &["persist"]),
     ("error", &["ports", "workchain", "spec", "guest", "persist"]),
     (
         "wasm",
@@ -57,6 +58,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "json_text",
             "config",
             "persist",
+            "tenancy",
             "wasm",
             "comms",
         ],

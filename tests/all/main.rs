@@ -13,3 +13,4 @@ mod ports;
 mod sandbox;
 mod serve;
 mod stores;
+mod tenants;

@@ -1,5 +1,6 @@
 //! The `damson` command line: one subcommand per file, errors with context through `anyhow`.
 
+mod audit;
 mod bench;
 pub mod config;
 mod control;
@@ -9,6 +10,8 @@ mod resume;
 mod run;
 mod serve;
 mod store;
+mod tenant;
+mod token;
 mod worker;
 
 use std::path::PathBuf;
@@ -56,6 +59,12 @@ enum Command {
     Serve(serve::ServeCommand),
     Describe(describe::DescribeCommand),
     Bench(bench::BenchCommand),
+    /// Manage the tenants of a store (create, list, delete).
+    Tenant(tenant::TenantCommand),
+    /// Manage API tokens (create, list, revoke).
+    Token(token::TokenCommand),
+    /// List the audit log of control and admin operations.
+    Audit(audit::AuditCommand),
 }
 
 /// Options every command that loads plugins shares.
@@ -127,6 +136,13 @@ pub(crate) async fn load_plugin(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The socket `damson serve` listens on, in the home directory.
@@ -222,6 +238,7 @@ impl Command {
             Command::Status(c) => c.json,
             Command::Watch(c) => c.json,
             Command::Describe(c) => c.json,
+            Command::Audit(c) => c.json,
             _ => false,
         }
     }
@@ -261,6 +278,9 @@ impl Cli {
             Command::Serve(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,
             Command::Bench(cmd) => cmd.execute().await,
+            Command::Tenant(cmd) => cmd.execute().await,
+            Command::Token(cmd) => cmd.execute().await,
+            Command::Audit(cmd) => cmd.execute().await,
         }
     }
 }
