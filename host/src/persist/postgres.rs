@@ -67,6 +67,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
 
 /// The advisory lock the schema is brought up to date under (`damson` in ASCII).
 const MIGRATION_LOCK: i64 = 0x0000_6461_6d73_6f6e;
+/// The advisory lock that keeps audit appends in order.
+const AUDIT_LOCK: i64 = 0x64_616d_736f_6e41; // "damsonA"
 
 /// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints`,
 /// `damson_plugins`, `damson_claims`, `damson_tenants`, `damson_tokens`, `damson_audit`, and
@@ -528,9 +530,14 @@ impl Persister for PostgresPersister {
     async fn append_audit(&self, entry: &AuditRow) -> Result<u64, PersistError> {
         let seq: i64 = self
             .client
+            // Appends one at a time (the lock is held until the statement commits), so that
+            // sequence numbers are taken in commit order: a reader that goes on "after the last
+            // seq it saw" never skips an entry that committed later with a smaller one.
             .query_one(
-                "INSERT INTO damson_audit (at_ms, tenant, actor, action, target, outcome)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+                "WITH one_at_a_time AS (SELECT pg_advisory_xact_lock($7::BIGINT))
+                 INSERT INTO damson_audit (at_ms, tenant, actor, action, target, outcome)
+                 SELECT $1::BIGINT, $2::TEXT, $3::TEXT, $4::TEXT, $5::TEXT, $6::TEXT
+                 FROM one_at_a_time RETURNING seq",
                 &[
                     &(entry.at_ms as i64),
                     &entry.tenant,
@@ -538,6 +545,7 @@ impl Persister for PostgresPersister {
                     &entry.action,
                     &entry.target,
                     &entry.outcome,
+                    &AUDIT_LOCK,
                 ],
             )
             .await
