@@ -156,3 +156,119 @@ fn tenants_and_tokens_are_managed_from_the_cli_and_every_change_is_audited() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints() {
+    use damson::persist::{CheckpointKey, EmbeddedPersister, Persister};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = path.display().to_string();
+    let store = store.as_str();
+
+    // A process of the default tenant, run as today; and one of tenant acme's, its checkpoint
+    // put in the store directly (processes cannot be launched as a tenant yet).
+    let ran = json_of(&on(
+        store,
+        &["run", "add", "-i", "x=1", "-i", "y=2", "--json"],
+    ));
+    let ours = ran["pid"].as_str().unwrap().to_string();
+    let theirs = "0a1b2c3d-acme-process".to_string();
+    {
+        let persister = EmbeddedPersister::open(&path).unwrap();
+        let bundle = persister
+            .load(&CheckpointKey::new(&ours))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut body = damson::persist::bundle::decode::<damson::ProcessRecord>(&bundle).unwrap();
+        body.record.pid = theirs.clone();
+        let bundle = damson::persist::bundle::encode(&body.record, body.image.as_deref());
+        let key = CheckpointKey {
+            tenant: "acme".into(),
+            ..CheckpointKey::new(&theirs)
+        };
+        persister.save(&key, &bundle).await.unwrap();
+    }
+    assert_eq!(
+        on(store, &["tenant", "create", "acme"]).status.code(),
+        Some(0)
+    );
+    let token = |scope: &str| {
+        let out = on(
+            store,
+            &["token", "create", "--tenant", "acme", "--scope", scope],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let (reader, controller) = (token("read"), token("control"));
+    let as_ = |token: &str, args: &[&str]| on(store, &[args, &["--token", token]].concat());
+    let pids = |out: &std::process::Output| -> Vec<String> {
+        json_of(out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pid"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    assert_eq!(
+        pids(&on(store, &["ps", "--json"])),
+        [ours.clone()],
+        "no token: the default tenant"
+    );
+    assert_eq!(
+        pids(&as_(&reader, &["ps", "--json"])),
+        [theirs.clone()],
+        "acme's token: acme's"
+    );
+    assert_eq!(as_(&reader, &["show", &theirs]).status.code(), Some(0));
+    for args in [
+        vec!["show", ours.as_str()],
+        vec!["checkpoints", ours.as_str()],
+    ] {
+        let out = as_(&reader, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("no "),
+            "{args:?}: as if it did not exist: {}",
+            stderr(&out)
+        );
+    }
+
+    let out = as_(&controller, &["ps"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("lacks the 'read' scope"),
+        "{}",
+        stderr(&out)
+    );
+    let id = reader["damson_".len()..]
+        .split('_')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(on(store, &["token", "revoke", &id]).status.code(), Some(0));
+    let out = as_(&reader, &["ps"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("was revoked"), "{}", stderr(&out));
+    let out = as_("damson_not-a-token", &["ps"]);
+    assert!(stderr(&out).contains("malformed"), "{}", stderr(&out));
+    let out = damson_tests::damson()
+        .args(["ps", "--store", store])
+        .env("DAMSON_TOKEN", &controller)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("lacks the 'read' scope"),
+        "DAMSON_TOKEN is read too"
+    );
+    for token in [&reader, &controller] {
+        assert!(!stderr(&out).contains(token.as_str()) && !stdout(&out).contains(token.as_str()));
+    }
+    let help = stdout(&on(store, &["ps", "--help"]));
+    assert!(
+        !help.contains(&controller),
+        "--help shows no token from the environment"
+    );
+}

@@ -5,6 +5,7 @@ mod bench;
 pub mod config;
 mod control;
 mod describe;
+mod identity;
 mod inputs;
 mod resume;
 mod run;

@@ -8,10 +8,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::identity::TokenOption;
 use super::{CommonOptions, exit};
-use crate::persist::{
-    self, CheckpointKey, DEFAULT_TENANT, EmbeddedPersister, Persister, PostgresPersister,
-};
+use crate::persist::{self, CheckpointKey, EmbeddedPersister, Persister, PostgresPersister};
+use crate::tenancy::Scope;
 use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
 
 /// The `--store` option every durable command shares.
@@ -128,6 +128,8 @@ pub(crate) struct PsCommand {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    who: TokenOption,
+    #[command(flatten)]
     store: StoreOptions,
     #[command(flatten)]
     common: CommonOptions,
@@ -136,9 +138,13 @@ pub(crate) struct PsCommand {
 impl PsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
+        let tenant = self.who.tenant(&store, Scope::Read).await?;
         let keys = store.list().await.context("cannot list the store")?;
         let mut rows = Vec::new();
-        for key in keys.iter().filter(|k| k.tag.is_none()) {
+        for key in keys
+            .iter()
+            .filter(|k| k.tag.is_none() && k.tenant == tenant)
+        {
             match read(&*store, key).await {
                 Ok(Some(Stored { record: r, .. })) => {
                     rows.push(json!({
@@ -186,6 +192,8 @@ pub(crate) struct ShowCommand {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    who: TokenOption,
+    #[command(flatten)]
     store: StoreOptions,
     #[command(flatten)]
     common: CommonOptions,
@@ -194,14 +202,19 @@ pub(crate) struct ShowCommand {
 impl ShowCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
-        let key = CheckpointKey::new(&self.pid);
+        let tenant = self.who.tenant(&store, Scope::Read).await?;
+        let of_tenant = |pid: &str| CheckpointKey {
+            tenant: tenant.clone(),
+            ..CheckpointKey::new(pid)
+        };
+        let key = of_tenant(&self.pid);
         let Some(stored) = read(&*store, &key).await? else {
             bail!("no process {} in {}", self.pid, store.summary());
         };
         let record = &stored.record;
         let mut children = Vec::new();
         for pid in &record.children {
-            let child = read(&*store, &CheckpointKey::new(pid)).await?;
+            let child = read(&*store, &of_tenant(pid)).await?;
             children.push(match child {
                 Some(Stored { record: r, .. }) => {
                     json!({"pid": r.pid, "plugin": r.plugin, "state": r.state,
@@ -265,6 +278,8 @@ pub(crate) struct CheckpointsCommand {
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
+    who: TokenOption,
+    #[command(flatten)]
     store: StoreOptions,
     #[command(flatten)]
     common: CommonOptions,
@@ -273,8 +288,9 @@ pub(crate) struct CheckpointsCommand {
 impl CheckpointsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
+        let tenant = self.who.tenant(&store, Scope::Read).await?;
         let keys = store
-            .list_process(DEFAULT_TENANT, &self.pid)
+            .list_process(&tenant, &self.pid)
             .await
             .context("cannot list the store")?;
         if keys.is_empty() {
