@@ -214,12 +214,12 @@ async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints
 
     assert_eq!(
         pids(&on(store, &["ps", "--json"])),
-        [ours.clone()],
+        [ours.as_str()],
         "no token: the default tenant"
     );
     assert_eq!(
         pids(&as_(&reader, &["ps", "--json"])),
-        [theirs.clone()],
+        [theirs.as_str()],
         "acme's token: acme's"
     );
     assert_eq!(as_(&reader, &["show", &theirs]).status.code(), Some(0));
