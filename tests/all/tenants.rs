@@ -266,6 +266,22 @@ async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints
     for token in [&reader, &controller] {
         assert!(!stderr(&out).contains(token.as_str()) && !stdout(&out).contains(token.as_str()));
     }
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("damson.toml"),
+        format!("token = \"{controller}\"\n"),
+    )
+    .unwrap();
+    let out = damson_tests::damson()
+        .args(["ps", "--store", store])
+        .env("DAMSON_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("lacks the 'read' scope"),
+        "damson.toml's token is read too: {}",
+        stderr(&out)
+    );
     let help = stdout(&on(store, &["ps", "--help"]));
     assert!(
         !help.contains(&controller),

@@ -6,6 +6,7 @@
 //! store = "postgres://damson@db/damson"              # DAMSON_STORE
 //! plugins = "/opt/damson/plugins"                    # DAMSON_PLUGINS
 //! home = "/var/lib/damson"                           # DAMSON_HOME
+//! token = "damson_…"                                  # DAMSON_TOKEN (keep the file private)
 //! ```
 //!
 //! A key only fills in what is not set already: the command line wins over the environment,
@@ -16,11 +17,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 /// The keys and the environment variables they stand for.
-const KEYS: [(&str, &str); 4] = [
+const KEYS: [(&str, &str); 5] = [
     ("broker", "DAMSON_BROKER"),
     ("store", "DAMSON_STORE"),
     ("plugins", "DAMSON_PLUGINS"),
     ("home", "DAMSON_HOME"),
+    ("token", "DAMSON_TOKEN"),
 ];
 
 /// The configuration file in effect: `./damson.toml`, else `damson.toml` in the home
