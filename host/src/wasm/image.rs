@@ -613,6 +613,20 @@ mod tests {
       (core instance $i (instantiate $m))
       (func (export "bump") (result u32) (canon lift (core func $i "bump"))))"#;
 
+    /// A fresh instance of an instrumented `component`, and its accessor.
+    async fn instantiated(
+        engine: &Engine,
+        component: &Component,
+    ) -> (Store<()>, Instance, Accessor) {
+        let mut store = Store::new(engine, ());
+        let instance = Linker::<()>::new(engine)
+            .instantiate_async(&mut store, component)
+            .await
+            .unwrap();
+        let accessor = Accessor::find(&mut store, &instance).unwrap().unwrap();
+        (store, instance, accessor)
+    }
+
     /// A nested component with a counter in a global and a history in memory, instantiated
     /// twice (as componentize-qjs's output nests its state).
     const NESTED: &str = r#"(component
@@ -643,20 +657,14 @@ mod tests {
             "one per nested instance"
         );
         let component = Component::new(&engine, &instrumented.bytes).unwrap();
-        let linker = Linker::<()>::new(&engine);
         let fresh = || async {
-            let mut store = Store::new(&engine, ());
-            let instance = linker
-                .instantiate_async(&mut store, &component)
-                .await
-                .unwrap();
+            let (mut store, instance, accessor) = instantiated(&engine, &component).await;
             let mut bump = |name| {
                 instance
                     .get_typed_func::<(u32,), (u32,)>(&mut store, name)
                     .unwrap()
             };
             let (x, y) = (bump("bump-x"), bump("bump-y"));
-            let accessor = Accessor::find(&mut store, &instance).unwrap().unwrap();
             (store, x, y, accessor)
         };
         let (mut store, x, y, accessor) = fresh().await;
@@ -693,17 +701,11 @@ mod tests {
             .unwrap()
             .bytes;
         let component = Component::new(&engine, &bytes).unwrap();
-        let linker = Linker::<()>::new(&engine);
         let fresh = || async {
-            let mut store = Store::new(&engine, ());
-            let instance = linker
-                .instantiate_async(&mut store, &component)
-                .await
-                .unwrap();
+            let (mut store, instance, accessor) = instantiated(&engine, &component).await;
             let bump = instance
                 .get_typed_func::<(), (u32,)>(&mut store, "bump")
                 .unwrap();
-            let accessor = Accessor::find(&mut store, &instance).unwrap().unwrap();
             (store, bump, accessor)
         };
         let (mut store, bump, accessor) = fresh().await;

@@ -193,18 +193,11 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
                     let instance =
                         instance.map_err(|e| refuse(format!("it cannot be parsed: {e}")))?;
                     if let Instance::Instantiate { module_index, .. } = instance {
-                        let captures = modules
-                            .get(module_index as usize)
-                            .ok_or_else(|| {
-                                refuse(format!("core module {module_index} is unknown"))
-                            })?
-                            .as_ref()
-                            .ok_or_else(|| {
-                                refuse(format!(
-                                    "core module {module_index} is imported or aliased: its \
-                                     state cannot be seen"
-                                ))
-                            })?;
+                        let captures = seen(
+                            &modules,
+                            module_index,
+                            &format!("core module {module_index}"),
+                        )?;
                         if !captures.globals.is_empty() || !captures.memories.is_empty() {
                             holders.push((core_instances, captures.clone()));
                         }
@@ -254,18 +247,11 @@ pub fn instrument(component: &[u8]) -> Result<Instrumented, InstrumentError> {
                         component_index, ..
                     } = instance
                     {
-                        let captured = components
-                            .get(component_index as usize)
-                            .ok_or_else(|| {
-                                refuse(format!("component {component_index} is unknown"))
-                            })?
-                            .as_ref()
-                            .ok_or_else(|| {
-                                refuse(format!(
-                                    "component {component_index} is imported or aliased: its \
-                                     state cannot be seen"
-                                ))
-                            })?;
+                        let captured = seen(
+                            &components,
+                            component_index,
+                            &format!("component {component_index}"),
+                        )?;
                         if captured.accessors > 0 {
                             nested.push((instances, captured.clone()));
                         }
@@ -523,6 +509,20 @@ fn own_accessor(
     );
     out.section(&instance_section);
     instances
+}
+
+/// What the `index`-th item of an index space (`what`, e.g. "core module 3") captures, if its
+/// state can be seen: refused when it is unknown, imported or aliased.
+fn seen<'a, T>(space: &'a [Option<T>], index: u32, what: &str) -> Result<&'a T, InstrumentError> {
+    space
+        .get(index as usize)
+        .ok_or_else(|| refuse(format!("{what} is unknown")))?
+        .as_ref()
+        .ok_or_else(|| {
+            refuse(format!(
+                "{what} is imported or aliased: its state cannot be seen"
+            ))
+        })
 }
 
 /// Whether `component` has a core module anywhere inside it.
