@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use damson::persist::{
-    AuditRow, CheckpointKey, Claim, MemoryPersister, PersistError, Persister, Presence, TenantRow,
-    TokenRow,
+    AuditRow, CheckpointKey, Claim, MemoryPersister, PersistError, Persister, Presence, Quotas,
+    TenantRow, TokenRow,
 };
 
 /// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
@@ -137,6 +137,12 @@ impl Persister for Watched {
     }
     async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError> {
         self.store.tenants().await
+    }
+    async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError> {
+        self.store.set_quotas(name, quotas).await
+    }
+    async fn stored_bytes(&self, tenant: &str) -> Result<u64, PersistError> {
+        self.store.stored_bytes(tenant).await
     }
     async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
         self.store.delete_tenant(name).await

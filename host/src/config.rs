@@ -37,6 +37,7 @@ pub struct HostConfig {
     pub(crate) checkpoint_every_step: bool,
     pub(crate) memory_images: bool,
     pub(crate) claim_ttl: Duration,
+    pub(crate) tenant: String,
 }
 
 impl Default for HostConfig {
@@ -60,7 +61,19 @@ impl HostConfig {
             checkpoint_every_step: true,
             memory_images: true,
             claim_ttl: Duration::from_secs(30),
+            tenant: crate::persist::DEFAULT_TENANT.to_string(),
         }
+    }
+
+    /// The tenant the host acts for: every process it creates, restores, claims or recovers is
+    /// this tenant's, under this tenant's keys in the store, and it finds no other tenant's.
+    /// A host for several tenants makes one [`Host`](crate::Host) per tenant with
+    /// [`Host::for_tenant`](crate::Host::for_tenant).
+    ///
+    /// By default the default tenant (`default`).
+    pub fn tenant(&mut self, name: impl Into<String>) -> &mut Self {
+        self.tenant = name.into();
+        self
     }
 
     /// How long the claim a host takes on each process it runs in its store lasts unrenewed.

@@ -6,6 +6,7 @@ use crate::guest::Failure;
 use crate::persist::{CheckpointKey, Holder, PersistError};
 use crate::ports::ValidationError;
 use crate::spec::InvalidSpec;
+use crate::tenancy::QuotaExceeded;
 
 /// `Result<T, damson::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -41,6 +42,19 @@ pub enum Error {
         /// The directories looked in ([`HostConfig::plugin_dir`](crate::HostConfig::plugin_dir)).
         dirs: Vec<PathBuf>,
     },
+
+    /// A host acting for a tenant finds plugins by name only, in its tenant's directories.
+    #[error("plugins are found by name for tenant '{tenant}': '{reference}' is a path")]
+    PluginPath {
+        /// The tenant.
+        tenant: String,
+        /// The reference given.
+        reference: String,
+    },
+
+    /// The request would take its tenant over a quota: refused, nothing changed.
+    #[error(transparent)]
+    OverQuota(#[from] QuotaExceeded),
 
     /// The file is not WebAssembly at all.
     #[error(

@@ -24,12 +24,13 @@
 //!
 //! | module | may use |
 //! |---|---|
-//! | `ports`, `workchain`, `json_text`, `config` | nothing of the host |
+//! | `ports`, `workchain`, `json_text` | nothing of the host |
 //! | `spec` | `ports`, `workchain` |
 //! | `guest` | `ports`, `spec` |
 //! | `persist` | nothing of the host |
+//! | `config` | `persist` (the default tenant's name) |
 //! | `tenancy` | `persist` |
-//! | `error` | `ports`, `spec`, `guest`, `persist` |
+//! | `error` | `ports`, `spec`, `guest`, `persist`, `tenancy` |
 //! | `wasm` | `ports`, `workchain`, `spec`, `guest`, `config`, `error` |
 //! | `process` | `ports`, `workchain`, `spec`, `guest`, `error`, `json_text` |
 //! | `comms` | `process`, `error` (and the pure modules) |

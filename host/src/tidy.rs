@@ -12,12 +12,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("ports", &[]),
     ("workchain", &[]),
     ("json_text", &[]),
-    ("config", &[]),
+    ("config", &["persist"]),
     ("spec", &["ports", "workchain"]),
     ("guest", &["ports", "spec", "workchain", "json_text"]),
     ("persist", &[]),
     ("tenancy", &["persist"]),
-    ("error", &["ports", "workchain", "spec", "guest", "persist"]),
+    (
+        "error",
+        &["ports", "workchain", "spec", "guest", "persist", "tenancy"],
+    ),
     (
         "wasm",
         &[

@@ -13,4 +13,5 @@ mod ports;
 mod sandbox;
 mod serve;
 mod stores;
+mod tenant_hosts;
 mod tenants;

@@ -237,7 +237,7 @@ async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints
     }
 
     let out = as_(&controller, &["ps"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(4), "denied");
     assert!(
         stderr(&out).contains("lacks the 'read' scope"),
         "{}",
@@ -250,9 +250,10 @@ async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints
         .to_string();
     assert_eq!(on(store, &["token", "revoke", &id]).status.code(), Some(0));
     let out = as_(&reader, &["ps"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(4), "denied");
     assert!(stderr(&out).contains("was revoked"), "{}", stderr(&out));
     let out = as_("damson_not-a-token", &["ps"]);
+    assert_eq!(out.status.code(), Some(4), "denied");
     assert!(stderr(&out).contains("malformed"), "{}", stderr(&out));
     let out = damson_tests::damson()
         .args(["ps", "--store", store])
@@ -287,4 +288,86 @@ async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints
         !help.contains(&controller),
         "--help shows no token from the environment"
     );
+}
+
+#[test]
+fn a_token_runs_and_continues_its_tenants_processes_and_a_quota_refusal_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let store = store.as_str();
+    assert_eq!(
+        on(store, &["tenant", "create", "acme"]).status.code(),
+        Some(0)
+    );
+    let out = on(
+        store,
+        &[
+            "token", "create", "--tenant", "acme", "--scope", "submit", "--scope", "read",
+        ],
+    );
+    let token = stdout(&out).trim().to_string();
+    let as_acme = |args: &[&str]| on(store, &[args, &["--token", token.as_str()]].concat());
+
+    let run = as_acme(&["run", "collatz", "-i", "n=27", "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let pid = json_of(&run)["pid"].as_str().unwrap().to_string();
+    let listed = |out: &std::process::Output| out_pids(&json_of(out));
+    assert_eq!(
+        listed(&as_acme(&["ps", "--json"])),
+        std::slice::from_ref(&pid)
+    );
+    assert!(
+        listed(&on(store, &["ps", "--json"])).is_empty(),
+        "not the default tenant's"
+    );
+    let again = as_acme(&["continue", &pid, "--json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(json_of(&again)["outputs"]["steps"], 111);
+    let elsewhere = on(store, &["continue", &pid]);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(
+        stderr(&elsewhere).contains("no checkpoint"),
+        "as if it did not exist: {}",
+        stderr(&elsewhere)
+    );
+
+    let set = on(
+        store,
+        &["tenant", "set", "acme", "--quota", "live-processes=0"],
+    );
+    assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    assert!(
+        stdout(&set).contains("live-processes=0"),
+        "{}",
+        stdout(&set)
+    );
+    let refused = as_acme(&["run", "collatz", "-i", "n=27"]);
+    assert_eq!(refused.status.code(), Some(5), "over quota");
+    assert!(
+        stderr(&refused).contains("tenant 'acme' is over its live-processes quota: 0 of 0"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        on(store, &["run", "collatz", "-i", "n=27"]).status.code(),
+        Some(0),
+        "the default tenant has no such quota"
+    );
+    let bad = on(store, &["tenant", "set", "acme", "--quota", "cpu=1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("'cpu' is not a quota"),
+        "{}",
+        stderr(&bad)
+    );
+    let listed = stdout(&on(store, &["tenant", "list"]));
+    assert!(listed.contains("acme\tlive-processes=0"), "{listed}");
+}
+
+fn out_pids(rows: &Value) -> Vec<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pid"].as_str().unwrap().to_string())
+        .collect()
 }

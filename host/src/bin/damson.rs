@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             print_error(&error);
-            ExitCode::from(exit::USAGE)
+            ExitCode::from(exit::for_error(&error))
         }
     }
 }

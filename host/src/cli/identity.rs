@@ -25,6 +25,11 @@ pub(crate) struct TokenOption {
 }
 
 impl TokenOption {
+    /// Whether a token was given.
+    pub(crate) fn given(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// The tenant the command acts for on `store`, once the token (if any) is checked to be
     /// valid and to have `scope`.
     pub(crate) async fn tenant(

@@ -226,6 +226,28 @@ pub mod exit {
     /// The process is run by another host (a daemon, a worker, another `damson run`), which
     /// holds its claim in the store.
     pub const ELSEWHERE: u8 = 3;
+    /// Refused for want of a valid token: none given where one is needed, malformed, unknown,
+    /// expired, revoked, or without the scope the command needs.
+    pub const DENIED: u8 = 4;
+    /// Refused because it would take the tenant over a quota (the message names the tenant,
+    /// the quota, its limit and the use now); nothing was changed.
+    pub const OVER_QUOTA: u8 = 5;
+
+    /// The exit code of a command that failed with `error`: [`DENIED`] or [`OVER_QUOTA`] when
+    /// that is why, [`USAGE`] otherwise.
+    pub fn for_error(error: &anyhow::Error) -> u8 {
+        for cause in error.chain() {
+            if cause.is::<crate::tenancy::AuthError>() {
+                return DENIED;
+            }
+            if cause.is::<crate::tenancy::QuotaExceeded>()
+                || matches!(cause.downcast_ref(), Some(crate::Error::OverQuota(_)))
+            {
+                return OVER_QUOTA;
+            }
+        }
+        USAGE
+    }
 }
 
 impl Command {

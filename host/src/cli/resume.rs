@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::identity::TokenOption;
 use super::run::report;
 use super::store::{StoreOptions, until_stopped};
 use super::{CommonOptions, exit};
+use crate::tenancy::Scope;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -45,6 +47,9 @@ pub(crate) struct ContinueCommand {
     json: bool,
 
     #[command(flatten)]
+    who: TokenOption,
+
+    #[command(flatten)]
     store: StoreOptions,
 
     #[command(flatten)]
@@ -62,7 +67,10 @@ impl ContinueCommand {
     }
 
     async fn run(self) -> anyhow::Result<ExitCode> {
-        let host = self.store.host(&self.common).await?;
+        let host = self
+            .store
+            .host_as(&self.common, &self.who, Scope::Submit)
+            .await?;
         if host.store().is_none() {
             bail!("`--store memory:` keeps nothing to continue");
         }

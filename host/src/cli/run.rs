@@ -7,8 +7,10 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::identity::TokenOption;
 use super::store::{StoreOptions, until_stopped};
 use super::{CommonOptions, exit};
+use crate::tenancy::Scope;
 use crate::{Error, Host, ProcessRecord};
 
 const AFTER_HELP: &str = "\
@@ -48,6 +50,9 @@ pub(crate) struct RunCommand {
     pub(crate) json: bool,
 
     #[command(flatten)]
+    who: TokenOption,
+
+    #[command(flatten)]
     store: StoreOptions,
 
     #[command(flatten)]
@@ -66,7 +71,10 @@ impl RunCommand {
 
     async fn run(self) -> anyhow::Result<ExitCode> {
         let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
-        let host = self.store.host(&self.common).await?;
+        let host = self
+            .store
+            .host_as(&self.common, &self.who, Scope::Submit)
+            .await?;
         let plugin = super::load_plugin(&host, &self.plugin).await?;
         let process = match host.launch(&plugin, inputs).await {
             Ok(process) => process,

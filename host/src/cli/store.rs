@@ -90,6 +90,26 @@ impl StoreOptions {
             None => Host::new(&config)?,
         })
     }
+
+    /// A host acting for `who`'s tenant within its quotas (once its token is checked to have
+    /// `scope`), or for the default tenant without a token.
+    pub(crate) async fn host_as(
+        &self,
+        common: &CommonOptions,
+        who: &TokenOption,
+        scope: Scope,
+    ) -> anyhow::Result<Host> {
+        let host = self.host(common).await?;
+        if !who.given() {
+            return Ok(host);
+        }
+        let store = host.store().cloned().ok_or_else(|| {
+            anyhow::anyhow!("a token is checked against a store: `--store memory:` has none")
+        })?;
+        let tenant = who.tenant(&store, scope).await?;
+        let row = crate::tenancy::Accounts::new(store).tenant(&tenant).await?;
+        Ok(host.for_tenant(&tenant, row.quotas, Vec::new()))
+    }
 }
 
 /// A stored checkpoint, decoded.

@@ -9,7 +9,7 @@ use tokio::sync::{OnceCell, watch};
 
 use super::Host;
 use crate::error::{Error, Result, chain};
-use crate::persist::{Claim, DEFAULT_TENANT, Persister, Presence};
+use crate::persist::{Claim, Persister, Presence};
 use crate::process::ProcessHandle;
 
 /// This host's claims in its store.
@@ -70,7 +70,7 @@ impl Host {
         let now = now_ms();
         let claim = store
             .claim(
-                DEFAULT_TENANT,
+                self.tenant(),
                 pid,
                 &claims.owner,
                 now,
@@ -125,7 +125,7 @@ impl Host {
         };
         let held: HashSet<&str> = held
             .iter()
-            .filter(|(tenant, _)| tenant == DEFAULT_TENANT)
+            .filter(|(tenant, _)| tenant == self.tenant())
             .map(|(_, pid)| pid.as_str())
             .collect();
         for process in self.inner.processes.live() {
@@ -136,7 +136,7 @@ impl Host {
             // Not renewed: claimed since the renewal began, or lost. Asking again tells which.
             let now = now_ms();
             match store
-                .claim(DEFAULT_TENANT, pid, owner, now, now + claims.ttl_ms())
+                .claim(self.tenant(), pid, owner, now, now + claims.ttl_ms())
                 .await
             {
                 Ok(Claim::Granted) => {}
@@ -181,7 +181,7 @@ impl Host {
     /// A process has terminated (or was not restored after all): give up its claim.
     pub(super) async fn release(&self, pid: &str) {
         if let (Some(claims), Some(store)) = (&self.inner.claims, self.store())
-            && let Err(e) = store.release(DEFAULT_TENANT, pid, &claims.owner).await
+            && let Err(e) = store.release(self.tenant(), pid, &claims.owner).await
         {
             tracing::warn!(%pid, "cannot release the claim: {}", chain(&e));
         }

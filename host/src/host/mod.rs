@@ -13,6 +13,7 @@ mod plugins;
 mod processes;
 mod recovery;
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
@@ -24,7 +25,9 @@ use crate::config::HostConfig;
 use crate::error::{BoxError, Error, Result};
 use crate::persist::Persister;
 use crate::process::{ProcessHandle, ProcessTable};
-use crate::wasm::Runtime;
+use crate::tenancy::quota::SubmissionRate;
+use crate::tenancy::{Quota, QuotaExceeded, Quotas};
+use crate::wasm::{Limits, Runtime};
 
 /// Loads plugins and runs processes, each on its own tokio task. Cheap to clone: clones share
 /// the engine, the loaded plugins and the processes.
@@ -68,6 +71,12 @@ struct Inner {
     restoring: tokio::sync::Mutex<()>,
     /// The communicator processes are reachable through, once attached.
     comms: OnceLock<Attachment>,
+    /// The tenant's limits (see [`Host::for_tenant`]).
+    quotas: Quotas,
+    /// The tenant's submissions in the last second, for [`Quota::SubmissionsPerSecond`].
+    submissions: SubmissionRate,
+    /// Whether plugins are found by name only, never by path (a host for a tenant).
+    names_only: bool,
 }
 
 impl Host {
@@ -120,8 +129,80 @@ impl Host {
                 claims,
                 restoring: tokio::sync::Mutex::new(()),
                 comms: OnceLock::new(),
+                quotas: Quotas::default(),
+                submissions: SubmissionRate::default(),
+                names_only: false,
             }),
         })
+    }
+
+    /// A host acting for `tenant` beside this one, as a daemon serving several tenants makes
+    /// them: it shares this host's engine, store and step permits, and
+    /// has its own processes, claims and communicator. Its instances get the lower of this
+    /// host's limits and the tenant's `quotas` (memory per instance, time per step); it
+    /// refuses a process over the tenant's live-processes, stored-bytes or
+    /// submissions-per-second quota ([`Error::OverQuota`]; children of its running processes
+    /// are never refused, and count as live) and a plugin over its plugin-size quota. It finds plugins by name only (never by path: [`Error::PluginPath`]), in
+    /// `plugin_dirs` and then this host's plugin directories.
+    pub fn for_tenant(&self, tenant: &str, quotas: Quotas, plugin_dirs: Vec<PathBuf>) -> Self {
+        let mut config = self.inner.config.clone();
+        config.tenant(tenant);
+        config.plugin_dirs = plugin_dirs
+            .into_iter()
+            .chain(config.plugin_dirs.iter().cloned())
+            .collect();
+        let own = self.inner.runtime.limits();
+        let lower = |quota: Option<u64>, own: u64| quota.map_or(own, |q| q.min(own));
+        let limits = Limits {
+            max_memory: lower(quotas.memory_per_instance, own.max_memory as u64) as usize,
+            step_timeout: std::time::Duration::from_millis(lower(
+                quotas.step_time_ms,
+                own.step_timeout.as_millis() as u64,
+            )),
+        };
+        let store = self.inner.store.clone();
+        Self {
+            inner: Arc::new(Inner {
+                runtime: self.inner.runtime.with_limits(limits),
+                claims: store
+                    .as_ref()
+                    .map(|_| claims::Claims::new(config.claim_ttl)),
+                config,
+                plugins: plugins::Plugins::default(),
+                processes: Arc::default(),
+                steps: self.inner.steps.clone(),
+                store,
+                restoring: tokio::sync::Mutex::new(()),
+                comms: OnceLock::new(),
+                quotas,
+                submissions: SubmissionRate::default(),
+                names_only: true,
+            }),
+        }
+    }
+
+    /// The tenant this host acts for ([`HostConfig::tenant`]).
+    pub fn tenant(&self) -> &str {
+        &self.inner.config.tenant
+    }
+
+    /// The tenant's quotas this host enforces (none for a host made with [`new`](Self::new) or
+    /// [`with_store`](Self::with_store)).
+    pub fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
+    }
+
+    /// Refuse a request that would take the tenant over `quota`, now at `used` of it.
+    fn within(&self, quota: Quota, used: u64) -> Result<()> {
+        match quota.of(&self.inner.quotas) {
+            Some(limit) if used >= limit => Err(Error::OverQuota(QuotaExceeded {
+                tenant: self.tenant().to_string(),
+                quota,
+                limit,
+                used,
+            })),
+            _ => Ok(()),
+        }
     }
 
     /// The store durable processes checkpoint into, if this host has one.

@@ -37,7 +37,7 @@ impl Outside for Host {
             return Err(Unsaved::Abandoned);
         }
         let bytes = bundle::encode(record, image.as_deref());
-        let mut key = CheckpointKey::new(&record.pid);
+        let mut key = CheckpointKey::of(self.tenant(), &record.pid);
         key.tag = tag.map(str::to_string);
         let saved = match self.claimant() {
             Some(owner) => store.save_claimed(&key, &bytes, owner).await,

@@ -12,6 +12,7 @@ use super::Host;
 use crate::error::{Error, Result};
 use crate::persist::Persister;
 use crate::spec::InvalidSpec;
+use crate::tenancy::{Quota, QuotaExceeded};
 use crate::wasm::Plugin;
 
 /// A loaded plugin and what its file looked like then (modification time, length).
@@ -52,10 +53,14 @@ impl Host {
     /// [`Error::PluginNotFound`] naming the directories looked in.
     pub fn find_plugin(&self, reference: &str) -> Result<PathBuf> {
         let as_path = Path::new(reference);
-        if reference.contains(std::path::MAIN_SEPARATOR)
-            || reference.ends_with(".wasm")
-            || as_path.is_file()
-        {
+        let is_path = reference.contains(std::path::MAIN_SEPARATOR) || reference.ends_with(".wasm");
+        if is_path && self.inner.names_only {
+            return Err(Error::PluginPath {
+                tenant: self.tenant().to_string(),
+                reference: reference.to_string(),
+            });
+        }
+        if is_path || (!self.inner.names_only && as_path.is_file()) {
             return Ok(as_path.to_path_buf());
         }
         // Cargo names a crate's artifact with underscores.
@@ -99,6 +104,16 @@ impl Host {
                 source,
             })?;
             let (modified, len) = (meta.modified().ok(), meta.len());
+            if let Some(limit) = self.quotas().plugin_size
+                && len > limit
+            {
+                return Err(Error::OverQuota(QuotaExceeded {
+                    tenant: self.tenant().to_string(),
+                    quota: Quota::PluginSize,
+                    limit,
+                    used: len,
+                }));
+            }
             if let Some(plugin) = self.inner.plugins.cached(&path, modified, len) {
                 return Ok(plugin);
             }

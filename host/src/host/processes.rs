@@ -14,8 +14,9 @@ use super::claims::now_ms;
 use crate::comms::Processes;
 use crate::error::{Error, Result};
 use crate::guest::Guest;
-use crate::persist::{self, CheckpointKey, DEFAULT_TENANT, Persister, bundle};
+use crate::persist::{self, CheckpointKey, Persister, bundle};
 use crate::process::{Outside, ProcessHandle, ProcessRecord, ProcessState, Task, prepare_inputs};
+use crate::tenancy::Quota;
 use crate::wasm::{Guests, Plugin};
 
 /// A process rebuilt from its checkpoint, not yet running.
@@ -58,6 +59,9 @@ impl Host {
         pid: Option<String>,
         parent: Option<&ProcessHandle>,
     ) -> Result<ProcessHandle> {
+        if parent.is_none() {
+            self.admit().await?;
+        }
         let spec = plugin.spec();
         let interrupt = Arc::new(AtomicBool::new(false));
         let mut guests = self
@@ -85,7 +89,7 @@ impl Host {
             // Durable from the start: the component first, so the checkpoint can always find it.
             self.store_plugin(store, plugin).await?;
             self.claim(store, &pid).await?;
-            let key = CheckpointKey::new(&pid);
+            let key = CheckpointKey::of(self.tenant(), &pid);
             store
                 .save(&key, &bundle::encode(&record, None))
                 .await
@@ -96,6 +100,37 @@ impl Host {
         }
         tracing::debug!(%pid, plugin = %spec.name, "process created");
         self.spawn(plugin, record, interrupt, guests, true).await
+    }
+
+    /// Refuse a new top-level process over the tenant's quotas; otherwise count it as a
+    /// submission.
+    async fn admit(&self) -> Result<()> {
+        let quotas = self.quotas();
+        if quotas.live_processes.is_some() {
+            self.within(
+                Quota::LiveProcesses,
+                self.inner.processes.live().len() as u64,
+            )?;
+        }
+        if quotas.stored_bytes.is_some()
+            && let Some(store) = self.store()
+        {
+            let stored =
+                store
+                    .stored_bytes(self.tenant())
+                    .await
+                    .map_err(|source| Error::Store {
+                        doing: format!("measuring what tenant '{}' stores", self.tenant()),
+                        source: Box::new(source),
+                    })?;
+            self.within(Quota::StoredBytes, stored)?;
+        }
+        if let Some(limit) = Quota::SubmissionsPerSecond.of(quotas)
+            && let Err(used) = self.inner.submissions.admit(limit)
+        {
+            self.within(Quota::SubmissionsPerSecond, used)?;
+        }
+        Ok(())
     }
 
     /// Register a process, make it reachable, and start its task.
@@ -158,7 +193,7 @@ impl Host {
         {
             return Ok(handle);
         }
-        let mut key = CheckpointKey::new(pid);
+        let mut key = CheckpointKey::of(self.tenant(), pid);
         key.tag = tag.map(str::to_string);
         let restored = match self.restore(&store, &key, true).await {
             Ok(restored) => restored,
@@ -280,7 +315,7 @@ impl Host {
             return Ok(false);
         };
         store
-            .list_process(DEFAULT_TENANT, pid)
+            .list_process(self.tenant(), pid)
             .await
             .map(|keys| keys.iter().any(|k| k.tag.is_none()))
             .map_err(|source| Error::Store {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Host;
 use crate::error::{Error, Result, chain};
-use crate::persist::{self, CheckpointKey, DEFAULT_TENANT, Persister};
+use crate::persist::{self, CheckpointKey, Persister};
 use crate::process::{ProcessHandle, ProcessRecord};
 
 /// What [`Host::recover`] did.
@@ -58,7 +58,7 @@ impl Host {
             if self.process(&pid).is_some() {
                 continue;
             }
-            let key = CheckpointKey::new(&pid);
+            let key = CheckpointKey::of(self.tenant(), &pid);
             let Ok(Some(body)) = persist::load_checked::<ProcessRecord>(&*store, &key).await else {
                 continue;
             };
@@ -91,7 +91,7 @@ impl Host {
         })?;
         let pids = keys
             .into_iter()
-            .filter(|key| key.tag.is_none() && key.tenant == DEFAULT_TENANT)
+            .filter(|key| key.tag.is_none() && key.tenant == self.tenant())
             .map(|key| key.pid)
             .collect();
         Ok((store, pids))

@@ -10,6 +10,28 @@ pub struct TenantRow {
     pub name: String,
     /// When it was created, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The limits an admin set on it.
+    pub quotas: Quotas,
+}
+
+/// The limits on one tenant, set by an admin (`damson tenant create|set`) and enforced by the
+/// hosts that act for it (see `crate::tenancy::Quota` for each one's meaning). `None` is no
+/// limit of the tenant's own: the host's configuration still applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Quotas {
+    /// Linear memory of one plugin instance, in bytes.
+    pub memory_per_instance: Option<u64>,
+    /// Wall-clock time of one step, in milliseconds.
+    pub step_time_ms: Option<u64>,
+    /// Processes alive (not terminated) at once, per host acting for the tenant.
+    pub live_processes: Option<u64>,
+    /// Bytes of checkpoints kept in the store.
+    pub stored_bytes: Option<u64>,
+    /// Size of one plugin component, in bytes.
+    pub plugin_size: Option<u64>,
+    /// Submissions (new top-level processes) per second, per host acting for the tenant.
+    pub submissions_per_second: Option<u32>,
 }
 
 /// An API token as stored: its public id and the SHA-256 of its secret, never the secret.

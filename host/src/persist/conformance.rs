@@ -8,7 +8,7 @@
 use super::bundle::{self, BundleError};
 use super::{
     AuditRow, CheckpointKey, Claim, DEFAULT_TENANT, Holder, PersistError, Persister, Presence,
-    TenantRow, TokenRow, load_checked,
+    Quotas, TenantRow, TokenRow, load_checked,
 };
 
 /// Run every check against a fresh, empty persister.
@@ -27,6 +27,7 @@ pub async fn check(persister: &dyn Persister) {
     tenants_are_created_once_listed_by_name_and_deleted_with_their_tokens(persister).await;
     tokens_are_saved_replaced_and_listed_by_tenant_and_all(persister).await;
     the_audit_log_numbers_entries_in_order_and_lists_them_after_a_seq(persister).await;
+    stored_bytes_count_one_tenants_checkpoints(persister).await;
 }
 
 /// A name of `what` no other run uses (a store may be shared by several runs: checks about
@@ -60,6 +61,7 @@ async fn tenants_are_created_once_listed_by_name_and_deleted_with_their_tokens(p
     let row = |name: &str, created_ms| TenantRow {
         name: name.to_string(),
         created_ms,
+        quotas: Quotas::default(),
     };
     // The later name first: listing sorts by name, not by creation.
     assert!(p.create_tenant(&row(&b, 1_000)).await.unwrap());
@@ -76,6 +78,21 @@ async fn tenants_are_created_once_listed_by_name_and_deleted_with_their_tokens(p
     );
     let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
     assert!(names.is_sorted(), "every tenant by name: {names:?}");
+
+    let quotas = Quotas {
+        live_processes: Some(3),
+        memory_per_instance: Some(64 << 20),
+        ..Quotas::default()
+    };
+    assert!(p.set_quotas(&a, &quotas).await.unwrap());
+    assert!(!p.set_quotas(&fresh("nobody"), &quotas).await.unwrap());
+    let all = p.tenants().await.unwrap();
+    assert_eq!(only(&all, &[&a])[0].quotas, quotas, "kept as set");
+    assert_eq!(
+        only(&all, &[&b])[0].quotas,
+        Quotas::default(),
+        "b untouched"
+    );
 
     let (a1, a2, b1) = (fresh("a1"), fresh("a2"), fresh("b1"));
     for token in [
@@ -174,6 +191,7 @@ async fn tokens_are_saved_replaced_and_listed_by_tenant_and_all(p: &dyn Persiste
         let row = TenantRow {
             name: tenant.clone(),
             created_ms: 0,
+            quotas: Quotas::default(),
         };
         assert!(p.create_tenant(&row).await.unwrap());
         assert!(p.delete_tenant(tenant).await.unwrap());
@@ -441,6 +459,24 @@ async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {
     );
     assert_eq!(p.list().await.unwrap(), vec![b]);
     p.delete_process(DEFAULT_TENANT, "b").await.unwrap();
+}
+
+async fn stored_bytes_count_one_tenants_checkpoints(p: &dyn Persister) {
+    // One tenant's name is the start of the other's: neither counts the other's rows.
+    let t = fresh("t");
+    let t2 = format!("{t}2");
+    let (one, two) = (vec![1u8; 100], vec![2u8; 30]);
+    p.save(&CheckpointKey::of(&t, "p"), &one).await.unwrap();
+    p.save(&CheckpointKey::of(&t, "p").tagged("kept"), &two)
+        .await
+        .unwrap();
+    p.save(&CheckpointKey::of(&t2, "p"), &two).await.unwrap();
+    assert_eq!(p.stored_bytes(&t).await.unwrap(), 130, "current and tagged");
+    assert_eq!(p.stored_bytes(&t2).await.unwrap(), 30);
+    assert_eq!(p.stored_bytes(&fresh("none")).await.unwrap(), 0);
+    p.delete_process(&t, "p").await.unwrap();
+    p.delete_process(&t2, "p").await.unwrap();
+    assert_eq!(p.stored_bytes(&t).await.unwrap(), 0);
 }
 
 async fn saving_again_replaces(p: &dyn Persister) {

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRow, BoxError, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, TenantRow,
-    TokenRow, check_key,
+    AuditRow, BoxError, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas,
+    TenantRow, TokenRow, check_key,
 };
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
@@ -493,6 +493,45 @@ impl Persister for EmbeddedPersister {
                 tenants.push(from_bytes("tenant", row.value())?);
             }
             Ok(tenants)
+        })
+        .await
+    }
+
+    async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError> {
+        let (name, quotas) = (name.to_string(), quotas.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(TENANTS)?;
+                let Some(row) = table.get(name.as_str())? else {
+                    return Ok(false);
+                };
+                let mut tenant: TenantRow = from_bytes("tenant", row.value())?;
+                drop(row);
+                tenant.quotas = quotas;
+                table.insert(name.as_str(), to_bytes(&tenant)?.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn stored_bytes(&self, tenant: &str) -> Result<u64, PersistError> {
+        let tenant = tenant.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let Some(table) = open_existing(&txn, CHECKPOINTS)? else {
+                return Ok(0);
+            };
+            let mut bytes = 0;
+            // NUL ends the tenant in a key; \x01 sorts right after it.
+            for entry in
+                table.range(format!("{tenant}\0").as_str()..format!("{tenant}\x01").as_str())?
+            {
+                bytes += entry?.1.value().len() as u64;
+            }
+            Ok(bytes)
         })
         .await
     }

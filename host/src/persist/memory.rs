@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 
 use super::{
-    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, TenantRow, TokenRow,
-    check_key,
+    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas, TenantRow,
+    TokenRow, check_key,
 };
 
 /// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
@@ -202,6 +202,26 @@ impl Persister for MemoryPersister {
             .values()
             .cloned()
             .collect())
+    }
+
+    async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError> {
+        let mut tenants = self.tenants.lock().expect("tenants");
+        let Some(tenant) = tenants.get_mut(name) else {
+            return Ok(false);
+        };
+        tenant.quotas = quotas.clone();
+        Ok(true)
+    }
+
+    async fn stored_bytes(&self, tenant: &str) -> Result<u64, PersistError> {
+        Ok(self
+            .checkpoints
+            .lock()
+            .expect("checkpoints")
+            .iter()
+            .filter(|(key, _)| key.tenant == tenant)
+            .map(|(_, bundle)| bundle.len() as u64)
+            .sum())
     }
 
     async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {

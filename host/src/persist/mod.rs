@@ -31,7 +31,7 @@ mod postgres;
 
 use async_trait::async_trait;
 
-pub use accounts::{AuditRow, TenantRow, TokenRow};
+pub use accounts::{AuditRow, Quotas, TenantRow, TokenRow};
 pub use embedded::EmbeddedPersister;
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
@@ -55,6 +55,15 @@ impl CheckpointKey {
     pub fn new(pid: impl Into<String>) -> Self {
         Self {
             tenant: DEFAULT_TENANT.into(),
+            pid: pid.into(),
+            tag: None,
+        }
+    }
+
+    /// The current checkpoint of `pid` of `tenant`.
+    pub fn of(tenant: impl Into<String>, pid: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
             pid: pid.into(),
             tag: None,
         }
@@ -185,6 +194,10 @@ pub trait Persister: Send + Sync {
     async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError>;
     /// Every tenant, by name.
     async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError>;
+    /// Replace the quotas of tenant `name`; `false`, with nothing changed, when there is none.
+    async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError>;
+    /// The bytes of `tenant`'s checkpoints (current and tagged), as stored.
+    async fn stored_bytes(&self, tenant: &str) -> Result<u64, PersistError>;
     /// Remove the tenant `name` and its tokens; `false` when there was none.
     async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError>;
     /// Store `token` under its id, replacing what was there (a revocation saves it again).

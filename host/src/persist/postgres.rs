@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::{
-    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, TenantRow, TokenRow,
-    check_key,
+    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas, TenantRow,
+    TokenRow, check_key,
 };
 
 /// The schema, one step per version. A database is brought up to the last version when a
@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         outcome TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS damson_audit_tenant_seq ON damson_audit (tenant, seq);",
+    ),
+    (
+        3,
+        "ALTER TABLE damson_tenants ADD COLUMN IF NOT EXISTS quotas TEXT NOT NULL DEFAULT '{}';",
     ),
 ];
 
@@ -428,9 +432,13 @@ impl Persister for PostgresPersister {
         let created = self
             .client
             .execute(
-                "INSERT INTO damson_tenants (name, created_ms) VALUES ($1, $2)
+                "INSERT INTO damson_tenants (name, created_ms, quotas) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO NOTHING",
-                &[&tenant.name, &(tenant.created_ms as i64)],
+                &[
+                    &tenant.name,
+                    &(tenant.created_ms as i64),
+                    &quotas_text(&tenant.quotas),
+                ],
             )
             .await
             .map_err(|e| self.error(e))?;
@@ -442,18 +450,52 @@ impl Persister for PostgresPersister {
         let rows = self
             .client
             .query(
-                "SELECT name, created_ms FROM damson_tenants ORDER BY name COLLATE \"C\"",
+                "SELECT name, created_ms, quotas FROM damson_tenants ORDER BY name COLLATE \"C\"",
                 &[],
             )
             .await
             .map_err(|e| self.error(e))?;
-        Ok(rows
-            .iter()
-            .map(|row| TenantRow {
-                name: row.get(0),
-                created_ms: row.get::<_, i64>(1) as u64,
+        rows.iter()
+            .map(|row| {
+                let name: String = row.get(0);
+                let quotas =
+                    serde_json::from_str(row.get(2)).map_err(|e| PersistError::Backend {
+                        location: format!("{}, the quotas of tenant '{name}'", self.location),
+                        source: Box::new(e),
+                    })?;
+                Ok(TenantRow {
+                    name,
+                    created_ms: row.get::<_, i64>(1) as u64,
+                    quotas,
+                })
             })
-            .collect())
+            .collect()
+    }
+
+    async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError> {
+        let updated = self
+            .client
+            .execute(
+                "UPDATE damson_tenants SET quotas = $2 WHERE name = $1",
+                &[&name, &quotas_text(quotas)],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(updated == 1)
+    }
+
+    async fn stored_bytes(&self, tenant: &str) -> Result<u64, PersistError> {
+        let bytes: i64 = self
+            .client
+            .query_one(
+                "SELECT COALESCE(SUM(octet_length(bundle)), 0)::BIGINT
+                 FROM damson_checkpoints WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .get(0);
+        Ok(bytes as u64)
     }
 
     async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
@@ -592,6 +634,12 @@ impl Persister for PostgresPersister {
     fn summary(&self) -> String {
         format!("PostgreSQL store at {}", self.location)
     }
+}
+
+/// Quotas as the `quotas` column keeps them: JSON, so that a quota added later needs no
+/// migration.
+fn quotas_text(quotas: &Quotas) -> String {
+    serde_json::to_string(quotas).expect("quotas serialize")
 }
 
 #[cfg(test)]

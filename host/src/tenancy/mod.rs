@@ -9,12 +9,15 @@
 //! Not enforced yet on the paths that reach processes (the CLI on a shared store, the `serve`
 //! socket, RabbitMQ, PostgreSQL's row-level security) nor are quotas: issue 14's later parts.
 
+pub mod quota;
 pub mod token;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+
+pub use quota::{Quota, QuotaExceeded, Quotas};
 
 use crate::persist::{AuditRow, DEFAULT_TENANT, PersistError, Persister, TenantRow, TokenRow};
 
@@ -116,6 +119,20 @@ pub enum TenancyError {
         /// How many processes it has in the store.
         processes: usize,
     },
+    /// A name that is not one of [`Quota::ALL`].
+    #[error(
+        "'{0}' is not a quota (memory-per-instance, step-time, live-processes, stored-bytes, \
+         plugin-size or submissions-per-second)"
+    )]
+    UnknownQuota(String),
+    /// A value a quota cannot take.
+    #[error("'{value}' is not a value of the {quota} quota")]
+    InvalidQuota {
+        /// The quota.
+        quota: &'static str,
+        /// The text given.
+        value: String,
+    },
     /// No token with that id.
     #[error("there is no token '{0}'")]
     NoSuchToken(String),
@@ -196,17 +213,23 @@ impl Accounts {
         Self { store }
     }
 
-    /// Make the tenant `name` (the default tenant exists without being made).
+    /// Make the tenant `name` with `quotas` (the default tenant exists without being made).
     ///
     /// # Errors
     /// An invalid name, a tenant that exists, or the store failing.
-    pub async fn create_tenant(&self, name: &str, now_ms: u64) -> Result<TenantRow, TenancyError> {
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        quotas: Quotas,
+        now_ms: u64,
+    ) -> Result<TenantRow, TenancyError> {
         if !valid_name(name) {
             return Err(TenancyError::InvalidTenantName(name.to_string()));
         }
         let row = TenantRow {
             name: name.to_string(),
             created_ms: now_ms,
+            quotas,
         };
         if name == DEFAULT_TENANT || !self.store.create_tenant(&row).await? {
             return Err(TenancyError::TenantExists(name.to_string()));
@@ -219,18 +242,47 @@ impl Accounts {
     /// # Errors
     /// When the store fails.
     pub async fn tenants(&self) -> Result<Vec<TenantRow>, TenancyError> {
-        let mut tenants = vec![TenantRow {
-            name: DEFAULT_TENANT.to_string(),
-            created_ms: 0,
-        }];
-        tenants.extend(
-            self.store
-                .tenants()
-                .await?
-                .into_iter()
-                .filter(|t| t.name != DEFAULT_TENANT),
-        );
+        let stored = self.store.tenants().await?;
+        // The default tenant has a row only once its quotas were set.
+        let default = stored
+            .iter()
+            .find(|t| t.name == DEFAULT_TENANT)
+            .cloned()
+            .unwrap_or_else(|| TenantRow {
+                name: DEFAULT_TENANT.to_string(),
+                created_ms: 0,
+                quotas: Quotas::default(),
+            });
+        let mut tenants = vec![default];
+        tenants.extend(stored.into_iter().filter(|t| t.name != DEFAULT_TENANT));
         Ok(tenants)
+    }
+
+    /// The tenant `name`.
+    ///
+    /// # Errors
+    /// [`TenancyError::NoSuchTenant`], or the store failing.
+    pub async fn tenant(&self, name: &str) -> Result<TenantRow, TenancyError> {
+        self.tenants()
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| TenancyError::NoSuchTenant(name.to_string()))
+    }
+
+    /// Replace the quotas of tenant `name` (the default tenant's too); the row as it is now.
+    ///
+    /// # Errors
+    /// [`TenancyError::NoSuchTenant`], or the store failing.
+    pub async fn set_quotas(&self, name: &str, quotas: Quotas) -> Result<TenantRow, TenancyError> {
+        let mut row = self.tenant(name).await?;
+        row.quotas = quotas;
+        let saved = self.store.set_quotas(name, &row.quotas).await?
+            || (name == DEFAULT_TENANT && self.store.create_tenant(&row).await?);
+        if !saved {
+            return Err(TenancyError::NoSuchTenant(name.to_string()));
+        }
+        Ok(row)
     }
 
     /// Whether `name` is a tenant.
@@ -411,7 +463,10 @@ mod tests {
     #[tokio::test]
     async fn a_token_acts_for_its_tenant_within_its_scopes_until_revoked_or_expired() {
         let accounts = Accounts::new(Arc::new(MemoryPersister::new()));
-        accounts.create_tenant("acme", 1).await.unwrap();
+        accounts
+            .create_tenant("acme", Quotas::default(), 1)
+            .await
+            .unwrap();
         let (row, text) = accounts
             .create_token(
                 "acme",
@@ -470,19 +525,24 @@ mod tests {
         for bad in ["", "Acme", "-acme", "a_b", &"a".repeat(64)] {
             assert!(
                 matches!(
-                    accounts.create_tenant(bad, 1).await,
+                    accounts.create_tenant(bad, Quotas::default(), 1).await,
                     Err(TenancyError::InvalidTenantName(_))
                 ),
                 "{bad:?}"
             );
         }
-        accounts.create_tenant("acme", 1).await.unwrap();
+        accounts
+            .create_tenant("acme", Quotas::default(), 1)
+            .await
+            .unwrap();
         assert!(matches!(
-            accounts.create_tenant("acme", 2).await,
+            accounts.create_tenant("acme", Quotas::default(), 2).await,
             Err(TenancyError::TenantExists(_))
         ));
         assert!(matches!(
-            accounts.create_tenant(DEFAULT_TENANT, 2).await,
+            accounts
+                .create_tenant(DEFAULT_TENANT, Quotas::default(), 2)
+                .await,
             Err(TenancyError::TenantExists(_))
         ));
         let names: Vec<_> = accounts

@@ -54,7 +54,8 @@ impl Instance {
         fresh: Option<Arc<Fresh>>,
     ) -> Result<Self, Failure> {
         let config = runtime.config();
-        let state = StoreState::new(&config.sandbox, config.max_memory, plugin, spec, interrupt);
+        let limits = runtime.limits();
+        let state = StoreState::new(&config.sandbox, limits.max_memory, plugin, spec, interrupt);
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|ctx| {
@@ -66,7 +67,7 @@ impl Instance {
             Ok(UpdateDeadline::Yield(1))
         });
         store.set_epoch_deadline(1);
-        store.data_mut().deadline.start(config.step_timeout);
+        store.data_mut().deadline.start(limits.step_timeout);
         let instantiated = async {
             let instance = pre.instance_pre().instantiate_async(&mut store).await?;
             let bindings = bindings::Plugin::new(&mut store, &instance)?;
@@ -80,7 +81,7 @@ impl Instance {
         let mut instance = Self {
             store,
             bindings,
-            timeout: config.step_timeout,
+            timeout: limits.step_timeout,
             max_wasm_stack: config.max_wasm_stack,
             poisoned: None,
             handle,

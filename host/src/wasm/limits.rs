@@ -10,6 +10,15 @@ use crate::guest::LimitExceeded;
 #[error("interrupted: the process was killed")]
 pub struct Interrupted;
 
+/// The limits each instance of a runtime gets: the host's, or its tenant's quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Linear memory of one instance, all its memories together, in bytes.
+    pub(crate) max_memory: usize,
+    /// Wall-clock time of one guest call.
+    pub(crate) step_timeout: Duration,
+}
+
 /// The memory limiter of one store: the sum of all its linear memories must stay under `max`.
 pub(crate) struct MemoryLimiter {
     max: usize,

@@ -30,6 +30,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 pub(crate) use guests::Guests;
 pub(crate) use image::DecodedImage;
 use instance::Instance;
+pub(crate) use limits::Limits;
 pub(crate) use plugin::Loaded;
 pub use plugin::Plugin;
 pub use safety::SnapshotSafety;
@@ -46,6 +47,8 @@ pub const WORLD: &str = "damson:workflow/plugin@0.1.0";
 #[derive(Clone)]
 pub(crate) struct Runtime {
     inner: Arc<Shared>,
+    /// What each instance may use: the host configuration's, unless narrowed for a tenant.
+    limits: Limits,
 }
 
 struct Shared {
@@ -84,7 +87,24 @@ impl Runtime {
                 config: config.clone(),
                 _ticker: ticker,
             }),
+            limits: Limits {
+                max_memory: config.max_memory,
+                step_timeout: config.step_timeout,
+            },
         })
+    }
+
+    /// The same engine and linker, its instances held to `limits`.
+    pub(crate) fn with_limits(&self, limits: Limits) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limits,
+        }
+    }
+
+    /// What each instance of this runtime may use.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     fn engine(&self) -> &Engine {
