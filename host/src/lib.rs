@@ -16,6 +16,7 @@
 //! - [`process`]: the state machine: records, handles, events, one task per process.
 //! - [`comms`]: communicators (RPC, broadcast, task queue) and process control over them.
 //! - [`Host`] and [`HostConfig`]: the embedding API, which composes all of the above.
+//! - [`api`]: the HTTP API of `damson serve --listen`, one host per tenant.
 //! - `cli`: the `damson` command line.
 //!
 //! ## Layering
@@ -34,7 +35,8 @@
 //! | `wasm` | `ports`, `workchain`, `spec`, `guest`, `config`, `error` |
 //! | `process` | `ports`, `workchain`, `spec`, `guest`, `error`, `json_text` |
 //! | `comms` | `process`, `error` (and the pure modules) |
-//! | `host` | everything but `cli` |
+//! | `host` | everything but `api` and `cli` |
+//! | `api` | everything but `cli` |
 //! | `cli` | everything |
 //!
 //! **Architecture invariants:** `ports`, `workchain`, `spec` and `guest` are pure: no wasmtime,
@@ -45,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod comms;
 mod config;

@@ -66,6 +66,24 @@ const LAYERS: &[(&str, &[&str])] = &[
             "comms",
         ],
     ),
+    (
+        "api",
+        &[
+            "ports",
+            "workchain",
+            "spec",
+            "guest",
+            "error",
+            "process",
+            "json_text",
+            "config",
+            "persist",
+            "tenancy",
+            "wasm",
+            "comms",
+            "host",
+        ],
+    ),
 ];
 
 /// Crates that only some modules may use.
@@ -80,10 +98,17 @@ const CRATES: &[(&str, &[&str])] = &[
     ("lapin", &["comms"]),
     ("yaml_serde", &["comms"]),
     ("libc", &["bin"]),
+    // HTTP: the API serves, the CLI's `--server` calls it.
+    ("axum", &["api"]),
+    ("axum_server", &["api"]),
+    ("rustls", &["api", "cli"]),
+    ("reqwest", &["cli"]),
     // The pure modules do no I/O and spawn nothing.
     (
         "tokio",
-        &["persist", "wasm", "process", "comms", "host", "cli", "bin"],
+        &[
+            "persist", "wasm", "process", "comms", "host", "api", "cli", "bin",
+        ],
     ),
 ];
 

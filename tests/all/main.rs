@@ -5,6 +5,7 @@ mod cli;
 mod comms;
 mod durable;
 mod failover;
+mod http_api;
 mod interop;
 mod languages;
 mod lifecycle;

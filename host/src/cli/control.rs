@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::exit;
+use super::server::{Client, ServerOptions};
 use crate::ProcessRecord;
 use crate::comms::{
     BroadcastFilter, CommsError, Communicator, RabbitMqCommunicator, RabbitMqOptions,
@@ -72,6 +73,18 @@ pub(crate) struct DaemonOptions {
     #[command(flatten)]
     broker: BrokerOptions,
 
+    #[command(flatten)]
+    server: ServerOptions,
+
+    /// An API token (`damson token create`) for --server: the command acts for its tenant.
+    #[arg(
+        long,
+        env = "DAMSON_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+
     /// Damson's home directory, where `damson serve` listens (`damson.sock`). Defaults to
     /// `~/.damson`.
     #[arg(long, env = "DAMSON_HOME", value_name = "DIR")]
@@ -84,6 +97,11 @@ pub(crate) struct DaemonOptions {
 }
 
 impl DaemonOptions {
+    /// The client of `--server`, if one is named.
+    fn server(&self) -> anyhow::Result<Option<Client>> {
+        self.server.client(self.token.as_deref())
+    }
+
     /// The record the store has of `pid`, if any (none from `--store memory:`).
     async fn stored(&self, pid: &str) -> anyhow::Result<(Option<ProcessRecord>, String)> {
         let home = super::home_or_default(self.home.as_deref());
@@ -152,6 +170,15 @@ pub(crate) struct SubmitCommand {
 impl SubmitCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let inputs = super::inputs::collect(self.inputs_file.as_deref(), &self.inputs)?;
+        if let Some(server) = self.daemon.server()? {
+            let body = serde_json::json!({"plugin": self.plugin, "inputs": inputs});
+            let launched = server
+                .post("/v1/processes", &body)
+                .await
+                .with_context(|| format!("cannot submit a '{}' process", self.plugin))?;
+            println!("{}", launched["pid"].as_str().unwrap_or_default());
+            return Ok(ExitCode::from(exit::OK));
+        }
         let (controller, communicator) = self.daemon.controller().await?;
         let pid = controller
             .launch_process(&self.plugin, inputs, true, true)
@@ -265,19 +292,42 @@ fn ended_how(record: &ProcessRecord) -> String {
     how
 }
 
-/// What `pause`, `play` and `kill` share: one process by RPC, its reply printed (see [`done`]),
-/// or every process by broadcast. `verb` is the intent ("pause"), `done_as` what the process
-/// then is ("paused"), `all_asked` what is said once all were asked. A process no daemon
-/// answers for is looked up in the store (see [`DaemonOptions::unanswered`]).
+/// A control intent as the commands name it: `verb` ("pause"), what the process then is
+/// (`done_as`, "paused"), what is said once all were asked (`all_asked`), and the body the
+/// HTTP API takes.
+struct Intent<'a> {
+    verb: &'a str,
+    done_as: &'a str,
+    all_asked: &'a str,
+    body: Value,
+}
+
+/// What `pause`, `play` and `kill` share: one process by RPC (or through `--server`), its
+/// reply printed (see [`done`]), or every process by broadcast. A process no daemon answers
+/// for is looked up in the store (see [`DaemonOptions::unanswered`]).
 async fn control(
     daemon: &DaemonOptions,
     pid: Option<&str>,
-    verb: &str,
-    done_as: &str,
-    all_asked: &str,
+    intent: Intent<'_>,
     one: impl AsyncFnOnce(&RemoteProcessController, &str) -> Result<Value, CommsError>,
     all: impl AsyncFnOnce(&RemoteProcessController) -> Result<(), CommsError>,
 ) -> anyhow::Result<ExitCode> {
+    let Intent {
+        verb,
+        done_as,
+        all_asked,
+        body,
+    } = intent;
+    if let Some(server) = daemon.server()? {
+        let Some(pid) = pid else {
+            bail!("--all is not served by the HTTP API: name a process");
+        };
+        let reply = server
+            .post(&format!("/v1/processes/{pid}/{verb}"), &body)
+            .await
+            .with_context(|| format!("cannot {verb} process {pid}"))?;
+        return Ok(done(pid, done_as, reply["done"].clone()));
+    }
     let (controller, communicator) = daemon.controller().await?;
     let code = match pid {
         Some(pid) => match one(&controller, pid).await {
@@ -298,12 +348,16 @@ async fn control(
 impl PauseCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let message = self.message.as_deref();
+        let intent = Intent {
+            verb: "pause",
+            done_as: "paused",
+            all_asked: "asked every process to pause",
+            body: serde_json::json!({"message": message}),
+        };
         control(
             &self.daemon,
             self.target.pid.as_deref(),
-            "pause",
-            "paused",
-            "asked every process to pause",
+            intent,
             async |c, pid| c.pause_process(pid, message).await,
             async |c| c.pause_all(message).await,
         )
@@ -313,12 +367,16 @@ impl PauseCommand {
 
 impl PlayCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let intent = Intent {
+            verb: "play",
+            done_as: "played",
+            all_asked: "asked every process to play",
+            body: serde_json::json!({}),
+        };
         control(
             &self.daemon,
             self.target.pid.as_deref(),
-            "play",
-            "played",
-            "asked every process to play",
+            intent,
             async |c, pid| c.play_process(pid).await,
             async |c| c.play_all().await,
         )
@@ -329,12 +387,16 @@ impl PlayCommand {
 impl KillCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let (message, force) = (self.message.as_deref(), self.force);
+        let intent = Intent {
+            verb: "kill",
+            done_as: "killed",
+            all_asked: "asked every process to die",
+            body: serde_json::json!({"message": message, "force": force}),
+        };
         control(
             &self.daemon,
             self.target.pid.as_deref(),
-            "kill",
-            "killed",
-            "asked every process to die",
+            intent,
             async |c, pid| c.kill_process(pid, message, force).await,
             async |c| c.kill_all(message, force).await,
         )
@@ -344,6 +406,24 @@ impl KillCommand {
 
 impl StatusCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        if let Some(server) = self.daemon.server()? {
+            let row = server
+                .get(&format!("/v1/processes/{}/status", self.pid))
+                .await
+                .with_context(|| format!("cannot ask process {}", self.pid))?;
+            if self.json {
+                println!("{row}");
+            } else {
+                let paused = if row["paused"] == true {
+                    " (paused)"
+                } else {
+                    ""
+                };
+                let state = row["state"].as_str().unwrap_or("?").to_uppercase();
+                println!("{} {state}{paused}", self.pid);
+            }
+            return Ok(ExitCode::from(exit::OK));
+        }
         let (controller, communicator) = self.daemon.controller().await?;
         let asked = controller.get_status(&self.pid).await;
         communicator.close().await;
@@ -395,6 +475,12 @@ pub(crate) struct WatchCommand {
 
 impl WatchCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        if self.daemon.server.server.is_some() {
+            bail!(
+                "watch follows state changes through a broker or the local socket: the HTTP \
+                 API has no event stream yet (poll `damson status --server …`)"
+            );
+        }
         let (controller, communicator) = self.daemon.controller().await?;
         let (changes, mut heard) = tokio::sync::mpsc::unbounded_channel::<String>();
         let forward = move |message: &crate::comms::Broadcast| {

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::json;
 
 use super::{CommonOptions, exit};
 use crate::Host;
@@ -35,23 +34,7 @@ impl DescribeCommand {
         let plugin = super::load_plugin(&host, &self.plugin).await?;
         let spec = plugin.spec();
         if self.json {
-            let mut description = json!({
-                "name": spec.name,
-                "version": spec.version,
-                "digest": plugin.digest(),
-                "world": crate::WORLD,
-                "memory_images": {
-                    "safe": plugin.snapshot_safety().is_safe(),
-                    "reasons": plugin.snapshot_safety().reasons,
-                },
-                "spec": { "inputs": spec.inputs.description(), "outputs": spec.outputs.description() },
-                "exit_codes": spec.exit_codes,
-                "outline": spec.outline,
-            });
-            // As plumpy's `get_description`: the description only when there is one.
-            if let Some(text) = &spec.description {
-                description["description"] = json!(text);
-            }
+            let description = crate::api::views::plugin(&plugin);
             println!("{}", serde_json::to_string_pretty(&description)?);
             return Ok(ExitCode::from(exit::OK));
         }

@@ -10,6 +10,7 @@ mod inputs;
 mod resume;
 mod run;
 mod serve;
+mod server;
 mod store;
 mod tenant;
 mod token;
@@ -239,6 +240,9 @@ pub mod exit {
         for cause in error.chain() {
             if cause.is::<crate::tenancy::AuthError>() {
                 return DENIED;
+            }
+            if let Some(refused) = cause.downcast_ref::<super::server::Refused>() {
+                return refused.exit_code();
             }
             if cause.is::<crate::tenancy::QuotaExceeded>()
                 || matches!(cause.downcast_ref(), Some(crate::Error::OverQuota(_)))

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::identity::TokenOption;
 use super::{CommonOptions, exit};
-use crate::persist::{self, CheckpointKey, EmbeddedPersister, Persister, PostgresPersister};
+use crate::api::views;
+use crate::persist::{EmbeddedPersister, Persister, PostgresPersister};
 use crate::tenancy::Scope;
 use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
 
@@ -112,34 +113,6 @@ impl StoreOptions {
     }
 }
 
-/// A stored checkpoint, decoded.
-struct Stored {
-    size: usize,
-    image: Option<usize>,
-    record: ProcessRecord,
-}
-
-async fn read(store: &dyn Persister, key: &CheckpointKey) -> anyhow::Result<Option<Stored>> {
-    let Some(bytes) = store
-        .load(key)
-        .await
-        .with_context(|| format!("cannot read the checkpoint of {key}"))?
-    else {
-        return Ok(None);
-    };
-    let body = persist::bundle::decode::<ProcessRecord>(&bytes)
-        .map_err(|source| persist::PersistError::Corrupt {
-            key: key.clone(),
-            source,
-        })
-        .with_context(|| format!("in {}", store.summary()))?;
-    Ok(Some(Stored {
-        size: bytes.len(),
-        image: body.image.as_ref().map(Vec::len),
-        record: body.record,
-    }))
-}
-
 /// List the processes in a store with their state and status.
 #[derive(Debug, Args)]
 pub(crate) struct PsCommand {
@@ -159,26 +132,13 @@ impl PsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
         let tenant = self.who.tenant(&store, Scope::Read).await?;
-        let keys = store.list().await.context("cannot list the store")?;
-        let mut rows = Vec::new();
-        for key in keys
-            .iter()
-            .filter(|k| k.tag.is_none() && k.tenant == tenant)
-        {
-            match read(&*store, key).await {
-                Ok(Some(Stored { record: r, .. })) => {
-                    rows.push(json!({
-                        "pid": r.pid, "plugin": r.plugin, "state": r.state, "paused": r.paused,
-                        "status": r.status, "position": r.position, "parent": r.parent,
-                        "ctime": r.ctime,
-                    }));
-                }
-                Ok(None) => {}
-                // One damaged checkpoint does not hide the others.
-                Err(e) => eprintln!("damson: {e:#}"),
-            }
+        let (rows, damaged) = views::processes(&*store, &tenant)
+            .await
+            .context("cannot list the store")?;
+        // One damaged checkpoint does not hide the others.
+        for error in &damaged {
+            eprintln!("damson: {}", crate::error::chain(error));
         }
-        rows.sort_by_key(|r| r["ctime"].as_u64());
         if self.json {
             println!("{}", Value::Array(rows));
         } else if rows.is_empty() {
@@ -223,31 +183,17 @@ impl ShowCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
         let tenant = self.who.tenant(&store, Scope::Read).await?;
-        let of_tenant = |pid: &str| CheckpointKey {
-            tenant: tenant.clone(),
-            ..CheckpointKey::new(pid)
-        };
-        let key = of_tenant(&self.pid);
-        let Some(stored) = read(&*store, &key).await? else {
+        let Some((json, stored)) = views::process(&*store, &tenant, &self.pid)
+            .await
+            .with_context(|| {
+                format!("cannot read process {} from {}", self.pid, store.summary())
+            })?
+        else {
             bail!("no process {} in {}", self.pid, store.summary());
         };
         let record = &stored.record;
-        let mut children = Vec::new();
-        for pid in &record.children {
-            let child = read(&*store, &of_tenant(pid)).await?;
-            children.push(match child {
-                Some(Stored { record: r, .. }) => {
-                    json!({"pid": r.pid, "plugin": r.plugin, "state": r.state,
-                           "successful": r.successful()})
-                }
-                None => json!({"pid": pid, "state": null}),
-            });
-        }
+        let children = json["children"].as_array().cloned().unwrap_or_default();
         if self.json {
-            let mut json = serde_json::to_value(record)?;
-            json["children"] = Value::Array(children);
-            json["checkpoint_bytes"] = json!(stored.size);
-            json["memory_image_bytes"] = json!(stored.image);
             println!("{json}");
         } else {
             let mut state = record.state.to_string();
@@ -309,25 +255,15 @@ impl CheckpointsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
         let tenant = self.who.tenant(&store, Scope::Read).await?;
-        let keys = store
-            .list_process(&tenant, &self.pid)
+        let rows = views::checkpoints(&*store, &tenant, &self.pid)
             .await
             .context("cannot list the store")?;
-        if keys.is_empty() {
+        if rows.is_empty() {
             bail!(
                 "no checkpoints of process {} in {}",
                 self.pid,
                 store.summary()
             );
-        }
-        let mut rows = Vec::new();
-        for key in &keys {
-            if let Some(stored) = read(&*store, key).await? {
-                rows.push(json!({
-                    "tag": key.tag, "bytes": stored.size, "memory_image_bytes": stored.image,
-                    "state": stored.record.state, "position": stored.record.position,
-                }));
-            }
         }
         if self.json {
             println!("{}", Value::Array(rows));

@@ -79,6 +79,26 @@ impl Host {
         })
     }
 
+    /// The names of the plugins in this host's plugin directories (`<name>.wasm`), sorted,
+    /// each once (the first directory's wins, as [`find_plugin`](Self::find_plugin) finds it).
+    pub fn plugin_names(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for dir in &self.inner.config.plugin_dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "wasm")
+                    && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+                {
+                    names.insert(stem.to_string());
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
     /// Load a plugin by name or path (see [`find_plugin`](Self::find_plugin)): check it,
     /// compile it (or reuse the cached artifact), read its spec, and load the plugins whose ports
     /// it exposes. A plugin loaded before is reused while its file is unchanged.

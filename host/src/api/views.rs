@@ -1,0 +1,154 @@
+//! A tenant's stored processes as JSON, the same for the CLI's `ps`, `show` and `checkpoints`
+//! and for the HTTP API: read from the store, never from a running host.
+
+use serde_json::{Value, json};
+
+use crate::persist::{self, CheckpointKey, PersistError, Persister};
+use crate::{Plugin, ProcessRecord};
+
+/// A stored checkpoint, decoded.
+pub struct Stored {
+    /// The bundle's size in bytes.
+    pub size: usize,
+    /// The memory image's size in bytes, if the bundle has one.
+    pub image: Option<usize>,
+    /// The process record.
+    pub record: ProcessRecord,
+}
+
+/// The checkpoint under `key`, if there is one.
+///
+/// # Errors
+/// The store failing, or [`PersistError::Corrupt`] naming the key for a damaged bundle.
+pub async fn read(
+    store: &dyn Persister,
+    key: &CheckpointKey,
+) -> Result<Option<Stored>, PersistError> {
+    let Some(bytes) = store.load(key).await? else {
+        return Ok(None);
+    };
+    let body = persist::bundle::decode::<ProcessRecord>(&bytes).map_err(|source| {
+        PersistError::Corrupt {
+            key: key.clone(),
+            source,
+        }
+    })?;
+    Ok(Some(Stored {
+        size: bytes.len(),
+        image: body.image.as_ref().map(Vec::len),
+        record: body.record,
+    }))
+}
+
+/// One process as `ps` lists it: {"pid", "plugin", "state", "paused", "status", "position",
+/// "parent", "ctime"}.
+pub fn row(r: &ProcessRecord) -> Value {
+    json!({
+        "pid": r.pid, "plugin": r.plugin, "state": r.state, "paused": r.paused,
+        "status": r.status, "position": r.position, "parent": r.parent, "ctime": r.ctime,
+    })
+}
+
+/// Every process of `tenant` in `store` as [`row`]s, oldest first, and the errors of those
+/// that cannot be read (one damaged checkpoint does not hide the others).
+///
+/// # Errors
+/// When the store cannot be listed.
+pub async fn processes(
+    store: &dyn Persister,
+    tenant: &str,
+) -> Result<(Vec<Value>, Vec<PersistError>), PersistError> {
+    let mut rows = Vec::new();
+    let mut damaged = Vec::new();
+    let keys = store.list().await?;
+    for key in keys
+        .iter()
+        .filter(|k| k.tag.is_none() && k.tenant == tenant)
+    {
+        match read(store, key).await {
+            Ok(Some(stored)) => rows.push(row(&stored.record)),
+            Ok(None) => {}
+            Err(e) => damaged.push(e),
+        }
+    }
+    rows.sort_by_key(|r| r["ctime"].as_u64());
+    Ok((rows, damaged))
+}
+
+/// Process `pid` of `tenant` as `show --json` prints it: its record with "children" (each
+/// {"pid", "plugin", "state", "successful"}), "checkpoint_bytes" and "memory_image_bytes".
+/// `None` when the tenant has no such process.
+///
+/// # Errors
+/// The store failing or a damaged checkpoint.
+pub async fn process(
+    store: &dyn Persister,
+    tenant: &str,
+    pid: &str,
+) -> Result<Option<(Value, Stored)>, PersistError> {
+    let Some(stored) = read(store, &CheckpointKey::of(tenant, pid)).await? else {
+        return Ok(None);
+    };
+    let mut children = Vec::new();
+    for child in &stored.record.children {
+        children.push(match read(store, &CheckpointKey::of(tenant, child)).await? {
+            Some(Stored { record: r, .. }) => json!({
+                "pid": r.pid, "plugin": r.plugin, "state": r.state, "successful": r.successful(),
+            }),
+            None => json!({"pid": child, "state": null}),
+        });
+    }
+    let mut json = serde_json::to_value(&stored.record).expect("a record serializes");
+    json["children"] = Value::Array(children);
+    json["checkpoint_bytes"] = json!(stored.size);
+    json["memory_image_bytes"] = json!(stored.image);
+    Ok(Some((json, stored)))
+}
+
+/// The checkpoints of process `pid` of `tenant` (the current one and tagged ones), each
+/// {"tag", "bytes", "memory_image_bytes", "state", "position"}; empty when it has none.
+///
+/// # Errors
+/// The store failing or a damaged checkpoint.
+pub async fn checkpoints(
+    store: &dyn Persister,
+    tenant: &str,
+    pid: &str,
+) -> Result<Vec<Value>, PersistError> {
+    let mut rows = Vec::new();
+    for key in &store.list_process(tenant, pid).await? {
+        if let Some(stored) = read(store, key).await? {
+            rows.push(json!({
+                "tag": key.tag, "bytes": stored.size, "memory_image_bytes": stored.image,
+                "state": stored.record.state, "position": stored.record.position,
+            }));
+        }
+    }
+    Ok(rows)
+}
+
+/// A plugin as `describe --json` prints it: `name`, `version`, `digest` (SHA-256 of the
+/// component), `world`, `memory_images` (`safe`, `reasons`), `description` (only when the
+/// plugin has one), `spec` with `inputs` and `outputs` (each a namespace description: see
+/// `damson::ports` `describe`), `exit_codes` and `outline`.
+pub fn plugin(plugin: &Plugin) -> Value {
+    let spec = plugin.spec();
+    let mut description = json!({
+        "name": spec.name,
+        "version": spec.version,
+        "digest": plugin.digest(),
+        "world": crate::WORLD,
+        "memory_images": {
+            "safe": plugin.snapshot_safety().is_safe(),
+            "reasons": plugin.snapshot_safety().reasons,
+        },
+        "spec": { "inputs": spec.inputs.description(), "outputs": spec.outputs.description() },
+        "exit_codes": spec.exit_codes,
+        "outline": spec.outline,
+    });
+    // As plumpy's `get_description`: the description only when there is one.
+    if let Some(text) = &spec.description {
+        description["description"] = json!(text);
+    }
+    description
+}
