@@ -11,6 +11,7 @@ mod languages;
 mod lifecycle;
 mod plugins;
 mod ports;
+mod postgres_tenants;
 mod sandbox;
 mod serve;
 mod stores;

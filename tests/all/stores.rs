@@ -56,7 +56,11 @@ async fn hosts_starting_together_on_a_fresh_database_all_get_the_schema_once() {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3], "each step of the schema applied once");
+        assert_eq!(
+            versions,
+            [1, 2, 3, 4],
+            "each step of the schema applied once"
+        );
     }
 }
 

@@ -93,7 +93,15 @@ impl TenantHosts {
             .iter()
             .map(|root| root.join(tenant))
             .collect();
-        let host = self.base.for_tenant(tenant, row.quotas, dirs);
+        // Where the store can keep a connection to the tenant's rows itself, it does.
+        let base_store = self.base.store().ok_or(TenantHostError::NoStore)?;
+        let store = match base_store.scoped(tenant).await {
+            Ok(scoped) => scoped.unwrap_or_else(|| base_store.clone()),
+            Err(e) => return Err(account(TenancyError::Store(e))),
+        };
+        let host = self
+            .base
+            .for_tenant_on(tenant, row.quotas, dirs, Some(store));
         let recovered = host
             .recover()
             .await

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 
 use super::now_ms;
@@ -25,6 +26,26 @@ pub(crate) struct TokenOption {
 }
 
 impl TokenOption {
+    /// The tenant the command acts for (as [`tenant`](Self::tenant)) and the store as that
+    /// tenant sees it: for a token on a store that can keep a connection to one tenant's rows
+    /// itself (PostgreSQL's row-level security), that connection.
+    pub(crate) async fn scoped(
+        &self,
+        store: Arc<dyn Persister>,
+        scope: Scope,
+    ) -> anyhow::Result<(String, Arc<dyn Persister>)> {
+        let tenant = self.tenant(&store, scope).await?;
+        if !self.given() {
+            return Ok((tenant, store));
+        }
+        let scoped = store
+            .scoped(&tenant)
+            .await
+            .with_context(|| format!("cannot open the store as tenant '{tenant}'"))?
+            .unwrap_or(store);
+        Ok((tenant, scoped))
+    }
+
     /// Whether a token was given.
     pub(crate) fn given(&self) -> bool {
         self.token.is_some()

@@ -13,7 +13,7 @@ use super::{CommonOptions, exit};
 use crate::api::views;
 use crate::persist::{EmbeddedPersister, Persister, PostgresPersister};
 use crate::tenancy::Scope;
-use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
+use crate::{Host, HostConfig, ProcessHandle, ProcessRecord, ProcessState};
 
 /// The `--store` option every durable command shares.
 #[derive(Debug, Clone, Args)]
@@ -85,10 +85,18 @@ impl StoreOptions {
 
     /// A host on the store (durable) or without one (`memory:`).
     pub(crate) async fn host(&self, common: &CommonOptions) -> anyhow::Result<Host> {
-        let config = common.host_config();
+        self.host_with(&common.host_config(), common).await
+    }
+
+    /// As [`host`](Self::host), with this configuration.
+    pub(crate) async fn host_with(
+        &self,
+        config: &HostConfig,
+        common: &CommonOptions,
+    ) -> anyhow::Result<Host> {
         Ok(match self.open(common).await? {
-            Some(store) => Host::with_store(&config, store)?,
-            None => Host::new(&config)?,
+            Some(store) => Host::with_store(config, store)?,
+            None => Host::new(config)?,
         })
     }
 
@@ -100,7 +108,19 @@ impl StoreOptions {
         who: &TokenOption,
         scope: Scope,
     ) -> anyhow::Result<Host> {
-        let host = self.host(common).await?;
+        self.host_as_with(&common.host_config(), common, who, scope)
+            .await
+    }
+
+    /// As [`host_as`](Self::host_as), with this configuration.
+    pub(crate) async fn host_as_with(
+        &self,
+        config: &HostConfig,
+        common: &CommonOptions,
+        who: &TokenOption,
+        scope: Scope,
+    ) -> anyhow::Result<Host> {
+        let host = self.host_with(config, common).await?;
         if !who.given() {
             return Ok(host);
         }
@@ -108,8 +128,16 @@ impl StoreOptions {
             anyhow::anyhow!("a token is checked against a store: `--store memory:` has none")
         })?;
         let tenant = who.tenant(&store, scope).await?;
-        let row = crate::tenancy::Accounts::new(store).tenant(&tenant).await?;
-        Ok(host.for_tenant(&tenant, row.quotas, Vec::new()))
+        let row = crate::tenancy::Accounts::new(store.clone())
+            .tenant(&tenant)
+            .await?;
+        // Where the store can keep a connection to the tenant's rows itself, it does.
+        let scoped = store
+            .scoped(&tenant)
+            .await
+            .with_context(|| format!("cannot open the store as tenant '{tenant}'"))?
+            .unwrap_or(store);
+        Ok(host.for_tenant_on(&tenant, row.quotas, Vec::new(), Some(scoped)))
     }
 }
 
@@ -131,7 +159,7 @@ pub(crate) struct PsCommand {
 impl PsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
-        let tenant = self.who.tenant(&store, Scope::Read).await?;
+        let (tenant, store) = self.who.scoped(store, Scope::Read).await?;
         let (rows, damaged) = views::processes(&*store, &tenant)
             .await
             .context("cannot list the store")?;
@@ -182,7 +210,7 @@ pub(crate) struct ShowCommand {
 impl ShowCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
-        let tenant = self.who.tenant(&store, Scope::Read).await?;
+        let (tenant, store) = self.who.scoped(store, Scope::Read).await?;
         let Some((json, stored)) = views::process(&*store, &tenant, &self.pid)
             .await
             .with_context(|| {
@@ -254,7 +282,7 @@ pub(crate) struct CheckpointsCommand {
 impl CheckpointsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
-        let tenant = self.who.tenant(&store, Scope::Read).await?;
+        let (tenant, store) = self.who.scoped(store, Scope::Read).await?;
         let rows = views::checkpoints(&*store, &tenant, &self.pid)
             .await
             .context("cannot list the store")?;

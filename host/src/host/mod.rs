@@ -145,6 +145,19 @@ impl Host {
     /// are never refused, and count as live) and a plugin over its plugin-size quota. It finds plugins by name only (never by path: [`Error::PluginPath`]), in
     /// `plugin_dirs` and then this host's plugin directories.
     pub fn for_tenant(&self, tenant: &str, quotas: Quotas, plugin_dirs: Vec<PathBuf>) -> Self {
+        self.for_tenant_on(tenant, quotas, plugin_dirs, self.inner.store.clone())
+    }
+
+    /// As [`for_tenant`](Self::for_tenant), with its processes in `store` (`None`: none): a
+    /// view of this host's store that the store keeps to the tenant's rows
+    /// ([`Persister::scoped`](crate::persist::Persister::scoped)).
+    pub fn for_tenant_on(
+        &self,
+        tenant: &str,
+        quotas: Quotas,
+        plugin_dirs: Vec<PathBuf>,
+        store: Option<Arc<dyn Persister>>,
+    ) -> Self {
         let mut config = self.inner.config.clone();
         config.tenant(tenant);
         config.plugin_dirs = plugin_dirs
@@ -160,7 +173,6 @@ impl Host {
                 own.step_timeout.as_millis() as u64,
             )),
         };
-        let store = self.inner.store.clone();
         Self {
             inner: Arc::new(Inner {
                 runtime: self.inner.runtime.with_limits(limits),

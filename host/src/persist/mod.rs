@@ -29,6 +29,8 @@ mod embedded;
 mod memory;
 mod postgres;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use accounts::{AuditRow, Quotas, TenantRow, TokenRow};
@@ -194,6 +196,14 @@ pub trait Persister: Send + Sync {
     async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError>;
     /// Every tenant, by name.
     async fn tenants(&self) -> Result<Vec<TenantRow>, PersistError>;
+    /// A view of this store that the store itself keeps to `tenant`'s rows (PostgreSQL: a
+    /// connection acting as the tenant's role, bound by row-level security), or `None` when
+    /// the store has no such thing (the embedded and in-memory stores, where the tenant in
+    /// every key is what separates tenants).
+    async fn scoped(&self, tenant: &str) -> Result<Option<Arc<dyn Persister>>, PersistError> {
+        let _ = tenant;
+        Ok(None)
+    }
     /// Replace the quotas of tenant `name`; `false`, with nothing changed, when there is none.
     async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError>;
     /// The bytes of `tenant`'s checkpoints (current and tagged), as stored.

@@ -1,76 +1,20 @@
 //! [`PostgresPersister`]: checkpoints in PostgreSQL, shared by many hosts.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls, Row};
+
+mod schema;
+mod tenants;
+
+use schema::migrate;
 
 use super::{
     AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas, TenantRow,
     TokenRow, check_key,
 };
 
-/// The schema, one step per version. A database is brought up to the last version when a
-/// persister connects: under an advisory lock, in one transaction, so that hosts starting
-/// together on a fresh database do not race (PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not
-/// safe against a concurrent one), and each step runs once. Never change a step: add one.
-const MIGRATIONS: &[(i32, &str)] = &[
-    (
-        1,
-        "CREATE TABLE IF NOT EXISTS damson_checkpoints (
-        tenant TEXT NOT NULL,
-        pid TEXT NOT NULL,
-        tag TEXT NOT NULL DEFAULT '',
-        bundle BYTEA NOT NULL,
-        saved_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-        PRIMARY KEY (tenant, pid, tag)
-    );
-    CREATE TABLE IF NOT EXISTS damson_plugins (
-        digest TEXT PRIMARY KEY,
-        component BYTEA NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS damson_claims (
-        tenant TEXT NOT NULL,
-        pid TEXT NOT NULL,
-        owner TEXT NOT NULL,
-        until_ms BIGINT NOT NULL,
-        PRIMARY KEY (tenant, pid)
-    );",
-    ),
-    (
-        2,
-        "CREATE TABLE IF NOT EXISTS damson_tenants (
-        name TEXT PRIMARY KEY,
-        created_ms BIGINT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS damson_tokens (
-        id TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        secret_sha256 TEXT NOT NULL,
-        scopes TEXT[] NOT NULL,
-        label TEXT,
-        created_ms BIGINT NOT NULL,
-        expires_ms BIGINT,
-        revoked_ms BIGINT
-    );
-    CREATE INDEX IF NOT EXISTS damson_tokens_tenant ON damson_tokens (tenant);
-    CREATE TABLE IF NOT EXISTS damson_audit (
-        seq BIGSERIAL PRIMARY KEY,
-        at_ms BIGINT NOT NULL,
-        tenant TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT,
-        outcome TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS damson_audit_tenant_seq ON damson_audit (tenant, seq);",
-    ),
-    (
-        3,
-        "ALTER TABLE damson_tenants ADD COLUMN IF NOT EXISTS quotas TEXT NOT NULL DEFAULT '{}';",
-    ),
-];
-
-/// The advisory lock the schema is brought up to date under (`damson` in ASCII).
-const MIGRATION_LOCK: i64 = 0x0000_6461_6d73_6f6e;
 /// The advisory lock that keeps audit appends in order.
 const AUDIT_LOCK: i64 = 0x64_616d_736f_6e41; // "damsonA"
 
@@ -83,6 +27,9 @@ pub struct PostgresPersister {
     /// Where to connect again, for each owner's presence session (see [`Persister::join`]).
     url: String,
     location: String,
+    /// The tenant role the connections act as, if any (see
+    /// [`connect_as_tenant`](Self::connect_as_tenant)).
+    role: Option<String>,
 }
 
 impl PostgresPersister {
@@ -104,6 +51,7 @@ impl PostgresPersister {
             client,
             url: url.to_string(),
             location,
+            role: None,
         })
     }
 
@@ -125,37 +73,6 @@ async fn open(url: &str, location: &str) -> Result<Client, tokio_postgres::Error
         }
     });
     Ok(client)
-}
-
-/// Apply the migrations the database has not had yet.
-async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
-    let txn = client.transaction().await?;
-    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
-    txn.batch_execute(
-        "CREATE TABLE IF NOT EXISTS damson_schema (
-            version INTEGER PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .await?;
-    let current: i32 = txn
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM damson_schema", &[])
-        .await?
-        .get(0);
-    for (version, step) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        txn.batch_execute(step).await?;
-        txn.execute(
-            "INSERT INTO damson_schema (version) VALUES ($1)",
-            &[version],
-        )
-        .await?;
-        tracing::info!(
-            version,
-            "PostgreSQL store: schema brought up to version {version}"
-        );
-    }
-    txn.commit().await
 }
 
 /// The URL without its password, for messages.
@@ -338,6 +255,11 @@ impl Persister for PostgresPersister {
         let session = open(&self.url, &self.location)
             .await
             .map_err(|e| self.error(e))?;
+        if let Some(role) = &self.role {
+            tenants::act_as(&session, role)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
         let locked: bool = session
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
@@ -432,8 +354,11 @@ impl Persister for PostgresPersister {
         let created = self
             .client
             .execute(
-                "INSERT INTO damson_tenants (name, created_ms, quotas) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO NOTHING",
+                // One statement: the tenant and its database role are made together.
+                "WITH made AS (
+                     INSERT INTO damson_tenants (name, created_ms, quotas) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO NOTHING RETURNING name)
+                 SELECT damson_add_tenant_role(name) FROM made",
                 &[
                     &tenant.name,
                     &(tenant.created_ms as i64),
@@ -504,8 +429,9 @@ impl Persister for PostgresPersister {
             .client
             .query_one(
                 "WITH gone AS (DELETE FROM damson_tenants WHERE name = $1 RETURNING name),
-                      tokens AS (DELETE FROM damson_tokens WHERE tenant IN (SELECT name FROM gone))
-                 SELECT count(*) FROM gone",
+                      tokens AS (DELETE FROM damson_tokens WHERE tenant IN (SELECT name FROM gone)),
+                      roles AS (SELECT damson_drop_tenant_role(name) FROM gone)
+                 SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM roles)",
                 &[&name],
             )
             .await
@@ -629,6 +555,10 @@ impl Persister for PostgresPersister {
                 outcome: row.get(6),
             })
             .collect())
+    }
+
+    async fn scoped(&self, tenant: &str) -> Result<Option<Arc<dyn Persister>>, PersistError> {
+        tenants::scoped(self, tenant).await
     }
 
     fn summary(&self) -> String {

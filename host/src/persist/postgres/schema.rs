@@ -1,0 +1,163 @@
+//! The schema of the PostgreSQL store, and how a database is brought up to date.
+
+use tokio_postgres::Client;
+
+/// The schema, one step per version. A database is brought up to the last version when a
+/// persister connects: under an advisory lock, in one transaction, so that hosts starting
+/// together on a fresh database do not race (PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not
+/// safe against a concurrent one), and each step runs once. Never change a step: add one.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS damson_checkpoints (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        tag TEXT NOT NULL DEFAULT '',
+        bundle BYTEA NOT NULL,
+        saved_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, pid, tag)
+    );
+    CREATE TABLE IF NOT EXISTS damson_plugins (
+        digest TEXT PRIMARY KEY,
+        component BYTEA NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS damson_claims (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant, pid)
+    );",
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS damson_tenants (
+        name TEXT PRIMARY KEY,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS damson_tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        scopes TEXT[] NOT NULL,
+        label TEXT,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT,
+        revoked_ms BIGINT
+    );
+    CREATE INDEX IF NOT EXISTS damson_tokens_tenant ON damson_tokens (tenant);
+    CREATE TABLE IF NOT EXISTS damson_audit (
+        seq BIGSERIAL PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        tenant TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS damson_audit_tenant_seq ON damson_audit (tenant, seq);",
+    ),
+    (
+        3,
+        "ALTER TABLE damson_tenants ADD COLUMN IF NOT EXISTS quotas TEXT NOT NULL DEFAULT '{}';",
+    ),
+
+    (
+        4,
+        // Row-level security: a connection acting as a tenant's role (see `tenants.rs`) sees
+        // and changes only that tenant's rows, whatever its query says. The tables' owner (who
+        // migrates, and serves every tenant) is not bound by it.
+        "CREATE TABLE IF NOT EXISTS damson_tenant_roles (
+        tenant TEXT PRIMARY KEY,
+        role TEXT NOT NULL UNIQUE
+    );
+    CREATE OR REPLACE FUNCTION damson_tenant_of(who TEXT) RETURNS TEXT
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public
+        AS $$ SELECT tenant FROM damson_tenant_roles WHERE role = who $$;
+    CREATE OR REPLACE FUNCTION damson_role_name(t TEXT) RETURNS TEXT LANGUAGE sql STABLE
+        AS $$ SELECT 'damson_' || left(encode(sha256(convert_to(current_database() || '/' || t, 'UTF8')), 'hex'), 24) $$;
+    ALTER TABLE damson_checkpoints ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_checkpoints
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    ALTER TABLE damson_claims ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_claims
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    ALTER TABLE damson_audit ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_audit
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    ALTER TABLE damson_tokens ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_tokens
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    ALTER TABLE damson_tenants ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_tenants
+        USING (name = damson_tenant_of(current_user))
+        WITH CHECK (name = damson_tenant_of(current_user));
+    CREATE OR REPLACE FUNCTION damson_add_tenant_role(t TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+    DECLARE r TEXT := damson_role_name(t);
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON damson_checkpoints, damson_claims TO %I', r);
+        EXECUTE format('GRANT SELECT, INSERT ON damson_plugins, damson_audit TO %I', r);
+        EXECUTE format('GRANT SELECT ON damson_tenants, damson_schema TO %I', r);
+        EXECUTE format('GRANT USAGE ON SEQUENCE damson_audit_seq_seq TO %I', r);
+        IF NOT pg_has_role(current_user, r, 'MEMBER') THEN
+            EXECUTE format('GRANT %I TO %I', r, current_user);
+        END IF;
+        INSERT INTO damson_tenant_roles (tenant, role) VALUES (t, r)
+            ON CONFLICT (tenant) DO UPDATE SET role = EXCLUDED.role;
+        RETURN r;
+    END $$;
+    CREATE OR REPLACE FUNCTION damson_drop_tenant_role(t TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+    DECLARE r TEXT;
+    BEGIN
+        DELETE FROM damson_tenant_roles WHERE tenant = t RETURNING role INTO r;
+        IF r IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('REVOKE ALL ON damson_checkpoints, damson_claims, damson_plugins, '
+                'damson_audit, damson_tenants, damson_schema FROM %I', r);
+            EXECUTE format('REVOKE ALL ON SEQUENCE damson_audit_seq_seq FROM %I', r);
+            EXECUTE format('DROP ROLE %I', r);
+        END IF;
+    END $$;
+    SELECT damson_add_tenant_role(name) FROM damson_tenants;",
+    ),
+];
+
+/// The advisory lock the schema is brought up to date under (`damson` in ASCII).
+const MIGRATION_LOCK: i64 = 0x0000_6461_6d73_6f6e;
+
+/// Apply the migrations the database has not had yet.
+pub(super) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS damson_schema (
+            version INTEGER PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let current: i32 = txn
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM damson_schema", &[])
+        .await?
+        .get(0);
+    for (version, step) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        txn.batch_execute(step).await?;
+        txn.execute(
+            "INSERT INTO damson_schema (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        tracing::info!(
+            version,
+            "PostgreSQL store: schema brought up to version {version}"
+        );
+    }
+    txn.commit().await
+}
