@@ -133,6 +133,11 @@ impl HostConfig {
     /// take no turn. Guest calls yield at every epoch tick, so a limit above the number of
     /// cores keeps short steps flowing past long ones.
     ///
+    /// The turns are shared fairly between the tenants of the hosts made from this one
+    /// ([`Host::for_tenant`](crate::Host::for_tenant)): a turn set free goes to the waiting
+    /// tenant that holds the fewest, and no tenant holds more than three quarters of them (of
+    /// a limit of 4 or more), so that another tenant's step finds one at once.
+    ///
     /// By default 64.
     ///
     /// # Panics

@@ -25,7 +25,7 @@
 //!
 //! | module | may use |
 //! |---|---|
-//! | `ports`, `workchain`, `json_text` | nothing of the host |
+//! | `ports`, `workchain`, `json_text`, `fair` | nothing of the host |
 //! | `spec` | `ports`, `workchain` |
 //! | `guest` | `ports`, `spec` |
 //! | `persist` | nothing of the host |
@@ -52,6 +52,7 @@ pub mod cli;
 pub mod comms;
 mod config;
 mod error;
+mod fair;
 mod guest;
 mod host;
 mod json_text;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// all but `cli`; `cli` and the binary may use all.
 const LAYERS: &[(&str, &[&str])] = &[
     ("ports", &[]),
+    ("fair", &[]),
     ("workchain", &[]),
     ("json_text", &[]),
     ("config", &["persist"]),
@@ -31,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "error",
             "json_text",
+            "fair",
         ],
     ),
     (
@@ -64,6 +66,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tenancy",
             "wasm",
             "comms",
+            "fair",
         ],
     ),
     (
@@ -98,16 +101,17 @@ const CRATES: &[(&str, &[&str])] = &[
     ("lapin", &["comms"]),
     ("yaml_serde", &["comms"]),
     ("libc", &["bin"]),
-    // HTTP: the API serves, the CLI's `--server` calls it.
+    // HTTP: the API serves, the CLI's `--server` calls it, and `comms` calls RabbitMQ's
+    // management API (a tenant's virtual host and user).
     ("axum", &["api"]),
     ("axum_server", &["api"]),
     ("rustls", &["api", "cli"]),
-    ("reqwest", &["cli"]),
+    ("reqwest", &["comms", "cli"]),
     // The pure modules do no I/O and spawn nothing.
     (
         "tokio",
         &[
-            "persist", "wasm", "process", "comms", "host", "api", "cli", "bin",
+            "persist", "wasm", "process", "comms", "host", "api", "cli", "bin", "fair",
         ],
     ),
 ];

@@ -16,7 +16,7 @@ mod recovery;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Semaphore;
+use crate::fair::FairPermits;
 
 pub use recovery::Recovered;
 
@@ -61,8 +61,11 @@ struct Inner {
     plugins: plugins::Plugins,
     /// Every process of this host, by pid.
     processes: Arc<ProcessTable>,
-    /// Bounds the processes running a guest call at once.
-    steps: Arc<Semaphore>,
+    /// Bounds the processes running a guest call at once, shared fairly between the tenants
+    /// of the hosts made with [`Host::for_tenant`].
+    steps: Arc<FairPermits>,
+    /// The tenant, as the step permits count it.
+    tenant_name: Arc<str>,
     /// Where durable processes checkpoint, if anywhere.
     store: Option<Arc<dyn Persister>>,
     /// This host's claims in the store, when it has one.
@@ -124,7 +127,11 @@ impl Host {
                 config: config.clone(),
                 plugins: plugins::Plugins::default(),
                 processes: Arc::default(),
-                steps: Arc::new(Semaphore::new(config.max_concurrent_steps)),
+                steps: FairPermits::new(
+                    config.max_concurrent_steps,
+                    FairPermits::three_quarters(config.max_concurrent_steps),
+                ),
+                tenant_name: Arc::from(config.tenant.as_str()),
                 store,
                 claims,
                 restoring: tokio::sync::Mutex::new(()),
@@ -183,6 +190,7 @@ impl Host {
                 plugins: plugins::Plugins::default(),
                 processes: Arc::default(),
                 steps: self.inner.steps.clone(),
+                tenant_name: Arc::from(tenant),
                 store,
                 restoring: tokio::sync::Mutex::new(()),
                 comms: OnceLock::new(),

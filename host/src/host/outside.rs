@@ -2,13 +2,14 @@
 //! its claim, its children are made and found here, its state changes are broadcast.
 
 use async_trait::async_trait;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::Host;
 use crate::error::Error;
 use crate::guest::Launch;
 use crate::persist::{CheckpointKey, bundle};
-use crate::process::{Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, Unsaved};
+use crate::process::{
+    Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, StepPermit, Unsaved,
+};
 
 #[async_trait]
 impl Outside for Host {
@@ -53,13 +54,8 @@ impl Outside for Host {
         }
     }
 
-    async fn step_permit(&self) -> OwnedSemaphorePermit {
-        self.inner
-            .steps
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the step semaphore is never closed")
+    async fn step_permit(&self) -> StepPermit {
+        StepPermit::new(self.inner.steps.acquire(&self.inner.tenant_name).await)
     }
 
     async fn launch_child(

@@ -1,7 +1,6 @@
 //! [`Outside`]: what a running process needs from the host around it, as one narrow interface.
 
 use async_trait::async_trait;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ProcessHandle, ProcessRecord, ProcessState};
 use crate::error::Error;
@@ -46,8 +45,9 @@ pub(crate) trait Outside: Send + Sync {
         tag: Option<&str>,
     ) -> Result<(), Unsaved>;
 
-    /// A turn to run one guest call; waits while the limit of concurrent calls is reached.
-    async fn step_permit(&self) -> OwnedSemaphorePermit;
+    /// A turn to run one guest call, held until dropped; waits while the limit of concurrent
+    /// calls is reached.
+    async fn step_permit(&self) -> StepPermit;
 
     /// Create and start the child `launch` describes, of process `parent`.
     async fn launch_child(
@@ -68,4 +68,19 @@ pub(crate) trait Outside: Send + Sync {
     /// The process has stopped here, terminated or `abandoned` to another host: it answers no
     /// more requests, and an abandoned one is forgotten.
     fn ended(&self, pid: &str, abandoned: bool);
+}
+
+/// A turn to run a guest call ([`Outside::step_permit`]): whatever the outside counts turns
+/// with, given back when this is dropped.
+pub(crate) struct StepPermit {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl StepPermit {
+    /// A permit that gives `held` back when dropped.
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
 }

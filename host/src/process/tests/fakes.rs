@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::error::Error;
 use crate::guest::{
@@ -17,7 +17,7 @@ use crate::guest::{
     StepResult,
 };
 use crate::ports::{DefaultRequest, GuestCheck, PortNamespace};
-use crate::process::outside::{Checkpoints, Outside, Unsaved};
+use crate::process::outside::{Checkpoints, Outside, StepPermit, Unsaved};
 use crate::process::{Event, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Task};
 use crate::spec::{ExitCodeSpec, ProcessSpec};
 use crate::workchain::{Node, Outline};
@@ -417,8 +417,8 @@ impl Outside for Fake {
         Ok(())
     }
 
-    async fn step_permit(&self) -> OwnedSemaphorePermit {
-        self.steps.clone().acquire_owned().await.unwrap()
+    async fn step_permit(&self) -> StepPermit {
+        StepPermit::new(self.steps.clone().acquire_owned().await.unwrap())
     }
 
     async fn launch_child(
