@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{CommonOptions, exit};
 use crate::persist::{CheckpointKey, EmbeddedPersister, MemoryPersister, Persister, bundle};
+use crate::tenancy::Quotas;
 use crate::{Host, ProcessHandle, ProcessRecord, ProcessState};
 
 const AFTER_HELP: &str = "\
@@ -32,6 +33,9 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      each) without a store, and checkpointed after every step in memory (n = 27, 111
      iterations), and the checkpoint of a `hailstone` paused mid-loop, its state in the language's own
      variables: memory image size, save and load as in case c, in memory
+  t  noisy neighbour: tenant B's trivial process (`add`, launched and run to its end, one
+     after another) on an idle host, then while tenant A runs --spinners processes that spin
+     (`spin`) on the same host; the median latency of each and their ratio
 Cases f and g need --broker and are not run by default.
 Each case runs --runs times (case c --checkpoints times); the median is reported, and the peak
 resident memory of this process. To compare with plumpy 0.26.1 measured in the same run, use
@@ -66,8 +70,12 @@ pub(crate) struct BenchCommand {
     mib: u64,
 
     /// Which cases to run, e.g. `abd` or `c`; `f` and `g` need --broker.
-    #[arg(long, default_value = "abcdl")]
+    #[arg(long, default_value = "abcdlt")]
     cases: String,
+
+    /// Case t: how many spinning processes the noisy tenant runs.
+    #[arg(long, default_value_t = 200)]
+    spinners: usize,
 
     /// Cases f and g: the RabbitMQ broker, e.g. `amqp://guest:guest@localhost:5672/%2f`.
     #[arg(long, value_name = "URL")]
@@ -171,6 +179,9 @@ impl BenchCommand {
         }
         if self.cases.contains('l') {
             self.case_l(&mut figures).await?;
+        }
+        if self.cases.contains('t') {
+            self.case_t(&mut figures).await?;
         }
         figures.print(self.json, self.runs);
         Ok(ExitCode::from(exit::OK))
@@ -549,6 +560,64 @@ impl BenchCommand {
     }
 }
 
+impl BenchCommand {
+    /// Case t: a quiet tenant's trivial-process latency, idle and beside a noisy tenant's
+    /// spinning processes.
+    async fn case_t(&self, figures: &mut Figures) -> anyhow::Result<()> {
+        let mut config = self.common.host_config();
+        // The spinners spin for the whole case: they are killed at its end.
+        config.step_timeout(Duration::from_secs(600));
+        let base = Host::new(&config)?;
+        let quiet = base.for_tenant("quiet", Quotas::default(), Vec::new());
+        let noisy = base.for_tenant("noisy", Quotas::default(), Vec::new());
+        let add = quiet.load("add").await.context("case t needs `add`")?;
+        let spin = noisy.load("spin").await.context("case t needs `spin`")?;
+        let samples = (self.processes / 10).clamp(20, 200);
+        let latency = async || -> anyhow::Result<f64> {
+            let mut took = Vec::new();
+            for i in 0..samples {
+                let started = Instant::now();
+                let record = quiet.run(&add, json!({"x": i, "y": 1})).await?;
+                took.push(started.elapsed().as_secs_f64() * 1000.0);
+                ensure!(record.successful() == Some(true), "case t: {record:?}");
+            }
+            Ok(median(took))
+        };
+        latency().await?; // warm up
+        let idle = latency().await?;
+        let mut spinners = Vec::new();
+        for _ in 0..self.spinners {
+            spinners.push(noisy.launch(&spin, json!({})).await?);
+        }
+        // Let every spinner reach its step.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let beside = latency().await?;
+        for spinner in &spinners {
+            spinner.kill(Some("the case is over"), true);
+        }
+        for spinner in &spinners {
+            spinner.wait().await;
+        }
+        let label = |when: &str| format!("tenant B's trivial process, {when}");
+        figures.add('t', "idle_ms", label("idle host"), idle, Unit::Milliseconds);
+        figures.add(
+            't',
+            "noisy_ms",
+            label(&format!("beside {} spinning", self.spinners)),
+            beside,
+            Unit::Milliseconds,
+        );
+        figures.add(
+            't',
+            "ratio",
+            "noisy / idle latency".into(),
+            beside / idle,
+            Unit::Times,
+        );
+        Ok(())
+    }
+}
+
 /// What a figure counts.
 #[derive(Debug, Clone, Copy)]
 enum Unit {
@@ -556,6 +625,7 @@ enum Unit {
     Milliseconds,
     Microseconds,
     Kilobytes,
+    Times,
 }
 
 /// The figures measured, in order.
@@ -591,6 +661,7 @@ impl Figures {
                 Unit::Milliseconds => format!("{value:>10.3} ms"),
                 Unit::Microseconds => format!("{value:>10.1} µs"),
                 Unit::Kilobytes => format!("{value:>10.1} KB"),
+                Unit::Times => format!("{value:>10.2}×"),
             };
             println!("{case}  {label:<50} {value}");
         }

@@ -182,7 +182,7 @@ impl Host {
         };
         Self {
             inner: Arc::new(Inner {
-                runtime: self.inner.runtime.with_limits(limits),
+                runtime: self.inner.runtime.for_tenant(limits, tenant),
                 claims: store
                     .as_ref()
                     .map(|_| claims::Claims::new(config.claim_ttl)),

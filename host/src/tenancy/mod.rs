@@ -1,13 +1,12 @@
-//! Tenants and who may act for them: API tokens with scopes, expiry and revocation, and the
-//! audit log of control and admin operations, all kept in the store.
+//! Tenants and who may act for them: API tokens with scopes, expiry and revocation, the
+//! tenants' [`quota`]s, and the audit log of control and admin operations, all kept in the
+//! store.
 //!
-//! Every process, checkpoint and claim already carries its tenant in its key (the default
-//! tenant, [`DEFAULT_TENANT`], until others are made). A token acts for one tenant within its
-//! scopes; [`Accounts::authenticate`] turns a presented token into the [`Principal`] that
-//! acts, or says exactly why not, never quoting the token.
-//!
-//! Not enforced yet on the paths that reach processes (the CLI on a shared store, the `serve`
-//! socket, RabbitMQ, PostgreSQL's row-level security) nor are quotas: issue 14's later parts.
+//! Every process, checkpoint and claim carries its tenant in its key (the default tenant,
+//! [`DEFAULT_TENANT`], until others are made); a [`Host`](crate::Host) acts for one tenant
+//! ([`Host::for_tenant`](crate::Host::for_tenant)) and enforces its quotas. A token acts for
+//! one tenant within its scopes; [`Accounts::authenticate`] turns a presented token into the
+//! [`Principal`] that acts, or says exactly why not, never quoting the token.
 
 pub mod quota;
 pub mod token;

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap};
 
 use super::bindings::damson::workflow::types as wit;
 use super::image::{Accessor, DecodedImage, Fresh, RestoreError};
-use super::limits::Interrupted;
+use super::limits::{Deadline, Interrupted};
 use super::state::{Call, StoreState};
 use super::{Runtime, bindings};
 use crate::guest::{
@@ -55,16 +55,19 @@ impl Instance {
     ) -> Result<Self, Failure> {
         let config = runtime.config();
         let limits = runtime.limits();
-        let state = StoreState::new(&config.sandbox, limits.max_memory, plugin, spec, interrupt);
+        let mut state =
+            StoreState::new(&config.sandbox, limits.max_memory, plugin, spec, interrupt);
+        state.deadline = Deadline::new(runtime.seat());
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|ctx| {
+        store.epoch_deadline_callback(|mut ctx| {
             if ctx.data().interrupt.load(Ordering::Relaxed) {
                 return Err(wasmtime::Error::new(Interrupted));
             }
             ctx.data().deadline.check().map_err(wasmtime::Error::new)?;
-            // Yield to the async runtime at every tick so one guest never holds a thread.
-            Ok(UpdateDeadline::Yield(1))
+            // Yield to the async runtime at every tick so one guest never holds a thread; a
+            // long call takes its turn in the lane too.
+            Ok(ctx.data_mut().deadline.tick())
         });
         store.set_epoch_deadline(1);
         store.data_mut().deadline.start(limits.step_timeout);

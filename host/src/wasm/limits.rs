@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::lane::Seat;
 use crate::guest::LimitExceeded;
 
 /// The process was killed while a guest call was running: the call stops at the next epoch tick.
@@ -61,18 +62,44 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 }
 
 /// The deadline of the call in progress.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Deadline {
     pub(crate) at: Option<(Instant, Duration)>,
+    /// The call's place in the lane long calls share.
+    seat: Option<Seat>,
 }
 
 impl Deadline {
+    /// No call yet; long calls of this instance take turns in `seat`'s lane.
+    pub(crate) fn new(seat: Seat) -> Self {
+        Self {
+            at: None,
+            seat: Some(seat),
+        }
+    }
+
     pub(crate) fn start(&mut self, limit: Duration) {
         self.at = Some((Instant::now() + limit, limit));
+        if let Some(seat) = &mut self.seat {
+            seat.begin();
+        }
     }
 
     pub(crate) fn clear(&mut self) {
         self.at = None;
+        if let Some(seat) = &mut self.seat {
+            seat.leave();
+        }
+    }
+
+    /// An epoch tick while a call runs: how it goes on (see [`Seat::tick`]). Only a call
+    /// between [`start`](Self::start) and [`clear`](Self::clear) takes a seat, so that every
+    /// seat taken is given back when the call ends.
+    pub(crate) fn tick(&mut self) -> wasmtime::UpdateDeadline {
+        match &mut self.seat {
+            Some(seat) if self.at.is_some() => seat.tick(),
+            _ => wasmtime::UpdateDeadline::Yield(1),
+        }
     }
 
     /// The error to stop the guest with, once the deadline has passed.

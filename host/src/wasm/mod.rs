@@ -12,6 +12,7 @@ mod guests;
 mod image;
 mod instance;
 mod instrument;
+mod lane;
 mod limits;
 mod plugin;
 pub mod safety;
@@ -38,6 +39,7 @@ use state::StoreState;
 
 use crate::config::HostConfig;
 use crate::error::{BoxError, Error, Result};
+use crate::fair::FairPermits;
 use crate::guest::Failure;
 
 /// The plugin world this host implements.
@@ -49,10 +51,14 @@ pub(crate) struct Runtime {
     inner: Arc<Shared>,
     /// What each instance may use: the host configuration's, unless narrowed for a tenant.
     limits: Limits,
+    /// The tenant its instances run for, as the lane counts turns.
+    tenant: Arc<str>,
 }
 
 struct Shared {
     engine: Engine,
+    /// The seats long guest calls take turns in (see `lane`).
+    lane: Arc<FairPermits>,
     linker: Linker<StoreState>,
     config: HostConfig,
     _ticker: epoch::EpochTicker,
@@ -83,6 +89,7 @@ impl Runtime {
         Ok(Self {
             inner: Arc::new(Shared {
                 engine,
+                lane: lane::lane(),
                 linker,
                 config: config.clone(),
                 _ticker: ticker,
@@ -91,15 +98,22 @@ impl Runtime {
                 max_memory: config.max_memory,
                 step_timeout: config.step_timeout,
             },
+            tenant: Arc::from(config.tenant.as_str()),
         })
     }
 
-    /// The same engine and linker, its instances held to `limits`.
-    pub(crate) fn with_limits(&self, limits: Limits) -> Self {
+    /// The same engine and linker, its instances held to `limits` and running for `tenant`.
+    pub(crate) fn for_tenant(&self, limits: Limits, tenant: &str) -> Self {
         Self {
             inner: self.inner.clone(),
             limits,
+            tenant: Arc::from(tenant),
         }
+    }
+
+    /// A place in the lane for a new instance.
+    fn seat(&self) -> lane::Seat {
+        lane::Seat::new(self.inner.lane.clone(), self.tenant.clone())
     }
 
     /// What each instance of this runtime may use.
