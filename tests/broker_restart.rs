@@ -46,6 +46,17 @@ async fn a_broker_restart_mid_run_is_survived() {
     rabbitmqctl(&["await_startup"]);
 
     fleet.all_finish_once(&pids, Duration::from_secs(120)).await;
+    // The processes may all finish before a worker's next attempt to reconnect (its pause
+    // grows to 5 s, and a node with the management plugin takes seconds longer to restart).
+    let reconnecting = Instant::now();
+    while fleet
+        .workers
+        .iter()
+        .any(|w| w.logged("RabbitMQ: reconnected").is_empty())
+        && reconnecting.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for worker in &fleet.workers {
         assert!(
             !worker.logged("RabbitMQ: connection lost").is_empty(),

@@ -1,5 +1,6 @@
 //! Integration tests: real plugins, compiled from source, through the real host and CLI.
 
+mod broker_tenants;
 mod claims;
 mod cli;
 mod comms;

@@ -157,13 +157,22 @@ fn test(extra: &[String]) -> Result<(), String> {
             (Some(broker), url)
         }
     };
+    // The management API of that broker, for the broker tenant tests (which fail, saying so,
+    // without it).
+    let admin = env::var("DAMSON_TEST_RABBITMQ_ADMIN")
+        .ok()
+        .or_else(|| broker.as_ref().and_then(|b| b.admin.clone()));
     let python = test_python()?;
     let extra: Vec<&str> = extra
         .iter()
         .map(String::as_str)
         .skip_while(|a| *a == "--")
         .collect();
-    let result = run(cargo()
+    let mut tests = cargo();
+    if let Some(admin) = &admin {
+        tests.env("DAMSON_TEST_RABBITMQ_ADMIN", admin);
+    }
+    let result = run(tests
         .args(["test", "--release", "--workspace", "--exclude", "xtask"])
         .args(if extra.is_empty() {
             vec![]

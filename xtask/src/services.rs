@@ -8,21 +8,43 @@ use std::process::Command;
 use crate::{run, target_dir};
 
 /// The RabbitMQ the tests use: one already listening on the default port, or the local
-/// installation's node started for them (and stopped when dropped).
+/// installation's node started for them (and stopped when dropped), with its management API
+/// (the broker tenant tests make virtual hosts and users through it).
 pub(crate) struct TestRabbitMq {
     pub(crate) url: String,
+    /// The management API's URL, when it answers.
+    pub(crate) admin: Option<String>,
     started: bool,
 }
 
 impl TestRabbitMq {
     const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    const ADMIN_URL: &str = "http://guest:guest@127.0.0.1:15672";
+    const ADMIN_PORT: u16 = 15672;
 
     pub(crate) fn start() -> Result<Self, String> {
         let listening = || std::net::TcpStream::connect(("127.0.0.1", 5672)).is_ok();
         if listening() {
             eprintln!("xtask: using the RabbitMQ listening on 127.0.0.1:5672");
+            // A node started without the management plugin gets it now, if it is the local one.
+            if let (false, Some(plugins)) =
+                (management_answers(), rabbitmq_tool("rabbitmq-plugins"))
+            {
+                let _ = Command::new(plugins)
+                    .args(["-q", "enable", "rabbitmq_management"])
+                    .status();
+            }
+            let admin = wait_for_management(std::time::Duration::from_secs(30));
+            if admin.is_none() {
+                eprintln!(
+                    "xtask: the RabbitMQ on 127.0.0.1:5672 has no management API on port {}: \
+                     the broker tenant tests will fail (set DAMSON_TEST_RABBITMQ_ADMIN)",
+                    Self::ADMIN_PORT
+                );
+            }
             return Ok(Self {
                 url: Self::URL.into(),
+                admin,
                 started: false,
             });
         }
@@ -42,10 +64,21 @@ impl TestRabbitMq {
                 .env("DEBIAN_FRONTEND", "noninteractive"))?;
         }
         let tool = |name| Command::new(rabbitmq_tool(name).unwrap_or_else(|| name.into()));
+        // The management API, for the broker tenant tests: enabled in the node's plugins file
+        // (once: the tool takes seconds to start Erlang), before the node starts.
+        if !management_enabled() {
+            run(tool("rabbitmq-plugins").args([
+                "-q",
+                "enable",
+                "--offline",
+                "rabbitmq_management",
+            ]))?;
+        }
         run(tool("rabbitmq-server").arg("-detached"))?;
         // Stopped when dropped, even if it never comes up.
-        let broker = Self {
+        let mut broker = Self {
             url: Self::URL.into(),
+            admin: None,
             started: true,
         };
         // The node answers pings once Erlang is up, and `await_startup` then waits for RabbitMQ.
@@ -67,8 +100,68 @@ impl TestRabbitMq {
             );
         }
         run(tool("rabbitmqctl").args(["await_startup", "--timeout", "120"]))?;
-        eprintln!("xtask: RabbitMQ for the tests at {}", broker.url);
+        broker.admin = wait_for_management(std::time::Duration::from_secs(30));
+        if broker.admin.is_none() {
+            return Err(format!(
+                "RabbitMQ's management API did not answer on 127.0.0.1:{} (the plugin \
+                 rabbitmq_management is enabled; see the logs in /var/log/rabbitmq)",
+                Self::ADMIN_PORT
+            ));
+        }
+        eprintln!(
+            "xtask: RabbitMQ for the tests at {}, its management API at {}",
+            broker.url,
+            Self::ADMIN_URL.replace(":guest@", ":***@")
+        );
         Ok(broker)
+    }
+}
+
+/// Whether the local node's plugins file enables the management plugin already (Debian's
+/// `/etc/rabbitmq/enabled_plugins`, or `RABBITMQ_ENABLED_PLUGINS_FILE`).
+fn management_enabled() -> bool {
+    let file = env::var_os("RABBITMQ_ENABLED_PLUGINS_FILE").map_or_else(
+        || PathBuf::from("/etc/rabbitmq/enabled_plugins"),
+        PathBuf::from,
+    );
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| word == "rabbitmq_management")
+    })
+}
+
+/// Whether the management API on the local node answers `GET /api/overview` as the guest
+/// user, with 200.
+fn management_answers() -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", TestRabbitMq::ADMIN_PORT))
+    else {
+        return false;
+    };
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let _ = stream.set_read_timeout(timeout);
+    let _ = stream.set_write_timeout(timeout);
+    // `guest:guest` in base64, for HTTP basic authentication.
+    let request = "GET /api/overview HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+                   Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n";
+    let mut status = [0u8; 12];
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut status).is_ok()
+        && status.starts_with(b"HTTP/1.")
+        && &status[9..12] == b"200"
+}
+
+/// The management API's URL once it answers, within `patience`; `None` if it never does.
+fn wait_for_management(patience: std::time::Duration) -> Option<String> {
+    let start = std::time::Instant::now();
+    loop {
+        if management_answers() {
+            return Some(TestRabbitMq::ADMIN_URL.into());
+        }
+        if start.elapsed() > patience {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

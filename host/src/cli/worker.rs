@@ -7,14 +7,18 @@ use anyhow::Context;
 use clap::Args;
 
 use super::control::BrokerOptions;
+use super::identity::TokenOption;
 use super::store::StoreOptions;
 use super::{CommonOptions, exit};
 use crate::comms::{Communicator, ProcessLauncher, RabbitMqCommunicator};
+use crate::tenancy::Scope;
 
 const AFTER_HELP: &str = "\
 Examples:
   damson worker --broker amqp://guest:guest@localhost:5672/%2f
   damson worker --broker amqp://… --store postgres://damson@db/damson
+  damson worker --broker amqp://damson-acme:…@rabbit:5672/damson-acme \
+      --store postgres://damson@db/damson --token damson_…
 
 The worker takes launch, create and continue tasks from the task queue, answers pause / play /
 kill / status requests for its processes, hears the pause / play / kill broadcasts, and
@@ -28,7 +32,12 @@ stay in the store, where `damson continue` (or a continue task) finds them.
 Workers sharing a store claim the processes they run: no two run one process, and when a worker
 dies the others take its processes over, at once (its presence in the store ends with it), or,
 for one that lives on but cannot renew, once its claims run out (--claim-ttl). When the broker
-restarts, the worker reconnects and subscribes again on its own; its processes run on.";
+restarts, the worker reconnects and subscribes again on its own; its processes run on.
+
+With --token (a token of a tenant with the submit scope), the worker acts for that tenant: it
+runs, lists and takes over only the tenant's processes, within the tenant's quotas, and finds
+plugins by name only. Give it the tenant's broker URL (`damson tenant create --broker-admin`
+prints it), whose virtual host only the tenant's credentials reach.";
 
 /// Serve processes over RabbitMQ, as one of many workers sharing a broker and a store.
 #[derive(Debug, Args)]
@@ -48,6 +57,9 @@ pub(crate) struct WorkerCommand {
     claim_ttl: std::time::Duration,
 
     #[command(flatten)]
+    who: TokenOption,
+
+    #[command(flatten)]
     store: StoreOptions,
 
     #[command(flatten)]
@@ -62,12 +74,15 @@ impl WorkerCommand {
         );
         let mut config = self.common.host_config();
         config.claim_processes(self.claim_ttl);
-        let store = self
+        anyhow::ensure!(
+            self.store.store.as_deref() != Some("memory:"),
+            "a worker needs a store (`--store memory:` keeps nothing to take over)"
+        );
+        // The token's tenant's host (checked to have the submit scope), or the default tenant's.
+        let host = self
             .store
-            .open(&self.common)
-            .await?
-            .context("a worker needs a store (`--store memory:` keeps nothing to take over)")?;
-        let host = crate::Host::with_store(&config, store)?;
+            .host_as_with(&config, &self.common, &self.who, Scope::Submit)
+            .await?;
         let url = self.broker.url()?;
         let communicator: Arc<dyn Communicator> =
             RabbitMqCommunicator::connect(url, self.broker.options(self.prefetch))
@@ -84,9 +99,10 @@ impl WorkerCommand {
             .store()
             .map_or_else(|| "no store".to_string(), |s| s.summary());
         eprintln!(
-            "damson worker: ready on {} (task queue '{}'), {store}",
+            "damson worker: ready on {} (task queue '{}'), {store}, tenant {}",
             crate::comms::redacted(url),
-            self.broker.task_queue
+            self.broker.task_queue,
+            host.tenant()
         );
         // Take over the processes of workers that died (and, at start, those this store's
         // hosts left unfinished), from their last checkpoints.

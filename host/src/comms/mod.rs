@@ -35,7 +35,9 @@ pub use controller::RemoteProcessController;
 pub use inprocess::InProcessCommunicator;
 pub use launcher::{ProcessLauncher, Processes};
 pub(crate) use rabbitmq::redacted;
-pub use rabbitmq::{RabbitMqCommunicator, RabbitMqOptions};
+pub use rabbitmq::{
+    BrokerAdmin, BrokerAdminError, RabbitMqCommunicator, RabbitMqOptions, TenantBroker,
+};
 pub use socket::SocketCommunicator;
 
 /// A broadcast message, as kiwipy's broadcast envelope carries it.

@@ -6,7 +6,9 @@
 //! [`DEFAULT_TENANT`], until others are made); a [`Host`](crate::Host) acts for one tenant
 //! ([`Host::for_tenant`](crate::Host::for_tenant)) and enforces its quotas. A token acts for
 //! one tenant within its scopes; [`Accounts::authenticate`] turns a presented token into the
-//! [`Principal`] that acts, or says exactly why not, never quoting the token.
+//! [`Principal`] that acts, or says exactly why not, never quoting the token. The broker
+//! (a virtual host and user per tenant, `comms::BrokerAdmin`) and PostgreSQL (row-level
+//! security, `PostgresPersister::connect_as_tenant`) keep tenants apart themselves.
 
 pub mod quota;
 pub mod token;

@@ -43,7 +43,15 @@
 //! are delivered again, perhaps to another worker; the launcher makes a redelivered launch
 //! continue the process the first delivery created rather than create another (see
 //! [`ProcessLauncher`](super::ProcessLauncher)).
+//!
+//! # Tenants
+//!
+//! A tenant's workers and clients connect to a virtual host of its own, `damson-<tenant>`, as
+//! a user of its own that may reach only that virtual host; [`BrokerAdmin`] makes and removes
+//! both through RabbitMQ's management API (`damson tenant create | delete --broker-admin`).
+//! Everything above then happens inside the tenant's virtual host, with kiwipy's names.
 
+mod admin;
 mod consumers;
 mod link;
 mod refusals;
@@ -70,6 +78,7 @@ use super::{
     TaskSubscriber, codec, given_or_new,
 };
 
+pub use admin::{BrokerAdmin, BrokerAdminError, TenantBroker};
 use link::{Link, supervise};
 
 /// kiwipy's names and settings (`kiwipy/rmq/defaults.py`).
