@@ -138,11 +138,13 @@ def waiting(pid):
 
 
 def gone(pid):
-    """Waits until the process no longer answers (it ended)."""
+    """Waits until the process no longer answers (it ended). A request that gets no reply in
+    time (a process being killed while it was asked: plumpy's worker, busy on a loaded machine,
+    can leave one unanswered) is asked again."""
     deadline = time.time() + TIMEOUT
     while time.time() < deadline:
         answer = unwrapped('gone', lambda: thread.get_status(pid), timeout=5)
-        if 'failure' in answer:
+        if 'failure' in answer and answer['failure'] != {'no reply': True}:
             return answer['failure']
         time.sleep(0.05)
     raise SystemExit(f'{pid} still answers')
