@@ -146,15 +146,15 @@ impl Server {
         (status, body)
     }
 
+    /// `POST /v1/processes` of `plugin` with `inputs`: the status and the body.
+    async fn try_submit(&self, token: &str, plugin: &str, inputs: Value) -> (StatusCode, Value) {
+        let body = json!({"plugin": plugin, "inputs": inputs});
+        self.call("POST", "/v1/processes", Some(token), Some(body))
+            .await
+    }
+
     async fn submit(&self, token: &str, plugin: &str, inputs: Value) -> String {
-        let (status, body) = self
-            .call(
-                "POST",
-                "/v1/processes",
-                Some(token),
-                Some(json!({"plugin": plugin, "inputs": inputs})),
-            )
-            .await;
+        let (status, body) = self.try_submit(token, plugin, inputs).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["pid"].as_str().unwrap().to_string()
     }
@@ -369,14 +369,7 @@ async fn requests_without_a_valid_token_get_401_and_out_of_scope_ones_403() {
             assert!(!error.contains(token), "the token is not quoted back");
         }
     }
-    let (status, body) = server
-        .call(
-            "POST",
-            "/v1/processes",
-            Some(&reader),
-            Some(json!({"plugin": "collatz", "inputs": {"n": 3}})),
-        )
-        .await;
+    let (status, body) = server.try_submit(&reader, "collatz", json!({"n": 3})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
         body["error"]
@@ -493,12 +486,7 @@ async fn a_tenant_runs_its_own_plugins_and_the_shared_ones_and_no_other_tenants(
         .submit(&theirs, "secret-adder", json!({"x": 1, "y": 2}))
         .await;
     let (status, body) = server
-        .call(
-            "POST",
-            "/v1/processes",
-            Some(&ours),
-            Some(json!({"plugin": "secret-adder", "inputs": {"x": 1, "y": 2}})),
-        )
+        .try_submit(&ours, "secret-adder", json!({"x": 1, "y": 2}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
@@ -516,12 +504,7 @@ async fn a_tenant_runs_its_own_plugins_and_the_shared_ones_and_no_other_tenants(
     );
     let path = damson_tests::plugin("add").display().to_string();
     let (status, body) = server
-        .call(
-            "POST",
-            "/v1/processes",
-            Some(&ours),
-            Some(json!({"plugin": path, "inputs": {"x": 1, "y": 2}})),
-        )
+        .try_submit(&ours, &path, json!({"x": 1, "y": 2}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "no paths: {body}");
 }
@@ -535,14 +518,7 @@ async fn over_a_quota_a_request_gets_429_naming_it_and_other_tenants_go_on() {
     let theirs = setup.token("globex", &["admin"]);
     let server = setup.serve(&[]);
     let first = server.submit(&ours, "hailstone", slow()).await;
-    let (status, body) = server
-        .call(
-            "POST",
-            "/v1/processes",
-            Some(&ours),
-            Some(json!({"plugin": "collatz", "inputs": {"n": 3}})),
-        )
-        .await;
+    let (status, body) = server.try_submit(&ours, "collatz", json!({"n": 3})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(
         body["error"],
