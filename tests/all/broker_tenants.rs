@@ -447,6 +447,50 @@ fn each_tenants_worker_serves_its_own_kiwipy_client_and_no_other_tenants() {
 
     let killed = kiwipy(&["rpc", &globex_url, &theirs, "kill"]);
     assert_eq!(killed["reply"], true, "{killed}");
+
+    // What each tenant's broker user did is in its tenant's audit log, and only there.
+    let (globex_user, _) = credentials(&globex_url);
+    let controls = |tenant: &str| -> Vec<(String, String, String, String)> {
+        json_of(&on(store, &["audit", "--json", "--tenant", tenant]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"].as_str().unwrap().starts_with("process."))
+            .map(|e| {
+                let text = |key: &str| e[key].as_str().unwrap_or("-").to_string();
+                (
+                    text("actor"),
+                    text("action"),
+                    text("target"),
+                    text("outcome"),
+                )
+            })
+            .collect()
+    };
+    let by = |user: &str, tenant: &str, action: &str, pid: &str| {
+        (
+            format!("amqp:{user}@damson-{tenant}"),
+            action.to_string(),
+            pid.to_string(),
+            "ok".to_string(),
+        )
+    };
+    assert_eq!(
+        controls(acme),
+        [
+            by(&acme_user, acme, "process.submit", &ours),
+            by(&acme_user, acme, "process.pause", &ours),
+            by(&acme_user, acme, "process.play", &ours),
+            by(&acme_user, acme, "process.kill", &ours),
+        ]
+    );
+    assert_eq!(
+        controls(globex),
+        [
+            by(&globex_user, globex, "process.submit", &theirs),
+            by(&globex_user, globex, "process.kill", &theirs),
+        ]
+    );
     drop(tenants);
 }
 

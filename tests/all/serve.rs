@@ -21,7 +21,12 @@ impl Drop for Serve {
 }
 
 fn serve(home: &Path) -> Serve {
-    let mut child = damson()
+    serve_with(home, damson())
+}
+
+/// `damson serve` on `home`, from `command` (a `damson` set up further).
+fn serve_with(home: &Path, mut command: std::process::Command) -> Serve {
+    let mut child = command
         .env("DAMSON_HOME", home)
         .env_remove("DAMSON_STORE")
         .arg("serve")
@@ -244,4 +249,122 @@ fn a_failed_submit_says_what_failed_once() {
         "{stderr}"
     );
     assert_eq!(stderr.matches("the task failed").count(), 1, "{stderr}");
+}
+
+/// The socket is its owner's only, even under a umask that lets everyone in (another user
+/// cannot connect); it acts for the default tenant, never reaching another tenant's
+/// processes in the same store; and every submit, pause, play and kill through it is in the
+/// audit log, done by `local`.
+#[test]
+fn the_socket_is_its_owners_only_acts_for_the_default_tenant_and_is_audited() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let home = tempfile::tempdir().unwrap();
+    // Only the socket's own mode can keep another user out.
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tenant = on(home.path(), &["tenant", "create", "acme"]);
+    assert_eq!(tenant.status.code(), Some(0), "{tenant:?}");
+    let token = text(&on(
+        home.path(),
+        &[
+            "token", "create", "--tenant", "acme", "--scope", "submit", "--scope", "read",
+        ],
+    ));
+    let theirs = on(
+        home.path(),
+        &[
+            "run", "add", "-i", "x=1", "-i", "y=2", "--json", "--token", &token,
+        ],
+    );
+    assert_eq!(theirs.status.code(), Some(0), "{theirs:?}");
+    let theirs: Value = serde_json::from_slice(&theirs.stdout).unwrap();
+    let theirs = theirs["pid"].as_str().unwrap().to_string();
+
+    let mut child = damson();
+    // SAFETY: umask(2) is async-signal-safe and changes only the child's creation mask.
+    unsafe {
+        child.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let _daemon = serve_with(home.path(), child);
+    let socket = home.path().join("damson.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "owner-only: {mode:o}");
+    let stranger = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1]); print('connected')\nexcept PermissionError: print('refused')",
+        ])
+        .arg(&socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("python3 runs as nobody (the test runs as root)");
+    assert_eq!(
+        String::from_utf8_lossy(&stranger.stdout).trim(),
+        "refused",
+        "{stranger:?}"
+    );
+
+    // acme's process is in the store, but not the socket's to see or control.
+    for command in ["status", "kill", "pause"] {
+        let out = on(home.path(), &[command, &theirs]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("no process {theirs}")), "{stderr}");
+    }
+
+    let ours = text(&on(
+        home.path(),
+        &["submit", "lifecycle", "-i", "mode=wait"],
+    ));
+    let started = Instant::now();
+    while !text(&on(home.path(), &["status", &ours])).contains("WAITING") {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for command in ["pause", "play", "kill"] {
+        let out = on(home.path(), &[command, &ours]);
+        assert_eq!(out.status.code(), Some(0), "{command}: {out:?}");
+    }
+    // The daemon holds the embedded store: the audit log is read once it is gone.
+    drop(_daemon);
+    let audit = on(home.path(), &["audit", "--json"]);
+    let entries: Vec<(String, String, String, String)> =
+        serde_json::from_slice::<Value>(&audit.stdout)
+            .unwrap_or_else(|_| panic!("{audit:?}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["target"] == ours.as_str())
+            .map(|e| {
+                let text = |key: &str| e[key].as_str().unwrap_or("-").to_string();
+                (
+                    text("tenant"),
+                    text("actor"),
+                    text("action"),
+                    text("outcome"),
+                )
+            })
+            .collect();
+    let done = |action: &str| {
+        (
+            "default".to_string(),
+            "local".to_string(),
+            action.to_string(),
+            "ok".to_string(),
+        )
+    };
+    assert_eq!(
+        entries,
+        [
+            done("process.submit"),
+            done("process.pause"),
+            done("process.play"),
+            done("process.kill")
+        ],
+    );
 }

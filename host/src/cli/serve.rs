@@ -20,8 +20,9 @@ Examples:
 The daemon keeps its processes in the store (by default the embedded one in the home
 directory), continues the ones that had not ended when it starts, and listens on a Unix socket
 in the home directory (damson.sock), through which `damson submit`, `pause`, `play`, `kill`,
-`status` and `watch` reach it when they are given no --broker. The socket acts for the default
-tenant: whoever can reach it (the home directory's permissions decide) controls its processes.
+`status` and `watch` reach it when they are given no --broker. The socket is the daemon's
+user's only (mode 0600) and acts for the default tenant; every pause, play, kill and submit
+through it is in the audit log (`damson audit`) as done by `local`.
 
 With --listen ADDR it also serves the HTTP JSON API (GET /v1/openapi.json describes it) for
 every tenant of the store: each request acts for the tenant of its bearer token

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::audit::{Control, ControlLog, accepted};
 use super::control::{ProcessRpc, intent, state_changed};
 use super::{Broadcast, BroadcastSubscriber, CommsError, Communicator};
 use crate::process::{ProcessHandle, ProcessState, ProcessTable};
@@ -18,11 +19,15 @@ use crate::process::{ProcessHandle, ProcessState, ProcessTable};
 pub(crate) struct Attachment {
     communicator: Arc<dyn Communicator>,
     changes: mpsc::UnboundedSender<Broadcast>,
+    /// Where the control operations that arrive are recorded, as done by [`Self::peer`].
+    log: Arc<dyn ControlLog>,
+    peer: String,
 }
 
 impl Attachment {
     /// Attach `communicator` to the host whose processes `table` holds: it hears the broadcasts
-    /// to all processes, and broadcasts their state changes. Make each process reachable with
+    /// to all processes, and broadcasts their state changes; every pause, play and kill that
+    /// arrives is recorded in `log`. Make each process reachable with
     /// [`reachable`](Self::reachable).
     ///
     /// # Errors
@@ -30,7 +35,9 @@ impl Attachment {
     pub(crate) async fn new(
         communicator: Arc<dyn Communicator>,
         table: Weak<ProcessTable>,
+        log: Arc<dyn ControlLog>,
     ) -> Result<Self, CommsError> {
+        let peer = communicator.peer();
         let (changes, mut queue) = mpsc::unbounded_channel::<Broadcast>();
         let sender = communicator.clone();
         tokio::spawn(async move {
@@ -43,19 +50,35 @@ impl Attachment {
                 }
             }
         });
+        let all = ControlAll {
+            table,
+            log: log.clone(),
+            peer: peer.clone(),
+        };
         communicator
-            .add_broadcast_subscriber(Arc::new(ControlAll(table)), None)
+            .add_broadcast_subscriber(Arc::new(all), None)
             .await?;
         Ok(Self {
             communicator,
             changes,
+            log,
+            peer,
         })
+    }
+
+    /// Who the messages arriving through this communicator come from, for the audit log.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
     }
 
     /// Answer RPC intents for `process` at its pid.
     pub(crate) async fn reachable(&self, process: &ProcessHandle) -> Result<(), CommsError> {
         let subscribe = || {
-            let rpc = Arc::new(ProcessRpc(process.clone()));
+            let rpc = Arc::new(ProcessRpc {
+                process: process.clone(),
+                log: self.log.clone(),
+                peer: self.peer.clone(),
+            });
             self.communicator
                 .add_rpc_subscriber(rpc, Some(process.pid().to_string()))
         };
@@ -91,12 +114,17 @@ impl Attachment {
     }
 }
 
-/// Applies the `pause`, `play` and `kill` broadcasts to every live process of a host.
-struct ControlAll(Weak<ProcessTable>);
+/// Applies the `pause`, `play` and `kill` broadcasts to every live process of a host, and
+/// records what each did.
+struct ControlAll {
+    table: Weak<ProcessTable>,
+    log: Arc<dyn ControlLog>,
+    peer: String,
+}
 
 impl BroadcastSubscriber for ControlAll {
     fn receive(&self, message: &Broadcast) {
-        let Some(table) = self.0.upgrade() else {
+        let Some(table) = self.table.upgrade() else {
             return;
         };
         let text = |key: &str| message.body.get(key).and_then(Value::as_str);
@@ -106,22 +134,27 @@ impl BroadcastSubscriber for ControlAll {
             return;
         }
         for process in table.live() {
-            match subject {
-                Some(intent::PAUSE) => {
-                    process.pause(text("message"));
-                }
-                Some(intent::PLAY) => {
-                    process.play();
-                }
+            let (action, done) = match subject {
+                Some(intent::PAUSE) => ("process.pause", process.pause(text("message"))),
+                Some(intent::PLAY) => ("process.play", process.play()),
                 _ => {
                     let force = message
                         .body
                         .get("force_kill")
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
-                    process.kill(text("message"), force);
+                    ("process.kill", process.kill(text("message"), force))
                 }
-            }
+            };
+            let control = Control {
+                actor: self.peer.clone(),
+                action,
+                pid: Some(process.pid().to_string()),
+                outcome: accepted(done),
+            };
+            let log = self.log.clone();
+            // Broadcasts are heard synchronously and answered by nobody.
+            tokio::spawn(async move { log.record(control).await });
         }
     }
 }

@@ -9,10 +9,13 @@
 //! force_kill]}` (or none for play); state changes `state_changed.<from>.<to>` from the pid with
 //! no body; tasks `{task: launch|create|continue, args: {…}}`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::RpcSubscriber;
+use super::audit::{Control, ControlLog, accepted};
 use crate::process::{ProcessHandle, ProcessRecord, ProcessState};
 
 /// The RPC intents a process answers (and the subjects of the broadcasts to all processes).
@@ -65,13 +68,32 @@ pub(crate) fn status(record: &ProcessRecord) -> Value {
     })
 }
 
-/// Answers the RPC intents sent to one process.
-pub(crate) struct ProcessRpc(pub(crate) ProcessHandle);
+/// Answers the RPC intents sent to one process, and records the pauses, plays and kills.
+pub(crate) struct ProcessRpc {
+    pub(crate) process: ProcessHandle,
+    pub(crate) log: Arc<dyn ControlLog>,
+    /// Who the requests come from.
+    pub(crate) peer: String,
+}
+
+impl ProcessRpc {
+    /// Record that `action` was accepted (`done`) or refused.
+    async fn record(&self, action: &'static str, done: bool) -> bool {
+        let control = Control {
+            actor: self.peer.clone(),
+            action,
+            pid: Some(self.process.pid().to_string()),
+            outcome: accepted(done),
+        };
+        self.log.record(control).await;
+        done
+    }
+}
 
 #[async_trait]
 impl RpcSubscriber for ProcessRpc {
     async fn call(&self, body: Value) -> Result<Value, String> {
-        let process = &self.0;
+        let process = &self.process;
         let intent = body
             .get("intent")
             .and_then(Value::as_str)
@@ -79,7 +101,7 @@ impl RpcSubscriber for ProcessRpc {
         let message = body.get("message").and_then(Value::as_str);
         match intent {
             intent::PAUSE => {
-                if !process.pause(message) {
+                if !self.record("process.pause", process.pause(message)).await {
                     return Ok(json!(false));
                 }
                 // Replies once it is paused (after the running step, if any), as plumpy does.
@@ -89,7 +111,7 @@ impl RpcSubscriber for ProcessRpc {
                 Ok(json!(record.paused))
             }
             intent::PLAY => {
-                if !process.play() {
+                if !self.record("process.play", process.play()).await {
                     return Ok(json!(false));
                 }
                 // Replies once it plays, so that a status asked next says so, as plumpy's does.
@@ -103,7 +125,10 @@ impl RpcSubscriber for ProcessRpc {
                     .get("force_kill")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                if !process.kill(message, force) {
+                if !self
+                    .record("process.kill", process.kill(message, force))
+                    .await
+                {
                     return Ok(json!(false));
                 }
                 let record = process.wait().await;

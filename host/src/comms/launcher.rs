@@ -44,6 +44,11 @@ pub trait Processes: Send + Sync + 'static {
     /// [`Error::Claimed`] when another host runs it, and the errors of
     /// `Host::load_process`.
     async fn load_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle>;
+
+    /// Append to the audit log that a task did `action` (`process.submit`, `process.create`,
+    /// `process.continue`) to `pid` (none if it failed before its process had one), and how it
+    /// went; the actor is whoever reaches the communicator the host is attached to.
+    async fn record(&self, action: &'static str, pid: Option<&str>, outcome: Result<(), String>);
 }
 
 /// Takes launch, create and continue tasks for a host (plumpy's `ProcessLauncher`). Other
@@ -277,8 +282,21 @@ impl TaskSubscriber for ProcessLauncher {
         match kind {
             "launch" | "create" => {
                 let start = kind == "launch";
+                let action = if start {
+                    "process.submit"
+                } else {
+                    "process.create"
+                };
                 let chosen = args.pointer("/init_kwargs/pid");
-                let process = match self.launch(&args, start, accepted.task_id()).await? {
+                let launched = self.launch(&args, start, accepted.task_id()).await;
+                let pid = match &launched {
+                    Ok(Launched::Here(process)) => Some(process.pid().to_string()),
+                    Ok(Launched::Elsewhere(pid)) => Some(pid.clone()),
+                    Err(_) => None,
+                };
+                let done = launched.as_ref().map(drop).map_err(ToString::to_string);
+                self.host.record(action, pid.as_deref(), done).await;
+                let process = match launched? {
                     Launched::Here(process) => process,
                     Launched::Elsewhere(pid) => {
                         // Its outputs are the other host's to report; the sender learns the pid.
@@ -312,14 +330,17 @@ impl TaskSubscriber for ProcessLauncher {
                 })?;
                 let pid = pid.as_str();
                 let tag = args.get("tag").and_then(Value::as_str);
-                let process = self
-                    .host
-                    .load_process(pid, tag)
-                    .await
-                    .map_err(|e| TaskError::Failed(for_the_wire(&e, pid)))?;
-                if !process.state().is_terminal() {
-                    process.start().map_err(|e| TaskError::Failed(chain(&e)))?;
-                }
+                let continued = match self.host.load_process(pid, tag).await {
+                    Ok(process) if !process.state().is_terminal() => process
+                        .start()
+                        .map(|()| process)
+                        .map_err(|e| TaskError::Failed(chain(&e))),
+                    Ok(process) => Ok(process),
+                    Err(e) => Err(TaskError::Failed(for_the_wire(&e, pid))),
+                };
+                let done = continued.as_ref().map(drop).map_err(ToString::to_string);
+                self.host.record("process.continue", Some(pid), done).await;
+                let process = continued?;
                 accepted.accept();
                 if nowait {
                     return Ok(as_sent(pid, args.get("pid")));

@@ -15,6 +15,7 @@
 //! [`SocketCommunicator`], a client of `damson serve`'s Unix socket ([`socket`]).
 
 mod attach;
+mod audit;
 pub(crate) mod codec;
 mod control;
 mod controller;
@@ -29,6 +30,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub(crate) use attach::Attachment;
+pub use audit::{Control, ControlLog};
 pub use control::intent;
 pub(crate) use control::status as status_of;
 pub use controller::RemoteProcessController;
@@ -306,6 +308,13 @@ pub trait Communicator: Send + Sync {
     async fn task_send(&self, task: Value) -> Result<Value, CommsError>;
     /// Stop: subscribers hear nothing more, sends fail with [`CommsError::Closed`].
     async fn close(&self);
+
+    /// Who the messages arriving through this communicator come from, as the audit log names
+    /// them: `local` (the default) for one that only this machine's user reaches (in-process,
+    /// `damson serve`'s owner-only socket); `amqp:<user>@<vhost>` for a broker's.
+    fn peer(&self) -> String {
+        "local".to_string()
+    }
 }
 
 /// A broadcast subscriber that hears only some subjects and senders (kiwipy's

@@ -11,8 +11,8 @@
 //! {"id": 4, "op": "subscribe"}   → {"id": 4, "result": null}, then {"broadcast": {...}} lines
 //! ```
 //!
-//! Only the user who can open the socket file can talk to the daemon: the socket is created
-//! in the home directory, which is the user's own.
+//! Only the user who runs the daemon can talk to it: the socket is owner-only (mode 0600) from
+//! the moment it can be found at its path, so it acts for the default tenant with no token.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,8 +30,9 @@ use super::{
     TaskSubscriber,
 };
 
-/// Serve `communicator` on a Unix socket at `path` until the returned task is aborted. A
-/// stale socket file (no daemon behind it) is replaced; a live one is an error.
+/// Serve `communicator` on a Unix socket at `path`, readable and writable by its owner only,
+/// until the returned task is aborted. A stale socket file (no daemon behind it) is replaced;
+/// a live one is an error.
 pub async fn serve(
     path: &Path,
     communicator: Arc<dyn Communicator>,
@@ -43,13 +44,33 @@ pub async fn serve(
         )));
     }
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)
+    let listener = bind_owner_only(path)
         .map_err(|e| CommsError::Other(format!("cannot listen on {}: {e}", path.display())))?;
     Ok(tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(connection(stream, communicator.clone()));
         }
     }))
+}
+
+/// A listener at `path` that only its owner can connect to. It is bound under a hidden name,
+/// made owner-only and then renamed into place, so that nobody else ever finds it open at
+/// `path` (a chmod after binding there would leave a moment when anyone could connect).
+fn bind_owner_only(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path
+        .file_name()
+        .map_or_else(|| "damson.sock".into(), |n| n.to_string_lossy());
+    let hidden = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&hidden);
+    let listener = UnixListener::bind(&hidden)?;
+    let placed = std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&hidden, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&hidden);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 /// One client: requests in, replies and broadcasts out (through one writer task, so lines

@@ -3,10 +3,12 @@
 //! A host composes the parts below it, one module per job: [`plugins`] (finding, loading and
 //! caching plugins), [`processes`] (creating processes and restoring them from checkpoints, on
 //! one guest set-up), [`claims`] (this host's claims on its processes in a shared store),
-//! [`recovery`] (continuing what a host left), and [`outside`] (what the host is to a running
-//! process). Making processes reachable through a communicator is
+//! [`recovery`] (continuing what a host left), [`outside`] (what the host is to a running
+//! process) and [`audit`] (recording the control operations that arrive through a
+//! communicator). Making processes reachable through a communicator is
 //! [`comms::Attachment`](crate::comms).
 
+mod audit;
 mod claims;
 mod outside;
 mod plugins;
@@ -238,7 +240,9 @@ impl Host {
     /// through theirs: each process answers the RPC intents `pause`, `play`, `kill` and
     /// `status` at its pid; the `pause`, `play` and `kill` broadcasts reach every process of
     /// the host; every state change is broadcast as `state_changed.<from>.<to>` from the pid.
-    /// Serve tasks too with a [`ProcessLauncher`](crate::comms::ProcessLauncher).
+    /// Serve tasks too with a [`ProcessLauncher`](crate::comms::ProcessLauncher). Every pause,
+    /// play, kill and task that arrives is appended to the store's audit log (with no store,
+    /// only logged), by the communicator's [`peer`](Communicator::peer), before it is answered.
     ///
     /// # Errors
     /// [`Error::Comms`] when a communicator is attached already or refuses the subscribers.
@@ -250,7 +254,11 @@ impl Host {
         if self.inner.comms.get().is_some() {
             return Err(comms_error("this host has a communicator already".into()));
         }
-        let attachment = Attachment::new(communicator, Arc::downgrade(&self.inner.processes))
+        let log = Arc::new(audit::Audit {
+            store: self.inner.store.clone(),
+            tenant: self.inner.tenant_name.clone(),
+        });
+        let attachment = Attachment::new(communicator, Arc::downgrade(&self.inner.processes), log)
             .await
             .map_err(|e| comms_error(e.into()))?;
         if self.inner.comms.set(attachment).is_err() {
@@ -274,6 +282,15 @@ impl Host {
                 doing: format!("making process {} reachable", process.pid()),
                 source: e.into(),
             })
+    }
+
+    /// Who the messages arriving through the attached communicator come from (`local` when
+    /// none is attached), for the audit log.
+    pub(crate) fn peer(&self) -> String {
+        self.inner
+            .comms
+            .get()
+            .map_or_else(|| "local".to_string(), |a| a.peer().to_string())
     }
 
     /// The process with this pid, if this host has it.

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Host;
 use super::claims::now_ms;
-use crate::comms::Processes;
+use crate::comms::{Control, ControlLog, Processes};
 use crate::error::{Error, Result};
 use crate::guest::Guest;
 use crate::persist::{self, CheckpointKey, Persister, bundle};
@@ -351,5 +351,19 @@ impl Processes for Host {
 
     async fn load_process(&self, pid: &str, tag: Option<&str>) -> Result<ProcessHandle> {
         Host::load_process(self, pid, tag).await
+    }
+
+    async fn record(&self, action: &'static str, pid: Option<&str>, outcome: Result<(), String>) {
+        let log = super::audit::Audit {
+            store: self.store().cloned(),
+            tenant: self.tenant().into(),
+        };
+        let control = Control {
+            actor: self.peer(),
+            action,
+            pid: pid.map(str::to_string),
+            outcome,
+        };
+        log.record(control).await;
     }
 }

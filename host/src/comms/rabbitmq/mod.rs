@@ -464,7 +464,15 @@ impl Communicator for RabbitMqCommunicator {
         }
         inner.pending.lock().expect("pending").clear();
     }
+
+    /// `amqp:<user>@<vhost>`: whoever holds that broker user's credentials (a tenant's, as
+    /// `damson tenant create --broker-admin` makes them) sent what arrives here.
+    fn peer(&self) -> String {
+        let uri = &self.inner.uri;
+        format!("amqp:{}@{}", uri.authority.userinfo.username, uri.vhost)
+    }
 }
+
 #[cfg(test)]
 mod tests {
     use super::{broker_uri, redacted};
