@@ -309,6 +309,14 @@ fn the_socket_is_its_owners_only_acts_for_the_default_tenant_and_is_audited() {
         "{stranger:?}"
     );
 
+    // acme's token does not go through the socket, which acts for its owner only.
+    let refused = on(home.path(), &["status", &theirs, "--token", &token]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("acts through --server only") && !stderr.contains(&token),
+        "{stderr}"
+    );
     // acme's process is in the store, but not the socket's to see or control.
     for command in ["status", "kill", "pause"] {
         let out = on(home.path(), &[command, &theirs]);

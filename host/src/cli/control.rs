@@ -77,6 +77,7 @@ pub(crate) struct DaemonOptions {
     server: ServerOptions,
 
     /// An API token (`damson token create`) for --server: the command acts for its tenant.
+    /// Refused without --server (the socket and the broker do not take tokens).
     #[arg(
         long,
         env = "DAMSON_TOKEN",
@@ -135,7 +136,20 @@ impl DaemonOptions {
         Ok((ExitCode::from(exit::PROCESS_FAILED), record))
     }
 
+    /// The broker or the socket, for a command with no `--server`. A token is refused there
+    /// rather than ignored: the socket acts for its owner (the default tenant), and a broker
+    /// URL carries its own credentials (a tenant's), so the token would act for nobody.
     async fn controller(&self) -> anyhow::Result<(RemoteProcessController, Arc<dyn Communicator>)> {
+        if self.token.is_some() {
+            let through = if self.broker.broker.is_some() {
+                "the broker, whose URL's user says whose processes it reaches"
+            } else {
+                "the local socket, which acts for its owner (the default tenant)"
+            };
+            bail!(
+                "a token (--token or DAMSON_TOKEN) acts through --server only: this command                  would go through {through}; give --server URL, or no token"
+            );
+        }
         let communicator: Arc<dyn Communicator> = if self.broker.broker.is_some() {
             self.broker.communicator().await?
         } else {
