@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use damson::persist::{
-    AuditRow, CheckpointKey, Claim, MemoryPersister, PersistError, Persister, Presence, Quotas,
-    TenantRow, TokenRow,
+    AuditRow, CheckpointKey, Claim, LogLine, MemoryPersister, PersistError, Persister, Presence,
+    ProcessLog, Quotas, TenantRow, TokenRow,
 };
 
 /// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
@@ -166,6 +166,27 @@ impl Persister for Watched {
         limit: usize,
     ) -> Result<Vec<AuditRow>, PersistError> {
         self.store.audit(tenant, after, limit).await
+    }
+    async fn append_logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        lines: &[LogLine],
+        dropped: u64,
+        keep: usize,
+    ) -> Result<(), PersistError> {
+        self.store
+            .append_logs(tenant, pid, lines, dropped, keep)
+            .await
+    }
+    async fn logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<ProcessLog, PersistError> {
+        self.store.logs(tenant, pid, after_seq, limit).await
     }
     fn summary(&self) -> String {
         format!("{} (watched)", self.store.summary())

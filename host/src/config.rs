@@ -17,7 +17,8 @@ use std::time::Duration;
 /// - with a store ([`Host::with_store`](crate::Host::with_store)): a checkpoint after every
 ///   step ([`checkpoint_every_step`](Self::checkpoint_every_step)), with a memory image of
 ///   snapshot-safe plugins ([`memory_images`](Self::memory_images)), and a claim on each
-///   process, lasting 30 s unrenewed ([`claim_processes`](Self::claim_processes))
+///   process, lasting 30 s unrenewed ([`claim_processes`](Self::claim_processes)); each
+///   process's log keeps its last 1000 lines ([`log_lines`](Self::log_lines))
 ///
 /// ```
 /// use std::time::Duration;
@@ -38,6 +39,7 @@ pub struct HostConfig {
     pub(crate) memory_images: bool,
     pub(crate) claim_ttl: Duration,
     pub(crate) tenant: String,
+    pub(crate) log_lines: usize,
 }
 
 impl Default for HostConfig {
@@ -62,7 +64,22 @@ impl HostConfig {
             memory_images: true,
             claim_ttl: Duration::from_secs(30),
             tenant: crate::persist::DEFAULT_TENANT.to_string(),
+            log_lines: 1000,
         }
+    }
+
+    /// How many lines of its log each process keeps in the store: the last ones, the plugin's
+    /// (what it logs in its steps and conditions) and the host's (its state changes, a kill, an
+    /// error) together. Older lines are dropped and counted (`damson logs` shows the count),
+    /// and one step holds no more than this many lines before they are stored, so a plugin that
+    /// logs without end uses no more memory for it. The plugin's lines also go to the host's
+    /// own log (`tracing`, target `damson::plugin`) as before, all of them.
+    ///
+    /// By default 1000. 0 keeps no line (but counts them). Only matters for a host with a
+    /// store.
+    pub fn log_lines(&mut self, lines: usize) -> &mut Self {
+        self.log_lines = lines;
+        self
     }
 
     /// The tenant the host acts for: every process it creates, restores, claims or recovers is

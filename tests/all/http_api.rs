@@ -386,7 +386,7 @@ async fn requests_without_a_valid_token_get_401_and_out_of_scope_ones_403() {
     assert_eq!(description["openapi"], "3.1.0");
     // Every route described is there, and each but the description wants a token.
     let paths = description["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 11, "{:?}", paths.keys());
+    assert_eq!(paths.len(), 12, "{:?}", paths.keys());
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
             let concrete = path
@@ -424,6 +424,7 @@ async fn another_tenants_processes_are_absent_whatever_is_asked_of_them() {
         ("GET", format!("/v1/processes/{pid}")),
         ("GET", format!("/v1/processes/{pid}/status")),
         ("GET", format!("/v1/processes/{pid}/checkpoints")),
+        ("GET", format!("/v1/processes/{pid}/logs")),
         ("POST", format!("/v1/processes/{pid}/pause")),
         ("POST", format!("/v1/processes/{pid}/play")),
         ("POST", format!("/v1/processes/{pid}/kill")),
@@ -625,4 +626,66 @@ async fn with_a_certificate_the_api_is_served_over_https_only() {
         "reached it over TLS: {}",
         stderr(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_reads_its_processes_logs_and_another_tenants_are_absent() {
+    let setup = Setup::new();
+    let ours = setup.token("acme", &["read"]);
+    let theirs = setup.token("globex", &["read", "submit"]);
+    let server = setup.serve(&[]);
+    let pid = server.submit(&theirs, "hailstone", json!({"n": 6})).await;
+    server
+        .until(&theirs, &pid, |r| r["state"] == "FINISHED")
+        .await;
+    let path = format!("/v1/processes/{pid}/logs");
+
+    let (status, log) = server.call("GET", &path, Some(&theirs), None).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    assert_eq!(log["dropped"], 0);
+    let lines = log["lines"].as_array().unwrap();
+    let said: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(said[0], "state: created -> running", "{said:?}");
+    assert!(said.contains(&"step 1 at 3"), "{said:?}");
+    assert_eq!(said.last(), Some(&"state: running -> finished"));
+    assert_eq!(lines[1]["source"], "plugin");
+    let (status, page) = server
+        .call(
+            "GET",
+            &format!("{path}?after=1&limit=2"),
+            Some(&theirs),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        page["lines"],
+        json!(lines[1..3]),
+        "after a seq, at most a limit"
+    );
+
+    let (status, body) = server.call("GET", &path, Some(&ours), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (missing, missing_body) = server
+        .call("GET", "/v1/processes/no-such-pid/logs", Some(&ours), None)
+        .await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body["error"].as_str().unwrap().replace(&pid, "P"),
+        missing_body["error"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-pid", "P"),
+        "the same answer as for a pid that does not exist"
+    );
+    assert!(!body.to_string().contains("step 1"));
+    let (status, _) = server.call("GET", &path, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token");
+    let (status, _) = server
+        .call("GET", &path, Some("damson_not-a-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a malformed token");
 }

@@ -10,6 +10,7 @@ mod http_api;
 mod interop;
 mod languages;
 mod lifecycle;
+mod logs;
 mod plugins;
 mod ports;
 mod postgres_tenants;

@@ -177,3 +177,108 @@ async fn deleting_a_tenant_drops_its_role() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_connection_reads_and_appends_only_its_own_process_logs() {
+    use damson::persist::{LogLevel, LogLine, LogSource, ProcessLog};
+    let (url, owner) = two_tenants("rls_logs").await;
+    let line = |message: &str| LogLine {
+        seq: 0,
+        at_ms: 1,
+        level: LogLevel::Info,
+        source: LogSource::Plugin,
+        message: message.to_string(),
+    };
+    for tenant in ["acme", "globex"] {
+        owner
+            .append_logs(tenant, "one", &[line(&format!("{tenant}'s"))], 0, 10)
+            .await
+            .unwrap();
+    }
+    let acme = PostgresPersister::connect_as_tenant(&url, "acme")
+        .await
+        .unwrap();
+    let own = acme.logs("acme", "one", 0, 10).await.unwrap();
+    assert_eq!(own.lines[0].message, "acme's", "its own: {own:?}");
+    assert_eq!(
+        acme.logs("globex", "one", 0, 10).await.unwrap(),
+        ProcessLog::default(),
+        "another tenant's log is as absent"
+    );
+    for pid in ["one", "new"] {
+        let refused = acme
+            .append_logs("globex", pid, &[line("planted")], 3, 10)
+            .await
+            .unwrap_err();
+        assert!(
+            damson_tests::chain(&refused).contains("row-level security"),
+            "{}",
+            damson_tests::chain(&refused)
+        );
+    }
+    acme.delete_process("globex", "one").await.unwrap();
+    let theirs = owner.logs("globex", "one", 0, 10).await.unwrap();
+    assert_eq!(
+        (
+            theirs.lines.len(),
+            theirs.lines[0].message.as_str(),
+            theirs.dropped
+        ),
+        (1, "globex's", 0),
+        "neither added to, counted in nor deleted"
+    );
+    assert_eq!(
+        owner.logs("globex", "new", 0, 10).await.unwrap(),
+        ProcessLog::default()
+    );
+    let scoped = owner
+        .scoped("acme")
+        .await
+        .unwrap()
+        .expect("PostgreSQL scopes");
+    assert!(
+        scoped
+            .logs("globex", "one", 0, 10)
+            .await
+            .unwrap()
+            .lines
+            .is_empty()
+    );
+
+    // By hand, as acme's role, with no WHERE at all: acme's rows only.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let role: String = client
+        .query_one(
+            "SELECT role FROM damson_tenant_roles WHERE tenant = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!("SET ROLE \"{role}\""))
+        .await
+        .unwrap();
+    for table in ["damson_logs", "damson_log_heads"] {
+        let seen: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(seen, 1, "{table}");
+    }
+
+    // A host acting as acme keeps its processes' lines through that connection.
+    let mut config = config();
+    config.tenant("acme");
+    let host = Host::with_store(&config, Arc::new(acme)).unwrap();
+    let collatz = host.load("collatz").await.unwrap();
+    let record = host.run(&collatz, json!({"n": 6})).await.unwrap();
+    assert_eq!(record.state, ProcessState::Finished);
+    let log = owner.logs("acme", &record.pid, 0, 100).await.unwrap();
+    let said: Vec<&str> = log.lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(said.last(), Some(&"state: running -> finished"), "{said:?}");
+}

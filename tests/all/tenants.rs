@@ -371,3 +371,64 @@ fn out_pids(rows: &Value) -> Vec<String> {
         .map(|p| p["pid"].as_str().unwrap().to_string())
         .collect()
 }
+
+#[test]
+fn a_token_reads_its_tenants_process_logs_and_another_tenants_as_if_they_did_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let store = store.as_str();
+    let token = |tenant: &str, scopes: &[&str]| {
+        let mut args = vec!["token", "create", "--tenant", tenant];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        let out = on(store, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    for tenant in ["acme", "globex"] {
+        let out = on(store, &["tenant", "create", tenant]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let (acme, globex) = (
+        token("acme", &["read"]),
+        token("globex", &["read", "submit"]),
+    );
+    let as_ = |token: &str, args: &[&str]| on(store, &[args, &["--token", token]].concat());
+
+    let ran = as_(&globex, &["run", "greet", "-i", "name=Ada", "--json"]);
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    let pid = json_of(&ran)["pid"].as_str().unwrap().to_string();
+    let own = as_(&globex, &["logs", &pid]);
+    assert_eq!(own.status.code(), Some(0), "{}", stderr(&own));
+    assert!(stdout(&own).contains("greeting Ada"), "{}", stdout(&own));
+
+    let missing = as_(&acme, &["logs", "no-such-pid"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("no process no-such-pid"),
+        "{}",
+        stderr(&missing)
+    );
+    for out in [
+        as_(&acme, &["logs", &pid]),
+        as_(&acme, &["logs", &pid, "--follow"]),
+        on(store, &["logs", &pid]),
+    ] {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).replace(&pid, "P"),
+            stderr(&missing).replace("no-such-pid", "P"),
+            "the same answer as for a pid that does not exist"
+        );
+        assert!(!stdout(&out).contains("Ada"));
+    }
+    let json = as_(&acme, &["logs", &pid, "--json"]);
+    assert_eq!(json.status.code(), Some(2));
+    assert!(
+        json_of(&json)["error"]
+            .as_str()
+            .unwrap()
+            .contains("no process")
+    );
+}

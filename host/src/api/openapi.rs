@@ -62,6 +62,15 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, Option<&str>, &str)] = &[
         "A process's checkpoints with their sizes, as `damson checkpoints --json`",
     ),
     (
+        "get",
+        "/v1/processes/{pid}/logs",
+        "processLogs",
+        Some("read"),
+        "A process's last log lines, oldest first, as {\"lines\": [{\"seq\", \"at_ms\", \"level\", \
+         \"source\", \"message\"}], \"dropped\": N}; query `after` (a seq, default 0) and `limit` \
+         (default 1000)",
+    ),
+    (
         "post",
         "/v1/processes/{pid}/pause",
         "pause",
@@ -125,6 +134,17 @@ pub(super) fn document() -> Value {
         for name in ["pid", "name"] {
             if path.contains(&format!("{{{name}}}")) {
                 parameters.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
+        if path.ends_with("/logs") {
+            for (name, about) in [
+                (
+                    "after",
+                    "Only lines numbered after this seq (default 0: all)",
+                ),
+                ("limit", "At most this many lines (default 1000)"),
+            ] {
+                parameters.push(json!({"name": name, "in": "query", "required": false, "description": about, "schema": {"type": "integer", "minimum": 0}}));
             }
         }
         if !parameters.is_empty() {

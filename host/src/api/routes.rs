@@ -1,7 +1,7 @@
 //! The routes of the HTTP API, version 1 (described by `GET /v1/openapi.json`). Every route
 //! but the description needs a bearer token; each acts only on the token's tenant.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +24,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/processes/{pid}", get(show))
         .route("/v1/processes/{pid}/status", get(status))
         .route("/v1/processes/{pid}/checkpoints", get(checkpoints))
+        .route("/v1/processes/{pid}/logs", get(logs))
         .route("/v1/processes/{pid}/pause", post(pause))
         .route("/v1/processes/{pid}/play", post(play))
         .route("/v1/processes/{pid}/kill", post(kill))
@@ -118,6 +119,36 @@ async fn checkpoints(State(api): State<Api>, caller: Caller, Path(pid): Path<Str
         return Err(no_process(&pid));
     }
     Ok(Json(json!({"checkpoints": rows})))
+}
+
+/// What `GET /v1/processes/{pid}/logs` takes: lines numbered after `after` (by default all),
+/// at most `limit` of them (by default 1000).
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_log_limit")]
+    limit: usize,
+}
+
+fn default_log_limit() -> usize {
+    1000
+}
+
+async fn logs(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(pid): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Reply {
+    let host = caller.host(&api, Scope::Read).await?;
+    let store = store(&host)?;
+    let Some(log) = views::logs(&**store, host.tenant(), &pid, query.after, query.limit).await?
+    else {
+        return Err(no_process(&pid));
+    };
+    let lines: Vec<Value> = log.lines.iter().map(views::log_line).collect();
+    Ok(Json(json!({"lines": lines, "dropped": log.dropped})))
 }
 
 /// The body the control routes take, all of it optional.

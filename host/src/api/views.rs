@@ -1,9 +1,9 @@
-//! A tenant's stored processes as JSON, the same for the CLI's `ps`, `show` and `checkpoints`
-//! and for the HTTP API: read from the store, never from a running host.
+//! A tenant's stored processes as JSON, the same for the CLI's `ps`, `show`, `checkpoints` and
+//! `logs` and for the HTTP API: read from the store, never from a running host.
 
 use serde_json::{Value, json};
 
-use crate::persist::{self, CheckpointKey, PersistError, Persister};
+use crate::persist::{self, CheckpointKey, LogLine, PersistError, Persister, ProcessLog};
 use crate::{Plugin, ProcessRecord};
 
 /// A stored checkpoint, decoded.
@@ -125,6 +125,34 @@ pub async fn checkpoints(
         }
     }
     Ok(rows)
+}
+
+/// A log line as `damson logs --json` prints it: {"seq", "at_ms", "level", "source",
+/// "message"}.
+pub fn log_line(line: &LogLine) -> Value {
+    json!({
+        "seq": line.seq, "at_ms": line.at_ms, "level": line.level, "source": line.source,
+        "message": line.message,
+    })
+}
+
+/// Up to `limit` lines of the log of process `pid` of `tenant` numbered after `after`, oldest
+/// first, and the count of its lines dropped; `None` when the tenant has no such process (no
+/// checkpoint), whatever lines the store may have.
+///
+/// # Errors
+/// The store failing.
+pub async fn logs(
+    store: &dyn Persister,
+    tenant: &str,
+    pid: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Option<ProcessLog>, PersistError> {
+    if store.list_process(tenant, pid).await?.is_empty() {
+        return Ok(None);
+    }
+    store.logs(tenant, pid, after, limit).await.map(Some)
 }
 
 /// A plugin as `describe --json` prints it: `name`, `version`, `digest` (SHA-256 of the

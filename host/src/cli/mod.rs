@@ -7,6 +7,7 @@ mod control;
 mod describe;
 mod identity;
 mod inputs;
+mod logs;
 mod resume;
 mod run;
 mod serve;
@@ -43,6 +44,8 @@ enum Command {
     Show(store::ShowCommand),
     /// List a process's checkpoints with their sizes.
     Checkpoints(store::CheckpointsCommand),
+    /// Print a stored process's log (its plugin's lines and the host's), or follow it.
+    Logs(logs::LogsCommand),
     /// Serve processes over RabbitMQ, as one of many workers.
     Worker(worker::WorkerCommand),
     /// Submit a process to the workers (or `damson serve`); prints its pid.
@@ -93,6 +96,11 @@ pub(crate) struct CommonOptions {
     /// Most wall-clock time one step may run, e.g. `10s`, `500ms`.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     step_timeout: Duration,
+
+    /// How many lines of its log each process keeps in the store (the last ones; older lines
+    /// are dropped and counted).
+    #[arg(long, value_name = "LINES", default_value_t = 1000)]
+    log_lines: usize,
 }
 
 impl CommonOptions {
@@ -101,7 +109,8 @@ impl CommonOptions {
         let mut config = HostConfig::new();
         config
             .max_memory(self.max_memory)
-            .step_timeout(self.step_timeout);
+            .step_timeout(self.step_timeout)
+            .log_lines(self.log_lines);
         if !self.no_cache {
             config.cache_dir(self.home_dir().join("cache"));
         }
@@ -262,6 +271,7 @@ impl Command {
             Command::Ps(c) => c.json,
             Command::Show(c) => c.json,
             Command::Checkpoints(c) => c.json,
+            Command::Logs(c) => c.json,
             Command::Status(c) => c.json,
             Command::Watch(c) => c.json,
             Command::Describe(c) => c.json,
@@ -295,6 +305,7 @@ impl Cli {
             Command::Ps(cmd) => cmd.execute().await,
             Command::Show(cmd) => cmd.execute().await,
             Command::Checkpoints(cmd) => cmd.execute().await,
+            Command::Logs(cmd) => cmd.execute().await,
             Command::Worker(cmd) => cmd.execute().await,
             Command::Submit(cmd) => cmd.execute().await,
             Command::Pause(cmd) => cmd.execute().await,

@@ -10,12 +10,14 @@
 //! **Architecture invariant:** pure: no wasmtime, no tokio, no I/O.
 
 mod failure;
+mod logs;
 mod outcome;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use failure::{Failure, LimitExceeded};
+pub(crate) use logs::{LogBuffer, LogEntry, LogLevel, LogSource};
 pub(crate) use outcome::{AwaitChild, Effects, Launch, Next, Outcome, StepOutcome, StepResult};
 
 use crate::ports::{DefaultRequest, GuestCheck};

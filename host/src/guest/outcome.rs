@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Failure;
+use super::{Failure, LogBuffer};
 use crate::ports::{GuestCheck, ValidationError};
 
 /// What a call into a plugin did while it ran, and what it returned (or why it did not).
@@ -53,6 +53,8 @@ pub(crate) struct Effects {
     pub(crate) pause: Option<Option<String>>,
     /// The status message, when the call set or cleared it.
     pub(crate) status: Option<Option<String>>,
+    /// The lines the call logged, for the process's log (within the host's bound).
+    pub(crate) logs: LogBuffer,
 }
 
 /// What happens after a step (the WIT world's `next`).

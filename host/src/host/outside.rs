@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use super::Host;
 use crate::error::Error;
-use crate::guest::Launch;
-use crate::persist::{CheckpointKey, bundle};
+use crate::guest::{Launch, LogEntry, LogLevel, LogSource};
+use crate::persist::{self, CheckpointKey, bundle};
 use crate::process::{
     Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, StepPermit, Unsaved,
 };
@@ -86,6 +86,29 @@ impl Outside for Host {
         self.continue_process(pid, None).await.map(Some)
     }
 
+    fn log_lines(&self) -> usize {
+        self.config().log_lines
+    }
+
+    async fn append_logs(
+        &self,
+        pid: &str,
+        lines: Vec<LogEntry>,
+        dropped: u64,
+    ) -> Result<(), Error> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let lines: Vec<persist::LogLine> = lines.into_iter().map(stored_line).collect();
+        store
+            .append_logs(self.tenant(), pid, &lines, dropped, self.config().log_lines)
+            .await
+            .map_err(|source| Error::Store {
+                doing: format!("appending to the log of process {pid}"),
+                source: Box::new(source),
+            })
+    }
+
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {
         if let Some(attachment) = self.inner.comms.get() {
             attachment.state_changed(pid, from, to);
@@ -104,5 +127,25 @@ impl Outside for Host {
         if let Some(attachment) = self.inner.comms.get() {
             attachment.ended(pid);
         }
+    }
+}
+
+/// A log line as the store keeps it (the store numbers it).
+fn stored_line(line: LogEntry) -> persist::LogLine {
+    persist::LogLine {
+        seq: 0,
+        at_ms: line.at_ms,
+        level: match line.level {
+            LogLevel::Trace => persist::LogLevel::Trace,
+            LogLevel::Debug => persist::LogLevel::Debug,
+            LogLevel::Info => persist::LogLevel::Info,
+            LogLevel::Warn => persist::LogLevel::Warn,
+            LogLevel::Error => persist::LogLevel::Error,
+        },
+        source: match line.source {
+            LogSource::Plugin => persist::LogSource::Plugin,
+            LogSource::Host => persist::LogSource::Host,
+        },
+        message: line.message,
     }
 }

@@ -1,14 +1,14 @@
 //! The conformance suite every [`Persister`] must pass: plumpy's persister scenario (S38) —
 //! keys, listing, filtering, deleting — and Damson's own rules: atomic replacement, damaged
 //! bundles refused naming pid and tag, plugins by digest, invalid keys refused, claims and the
-//! claims fence, tenants, tokens and the audit log. Run against every backend Damson has (the
+//! claims fence, tenants, tokens, the audit log and process logs. Run against every backend Damson has (the
 //! PostgreSQL one in the integration tests, which start a server); run it against a backend of
 //! your own in its tests.
 
 use super::bundle::{self, BundleError};
 use super::{
-    AuditRow, CheckpointKey, Claim, DEFAULT_TENANT, Holder, PersistError, Persister, Presence,
-    Quotas, TenantRow, TokenRow, load_checked,
+    AuditRow, CheckpointKey, Claim, DEFAULT_TENANT, Holder, LogLevel, LogLine, LogSource,
+    PersistError, Persister, Presence, ProcessLog, Quotas, TenantRow, TokenRow, load_checked,
 };
 
 /// Run every check against a fresh, empty persister.
@@ -28,6 +28,161 @@ pub async fn check(persister: &dyn Persister) {
     tokens_are_saved_replaced_and_listed_by_tenant_and_all(persister).await;
     the_audit_log_numbers_entries_in_order_and_lists_them_after_a_seq(persister).await;
     stored_bytes_count_one_tenants_checkpoints(persister).await;
+    a_processs_log_keeps_its_last_lines_numbered_and_counts_those_dropped(persister).await;
+    a_log_goes_with_its_process_and_with_its_tenant(persister).await;
+}
+
+/// Line `n` of a log as the host appends it (its `seq` is the store's to give).
+fn log_line(n: u64) -> LogLine {
+    LogLine {
+        seq: 999,
+        at_ms: 1_000 + n,
+        level: if n.is_multiple_of(3) {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        },
+        source: if n.is_multiple_of(2) {
+            LogSource::Host
+        } else {
+            LogSource::Plugin
+        },
+        message: format!("line {n}: ünïcode\nand a second line"),
+    }
+}
+
+/// The lines numbered `seqs`, where line `seq` is [`log_line`] `n + seq - first`.
+fn numbered(seqs: std::ops::RangeInclusive<u64>, first_n: u64) -> Vec<LogLine> {
+    let start = *seqs.start();
+    seqs.map(|seq| LogLine {
+        seq,
+        ..log_line(first_n + seq - start)
+    })
+    .collect()
+}
+
+async fn a_processs_log_keeps_its_last_lines_numbered_and_counts_those_dropped(p: &dyn Persister) {
+    let t = fresh("t");
+    let lines = |from: u64, to: u64| (from..=to).map(log_line).collect::<Vec<_>>();
+    assert_eq!(
+        p.logs(&t, "p", 0, 100).await.unwrap(),
+        ProcessLog::default(),
+        "no log yet"
+    );
+    p.append_logs(&t, "p", &lines(1, 3), 0, 5).await.unwrap();
+    assert_eq!(
+        p.logs(&t, "p", 0, 100).await.unwrap(),
+        ProcessLog {
+            lines: numbered(1..=3, 1),
+            dropped: 0
+        },
+        "numbered from 1, each kept as appended"
+    );
+    // Two lines the host dropped before these: counted, unnumbered. Then the oldest give way.
+    p.append_logs(&t, "p", &lines(4, 7), 2, 5).await.unwrap();
+    let log = p.logs(&t, "p", 0, 100).await.unwrap();
+    assert_eq!(log.lines, numbered(3..=7, 3), "the last 5");
+    assert_eq!(log.dropped, 4, "2 never stored, 2 dropped for the bound");
+    assert_eq!(
+        p.logs(&t, "p", 5, 100).await.unwrap().lines,
+        numbered(6..=7, 6),
+        "after a seq: not that one"
+    );
+    assert_eq!(
+        p.logs(&t, "p", 0, 2).await.unwrap().lines,
+        numbered(3..=4, 3),
+        "the limit: the oldest first"
+    );
+    let past = p.logs(&t, "p", 7, 100).await.unwrap();
+    assert!(past.lines.is_empty());
+    assert_eq!(past.dropped, 4, "the count comes without lines too");
+
+    // More lines at once than the process keeps: only the last of them are stored.
+    p.append_logs(&t, "p", &lines(8, 17), 0, 3).await.unwrap();
+    let log = p.logs(&t, "p", 0, 100).await.unwrap();
+    assert_eq!(log.lines, numbered(15..=17, 15));
+    assert_eq!(log.dropped, 4 + 5 + 7);
+    p.append_logs(&t, "p", &[], 1, 3).await.unwrap();
+    let log = p.logs(&t, "p", 0, 100).await.unwrap();
+    assert_eq!(
+        (log.lines.len(), log.dropped),
+        (3, 17),
+        "only a count of dropped lines"
+    );
+    p.append_logs(&t, "p", &lines(18, 18), 0, 0).await.unwrap();
+    let log = p.logs(&t, "p", 0, 100).await.unwrap();
+    assert_eq!(
+        (log.lines.len(), log.dropped),
+        (0, 21),
+        "a bound of 0 keeps nothing and counts all"
+    );
+    p.append_logs(&t, "p", &lines(19, 19), 0, 3).await.unwrap();
+    assert_eq!(
+        p.logs(&t, "p", 0, 100).await.unwrap().lines,
+        numbered(19..=19, 19),
+        "numbers go on where they were"
+    );
+    p.delete_process(&t, "p").await.unwrap();
+}
+
+async fn a_log_goes_with_its_process_and_with_its_tenant(p: &dyn Persister) {
+    // One tenant's name is the start of the other's: neither sees the other's lines.
+    let t = fresh("t");
+    let t2 = format!("{t}2");
+    let one = [log_line(1)];
+    for (tenant, pid) in [(&t, "p"), (&t, "q"), (&t2, "p")] {
+        p.save(&CheckpointKey::of(tenant, pid), b"bundle")
+            .await
+            .unwrap();
+        p.append_logs(tenant, pid, &one, 0, 10).await.unwrap();
+    }
+    p.append_logs(&t, "p", &one, 0, 10).await.unwrap();
+    assert_eq!(p.logs(&t, "p", 0, 10).await.unwrap().lines.len(), 2);
+    assert_eq!(
+        p.logs(&t2, "p", 0, 10).await.unwrap().lines,
+        numbered(1..=1, 1),
+        "another tenant's process of the same pid has a log of its own"
+    );
+    p.delete_process(&t, "p").await.unwrap();
+    assert_eq!(
+        p.logs(&t, "p", 0, 10).await.unwrap(),
+        ProcessLog::default(),
+        "deleted with the process"
+    );
+    assert_eq!(p.logs(&t, "q", 0, 10).await.unwrap().lines.len(), 1);
+    p.append_logs(&t, "p", &one, 0, 10).await.unwrap();
+    assert_eq!(
+        p.logs(&t, "p", 0, 10).await.unwrap().lines,
+        numbered(1..=1, 1),
+        "a process of that pid again starts afresh"
+    );
+
+    let row = TenantRow {
+        name: t.clone(),
+        created_ms: 0,
+        quotas: Quotas::default(),
+    };
+    assert!(p.create_tenant(&row).await.unwrap());
+    assert!(p.delete_tenant(&t).await.unwrap());
+    for pid in ["p", "q"] {
+        assert_eq!(
+            p.logs(&t, pid, 0, 10).await.unwrap(),
+            ProcessLog::default(),
+            "deleted with the tenant"
+        );
+    }
+    assert_eq!(
+        p.logs(&t2, "p", 0, 10).await.unwrap().lines.len(),
+        1,
+        "not the other tenant's"
+    );
+    for (tenant, pid) in [(&t, "p"), (&t, "q"), (&t2, "p")] {
+        p.delete_process(tenant, pid).await.unwrap();
+    }
+    assert_eq!(
+        p.logs(&t2, "p", 0, 10).await.unwrap(),
+        ProcessLog::default()
+    );
 }
 
 /// A name of `what` no other run uses (a store may be shared by several runs: checks about

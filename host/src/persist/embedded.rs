@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRow, BoxError, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas,
-    TenantRow, TokenRow, check_key,
+    AuditRow, BoxError, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence,
+    ProcessLog, Quotas, TenantRow, TokenRow, check_key,
 };
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
@@ -28,6 +28,10 @@ const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// Sequence number → the [`AuditRow`] (postcard), oldest first.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// (tenant, pid, seq) → the [`LogLine`] (postcard): a process's kept log lines, oldest first.
+const LOGS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("logs");
+/// (tenant, pid) → (the last seq given, the lines dropped) of a process's log.
+const LOG_HEADS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("log_heads");
 
 /// Keeps checkpoints and plugins in one redb file. Every write is one transaction: it commits
 /// whole or not at all, and a crash mid-write leaves the previous state.
@@ -320,6 +324,7 @@ impl Persister for EmbeddedPersister {
 
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
         let keys = self.list_process(tenant, pid).await?;
+        let (tenant, pid) = (tenant.to_string(), pid.to_string());
         self.blocking(move |db| {
             let txn = db.begin_write()?;
             {
@@ -327,6 +332,10 @@ impl Persister for EmbeddedPersister {
                 for key in &keys {
                     table.remove(encode(key).as_str())?;
                 }
+                let (tenant, pid) = (tenant.as_str(), pid.as_str());
+                let mut logs = txn.open_table(LOGS)?;
+                logs.retain_in((tenant, pid, 0)..=(tenant, pid, u64::MAX), |_, _| false)?;
+                txn.open_table(LOG_HEADS)?.remove((tenant, pid))?;
             }
             txn.commit().map_err(Into::into)
         })
@@ -558,6 +567,12 @@ impl Persister for EmbeddedPersister {
                 for id in &theirs {
                     tokens.remove(id.as_str())?;
                 }
+                // Tenant names hold no NUL: every key of the tenant sorts below `name\0`.
+                let after = format!("{name}\0");
+                let (from, to) = ((name.as_str(), "", 0), (after.as_str(), "", 0));
+                txn.open_table(LOGS)?.retain_in(from..to, |_, _| false)?;
+                txn.open_table(LOG_HEADS)?
+                    .retain_in((from.0, from.1)..(to.0, to.1), |_, _| false)?;
             }
             txn.commit()?;
             Ok(true)
@@ -650,6 +665,87 @@ impl Persister for EmbeddedPersister {
                 }
             }
             Ok(entries)
+        })
+        .await
+    }
+
+    async fn append_logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        lines: &[LogLine],
+        dropped: u64,
+        keep: usize,
+    ) -> Result<(), PersistError> {
+        let rows = lines
+            .iter()
+            .map(to_bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))?;
+        let (tenant, pid) = (tenant.to_string(), pid.to_string());
+        self.blocking(move |db| {
+            let (tenant, pid) = (tenant.as_str(), pid.as_str());
+            // One write transaction: the lines, their numbers and the count of those dropped
+            // change together.
+            let txn = db.begin_write()?;
+            {
+                let mut heads = txn.open_table(LOG_HEADS)?;
+                let (mut last, mut gone) = heads.get((tenant, pid))?.map_or((0, 0), |h| h.value());
+                gone += dropped;
+                let mut logs = txn.open_table(LOGS)?;
+                for row in &rows {
+                    last += 1;
+                    logs.insert((tenant, pid, last), row.as_slice())?;
+                }
+                // Lines are numbered without gaps: those below `last - keep` are the oldest.
+                let cut = last.saturating_sub(keep as u64);
+                if cut > 0 {
+                    logs.retain_in((tenant, pid, 0)..=(tenant, pid, cut), |_, _| {
+                        gone += 1;
+                        false
+                    })?;
+                }
+                heads.insert((tenant, pid), (last, gone))?;
+            }
+            txn.commit().map_err(Into::into)
+        })
+        .await
+    }
+
+    async fn logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<ProcessLog, PersistError> {
+        let (tenant, pid) = (tenant.to_string(), pid.to_string());
+        self.blocking(move |db| {
+            let (tenant, pid) = (tenant.as_str(), pid.as_str());
+            let txn = db.begin_read()?;
+            let Some(heads) = open_existing(&txn, LOG_HEADS)? else {
+                return Ok(ProcessLog::default());
+            };
+            let Some(head) = heads.get((tenant, pid))? else {
+                return Ok(ProcessLog::default());
+            };
+            let dropped = head.value().1;
+            let mut lines = Vec::new();
+            if let (Some(logs), Some(from)) = (open_existing(&txn, LOGS)?, after_seq.checked_add(1))
+            {
+                for entry in logs.range((tenant, pid, from)..=(tenant, pid, u64::MAX))? {
+                    if lines.len() >= limit {
+                        break;
+                    }
+                    let (key, row) = entry?;
+                    let line: LogLine = from_bytes("log line", row.value())?;
+                    lines.push(LogLine {
+                        seq: key.value().2,
+                        ..line
+                    });
+                }
+            }
+            Ok(ProcessLog { lines, dropped })
         })
         .await
     }

@@ -1,13 +1,13 @@
 //! [`MemoryPersister`]: checkpoints in the process's memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
 use super::{
-    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas, TenantRow,
-    TokenRow, check_key,
+    AuditRow, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence, ProcessLog,
+    Quotas, TenantRow, TokenRow, check_key,
 };
 
 /// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
@@ -25,6 +25,16 @@ pub struct MemoryPersister {
     tokens: Mutex<BTreeMap<String, TokenRow>>,
     /// The audit log, oldest first; each entry's `seq` is one more than the one before.
     audit: Mutex<Vec<AuditRow>>,
+    /// (tenant, pid) → the process's log.
+    logs: Mutex<HashMap<(String, String), Log>>,
+}
+
+/// One process's log: its kept lines, oldest first, the last seq given and the lines dropped.
+#[derive(Default)]
+struct Log {
+    lines: VecDeque<LogLine>,
+    last_seq: u64,
+    dropped: u64,
 }
 
 impl MemoryPersister {
@@ -108,6 +118,10 @@ impl Persister for MemoryPersister {
             .lock()
             .expect("checkpoints")
             .retain(|k, _| !(k.tenant == tenant && k.pid == pid));
+        self.logs
+            .lock()
+            .expect("logs")
+            .remove(&(tenant.to_string(), pid.to_string()));
         Ok(())
     }
 
@@ -234,6 +248,10 @@ impl Persister for MemoryPersister {
             .lock()
             .expect("tokens")
             .retain(|_, token| token.tenant != name);
+        self.logs
+            .lock()
+            .expect("logs")
+            .retain(|(tenant, _), _| tenant != name);
         Ok(true)
     }
 
@@ -287,6 +305,56 @@ impl Persister for MemoryPersister {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn append_logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        lines: &[LogLine],
+        dropped: u64,
+        keep: usize,
+    ) -> Result<(), PersistError> {
+        let mut logs = self.logs.lock().expect("logs");
+        let log = logs
+            .entry((tenant.to_string(), pid.to_string()))
+            .or_default();
+        log.dropped += dropped;
+        for line in lines {
+            log.last_seq += 1;
+            log.lines.push_back(LogLine {
+                seq: log.last_seq,
+                ..line.clone()
+            });
+        }
+        while log.lines.len() > keep {
+            log.lines.pop_front();
+            log.dropped += 1;
+        }
+        Ok(())
+    }
+
+    async fn logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<ProcessLog, PersistError> {
+        let logs = self.logs.lock().expect("logs");
+        let Some(log) = logs.get(&(tenant.to_string(), pid.to_string())) else {
+            return Ok(ProcessLog::default());
+        };
+        Ok(ProcessLog {
+            lines: log
+                .lines
+                .iter()
+                .filter(|line| line.seq > after_seq)
+                .take(limit)
+                .cloned()
+                .collect(),
+            dropped: log.dropped,
+        })
     }
 
     fn summary(&self) -> String {

@@ -5,7 +5,8 @@
 //! list all, list a process's, delete one, delete all of a process's. It also stores plugins
 //! content-addressed (SHA-256 digest → component bytes), so that any host sharing the store can
 //! load the exact component a checkpoint names. Writes are atomic: a failed save leaves the
-//! previous checkpoint as it was.
+//! previous checkpoint as it was. Beside its checkpoints, each process has a log: its last
+//! lines (the plugin's and the host's), numbered, with a count of those dropped.
 //!
 //! Backends:
 //! - [`MemoryPersister`]: in the process, for tests and short-lived hosts;
@@ -26,6 +27,7 @@ mod accounts;
 pub mod bundle;
 pub mod conformance;
 mod embedded;
+mod logs;
 mod memory;
 mod postgres;
 
@@ -35,6 +37,7 @@ use async_trait::async_trait;
 
 pub use accounts::{AuditRow, Quotas, TenantRow, TokenRow};
 pub use embedded::EmbeddedPersister;
+pub use logs::{LogLevel, LogLine, LogSource, ProcessLog};
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
 
@@ -154,7 +157,7 @@ pub trait Persister: Send + Sync {
     ) -> Result<Vec<CheckpointKey>, PersistError>;
     /// Delete one checkpoint; deleting a missing one does nothing.
     async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError>;
-    /// Delete all of one process's checkpoints.
+    /// Delete all of one process's checkpoints, and its log.
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError>;
     /// Store a plugin's component under its digest (storing it again does nothing).
     async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError>;
@@ -208,7 +211,8 @@ pub trait Persister: Send + Sync {
     async fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<bool, PersistError>;
     /// The bytes of `tenant`'s checkpoints (current and tagged), as stored.
     async fn stored_bytes(&self, tenant: &str) -> Result<u64, PersistError>;
-    /// Remove the tenant `name` and its tokens; `false` when there was none.
+    /// Remove the tenant `name`, its tokens and its processes' logs; `false` (with nothing
+    /// removed) when there was none.
     async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError>;
     /// Store `token` under its id, replacing what was there (a revocation saves it again).
     async fn save_token(&self, token: &TokenRow) -> Result<(), PersistError>;
@@ -226,6 +230,29 @@ pub trait Persister: Send + Sync {
         after: u64,
         limit: usize,
     ) -> Result<Vec<AuditRow>, PersistError>;
+    /// Append `lines` to the log of process `pid` of `tenant`, numbering them on from the
+    /// last line appended before (their own `seq` is ignored), then keep only the last `keep`
+    /// lines of the process, counting those dropped. `dropped` more lines were logged before
+    /// `lines` but never reached the store (the host keeps a bound of its own): they are
+    /// counted as dropped and take no number. Atomic: all of it or nothing.
+    async fn append_logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        lines: &[LogLine],
+        dropped: u64,
+        keep: usize,
+    ) -> Result<(), PersistError>;
+    /// Up to `limit` of the kept lines of process `pid` of `tenant` numbered after `after_seq`,
+    /// oldest first, and how many of its lines were dropped in all; nothing for a process with
+    /// no log.
+    async fn logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<ProcessLog, PersistError>;
     /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".
     fn summary(&self) -> String;
 }

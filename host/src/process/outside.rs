@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{ProcessHandle, ProcessRecord, ProcessState};
 use crate::error::Error;
-use crate::guest::Launch;
+use crate::guest::{Launch, LogEntry};
 
 /// Whether, and how often, a process checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,14 @@ pub(crate) trait Outside: Send + Sync {
 
     /// The child `pid` if it exists: running on this host, or continued from its checkpoint.
     async fn find_child(&self, pid: &str) -> Result<Option<ProcessHandle>, Error>;
+
+    /// How many lines of its log a process keeps, and holds at most before they are stored.
+    fn log_lines(&self) -> usize;
+
+    /// Append `lines` to the log of process `pid` in the store, after `dropped` lines that
+    /// never reached it (nothing to do without a store).
+    async fn append_logs(&self, pid: &str, lines: Vec<LogEntry>, dropped: u64)
+    -> Result<(), Error>;
 
     /// The process changed state (`from` is `None` when it was just created).
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState);

@@ -58,6 +58,7 @@ impl Instance {
         let mut state =
             StoreState::new(&config.sandbox, limits.max_memory, plugin, spec, interrupt);
         state.deadline = Deadline::new(runtime.seat());
+        state.log_lines = config.log_lines;
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut ctx| {

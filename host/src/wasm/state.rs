@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::bindings::damson::workflow::{host, types};
 use super::limits::{Deadline, MemoryLimiter};
 use crate::config::Sandbox;
-use crate::guest::{Effects, Launch, ProcessView};
+use crate::guest::{Effects, Launch, LogEntry, LogLevel, LogSource, ProcessView};
 use crate::ports::{SEPARATOR, ValidationError};
 use crate::spec::ProcessSpec;
 
@@ -48,6 +48,8 @@ pub(crate) struct StoreState {
     pub(crate) plugin: Arc<str>,
     /// Set when the process is killed: a running call stops at the next epoch tick.
     pub(crate) interrupt: Arc<AtomicBool>,
+    /// The most log lines one call holds for the process's log (the host's `log_lines`).
+    pub(crate) log_lines: usize,
 }
 
 impl StoreState {
@@ -71,6 +73,7 @@ impl StoreState {
             panic: None,
             plugin,
             interrupt,
+            log_lines: 0,
         }
     }
 
@@ -239,22 +242,41 @@ impl host::Host for StoreState {
     fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
         let pid = self.pid.as_str();
         let plugin = &*self.plugin;
-        match level {
+        let level = match level {
             types::LogLevel::Trace => {
-                tracing::trace!(target: "damson::plugin", %pid, %plugin, "{message}")
+                tracing::trace!(target: "damson::plugin", %pid, %plugin, "{message}");
+                LogLevel::Trace
             }
             types::LogLevel::Debug => {
-                tracing::debug!(target: "damson::plugin", %pid, %plugin, "{message}")
+                tracing::debug!(target: "damson::plugin", %pid, %plugin, "{message}");
+                LogLevel::Debug
             }
             types::LogLevel::Info => {
-                tracing::info!(target: "damson::plugin", %pid, %plugin, "{message}")
+                tracing::info!(target: "damson::plugin", %pid, %plugin, "{message}");
+                LogLevel::Info
             }
             types::LogLevel::Warn => {
-                tracing::warn!(target: "damson::plugin", %pid, %plugin, "{message}")
+                tracing::warn!(target: "damson::plugin", %pid, %plugin, "{message}");
+                LogLevel::Warn
             }
             types::LogLevel::Error => {
-                tracing::error!(target: "damson::plugin", %pid, %plugin, "{message}")
+                tracing::error!(target: "damson::plugin", %pid, %plugin, "{message}");
+                LogLevel::Error
             }
+        };
+        // Lines of a step or condition go to the process's log too; those of loading and of
+        // validators, which belong to no step, only to the host's.
+        if self.call != Call::Other {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let line = LogEntry {
+                at_ms,
+                level,
+                source: LogSource::Plugin,
+                message,
+            };
+            self.effects.logs.push(line, self.log_lines);
         }
         Ok(())
     }

@@ -11,16 +11,16 @@ mod tenants;
 use schema::migrate;
 
 use super::{
-    AuditRow, CheckpointKey, Claim, Holder, PersistError, Persister, Presence, Quotas, TenantRow,
-    TokenRow, check_key,
+    AuditRow, CheckpointKey, Claim, Holder, LogLevel, LogLine, LogSource, PersistError, Persister,
+    Presence, ProcessLog, Quotas, TenantRow, TokenRow, check_key,
 };
 
 /// The advisory lock that keeps audit appends in order.
 const AUDIT_LOCK: i64 = 0x64_616d_736f_6e41; // "damsonA"
 
 /// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints`,
-/// `damson_plugins`, `damson_claims`, `damson_tenants`, `damson_tokens`, `damson_audit`, and
-/// `damson_schema` for the schema's version, made or brought up to date when a persister
+/// `damson_plugins`, `damson_claims`, `damson_tenants`, `damson_tokens`, `damson_audit`,
+/// `damson_logs` and `damson_log_heads`, and `damson_schema` for the schema's version, made or brought up to date when a persister
 /// connects). Each save is one statement: atomic.
 pub struct PostgresPersister {
     client: Client,
@@ -216,9 +216,12 @@ impl Persister for PostgresPersister {
     }
 
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
+        // One statement: the checkpoints and the log go together.
         self.client
             .execute(
-                "DELETE FROM damson_checkpoints WHERE tenant = $1 AND pid = $2",
+                "WITH logs AS (DELETE FROM damson_logs WHERE tenant = $1 AND pid = $2),
+                      heads AS (DELETE FROM damson_log_heads WHERE tenant = $1 AND pid = $2)
+                 DELETE FROM damson_checkpoints WHERE tenant = $1 AND pid = $2",
                 &[&tenant, &pid],
             )
             .await
@@ -424,12 +427,15 @@ impl Persister for PostgresPersister {
     }
 
     async fn delete_tenant(&self, name: &str) -> Result<bool, PersistError> {
-        // One statement, so one transaction: the tenant and its tokens go together.
+        // One statement, so one transaction: the tenant, its tokens and its logs go together.
         let deleted: i64 = self
             .client
             .query_one(
                 "WITH gone AS (DELETE FROM damson_tenants WHERE name = $1 RETURNING name),
                       tokens AS (DELETE FROM damson_tokens WHERE tenant IN (SELECT name FROM gone)),
+                      logs AS (DELETE FROM damson_logs WHERE tenant IN (SELECT name FROM gone)),
+                      heads AS (DELETE FROM damson_log_heads
+                                WHERE tenant IN (SELECT name FROM gone)),
                       roles AS (SELECT damson_drop_tenant_role(name) FROM gone)
                  SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM roles)",
                 &[&name],
@@ -555,6 +561,110 @@ impl Persister for PostgresPersister {
                 outcome: row.get(6),
             })
             .collect())
+    }
+
+    async fn append_logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        lines: &[LogLine],
+        dropped: u64,
+        keep: usize,
+    ) -> Result<(), PersistError> {
+        let count = lines.len() as i64;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let at_ms: Vec<i64> = lines.iter().map(|l| l.at_ms as i64).collect();
+        let levels: Vec<&str> = lines.iter().map(|l| l.level.name()).collect();
+        let sources: Vec<&str> = lines.iter().map(|l| l.source.name()).collect();
+        let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        // One statement, so one transaction. The head row, taken by the upsert, is locked
+        // until it commits: appends to one log take their numbers one at a time. The lines
+        // numbered at or below `last_seq - keep` are dropped: the old ones deleted, the new
+        // ones never inserted; `logs` counts them from the numbers.
+        self.client
+            .execute(
+                "WITH head AS (
+                     INSERT INTO damson_log_heads AS h (tenant, pid, last_seq, dropped)
+                     VALUES ($1, $2, $3::BIGINT, $4::BIGINT)
+                     ON CONFLICT (tenant, pid) DO UPDATE
+                         SET last_seq = h.last_seq + EXCLUDED.last_seq,
+                             dropped = h.dropped + EXCLUDED.dropped
+                     RETURNING last_seq),
+                 added AS (
+                     INSERT INTO damson_logs (tenant, pid, seq, at_ms, level, source, message)
+                     SELECT $1, $2, head.last_seq - $3 + l.n, l.at_ms, l.level, l.source, l.message
+                     FROM head, unnest($6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])
+                         WITH ORDINALITY AS l(at_ms, level, source, message, n)
+                     WHERE head.last_seq - $3 + l.n > head.last_seq - $5::BIGINT)
+                 DELETE FROM damson_logs USING head
+                 WHERE damson_logs.tenant = $1 AND damson_logs.pid = $2
+                     AND damson_logs.seq <= head.last_seq - $5::BIGINT",
+                &[
+                    &tenant,
+                    &pid,
+                    &count,
+                    &(dropped as i64),
+                    &keep,
+                    &at_ms,
+                    &levels,
+                    &sources,
+                    &messages,
+                ],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn logs(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<ProcessLog, PersistError> {
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement, one snapshot: the lines and the count agree. Lines are numbered
+        // without gaps and dropped oldest first, so those numbered but not kept are dropped.
+        let rows = self
+            .client
+            .query(
+                "WITH head AS (SELECT last_seq, dropped FROM damson_log_heads
+                               WHERE tenant = $1 AND pid = $2),
+                      kept AS (SELECT count(*) AS n FROM damson_logs
+                               WHERE tenant = $1 AND pid = $2)
+                 SELECT head.dropped + head.last_seq - kept.n,
+                        l.seq, l.at_ms, l.level, l.source, l.message
+                 FROM head CROSS JOIN kept LEFT JOIN LATERAL (
+                     SELECT seq, at_ms, level, source, message FROM damson_logs
+                     WHERE tenant = $1 AND pid = $2 AND seq > $3 ORDER BY seq LIMIT $4
+                 ) l ON true
+                 ORDER BY l.seq",
+                &[&tenant, &pid, &after, &limit],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut log = ProcessLog::default();
+        for row in &rows {
+            log.dropped = row.get::<_, i64>(0) as u64;
+            let Some(seq) = row.get::<_, Option<i64>>(1) else {
+                continue;
+            };
+            let (level, source): (String, String) = (row.get(3), row.get(4));
+            let unusable = |what: &str, value: &str| PersistError::Backend {
+                location: format!("{}, the log of process {pid}", self.location),
+                source: format!("line {seq} has an unknown {what} '{value}'").into(),
+            };
+            log.lines.push(LogLine {
+                seq: seq as u64,
+                at_ms: row.get::<_, i64>(2) as u64,
+                level: LogLevel::from_name(&level).ok_or_else(|| unusable("level", &level))?,
+                source: LogSource::from_name(&source).ok_or_else(|| unusable("source", &source))?,
+                message: row.get(5),
+            });
+        }
+        Ok(log)
     }
 
     async fn scoped(&self, tenant: &str) -> Result<Option<Arc<dyn Persister>>, PersistError> {

@@ -126,6 +126,69 @@ const MIGRATIONS: &[(i32, &str)] = &[
     END $$;
     SELECT damson_add_tenant_role(name) FROM damson_tenants;",
     ),
+    (
+        5,
+        // Process logs: each process's last lines, numbered, and the count of those dropped;
+        // kept to their tenant by row-level security as in step 4. The tenant roles' functions
+        // are made again to grant (and revoke) the new tables, and the roles that exist get
+        // them now.
+        "CREATE TABLE IF NOT EXISTS damson_logs (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        level TEXT NOT NULL,
+        source TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (tenant, pid, seq)
+    );
+    CREATE TABLE IF NOT EXISTS damson_log_heads (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        dropped BIGINT NOT NULL,
+        PRIMARY KEY (tenant, pid)
+    );
+    ALTER TABLE damson_logs ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_logs
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    ALTER TABLE damson_log_heads ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_log_heads
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    CREATE OR REPLACE FUNCTION damson_add_tenant_role(t TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+    DECLARE r TEXT := damson_role_name(t);
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON damson_checkpoints, damson_claims, '
+            'damson_logs, damson_log_heads TO %I', r);
+        EXECUTE format('GRANT SELECT, INSERT ON damson_plugins, damson_audit TO %I', r);
+        EXECUTE format('GRANT SELECT ON damson_tenants, damson_schema TO %I', r);
+        EXECUTE format('GRANT USAGE ON SEQUENCE damson_audit_seq_seq TO %I', r);
+        IF NOT pg_has_role(current_user, r, 'MEMBER') THEN
+            EXECUTE format('GRANT %I TO %I', r, current_user);
+        END IF;
+        INSERT INTO damson_tenant_roles (tenant, role) VALUES (t, r)
+            ON CONFLICT (tenant) DO UPDATE SET role = EXCLUDED.role;
+        RETURN r;
+    END $$;
+    CREATE OR REPLACE FUNCTION damson_drop_tenant_role(t TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+    DECLARE r TEXT;
+    BEGIN
+        DELETE FROM damson_tenant_roles WHERE tenant = t RETURNING role INTO r;
+        IF r IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('REVOKE ALL ON damson_checkpoints, damson_claims, damson_plugins, '
+                'damson_audit, damson_tenants, damson_schema, damson_logs, damson_log_heads '
+                'FROM %I', r);
+            EXECUTE format('REVOKE ALL ON SEQUENCE damson_audit_seq_seq FROM %I', r);
+            EXECUTE format('DROP ROLE %I', r);
+        END IF;
+    END $$;
+    SELECT damson_add_tenant_role(tenant) FROM damson_tenant_roles;",
+    ),
 ];
 
 /// The advisory lock the schema is brought up to date under (`damson` in ASCII).

@@ -24,6 +24,7 @@ impl Task {
 
     /// Publish the record as it is now, and tell the host of a change of state.
     pub(super) fn publish(&mut self) {
+        self.log_state();
         let from = self.handle.state();
         self.handle.shared.record.send_replace(self.record.clone());
         if from != self.record.state {
@@ -103,6 +104,9 @@ impl Task {
         } else {
             self.guest.image().await
         };
+        // The log first: a checkpoint seen in the store has every line logged before it.
+        self.log_state();
+        self.flush_logs().await;
         self.outside
             .save(&self.handle, &self.record, image, tag)
             .await

@@ -2,6 +2,7 @@
 //! saved and announced; or abandoned to another host, saved and announced by nobody here.
 
 use crate::error::chain;
+use crate::guest::LogLevel;
 use crate::process::outside::Unsaved;
 use crate::process::{Event, ProcessState};
 
@@ -25,6 +26,15 @@ impl Task {
                     .or_else(|| self.spec.exit_code(exit).map(|c| c.message.clone()))
                     .or_else(|| missing_message(&missing));
                 let successful = exit == 0 && missing.is_empty();
+                let how = message
+                    .as_deref()
+                    .map_or(String::new(), |m| format!(": {m}"));
+                let level = if successful {
+                    LogLevel::Info
+                } else {
+                    LogLevel::Warn
+                };
+                self.host_log(level, format!("finished with exit status {exit}{how}"));
                 self.record.exit_status = Some(exit);
                 self.record.exit_message = message;
                 self.record.missing_outputs = missing;
@@ -37,11 +47,14 @@ impl Task {
                 )
             }
             End::Excepted(error) => {
+                self.host_log(LogLevel::Error, format!("excepted: {error}"));
                 self.kill_children(Some("the parent process excepted"));
                 self.record.error = Some(error.clone());
                 (ProcessState::Excepted, Event::Excepted { error })
             }
             End::Killed(message) => {
+                let why = message.as_deref().unwrap_or("(no message)");
+                self.host_log(LogLevel::Warn, format!("killed: {why}"));
                 self.kill_children(Some("the parent process was killed"));
                 self.record.exit_message.clone_from(&message);
                 (ProcessState::Killed, Event::Killed { message })

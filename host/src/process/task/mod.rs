@@ -8,6 +8,7 @@
 
 mod commit;
 mod end;
+mod logs;
 mod waiting;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use serde_json::{Map, Value};
 use super::outside::{Checkpoints, Outside};
 use super::record::AfterStep;
 use super::{Event, ProcessHandle, ProcessRecord, ProcessState};
-use crate::guest::{Effects, Failure, Guest, Next, ProcessView};
+use crate::guest::{Effects, Failure, Guest, LogBuffer, LogLevel, Next, ProcessView};
 use crate::ports::{GuestCheck, SEPARATOR, ValidationError};
 use crate::spec::ProcessSpec;
 use crate::workchain::Call;
@@ -52,6 +53,10 @@ pub(crate) struct Task {
     guest_status: Option<String>,
     /// Children launched so far (or attached after a restore), by pid.
     children: HashMap<String, ProcessHandle>,
+    /// Log lines not yet in the store.
+    logs: LogBuffer,
+    /// The state the log last told of.
+    logged_state: ProcessState,
 }
 
 impl Task {
@@ -74,9 +79,11 @@ impl Task {
             spec,
             guest,
             outside,
+            logged_state: record.state,
             record,
             guest_status,
             children: HashMap::new(),
+            logs: LogBuffer::default(),
         }
     }
 
@@ -125,6 +132,17 @@ impl Task {
         // A process restored from a checkpoint carries on from where it was.
         let restored = self.record.state != ProcessState::Created;
         self.created(restored).await?;
+        if restored {
+            let position = match self.record.position.as_str() {
+                "" => String::new(),
+                position => format!(" at {position}"),
+            };
+            let state = self.record.state.name().to_lowercase();
+            self.host_log(
+                LogLevel::Info,
+                format!("continued from its checkpoint ({state}{position})"),
+            );
+        }
         if !restored {
             self.set_state(ProcessState::Running, Vec::new());
             self.emit(Event::Running);
@@ -181,6 +199,10 @@ impl Task {
             && !self.record.paused
         {
             // Publish what the process has done so far: a paused process is looked at.
+            let why = message
+                .as_deref()
+                .map_or(String::new(), |m| format!(": {m}"));
+            self.host_log(LogLevel::Info, format!("paused{why}"));
             self.commit(|r| {
                 r.paused = true;
                 if message.is_some() {
@@ -190,6 +212,7 @@ impl Task {
             .await?;
             self.emit(Event::Paused { message });
         } else if play && self.record.paused {
+            self.host_log(LogLevel::Info, "played".into());
             self.commit(|r| r.paused = false).await?;
             self.emit(Event::Played);
         }
@@ -287,6 +310,7 @@ impl Task {
                 "condition '{name}' emitted an invalid output: {error}"
             )));
         }
+        self.flush_logs().await;
         Ok(value)
     }
 
@@ -340,12 +364,17 @@ impl Task {
         if self.outside.checkpoints() == Checkpoints::EveryStep || launched {
             self.save().await?;
         }
+        // What the step logged is in the store once the step is done (with its checkpoint,
+        // when it has one).
+        self.flush_logs().await;
         self.finish_step(false).await
     }
 
-    /// Apply what a call did: its outputs (each announced), its status, the pause it asked for.
+    /// Apply what a call did: its log lines (held for the store), its outputs (each announced),
+    /// its status, the pause it asked for.
     /// Returns what is left to check of its outputs.
     fn apply(&mut self, effects: Effects) -> OutputChecks {
+        self.hold_logs(effects.logs);
         for (path, value) in effects.outputs {
             insert_output(&mut self.record.outputs, &path, value.clone());
             self.emit(Event::OutputEmitted { path, value });

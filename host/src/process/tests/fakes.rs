@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 
 use crate::error::Error;
 use crate::guest::{
-    AwaitChild, Effects, Failure, Guest, Launch, Next, Outcome, ProcessView, StepOutcome,
-    StepResult,
+    AwaitChild, Effects, Failure, Guest, Launch, LogEntry, LogLevel, LogSource, Next, Outcome,
+    ProcessView, StepOutcome, StepResult,
 };
 use crate::ports::{DefaultRequest, GuestCheck, PortNamespace};
 use crate::process::outside::{Checkpoints, Outside, StepPermit, Unsaved};
@@ -56,6 +56,18 @@ impl Act {
 
     pub(super) fn emit(mut self, path: &str, value: Value) -> Self {
         self.effects().outputs.push((path.into(), value));
+        self
+    }
+
+    /// Log `message` (at info), as the plugin's `log` import does.
+    pub(super) fn log(mut self, message: &str) -> Self {
+        let line = LogEntry {
+            at_ms: 1,
+            level: LogLevel::Info,
+            source: LogSource::Plugin,
+            message: message.into(),
+        };
+        self.effects().logs.push(line, usize::MAX);
         self
     }
 
@@ -282,11 +294,29 @@ pub(super) struct Fake {
     pub(super) plugins: HashMap<String, Plugin>,
     pub(super) steps: Arc<Semaphore>,
     pub(super) calls: Arc<Mutex<Vec<String>>>,
+    /// Each append to a process's log: how many checkpoints had been saved before it, the
+    /// pid, the lines and the count of lines dropped before them.
+    pub(super) logs: Mutex<Vec<Appended>>,
+    /// The lines a process keeps (`log_lines`).
+    pub(super) log_lines: usize,
     pub(super) me: Weak<Fake>,
+}
+
+/// One append to a process's log.
+#[derive(Debug, Clone)]
+pub(super) struct Appended {
+    pub(super) saves_before: usize,
+    pub(super) pid: String,
+    pub(super) lines: Vec<LogEntry>,
+    pub(super) dropped: u64,
 }
 
 impl Fake {
     pub(super) fn new(checkpoints: Checkpoints, children: &[Plugin]) -> Arc<Self> {
+        Self::with_log_lines(checkpoints, children, 1000)
+    }
+
+    fn with_log_lines(checkpoints: Checkpoints, children: &[Plugin], lines: usize) -> Arc<Self> {
         Arc::new_cyclic(|me| Fake {
             checkpoints,
             saved: Mutex::default(),
@@ -301,8 +331,21 @@ impl Fake {
                 .collect(),
             steps: Arc::new(Semaphore::new(8)),
             calls: Arc::default(),
+            logs: Mutex::default(),
+            log_lines: lines,
             me: me.clone(),
         })
+    }
+
+    /// A durable host whose processes keep `lines` log lines.
+    pub(super) fn keeping_log_lines(lines: usize) -> Arc<Self> {
+        Self::with_log_lines(Checkpoints::EveryStep, &[], lines)
+    }
+
+    /// The appends to the log of `pid`, in order.
+    pub(super) fn logs_of(&self, pid: &str) -> Vec<Appended> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().filter(|a| a.pid == pid).cloned().collect()
     }
 
     pub(super) fn memory() -> Arc<Self> {
@@ -440,6 +483,26 @@ impl Outside for Fake {
 
     async fn find_child(&self, pid: &str) -> Result<Option<ProcessHandle>, Error> {
         Ok(self.table.get(pid))
+    }
+
+    fn log_lines(&self) -> usize {
+        self.log_lines
+    }
+
+    async fn append_logs(
+        &self,
+        pid: &str,
+        lines: Vec<LogEntry>,
+        dropped: u64,
+    ) -> Result<(), Error> {
+        let saves_before = self.saved.lock().unwrap().len();
+        self.logs.lock().unwrap().push(Appended {
+            saves_before,
+            pid: pid.into(),
+            lines,
+            dropped,
+        });
+        Ok(())
     }
 
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {

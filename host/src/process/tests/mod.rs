@@ -8,4 +8,5 @@ mod children;
 mod controls;
 mod failures;
 mod fakes;
+mod logs;
 mod states;
