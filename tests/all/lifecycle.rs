@@ -501,3 +501,53 @@ async fn a_limit_of_one_step_at_a_time_still_runs_everything() {
         assert_eq!(process.wait().await.successful(), Some(true));
     }
 }
+
+/// A host forgets the processes that have ended once nobody holds them, so a host that runs
+/// processes for ever does not keep them all; a parent's handle keeps its tree, children
+/// included, for as long as it is held.
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_processes_leave_the_host_once_nobody_holds_them_and_a_parent_keeps_its_tree() {
+    let host = Host::new(&config()).unwrap();
+    let add = host.load("add").await.unwrap();
+    let mut pids = Vec::new();
+    for i in 0..3000 {
+        let process = host.launch(&add, json!({"x": i, "y": 1})).await.unwrap();
+        assert_eq!(process.wait().await.outputs["sum"], i + 1);
+        pids.push(process.pid().to_string());
+    }
+    // (Each task lets go of its process a moment after the process has ended.)
+    let started = Instant::now();
+    while pids.iter().any(|pid| host.process(pid).is_some()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no ended process is kept once its handle is dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let held = host.launch(&add, json!({"x": 1, "y": 1})).await.unwrap();
+    held.wait().await;
+    assert!(host.process(held.pid()).is_some(), "held, so still found");
+
+    let parent = host.load("parent").await.unwrap();
+    let parent = host.launch(&parent, json!({"mode": "pair"})).await.unwrap();
+    let record = parent.wait().await;
+    assert_eq!(record.state, ProcessState::Finished, "{record:?}");
+    assert_eq!(record.children.len(), 3, "{record:?}");
+    for child in &record.children {
+        let child = host
+            .process(child)
+            .expect("the parent's handle keeps its children");
+        assert_eq!(child.state(), ProcessState::Finished);
+    }
+    let children = record.children.clone();
+    drop(parent);
+    let started = Instant::now();
+    while children.iter().any(|pid| host.process(pid).is_some()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the tree goes with its top"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

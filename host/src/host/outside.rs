@@ -123,6 +123,8 @@ impl Outside for Host {
         if abandoned {
             // Another host may give it back one day; until then it is not this host's.
             self.inner.processes.remove(pid);
+        } else {
+            self.inner.processes.ended(pid);
         }
         if let Some(attachment) = self.inner.comms.get() {
             attachment.ended(pid);

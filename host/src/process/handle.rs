@@ -30,6 +30,9 @@ pub(crate) struct Shared {
     pub(crate) done: watch::Sender<bool>,
     /// Set on kill: the guest call in progress stops at the next epoch tick.
     pub(crate) interrupt: Arc<AtomicBool>,
+    /// Its children, kept here once it has ended (its task held them until then): the host
+    /// forgets terminated processes nobody holds, and a tree stays whole while its top is held.
+    pub(crate) children: Mutex<Vec<ProcessHandle>>,
 }
 
 /// Requests not yet carried out, and the listeners.
@@ -59,6 +62,7 @@ impl Shared {
             record: watch::Sender::new(record),
             done: watch::Sender::new(false),
             interrupt,
+            children: Mutex::default(),
         }
     }
 

@@ -84,8 +84,21 @@ impl Task {
             self.emit(Event::Paused { message });
         }
         self.outside.release(self.handle.pid()).await;
+        self.keep_children();
         self.handle.shared.done.send_replace(true);
         self.outside.ended(self.handle.pid(), false);
+    }
+
+    /// Hand the children over to the handle, which outlives this task.
+    fn keep_children(&mut self) {
+        let children = std::mem::take(&mut self.children).into_values();
+        let mut kept = self
+            .handle
+            .shared
+            .children
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.extend(children);
     }
 
     /// Another host has taken the process over: its record stays as last saved here, nothing
