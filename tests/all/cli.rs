@@ -420,6 +420,8 @@ fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
         "1",
         "--spinners",
         "20",
+        "--waiting",
+        "50",
     ];
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", not_plugin_lines(&out));
@@ -436,6 +438,9 @@ fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
         "l  js: memory image (hailstone mid-loop)",
         "l  c: checkpoint load (hailstone mid-loop)",
         "t  tenant B's trivial process, beside 20 spinning",
+        "e  2 durable trivial processes, embedded store",
+        "w  50 waiting processes: address space each",
+        "w  50 waiting processes: all killed",
     ] {
         damson_tests::bench_figure(&text, case);
     }

@@ -67,12 +67,17 @@ impl Figures {
 
 /// The most memory this process has had resident, in MB (Linux's `VmHWM`; 0 where unknown).
 pub(super) fn peak_rss_mb() -> f64 {
+    status_kb("VmHWM") / 1024.0
+}
+
+/// A figure of Linux's `/proc/self/status` in KiB, e.g. `VmRSS` (0 where unknown).
+pub(super) fn status_kb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 pub(super) fn median(mut values: Vec<f64>) -> f64 {

@@ -7,6 +7,7 @@ mod broker;
 mod checkpoints;
 mod figures;
 mod languages;
+mod scale;
 mod tenants;
 
 use std::process::ExitCode;
@@ -38,6 +39,10 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      each) without a store, and checkpointed after every step in memory (n = 27, 111
      iterations), and the checkpoint of a `hailstone` paused mid-loop, its state in the language's own
      variables: memory image size, save and load as in case c, in memory
+  e  durable trivial processes on the embedded store (a tenth of --processes), each
+     checkpointed at its creation, after its step and at its end, one after another
+  w  --waiting processes (`lifecycle`, mode=wait) launched until each waits: the resident
+     memory and address space each adds to this process, and killing them all
   t  noisy neighbour: tenant B's trivial process (`add`, launched and run to its end, one
      after another) on an idle host, then while tenant A runs --spinners processes that spin
      (`spin`) on the same host; the median latency of each and their ratio
@@ -75,8 +80,12 @@ pub(crate) struct BenchCommand {
     mib: u64,
 
     /// Which cases to run, e.g. `abd` or `c`; `f` and `g` need --broker.
-    #[arg(long, default_value = "abcdlt")]
+    #[arg(long, default_value = "abcdeltw")]
     cases: String,
+
+    /// Case w: how many waiting processes.
+    #[arg(long, default_value_t = 1000)]
+    waiting: usize,
 
     /// Case t: how many spinning processes the noisy tenant runs.
     #[arg(long, default_value_t = 200)]
@@ -184,6 +193,12 @@ impl BenchCommand {
         }
         if self.cases.contains('l') {
             self.case_l(&mut figures).await?;
+        }
+        if self.cases.contains('e') {
+            self.case_e(&mut figures).await?;
+        }
+        if self.cases.contains('w') {
+            self.case_w(&mut figures).await?;
         }
         if self.cases.contains('t') {
             self.case_t(&mut figures).await?;
