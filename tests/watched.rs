@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use damson::persist::{
     AuditRow, CheckpointKey, Claim, LogLine, MemoryPersister, PersistError, Persister, Presence,
-    ProcessLog, Quotas, TenantRow, TokenRow,
+    ProcessLog, ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow,
 };
 
 /// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
@@ -59,24 +59,40 @@ impl Watched {
 
 #[async_trait]
 impl Persister for Watched {
-    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+    async fn save(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+    ) -> Result<(), PersistError> {
         self.saves
             .lock()
             .unwrap()
             .push((Instant::now(), bundle.to_vec()));
-        self.store.save(key, bundle).await
+        self.store.save(key, bundle, summary).await
     }
     async fn save_claimed(
         &self,
         key: &CheckpointKey,
         bundle: &[u8],
+        summary: Option<&ProcessSummary>,
         owner: &str,
     ) -> Result<bool, PersistError> {
         self.saves
             .lock()
             .unwrap()
             .push((Instant::now(), bundle.to_vec()));
-        self.store.save_claimed(key, bundle, owner).await
+        self.store.save_claimed(key, bundle, summary, owner).await
+    }
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &SummaryFilter,
+    ) -> Result<Summaries, PersistError> {
+        self.store.summaries(tenant, filter).await
+    }
+    async fn index(&self, tenant: &str, summary: &ProcessSummary) -> Result<bool, PersistError> {
+        self.store.index(tenant, summary).await
     }
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
         self.store.load(key).await

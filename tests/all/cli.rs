@@ -438,7 +438,8 @@ fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
         "l  js: memory image (hailstone mid-loop)",
         "l  c: checkpoint load (hailstone mid-loop)",
         "t  tenant B's trivial process, beside 20 spinning",
-        "e  2 durable trivial processes, embedded store",
+        "e  2 durable trivial processes, embedded store, one after another",
+        "e  2 durable trivial processes, embedded store, all at once",
         "w  50 waiting processes: address space each",
         "w  50 waiting processes: all killed",
     ] {

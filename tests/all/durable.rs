@@ -177,7 +177,7 @@ async fn s35_a_process_restored_while_waiting_is_waiting_and_finishes_when_resum
     let mut outputs = Vec::new();
     for _ in 0..2 {
         let copy: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
-        copy.save(&key, &bundle).await.unwrap();
+        copy.save(&key, &bundle, None).await.unwrap();
         let host = Host::with_store(&config(), copy).unwrap();
         let restored = host.load_process(original.pid(), None).await.unwrap();
         assert_eq!(restored.state(), ProcessState::Waiting);
@@ -208,7 +208,7 @@ async fn s44_a_checkpoint_mid_if_block_restores_with_the_same_context_and_runs_o
     let bundle = store.load(&key).await.unwrap().unwrap();
 
     let other: Arc<dyn Persister> = Arc::new(MemoryPersister::new());
-    other.save(&key, &bundle).await.unwrap();
+    other.save(&key, &bundle, None).await.unwrap();
     let second = Host::with_store(&config(), other.clone()).unwrap();
     let restored = second.load_process(original.pid(), None).await.unwrap();
     assert_eq!(restored.record().context, paused.context);
@@ -266,7 +266,7 @@ async fn s37_restoring_any_checkpoint_and_running_on_reproduces_the_outcome() {
             // Starts from this checkpoint; records only what comes after.
             let start = Arc::new(MemoryPersister::new());
             let key = CheckpointKey::new(process.pid());
-            start.save(&key, bundle).await.unwrap();
+            start.save(&key, bundle, None).await.unwrap();
             let replay = Arc::new(Watched::new(start));
             let host = Host::with_store(&config(), replay.clone()).unwrap();
             let restored = host.load_process(process.pid(), None).await.unwrap();
@@ -326,7 +326,7 @@ async fn a_damaged_checkpoint_is_refused_naming_the_process() {
     let mut bundle = store.load(&key).await.unwrap().unwrap();
     let middle = bundle.len() / 2;
     bundle[middle] ^= 0x01;
-    store.save(&key, &bundle).await.unwrap();
+    store.save(&key, &bundle, None).await.unwrap();
 
     let other = Host::with_store(&config(), store.clone()).unwrap();
     let error = other.load_process(process.pid(), None).await.unwrap_err();

@@ -24,7 +24,7 @@ async fn two_tenants(test: &str) -> (String, PostgresPersister) {
         for pid in ["one", "two"] {
             let bundle = format!("{tenant}'s {pid}").into_bytes();
             owner
-                .save(&CheckpointKey::of(tenant, pid), &bundle)
+                .save(&CheckpointKey::of(tenant, pid), &bundle, None)
                 .await
                 .unwrap();
         }
@@ -51,7 +51,7 @@ async fn a_tenants_connection_reads_and_changes_only_its_rows_even_through_a_wro
     let theirs = CheckpointKey::of("globex", "one");
     assert_eq!(acme.load(&theirs).await.unwrap(), None, "as absent");
     assert_eq!(acme.stored_bytes("globex").await.unwrap(), 0);
-    let refused = acme.save(&theirs, b"overwritten").await.unwrap_err();
+    let refused = acme.save(&theirs, b"overwritten", None).await.unwrap_err();
     assert!(
         damson_tests::chain(&refused).contains("row-level security"),
         "{}",

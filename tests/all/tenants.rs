@@ -187,7 +187,7 @@ async fn a_token_shows_only_its_own_tenants_processes_in_ps_show_and_checkpoints
             tenant: "acme".into(),
             ..CheckpointKey::new(&theirs)
         };
-        persister.save(&key, &bundle).await.unwrap();
+        persister.save(&key, &bundle, None).await.unwrap();
     }
     assert_eq!(
         on(store, &["tenant", "create", "acme"]).status.code(),

@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::persist::{self, CheckpointKey, LogLine, PersistError, Persister, ProcessLog};
+use crate::persist::{
+    self, CheckpointKey, LogLine, PersistError, Persister, ProcessLog, ProcessSummary,
+    SummaryFilter,
+};
 use crate::{Plugin, ProcessRecord};
 
 /// A stored checkpoint, decoded.
@@ -43,36 +46,31 @@ pub async fn read(
 /// One process as `ps` lists it: {"pid", "plugin", "state", "paused", "status", "position",
 /// "parent", "ctime"}.
 pub fn row(r: &ProcessRecord) -> Value {
+    summary_row(&crate::host::index::summarize(r))
+}
+
+/// One process as `ps` lists it, from its summary (see [`row`]).
+pub fn summary_row(s: &ProcessSummary) -> Value {
     json!({
-        "pid": r.pid, "plugin": r.plugin, "state": r.state, "paused": r.paused,
-        "status": r.status, "position": r.position, "parent": r.parent, "ctime": r.ctime,
+        "pid": s.pid, "plugin": s.plugin, "state": s.state, "paused": s.paused,
+        "status": s.status, "position": s.position, "parent": s.parent, "ctime": s.ctime,
     })
 }
 
-/// Every process of `tenant` in `store` as [`row`]s, oldest first, and the errors of those
-/// that cannot be read (one damaged checkpoint does not hide the others).
+/// Every process of `tenant` in `store` as [`row`]s, oldest first, from the store's summary
+/// index, and the errors of those that cannot be read (one damaged checkpoint does not hide
+/// the others).
 ///
 /// # Errors
-/// When the store cannot be listed.
+/// When the store cannot be read.
 pub async fn processes(
     store: &dyn Persister,
     tenant: &str,
 ) -> Result<(Vec<Value>, Vec<PersistError>), PersistError> {
-    let mut rows = Vec::new();
-    let mut damaged = Vec::new();
-    let keys = store.list().await?;
-    for key in keys
-        .iter()
-        .filter(|k| k.tag.is_none() && k.tenant == tenant)
-    {
-        match read(store, key).await {
-            Ok(Some(stored)) => rows.push(row(&stored.record)),
-            Ok(None) => {}
-            Err(e) => damaged.push(e),
-        }
-    }
-    rows.sort_by_key(|r| r["ctime"].as_u64());
-    Ok((rows, damaged))
+    let (summaries, damaged) =
+        crate::host::index::summaries(store, tenant, &SummaryFilter::default()).await?;
+    let damaged = damaged.into_iter().map(|(_, error)| error).collect();
+    Ok((summaries.iter().map(summary_row).collect(), damaged))
 }
 
 /// Process `pid` of `tenant` as `show --json` prints it: its record with "children" (each

@@ -10,6 +10,7 @@
 
 mod audit;
 mod claims;
+pub mod index;
 mod outside;
 mod plugins;
 mod processes;

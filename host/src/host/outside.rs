@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::Host;
+use super::index::summarize;
 use crate::error::Error;
 use crate::guest::{Launch, LogEntry, LogLevel, LogSource};
 use crate::persist::{self, CheckpointKey, bundle};
@@ -40,9 +41,17 @@ impl Outside for Host {
         let bytes = bundle::encode(record, image.as_deref());
         let mut key = CheckpointKey::of(self.tenant(), &record.pid);
         key.tag = tag.map(str::to_string);
+        let summary = summarize(record);
         let saved = match self.claimant() {
-            Some(owner) => store.save_claimed(&key, &bytes, owner).await,
-            None => store.save(&key, &bytes).await.map(|()| true),
+            Some(owner) => {
+                store
+                    .save_claimed(&key, &bytes, Some(&summary), owner)
+                    .await
+            }
+            None => store
+                .save(&key, &bytes, Some(&summary))
+                .await
+                .map(|()| true),
         };
         match saved {
             Ok(true) => Ok(()),

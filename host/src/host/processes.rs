@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::Host;
 use super::claims::now_ms;
+use super::index::summarize;
 use crate::comms::{Control, ControlLog, Processes};
 use crate::error::{Error, Result};
 use crate::guest::Guest;
@@ -91,7 +92,11 @@ impl Host {
             self.claim(store, &pid).await?;
             let key = CheckpointKey::of(self.tenant(), &pid);
             store
-                .save(&key, &bundle::encode(&record, None))
+                .save(
+                    &key,
+                    &bundle::encode(&record, None),
+                    Some(&summarize(&record)),
+                )
                 .await
                 .map_err(|source| Error::Store {
                     doing: format!("saving the checkpoint of new {key}"),

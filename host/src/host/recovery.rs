@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use super::Host;
+use super::{Host, index};
 use crate::error::{Error, Result, chain};
-use crate::persist::{self, CheckpointKey, Persister};
-use crate::process::{ProcessHandle, ProcessRecord};
+use crate::persist::{Persister, SummaryFilter};
+use crate::process::ProcessHandle;
 
 /// What [`Host::recover`] did.
 #[derive(Debug, Default)]
@@ -20,6 +20,13 @@ pub struct Recovered {
     pub elsewhere: Vec<(String, Error)>,
 }
 
+/// What [`Host::stored_pids`] found.
+type Listed = (
+    Arc<dyn Persister>,
+    Vec<String>,
+    Vec<(String, crate::persist::PersistError)>,
+);
+
 impl Host {
     /// Continue every process in the store that had not terminated: what a host does when it
     /// starts again after it stopped or died.
@@ -28,8 +35,20 @@ impl Host {
     /// [`Error::NoStore`], or [`Error::Store`] when the store cannot be listed; a process that
     /// cannot be continued is in [`Recovered::failed`].
     pub async fn recover(&self) -> Result<Recovered> {
-        let (_, pids) = self.stored_pids().await?;
+        let live = SummaryFilter {
+            live: true,
+            ..SummaryFilter::default()
+        };
+        let (_, pids, damaged) = self.stored_pids(&live).await?;
         let mut recovered = Recovered::default();
+        for (pid, source) in damaged {
+            let error = Error::Store {
+                doing: format!("reading the checkpoint of process {pid}"),
+                source: Box::new(source),
+            };
+            tracing::error!(%pid, "cannot continue: {}", chain(&error));
+            recovered.failed.push((pid, error));
+        }
         for pid in pids {
             match self.continue_process(&pid, None).await {
                 Ok(handle) if handle.state().is_terminal() => {}
@@ -52,22 +71,20 @@ impl Host {
     /// [`Error::NoStore`], or [`Error::Store`] when the store cannot be listed; a process that
     /// cannot be continued is in [`Recovered::failed`].
     pub async fn take_over(&self) -> Result<Recovered> {
-        let (store, pids) = self.stored_pids().await?;
+        let top_level = SummaryFilter {
+            live: true,
+            top_level: true,
+            ..SummaryFilter::default()
+        };
+        // A damaged checkpoint is not a worker's to report each round: `recover` reports it.
+        let (store, pids, _) = self.stored_pids(&top_level).await?;
         let mut recovered = Recovered::default();
         for pid in pids {
             if self.process(&pid).is_some() {
                 continue;
             }
-            let key = CheckpointKey::of(self.tenant(), &pid);
-            let Ok(Some(body)) = persist::load_checked::<ProcessRecord>(&*store, &key).await else {
-                continue;
-            };
-            let record = body.record;
-            if record.state.is_terminal() || record.parent.is_some() {
-                continue;
-            }
             // Most of these run on live hosts: the claim tells, before the checkpoint is read
-            // a second time to continue it.
+            // to continue it.
             let continued = match self.claim(&store, &pid).await {
                 Ok(()) => self.continue_process(&pid, None).await,
                 Err(e) => Err(e),
@@ -81,19 +98,17 @@ impl Host {
         Ok(recovered)
     }
 
-    /// The store, and the pids of the processes it has checkpoints of (untagged, this
-    /// tenant's).
-    async fn stored_pids(&self) -> Result<(Arc<dyn Persister>, Vec<String>)> {
+    /// The store, the pids of this tenant's processes that `filter` matches, from the store's
+    /// summary index (no checkpoint is read but those not indexed yet), and the unindexed ones
+    /// whose checkpoint cannot be read.
+    async fn stored_pids(&self, filter: &SummaryFilter) -> Result<Listed> {
         let store = self.store().ok_or(Error::NoStore)?.clone();
-        let keys = store.list().await.map_err(|source| Error::Store {
-            doing: "listing checkpoints".into(),
-            source: Box::new(source),
-        })?;
-        let pids = keys
-            .into_iter()
-            .filter(|key| key.tag.is_none() && key.tenant == self.tenant())
-            .map(|key| key.pid)
-            .collect();
-        Ok((store, pids))
+        let (rows, damaged) = index::summaries(&*store, self.tenant(), filter)
+            .await
+            .map_err(|source| Error::Store {
+                doing: "listing processes".into(),
+                source: Box::new(source),
+            })?;
+        Ok((store, rows.into_iter().map(|s| s.pid).collect(), damaged))
     }
 }

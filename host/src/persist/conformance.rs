@@ -8,7 +8,8 @@
 use super::bundle::{self, BundleError};
 use super::{
     AuditRow, CheckpointKey, Claim, DEFAULT_TENANT, Holder, LogLevel, LogLine, LogSource,
-    PersistError, Persister, Presence, ProcessLog, Quotas, TenantRow, TokenRow, load_checked,
+    PersistError, Persister, Presence, ProcessLog, ProcessSummary, Quotas, SummaryFilter,
+    TenantRow, TokenRow, load_checked,
 };
 
 /// Run every check against a fresh, empty persister.
@@ -30,6 +31,178 @@ pub async fn check(persister: &dyn Persister) {
     stored_bytes_count_one_tenants_checkpoints(persister).await;
     a_processs_log_keeps_its_last_lines_numbered_and_counts_those_dropped(persister).await;
     a_log_goes_with_its_process_and_with_its_tenant(persister).await;
+    summaries_are_kept_with_current_checkpoints_and_filtered(persister).await;
+    an_unindexed_process_is_indexed_once(persister).await;
+}
+
+/// A summary of process `pid` in `state`, made at `ctime`, launched by `parent`.
+fn summary(pid: &str, state: &str, ctime: u64, parent: Option<&str>) -> ProcessSummary {
+    let live = !matches!(state, "FINISHED" | "EXCEPTED" | "KILLED");
+    ProcessSummary {
+        pid: pid.into(),
+        plugin: if parent.is_some() { "add" } else { "parent" }.into(),
+        state: state.into(),
+        live,
+        paused: false,
+        failed: state == "EXCEPTED",
+        status: Some(format!("{pid} is {state}")),
+        position: "0:step".into(),
+        parent: parent.map(str::to_string),
+        ctime,
+    }
+}
+
+/// The pids of `tenant`'s summaries that `filter` matches, oldest first, and its unindexed pids.
+async fn listed(
+    p: &dyn Persister,
+    tenant: &str,
+    filter: SummaryFilter,
+) -> (Vec<String>, Vec<String>) {
+    let found = p.summaries(tenant, &filter).await.unwrap();
+    let pids = found.rows.into_iter().map(|s| s.pid).collect();
+    (pids, found.unindexed)
+}
+
+async fn summaries_are_kept_with_current_checkpoints_and_filtered(p: &dyn Persister) {
+    let (t, other) = (fresh("t"), fresh("t"));
+    let top = summary("top", "WAITING", 20, None);
+    let child = summary("child", "FINISHED", 10, Some("top"));
+    p.save(&CheckpointKey::of(&t, "top"), b"1", Some(&top))
+        .await
+        .unwrap();
+    p.save(&CheckpointKey::of(&t, "child"), b"2", Some(&child))
+        .await
+        .unwrap();
+    // A tagged checkpoint has no summary of its own: the current one's stays.
+    let tagged = summary("top", "KILLED", 20, None);
+    p.save(
+        &CheckpointKey::of(&t, "top").tagged("kept"),
+        b"3",
+        Some(&tagged),
+    )
+    .await
+    .unwrap();
+    let theirs = summary("theirs", "WAITING", 1, None);
+    p.save(&CheckpointKey::of(&other, "theirs"), b"4", Some(&theirs))
+        .await
+        .unwrap();
+
+    let all = p.summaries(&t, &SummaryFilter::default()).await.unwrap();
+    assert_eq!(
+        all.rows,
+        [child.clone(), top.clone()],
+        "oldest first, whole"
+    );
+    assert!(all.unindexed.is_empty());
+    let only = |f: fn(&mut SummaryFilter)| {
+        let mut filter = SummaryFilter::default();
+        f(&mut filter);
+        filter
+    };
+    let live = only(|f| f.live = true);
+    assert_eq!(listed(p, &t, live.clone()).await.0, ["top"]);
+    assert_eq!(listed(p, &t, only(|f| f.top_level = true)).await.0, ["top"]);
+    let finished = only(|f| f.state = Some("FINISHED".into()));
+    assert_eq!(listed(p, &t, finished).await.0, ["child"]);
+    let adds = only(|f| f.plugin = Some("add".into()));
+    assert_eq!(listed(p, &t, adds).await.0, ["child"]);
+    let none = only(|f| {
+        f.state = Some("WAITING".into());
+        f.plugin = Some("add".into());
+    });
+    assert!(
+        listed(p, &t, none).await.0.is_empty(),
+        "every field must match"
+    );
+
+    // A save replaces the summary with the checkpoint; a claimed save that is refused
+    // changes neither.
+    let ended = summary("top", "FINISHED", 20, None);
+    p.save(&CheckpointKey::of(&t, "top"), b"5", Some(&ended))
+        .await
+        .unwrap();
+    assert!(listed(p, &t, live.clone()).await.0.is_empty());
+    let back = summary("top", "RUNNING", 20, None);
+    let refused = p
+        .save_claimed(&CheckpointKey::of(&t, "top"), b"6", Some(&back), "nobody")
+        .await
+        .unwrap();
+    assert!(!refused, "nobody holds the claim");
+    assert!(
+        listed(p, &t, live).await.0.is_empty(),
+        "the summary is unchanged"
+    );
+
+    // Deleting a current checkpoint, or a process, takes its summary with it.
+    p.delete(&CheckpointKey::of(&t, "child")).await.unwrap();
+    assert_eq!(listed(p, &t, SummaryFilter::default()).await.0, ["top"]);
+    p.delete(&CheckpointKey::of(&t, "top").tagged("kept"))
+        .await
+        .unwrap();
+    assert_eq!(listed(p, &t, SummaryFilter::default()).await.0, ["top"]);
+    p.delete_process(&t, "top").await.unwrap();
+    assert_eq!(
+        listed(p, &t, SummaryFilter::default()).await,
+        (vec![], vec![])
+    );
+    assert_eq!(
+        listed(p, &other, SummaryFilter::default()).await.0,
+        ["theirs"]
+    );
+    p.delete_process(&other, "theirs").await.unwrap();
+}
+
+async fn an_unindexed_process_is_indexed_once(p: &dyn Persister) {
+    let t = fresh("t");
+    p.save(&CheckpointKey::of(&t, "old"), b"1", None)
+        .await
+        .unwrap();
+    let (rows, unindexed) = listed(p, &t, SummaryFilter::default()).await;
+    assert!(rows.is_empty());
+    assert_eq!(
+        unindexed,
+        ["old"],
+        "unindexed processes are named, whatever the filter"
+    );
+
+    let old = summary("old", "WAITING", 5, None);
+    assert!(
+        !p.index(&t, &summary("missing", "WAITING", 5, None))
+            .await
+            .unwrap(),
+        "a process with no checkpoint is not indexed"
+    );
+    assert!(p.index(&t, &old).await.unwrap());
+    assert!(
+        !p.index(&t, &summary("old", "KILLED", 5, None))
+            .await
+            .unwrap(),
+        "once indexed, only a save changes it"
+    );
+    assert_eq!(
+        p.summaries(&t, &SummaryFilter::default())
+            .await
+            .unwrap()
+            .rows,
+        [old]
+    );
+    // A save without a summary makes it unindexed again, and a save with one indexes it.
+    p.save(&CheckpointKey::of(&t, "old"), b"2", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(p, &t, SummaryFilter::default()).await,
+        (vec![], vec!["old".into()])
+    );
+    let newer = summary("old", "RUNNING", 5, None);
+    p.save(&CheckpointKey::of(&t, "old"), b"3", Some(&newer))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(p, &t, SummaryFilter::default()).await,
+        (vec!["old".into()], vec![])
+    );
+    p.delete_process(&t, "old").await.unwrap();
 }
 
 /// Line `n` of a log as the host appends it (its `seq` is the store's to give).
@@ -131,7 +304,7 @@ async fn a_log_goes_with_its_process_and_with_its_tenant(p: &dyn Persister) {
     let t2 = format!("{t}2");
     let one = [log_line(1)];
     for (tenant, pid) in [(&t, "p"), (&t, "q"), (&t2, "p")] {
-        p.save(&CheckpointKey::of(tenant, pid), b"bundle")
+        p.save(&CheckpointKey::of(tenant, pid), b"bundle", None)
             .await
             .unwrap();
         p.append_logs(tenant, pid, &one, 0, 10).await.unwrap();
@@ -453,26 +626,26 @@ async fn only_the_claims_holder_saves_claimed(p: &dyn Persister) {
     let (a, b) = (a.as_str(), b.as_str());
     let key = CheckpointKey::new("fenced");
     assert!(
-        !p.save_claimed(&key, b"zero", a).await.unwrap(),
+        !p.save_claimed(&key, b"zero", None, a).await.unwrap(),
         "nobody claimed it"
     );
     assert!(p.load(&key).await.unwrap().is_none(), "nothing written");
     let claim = |owner, now, until| p.claim(DEFAULT_TENANT, "fenced", owner, now, until);
     assert!(claim(a, 0, 1_000).await.unwrap().is_granted());
-    assert!(p.save_claimed(&key, b"one", a).await.unwrap());
+    assert!(p.save_claimed(&key, b"one", None, a).await.unwrap());
     assert!(
-        p.save_claimed(&key, b"two", a).await.unwrap(),
+        p.save_claimed(&key, b"two", None, a).await.unwrap(),
         "its claim ran out, but nobody took it"
     );
     assert!(claim(b, 2_000, 3_000).await.unwrap().is_granted());
     assert!(
-        !p.save_claimed(&key, b"three", a).await.unwrap(),
+        !p.save_claimed(&key, b"three", None, a).await.unwrap(),
         "b took it over"
     );
     assert_eq!(p.load(&key).await.unwrap().unwrap(), b"two");
     let tagged = key.clone().tagged("t");
-    assert!(p.save_claimed(&tagged, b"four", b).await.unwrap());
-    assert!(p.save_claimed(&key, b"five", b).await.unwrap());
+    assert!(p.save_claimed(&tagged, b"four", None, b).await.unwrap());
+    assert!(p.save_claimed(&key, b"five", None, b).await.unwrap());
     assert_eq!(p.load(&key).await.unwrap().unwrap(), b"five");
     p.release(DEFAULT_TENANT, "fenced", b).await.unwrap();
     p.delete_process(DEFAULT_TENANT, "fenced").await.unwrap();
@@ -584,7 +757,9 @@ async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {
     let a1 = CheckpointKey::new("a").tagged("one");
     let b = CheckpointKey::new("b");
     for key in [&a, &a1, &b] {
-        p.save(key, &bundle::encode(&key.pid, None)).await.unwrap();
+        p.save(key, &bundle::encode(&key.pid, None), None)
+            .await
+            .unwrap();
     }
     let mut all = p.list().await.unwrap();
     all.sort();
@@ -604,7 +779,9 @@ async fn s38_keys_list_filter_and_delete(p: &dyn Persister) {
         "only that one"
     );
     p.delete(&a1).await.unwrap(); // a missing checkpoint: nothing happens
-    p.save(&a1, &bundle::encode(&"a", None)).await.unwrap();
+    p.save(&a1, &bundle::encode(&"a", None), None)
+        .await
+        .unwrap();
     p.delete_process(DEFAULT_TENANT, "a").await.unwrap();
     assert!(
         p.list_process(DEFAULT_TENANT, "a")
@@ -621,11 +798,15 @@ async fn stored_bytes_count_one_tenants_checkpoints(p: &dyn Persister) {
     let t = fresh("t");
     let t2 = format!("{t}2");
     let (one, two) = (vec![1u8; 100], vec![2u8; 30]);
-    p.save(&CheckpointKey::of(&t, "p"), &one).await.unwrap();
-    p.save(&CheckpointKey::of(&t, "p").tagged("kept"), &two)
+    p.save(&CheckpointKey::of(&t, "p"), &one, None)
         .await
         .unwrap();
-    p.save(&CheckpointKey::of(&t2, "p"), &two).await.unwrap();
+    p.save(&CheckpointKey::of(&t, "p").tagged("kept"), &two, None)
+        .await
+        .unwrap();
+    p.save(&CheckpointKey::of(&t2, "p"), &two, None)
+        .await
+        .unwrap();
     assert_eq!(p.stored_bytes(&t).await.unwrap(), 130, "current and tagged");
     assert_eq!(p.stored_bytes(&t2).await.unwrap(), 30);
     assert_eq!(p.stored_bytes(&fresh("none")).await.unwrap(), 0);
@@ -636,8 +817,10 @@ async fn stored_bytes_count_one_tenants_checkpoints(p: &dyn Persister) {
 
 async fn saving_again_replaces(p: &dyn Persister) {
     let key = CheckpointKey::new("replace");
-    p.save(&key, &bundle::encode(&1u32, None)).await.unwrap();
-    p.save(&key, &bundle::encode(&2u32, Some(&[7, 7])))
+    p.save(&key, &bundle::encode(&1u32, None), None)
+        .await
+        .unwrap();
+    p.save(&key, &bundle::encode(&2u32, Some(&[7, 7])), None)
         .await
         .unwrap();
     let body = load_checked::<u32>(p, &key).await.unwrap().unwrap();
@@ -657,13 +840,13 @@ async fn damaged_bundles_are_refused_naming_pid_and_tag(p: &dyn Persister) {
     for i in 0..good.len() {
         let mut flipped = good.clone();
         flipped[i] ^= 0x80;
-        p.save(&key, &flipped).await.unwrap();
+        p.save(&key, &flipped, None).await.unwrap();
         let err = load_checked::<String>(p, &key).await.unwrap_err();
         let text = err.to_string();
         assert!(text.contains("damaged") && text.contains("t1"), "{text}");
     }
     for len in 0..good.len() {
-        p.save(&key, &good[..len]).await.unwrap();
+        p.save(&key, &good[..len], None).await.unwrap();
         match load_checked::<String>(p, &key).await {
             Err(PersistError::Corrupt { source, .. }) => {
                 assert!(matches!(
@@ -695,7 +878,7 @@ async fn invalid_keys_are_refused(p: &dyn Persister) {
     ] {
         assert!(
             matches!(
-                p.save(&key, b"x").await,
+                p.save(&key, b"x", None).await,
                 Err(PersistError::InvalidKey { .. })
             ),
             "{key:?}"
@@ -721,7 +904,11 @@ mod tests {
             let store = EmbeddedPersister::open(&path).unwrap();
             check(&store).await;
             store
-                .save(&CheckpointKey::new("kept"), &bundle::encode(&5u8, None))
+                .save(
+                    &CheckpointKey::new("kept"),
+                    &bundle::encode(&5u8, None),
+                    None,
+                )
                 .await
                 .unwrap();
         }

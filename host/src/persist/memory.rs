@@ -7,13 +7,13 @@ use async_trait::async_trait;
 
 use super::{
     AuditRow, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence, ProcessLog,
-    Quotas, TenantRow, TokenRow, check_key,
+    ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow, check_key,
 };
 
 /// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
 #[derive(Default)]
 pub struct MemoryPersister {
-    checkpoints: Mutex<BTreeMap<CheckpointKey, Vec<u8>>>,
+    checkpoints: Mutex<BTreeMap<CheckpointKey, Stored>>,
     plugins: Mutex<BTreeMap<String, Vec<u8>>>,
     /// (tenant, pid) → (owner, until).
     claims: Mutex<HashMap<(String, String), (String, u64)>>,
@@ -28,6 +28,10 @@ pub struct MemoryPersister {
     /// (tenant, pid) → the process's log.
     logs: Mutex<HashMap<(String, String), Log>>,
 }
+
+/// A checkpoint as kept: the bundle, and (current checkpoints only) the process's summary, if
+/// it is indexed.
+type Stored = (Vec<u8>, Option<ProcessSummary>);
 
 /// One process's log: its kept lines, oldest first, the last seq given and the lines dropped.
 #[derive(Default)]
@@ -46,12 +50,18 @@ impl MemoryPersister {
 
 #[async_trait]
 impl Persister for MemoryPersister {
-    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+    async fn save(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+    ) -> Result<(), PersistError> {
         check_key(key)?;
+        let summary = summary.filter(|_| key.tag.is_none()).cloned();
         self.checkpoints
             .lock()
             .expect("checkpoints")
-            .insert(key.clone(), bundle.to_vec());
+            .insert(key.clone(), (bundle.to_vec(), summary));
         Ok(())
     }
 
@@ -59,6 +69,7 @@ impl Persister for MemoryPersister {
         &self,
         key: &CheckpointKey,
         bundle: &[u8],
+        summary: Option<&ProcessSummary>,
         owner: &str,
     ) -> Result<bool, PersistError> {
         check_key(key)?;
@@ -68,10 +79,11 @@ impl Persister for MemoryPersister {
             .get(&(key.tenant.clone(), key.pid.clone()))
             .is_some_and(|(holder, _)| holder == owner);
         if held {
+            let summary = summary.filter(|_| key.tag.is_none()).cloned();
             self.checkpoints
                 .lock()
                 .expect("checkpoints")
-                .insert(key.clone(), bundle.to_vec());
+                .insert(key.clone(), (bundle.to_vec(), summary));
         }
         Ok(held)
     }
@@ -82,7 +94,39 @@ impl Persister for MemoryPersister {
             .lock()
             .expect("checkpoints")
             .get(key)
-            .cloned())
+            .map(|(bundle, _)| bundle.clone()))
+    }
+
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &SummaryFilter,
+    ) -> Result<Summaries, PersistError> {
+        let all = self.checkpoints.lock().expect("checkpoints");
+        let (mut rows, mut unindexed) = (Vec::new(), Vec::new());
+        for (key, (_, summary)) in all.iter() {
+            if key.tenant != tenant || key.tag.is_some() {
+                continue;
+            }
+            match summary {
+                Some(summary) if filter.matches(summary) => rows.push(summary.clone()),
+                Some(_) => {}
+                None => unindexed.push(key.pid.clone()),
+            }
+        }
+        Ok(Summaries::sorted(rows, unindexed))
+    }
+
+    async fn index(&self, tenant: &str, summary: &ProcessSummary) -> Result<bool, PersistError> {
+        let key = CheckpointKey::of(tenant, &summary.pid);
+        let mut all = self.checkpoints.lock().expect("checkpoints");
+        match all.get_mut(&key) {
+            Some((_, slot @ None)) => {
+                *slot = Some(summary.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn list(&self) -> Result<Vec<CheckpointKey>, PersistError> {
@@ -234,7 +278,7 @@ impl Persister for MemoryPersister {
             .expect("checkpoints")
             .iter()
             .filter(|(key, _)| key.tenant == tenant)
-            .map(|(_, bundle)| bundle.len() as u64)
+            .map(|(_, (bundle, _))| bundle.len() as u64)
             .sum())
     }
 

@@ -30,6 +30,7 @@ mod embedded;
 mod logs;
 mod memory;
 mod postgres;
+mod summary;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub use embedded::EmbeddedPersister;
 pub use logs::{LogLevel, LogLine, LogSource, ProcessLog};
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
+pub use summary::{ProcessSummary, Summaries, SummaryFilter};
 
 /// The tenant everything belongs to until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";
@@ -132,9 +134,18 @@ pub enum PersistError {
 /// Stores checkpoint bundles and plugins. Implementations must make `save` atomic.
 #[async_trait]
 pub trait Persister: Send + Sync {
-    /// Store `bundle` under `key`, replacing what was there, atomically.
-    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError>;
-    /// Store `bundle` under `key` as [`save`](Self::save) does, but only if `owner` holds the
+    /// Store `bundle` under `key`, replacing what was there, atomically. For a process's
+    /// current (untagged) checkpoint, `summary` is its row in the summary index (see
+    /// [`summaries`](Self::summaries)), written in the same atomic step; `None` leaves the
+    /// process unindexed until [`index`](Self::index) gives it one. A tagged checkpoint has no
+    /// summary: `summary` is ignored.
+    async fn save(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+    ) -> Result<(), PersistError>;
+    /// Store `bundle` (and `summary`) under `key` as [`save`](Self::save) does, but only if `owner` holds the
     /// claim of the key's process (see [`claim`](Self::claim)), checked in the same atomic
     /// step; `false`, with nothing written, if it does not. Whether the claim has run out does
     /// not matter here — only that no other owner has taken it — so a host that lost its
@@ -143,6 +154,7 @@ pub trait Persister: Send + Sync {
         &self,
         key: &CheckpointKey,
         bundle: &[u8],
+        summary: Option<&ProcessSummary>,
         owner: &str,
     ) -> Result<bool, PersistError>;
     /// The bundle stored under `key`, if any (not yet checked: see [`load_checked`]).
@@ -155,9 +167,24 @@ pub trait Persister: Send + Sync {
         tenant: &str,
         pid: &str,
     ) -> Result<Vec<CheckpointKey>, PersistError>;
-    /// Delete one checkpoint; deleting a missing one does nothing.
+    /// The summaries of `tenant`'s processes that match `filter`, oldest first, read from the
+    /// summary index (no bundle is read: the cost follows the rows that match, as far as the
+    /// store can select them), and the processes that have a current checkpoint but no
+    /// summary yet.
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &SummaryFilter,
+    ) -> Result<Summaries, PersistError>;
+    /// Give process `summary.pid` of `tenant`, which has a current checkpoint and no summary,
+    /// this one: what a reader of [`Summaries::unindexed`] does once it has decoded the
+    /// checkpoint. `false`, with nothing changed, when the process has a summary already (a
+    /// save came first, with a newer one) or no current checkpoint.
+    async fn index(&self, tenant: &str, summary: &ProcessSummary) -> Result<bool, PersistError>;
+    /// Delete one checkpoint (the current one with its summary); deleting a missing one does
+    /// nothing.
     async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError>;
-    /// Delete all of one process's checkpoints, and its log.
+    /// Delete all of one process's checkpoints, its summary and its log.
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError>;
     /// Store a plugin's component under its digest (storing it again does nothing).
     async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError>;

@@ -84,7 +84,8 @@ impl BenchCommand {
     }
 
     /// Case e: trivial processes on the embedded store, each checkpointed at its creation,
-    /// after its step and at its end, one after another.
+    /// after its step and at its end: one after another (each waits for its own commits), and
+    /// all launched at once (their checkpoints share commits).
     pub(super) async fn case_e(&self, figures: &mut Figures) -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("damson-bench-e-{}", std::process::id()));
         let store: Arc<dyn Persister> = Arc::new(EmbeddedPersister::open(dir.join("e.redb"))?);
@@ -96,22 +97,43 @@ impl BenchCommand {
         host.run(&add, json!({"x": 1, "y": 2})).await?;
         // A tenth of case a's count: every process costs a few synchronous writes.
         let count = (self.processes / 10).max(1);
-        let mut rates = Vec::new();
+        let (mut one_by_one, mut at_once) = (Vec::new(), Vec::new());
         for _ in 0..self.runs {
             let started = Instant::now();
             for i in 0..count {
                 let record = host.run(&add, json!({"x": i, "y": 1})).await?;
                 ensure!(record.successful() == Some(true), "case e: {record:?}");
             }
-            rates.push(count as f64 / started.elapsed().as_secs_f64());
+            one_by_one.push(count as f64 / started.elapsed().as_secs_f64());
+
+            // Each launch on its own task: a launch returns once the process's first
+            // checkpoint has committed, so launches one after another would not share commits.
+            let started = Instant::now();
+            let mut launched = tokio::task::JoinSet::new();
+            for i in 0..count {
+                let (host, add) = (host.clone(), add.clone());
+                launched.spawn(async move { host.run(&add, json!({"x": i, "y": 2})).await });
+            }
+            while let Some(ran) = launched.join_next().await {
+                let record = ran??;
+                ensure!(record.successful() == Some(true), "case e: {record:?}");
+            }
+            at_once.push(count as f64 / started.elapsed().as_secs_f64());
         }
         drop(host);
         let _ = std::fs::remove_dir_all(&dir);
         figures.add(
             'e',
             "processes_per_s",
-            format!("{count} durable trivial processes, embedded store"),
-            median(rates),
+            format!("{count} durable trivial processes, embedded store, one after another"),
+            median(one_by_one),
+            Unit::PerSecond,
+        );
+        figures.add(
+            'e',
+            "concurrent_processes_per_s",
+            format!("{count} durable trivial processes, embedded store, all at once"),
+            median(at_once),
             Unit::PerSecond,
         );
         Ok(())

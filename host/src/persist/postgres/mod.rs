@@ -6,13 +6,15 @@ use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls, Row};
 
 mod schema;
+mod summaries;
 mod tenants;
 
 use schema::migrate;
 
 use super::{
     AuditRow, CheckpointKey, Claim, Holder, LogLevel, LogLine, LogSource, PersistError, Persister,
-    Presence, ProcessLog, Quotas, TenantRow, TokenRow, check_key,
+    Presence, ProcessLog, ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow,
+    check_key,
 };
 
 /// The advisory lock that keeps audit appends in order.
@@ -20,7 +22,7 @@ const AUDIT_LOCK: i64 = 0x64_616d_736f_6e41; // "damsonA"
 
 /// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints`,
 /// `damson_plugins`, `damson_claims`, `damson_tenants`, `damson_tokens`, `damson_audit`,
-/// `damson_logs` and `damson_log_heads`, and `damson_schema` for the schema's version, made or brought up to date when a persister
+/// `damson_logs`, `damson_log_heads` and `damson_summaries`, and `damson_schema` for the schema's version, made or brought up to date when a persister
 /// connects). Each save is one statement: atomic.
 pub struct PostgresPersister {
     client: Client,
@@ -53,6 +55,30 @@ impl PostgresPersister {
             location,
             role: None,
         })
+    }
+
+    /// Save the current checkpoint of `key` with its summary in one statement (only while
+    /// `owner` holds the claim, if given); whether it was written.
+    async fn save_current(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+        owner: Option<&str>,
+    ) -> Result<bool, PersistError> {
+        let columns = summaries::columns(summary);
+        let mut params: Vec<summaries::Param> = vec![&key.tenant, &key.pid, &bundle];
+        params.extend(columns.params());
+        if let Some(owner) = &owner {
+            params.push(owner);
+        }
+        let statement = summaries::save_statement(owner.is_some());
+        let written = self
+            .client
+            .execute(&statement, &params)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(written == 1)
     }
 
     fn error(&self, e: tokio_postgres::Error) -> PersistError {
@@ -121,8 +147,19 @@ fn token_of(row: &Row) -> TokenRow {
 
 #[async_trait]
 impl Persister for PostgresPersister {
-    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+    async fn save(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+    ) -> Result<(), PersistError> {
         check_key(key)?;
+        if key.tag.is_none() {
+            return self
+                .save_current(key, bundle, summary, None)
+                .await
+                .map(drop);
+        }
         self.client
             .execute(
                 "INSERT INTO damson_checkpoints (tenant, pid, tag, bundle) VALUES ($1, $2, $3, $4)
@@ -138,11 +175,15 @@ impl Persister for PostgresPersister {
         &self,
         key: &CheckpointKey,
         bundle: &[u8],
+        summary: Option<&ProcessSummary>,
         owner: &str,
     ) -> Result<bool, PersistError> {
         check_key(key)?;
         // One statement; the claim row is locked (FOR SHARE) until it commits, so a host
         // taking the claim over waits for this write and then loads it.
+        if key.tag.is_none() {
+            return self.save_current(key, bundle, summary, Some(owner)).await;
+        }
         let written = self
             .client
             .execute(
@@ -156,6 +197,47 @@ impl Persister for PostgresPersister {
             .await
             .map_err(|e| self.error(e))?;
         Ok(written == 1)
+    }
+
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &SummaryFilter,
+    ) -> Result<Summaries, PersistError> {
+        let unindexed = self
+            .client
+            .query(
+                "SELECT pid FROM damson_summaries WHERE tenant = $1 AND state IS NULL",
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut params: Vec<summaries::Param> = vec![&tenant];
+        for value in [&filter.state, &filter.plugin].into_iter().flatten() {
+            params.push(value);
+        }
+        let rows = self
+            .client
+            .query(&summaries::select(filter), &params)
+            .await
+            .map_err(|e| self.error(e))?;
+        let rows = rows.iter().map(summaries::summary_of).collect();
+        Ok(Summaries::sorted(rows, unindexed))
+    }
+
+    async fn index(&self, tenant: &str, summary: &ProcessSummary) -> Result<bool, PersistError> {
+        let columns = summaries::columns(Some(summary));
+        let mut params: Vec<summaries::Param> = vec![&tenant, &summary.pid];
+        params.extend(columns.params());
+        let updated = self
+            .client
+            .execute(summaries::INDEX, &params)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(updated == 1)
     }
 
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError> {
@@ -205,9 +287,12 @@ impl Persister for PostgresPersister {
     }
 
     async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError> {
+        // One statement: a current checkpoint's summary goes with it.
         self.client
             .execute(
-                "DELETE FROM damson_checkpoints WHERE tenant = $1 AND pid = $2 AND tag = $3",
+                "WITH summary AS (DELETE FROM damson_summaries
+                                  WHERE tenant = $1 AND pid = $2 AND $3 = '')
+                 DELETE FROM damson_checkpoints WHERE tenant = $1 AND pid = $2 AND tag = $3",
                 &[&key.tenant, &key.pid, &tag(key)],
             )
             .await
@@ -216,11 +301,12 @@ impl Persister for PostgresPersister {
     }
 
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
-        // One statement: the checkpoints and the log go together.
+        // One statement: the checkpoints, the summary and the log go together.
         self.client
             .execute(
                 "WITH logs AS (DELETE FROM damson_logs WHERE tenant = $1 AND pid = $2),
-                      heads AS (DELETE FROM damson_log_heads WHERE tenant = $1 AND pid = $2)
+                      heads AS (DELETE FROM damson_log_heads WHERE tenant = $1 AND pid = $2),
+                      summary AS (DELETE FROM damson_summaries WHERE tenant = $1 AND pid = $2)
                  DELETE FROM damson_checkpoints WHERE tenant = $1 AND pid = $2",
                 &[&tenant, &pid],
             )

@@ -189,6 +189,83 @@ const MIGRATIONS: &[(i32, &str)] = &[
     END $$;
     SELECT damson_add_tenant_role(tenant) FROM damson_tenant_roles;",
     ),
+    (
+        6,
+        // The summary index: a few fields of each process's current checkpoint, written in
+        // the statement that writes it (`state` NULL: not indexed yet — every checkpoint
+        // stored before this step, which the host indexes on first reading it). Kept to
+        // its tenant as in step 4. From here the tables a tenant role is granted are rows
+        // of `damson_tenant_tables`, so that a later step adds a row instead of making the
+        // role functions again.
+        "CREATE TABLE IF NOT EXISTS damson_summaries (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        state TEXT,
+        live BOOLEAN NOT NULL DEFAULT false,
+        paused BOOLEAN NOT NULL DEFAULT false,
+        failed BOOLEAN NOT NULL DEFAULT false,
+        plugin TEXT NOT NULL DEFAULT '',
+        status TEXT,
+        position TEXT NOT NULL DEFAULT '',
+        parent TEXT,
+        ctime BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, pid)
+    );
+    CREATE INDEX IF NOT EXISTS damson_summaries_live ON damson_summaries (tenant, ctime) WHERE live;
+    CREATE INDEX IF NOT EXISTS damson_summaries_unindexed ON damson_summaries (tenant) WHERE state IS NULL;
+    CREATE INDEX IF NOT EXISTS damson_summaries_state ON damson_summaries (tenant, state, ctime);
+    INSERT INTO damson_summaries (tenant, pid)
+        SELECT tenant, pid FROM damson_checkpoints WHERE tag = '' ON CONFLICT DO NOTHING;
+    ALTER TABLE damson_summaries ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_summaries
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    CREATE TABLE IF NOT EXISTS damson_tenant_tables (
+        name TEXT PRIMARY KEY,
+        privileges TEXT NOT NULL
+    );
+    INSERT INTO damson_tenant_tables (name, privileges) VALUES
+        ('damson_checkpoints', 'SELECT, INSERT, UPDATE, DELETE'),
+        ('damson_claims', 'SELECT, INSERT, UPDATE, DELETE'),
+        ('damson_logs', 'SELECT, INSERT, UPDATE, DELETE'),
+        ('damson_log_heads', 'SELECT, INSERT, UPDATE, DELETE'),
+        ('damson_summaries', 'SELECT, INSERT, UPDATE, DELETE'),
+        ('damson_plugins', 'SELECT, INSERT'),
+        ('damson_audit', 'SELECT, INSERT'),
+        ('damson_tenants', 'SELECT'),
+        ('damson_schema', 'SELECT')
+        ON CONFLICT (name) DO NOTHING;
+    CREATE OR REPLACE FUNCTION damson_add_tenant_role(t TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+    DECLARE r TEXT := damson_role_name(t); g RECORD;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+        FOR g IN SELECT name, privileges FROM damson_tenant_tables LOOP
+            EXECUTE format('GRANT %s ON %I TO %I', g.privileges, g.name, r);
+        END LOOP;
+        EXECUTE format('GRANT USAGE ON SEQUENCE damson_audit_seq_seq TO %I', r);
+        IF NOT pg_has_role(current_user, r, 'MEMBER') THEN
+            EXECUTE format('GRANT %I TO %I', r, current_user);
+        END IF;
+        INSERT INTO damson_tenant_roles (tenant, role) VALUES (t, r)
+            ON CONFLICT (tenant) DO UPDATE SET role = EXCLUDED.role;
+        RETURN r;
+    END $$;
+    CREATE OR REPLACE FUNCTION damson_drop_tenant_role(t TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+    DECLARE r TEXT; g RECORD;
+    BEGIN
+        DELETE FROM damson_tenant_roles WHERE tenant = t RETURNING role INTO r;
+        IF r IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            FOR g IN SELECT name FROM damson_tenant_tables LOOP
+                EXECUTE format('REVOKE ALL ON %I FROM %I', g.name, r);
+            END LOOP;
+            EXECUTE format('REVOKE ALL ON SEQUENCE damson_audit_seq_seq FROM %I', r);
+            EXECUTE format('DROP ROLE %I', r);
+        END IF;
+    END $$;
+    SELECT damson_add_tenant_role(tenant) FROM damson_tenant_roles;",
+    ),
 ];
 
 /// The advisory lock the schema is brought up to date under (`damson` in ASCII).

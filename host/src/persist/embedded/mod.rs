@@ -1,5 +1,8 @@
 //! [`EmbeddedPersister`]: one file, no server (redb).
 
+mod summaries;
+mod writer;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     AuditRow, BoxError, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence,
-    ProcessLog, Quotas, TenantRow, TokenRow, check_key,
+    ProcessLog, ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow, check_key,
 };
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
@@ -33,11 +36,15 @@ const LOGS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("lo
 /// (tenant, pid) → (the last seq given, the lines dropped) of a process's log.
 const LOG_HEADS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("log_heads");
 
-/// Keeps checkpoints and plugins in one redb file. Every write is one transaction: it commits
-/// whole or not at all, and a crash mid-write leaves the previous state.
+/// Keeps checkpoints and plugins in one redb file. Every write is in one transaction: it
+/// commits whole or not at all, and a crash mid-write leaves the previous state. Checkpoints
+/// and log lines written at once by many processes share a transaction (group commit), each
+/// answered once it has committed.
 pub struct EmbeddedPersister {
     db: Arc<Database>,
     path: PathBuf,
+    /// Checkpoints and log lines are written through it, many in one commit.
+    writer: writer::Writer,
 }
 
 impl EmbeddedPersister {
@@ -58,10 +65,16 @@ impl EmbeddedPersister {
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(&path)
             .map_err(|e| backend(e.into()))?;
-        Ok(Self {
-            db: Arc::new(db),
-            path,
-        })
+        let upgrade = || -> Result<(), BoxError> {
+            let txn = db.begin_write()?;
+            summaries::upgrade(&txn)?;
+            Ok(txn.commit()?)
+        };
+        upgrade().map_err(|e| backend(format!("cannot add its summary index: {e}").into()))?;
+        let db = Arc::new(db);
+        let writer = writer::Writer::start(db.clone())
+            .map_err(|e| backend(format!("cannot start its writer thread: {e}").into()))?;
+        Ok(Self { db, path, writer })
     }
 
     /// Where the owners of claims keep their presence files: `<store>.owners/` beside it.
@@ -76,6 +89,11 @@ impl EmbeddedPersister {
             location: self.path.display().to_string(),
             source: source.into(),
         }
+    }
+
+    /// Apply `work` in the writer's next transaction (see [`writer`]).
+    async fn write(&self, work: writer::Work) -> Result<bool, PersistError> {
+        self.writer.write(work).await.map_err(|e| self.error(e))
     }
 
     /// Run blocking redb work off the async threads.
@@ -235,49 +253,85 @@ fn all_tokens(db: &Database) -> Result<Vec<TokenRow>, BoxError> {
     Ok(tokens)
 }
 
+/// A checkpoint to write, encoded for the store: the bundle under its key, and for a current
+/// checkpoint its summary (or none, leaving it unindexed).
+struct Write {
+    key: String,
+    tenant: String,
+    pid: String,
+    bundle: Vec<u8>,
+    /// `None` for a tagged checkpoint; `Some(None)` for a current one without a summary.
+    summary: Option<Option<(Vec<u8>, bool)>>,
+}
+
+impl Write {
+    fn new(
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+    ) -> Result<Self, BoxError> {
+        let summary = match key.tag {
+            Some(_) => None,
+            None => Some(summary.map(summaries::encode).transpose()?),
+        };
+        Ok(Self {
+            key: encode(key),
+            tenant: key.tenant.clone(),
+            pid: key.pid.clone(),
+            bundle: bundle.to_vec(),
+            summary,
+        })
+    }
+
+    fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), BoxError> {
+        txn.open_table(CHECKPOINTS)?
+            .insert(self.key.as_str(), self.bundle.as_slice())?;
+        if let Some(summary) = &self.summary {
+            let summary = summary.as_ref().map(|(row, live)| (row.as_slice(), *live));
+            summaries::put(txn, &self.tenant, &self.pid, summary)?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Persister for EmbeddedPersister {
-    async fn save(&self, key: &CheckpointKey, bundle: &[u8]) -> Result<(), PersistError> {
+    async fn save(
+        &self,
+        key: &CheckpointKey,
+        bundle: &[u8],
+        summary: Option<&ProcessSummary>,
+    ) -> Result<(), PersistError> {
         check_key(key)?;
-        let (key, bundle) = (encode(key), bundle.to_vec());
-        self.blocking(move |db| {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(CHECKPOINTS)?;
-                table.insert(key.as_str(), bundle.as_slice())?;
-            }
-            txn.commit().map_err(Into::into)
-        })
-        .await
+        let write = Write::new(key, bundle, summary).map_err(|e| self.error(e))?;
+        self.write(Box::new(move |txn| write.apply(txn).map(|()| true)))
+            .await
+            .map(drop)
     }
 
     async fn save_claimed(
         &self,
         key: &CheckpointKey,
         bundle: &[u8],
+        summary: Option<&ProcessSummary>,
         owner: &str,
     ) -> Result<bool, PersistError> {
         check_key(key)?;
         let claim = format!("{}\0{}", key.tenant, key.pid);
-        let (key, bundle, owner) = (encode(key), bundle.to_vec(), owner.to_string());
-        self.blocking(move |db| {
-            // One write transaction: the claim is read and the checkpoint written atomically.
-            let txn = db.begin_write()?;
+        let write = Write::new(key, bundle, summary).map_err(|e| self.error(e))?;
+        let owner = owner.to_string();
+        // One write transaction: the claim is read and the checkpoint written atomically.
+        self.write(Box::new(move |txn| {
             let held = {
                 let claims = txn.open_table(CLAIMS)?;
                 let holder = claims.get(claim.as_str())?;
                 holder.is_some_and(|held| held.value().0 == owner)
             };
-            if !held {
-                return Ok(false);
+            if held {
+                write.apply(txn)?;
             }
-            {
-                let mut table = txn.open_table(CHECKPOINTS)?;
-                table.insert(key.as_str(), bundle.as_slice())?;
-            }
-            txn.commit()?;
-            Ok(true)
-        })
+            Ok(held)
+        }))
         .await
     }
 
@@ -309,13 +363,41 @@ impl Persister for EmbeddedPersister {
         self.blocking(move |db| keys_in(db, Some(prefix))).await
     }
 
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &SummaryFilter,
+    ) -> Result<Summaries, PersistError> {
+        let (tenant, filter) = (tenant.to_string(), filter.clone());
+        self.blocking(move |db| summaries::read(&db.begin_read()?, &tenant, &filter))
+            .await
+    }
+
+    async fn index(&self, tenant: &str, summary: &ProcessSummary) -> Result<bool, PersistError> {
+        let (tenant, summary) = (tenant.to_string(), summary.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            let indexed = summaries::index(&txn, &tenant, &summary)?;
+            txn.commit()?;
+            Ok(indexed)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError> {
+        let current = key
+            .tag
+            .is_none()
+            .then(|| (key.tenant.clone(), key.pid.clone()));
         let key = encode(key);
         self.blocking(move |db| {
             let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(CHECKPOINTS)?;
                 table.remove(key.as_str())?;
+            }
+            if let Some((tenant, pid)) = current {
+                summaries::remove(&txn, &tenant, &pid)?;
             }
             txn.commit().map_err(Into::into)
         })
@@ -336,6 +418,7 @@ impl Persister for EmbeddedPersister {
                 let mut logs = txn.open_table(LOGS)?;
                 logs.retain_in((tenant, pid, 0)..=(tenant, pid, u64::MAX), |_, _| false)?;
                 txn.open_table(LOG_HEADS)?.remove((tenant, pid))?;
+                summaries::remove(&txn, tenant, pid)?;
             }
             txn.commit().map_err(Into::into)
         })
@@ -683,33 +766,31 @@ impl Persister for EmbeddedPersister {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.error(e))?;
         let (tenant, pid) = (tenant.to_string(), pid.to_string());
-        self.blocking(move |db| {
+        // One write transaction: the lines, their numbers and the count of those dropped
+        // change together.
+        self.write(Box::new(move |txn| {
             let (tenant, pid) = (tenant.as_str(), pid.as_str());
-            // One write transaction: the lines, their numbers and the count of those dropped
-            // change together.
-            let txn = db.begin_write()?;
-            {
-                let mut heads = txn.open_table(LOG_HEADS)?;
-                let (mut last, mut gone) = heads.get((tenant, pid))?.map_or((0, 0), |h| h.value());
-                gone += dropped;
-                let mut logs = txn.open_table(LOGS)?;
-                for row in &rows {
-                    last += 1;
-                    logs.insert((tenant, pid, last), row.as_slice())?;
-                }
-                // Lines are numbered without gaps: those below `last - keep` are the oldest.
-                let cut = last.saturating_sub(keep as u64);
-                if cut > 0 {
-                    logs.retain_in((tenant, pid, 0)..=(tenant, pid, cut), |_, _| {
-                        gone += 1;
-                        false
-                    })?;
-                }
-                heads.insert((tenant, pid), (last, gone))?;
+            let mut heads = txn.open_table(LOG_HEADS)?;
+            let (mut last, mut gone) = heads.get((tenant, pid))?.map_or((0, 0), |h| h.value());
+            gone += dropped;
+            let mut logs = txn.open_table(LOGS)?;
+            for row in &rows {
+                last += 1;
+                logs.insert((tenant, pid, last), row.as_slice())?;
             }
-            txn.commit().map_err(Into::into)
-        })
+            // Lines are numbered without gaps: those below `last - keep` are the oldest.
+            let cut = last.saturating_sub(keep as u64);
+            if cut > 0 {
+                logs.retain_in((tenant, pid, 0)..=(tenant, pid, cut), |_, _| {
+                    gone += 1;
+                    false
+                })?;
+            }
+            heads.insert((tenant, pid), (last, gone))?;
+            Ok(true)
+        }))
         .await
+        .map(drop)
     }
 
     async fn logs(
