@@ -556,6 +556,53 @@ fn a_process_killed_with_sigkill_mid_loop_is_continued_by_a_new_damson_to_the_sa
 }
 
 #[test]
+fn ps_keeps_the_processes_of_a_state_or_a_plugin_and_refuses_a_state_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.redb").display().to_string();
+    let waiting = json_of(&run(&[
+        "run",
+        "lifecycle",
+        "-i",
+        "mode=wait",
+        "--store",
+        &store,
+        "--json",
+    ]));
+    assert_eq!(waiting["state"], "WAITING", "{waiting}");
+    let finished = json_of(&run(&[
+        "run", "add", "-i", "x=1", "-i", "y=2", "--store", &store, "--json",
+    ]));
+    assert_eq!(finished["state"], "FINISHED", "{finished}");
+    let pids = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["ps", "--store", &store, "--json"];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let rows = json_of(&out);
+        let rows = rows.as_array().expect("an array").clone();
+        rows.iter().map(|r| r["pid"].clone()).collect()
+    };
+    assert_eq!(
+        pids(&[]),
+        [waiting["pid"].clone(), finished["pid"].clone()],
+        "all of them, oldest first"
+    );
+    assert_eq!(pids(&["--state", "WAITING"]), [waiting["pid"].clone()]);
+    assert_eq!(pids(&["--state", "finished"]), [finished["pid"].clone()]);
+    assert_eq!(pids(&["--live"]), [waiting["pid"].clone()]);
+    assert_eq!(pids(&["--plugin", "add"]), [finished["pid"].clone()]);
+    assert!(pids(&["--plugin", "add", "--live"]).is_empty());
+
+    let wrong = run(&["ps", "--store", &store, "--state", "sleeping"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("sleeping") && stderr(&wrong).contains("waiting"),
+        "{}",
+        stderr(&wrong)
+    );
+}
+
+#[test]
 fn a_process_that_pauses_itself_stops_the_command_and_continues_when_played() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.redb").display().to_string();

@@ -51,7 +51,8 @@ async fn plugin(State(api): State<Api>, caller: Caller, Path(name): Path<String>
 
 async fn processes(State(api): State<Api>, caller: Caller) -> Reply {
     let host = caller.host(&api, Scope::Read).await?;
-    let (rows, damaged) = views::processes(&**store(&host)?, host.tenant()).await?;
+    let all = crate::persist::SummaryFilter::default();
+    let (rows, damaged) = views::processes(&**store(&host)?, host.tenant(), &all).await?;
     for error in &damaged {
         tracing::warn!("{}", crate::error::chain(error));
     }

@@ -57,18 +57,18 @@ pub fn summary_row(s: &ProcessSummary) -> Value {
     })
 }
 
-/// Every process of `tenant` in `store` as [`row`]s, oldest first, from the store's summary
-/// index, and the errors of those that cannot be read (one damaged checkpoint does not hide
-/// the others).
+/// The processes of `tenant` in `store` that `filter` matches as [`row`]s, oldest first, from
+/// the store's summary index, and the errors of those that cannot be read (one damaged
+/// checkpoint does not hide the others).
 ///
 /// # Errors
 /// When the store cannot be read.
 pub async fn processes(
     store: &dyn Persister,
     tenant: &str,
+    filter: &SummaryFilter,
 ) -> Result<(Vec<Value>, Vec<PersistError>), PersistError> {
-    let (summaries, damaged) =
-        crate::host::index::summaries(store, tenant, &SummaryFilter::default()).await?;
+    let (summaries, damaged) = crate::host::index::summaries(store, tenant, filter).await?;
     let damaged = damaged.into_iter().map(|(_, error)| error).collect();
     Ok((summaries.iter().map(summary_row).collect(), damaged))
 }

@@ -148,6 +148,15 @@ pub(crate) struct PsCommand {
     /// "parent"}.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Only processes in this state.
+    #[arg(long, value_enum, ignore_case = true)]
+    state: Option<StateArg>,
+    /// Only processes of the plugin of this (declared) name.
+    #[arg(long, value_name = "NAME")]
+    plugin: Option<String>,
+    /// Only processes that have not terminated (created, running or waiting).
+    #[arg(long)]
+    live: bool,
     #[command(flatten)]
     who: TokenOption,
     #[command(flatten)]
@@ -156,11 +165,43 @@ pub(crate) struct PsCommand {
     common: CommonOptions,
 }
 
+/// A state, as `ps --state` takes it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Created,
+    Running,
+    Waiting,
+    Finished,
+    Excepted,
+    Killed,
+}
+
+impl StateArg {
+    fn state(self) -> crate::ProcessState {
+        use crate::ProcessState as S;
+        match self {
+            Self::Created => S::Created,
+            Self::Running => S::Running,
+            Self::Waiting => S::Waiting,
+            Self::Finished => S::Finished,
+            Self::Excepted => S::Excepted,
+            Self::Killed => S::Killed,
+        }
+    }
+}
+
 impl PsCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let store = self.store.open_required(&self.common).await?;
         let (tenant, store) = self.who.scoped(store, Scope::Read).await?;
-        let (rows, damaged) = views::processes(&*store, &tenant)
+        // Answered from the store's summary index: no checkpoint is read.
+        let filter = crate::persist::SummaryFilter {
+            live: self.live,
+            state: self.state.map(|s| s.state().name().to_string()),
+            plugin: self.plugin.clone(),
+            ..Default::default()
+        };
+        let (rows, damaged) = views::processes(&*store, &tenant, &filter)
             .await
             .context("cannot list the store")?;
         // One damaged checkpoint does not hide the others.
