@@ -18,7 +18,9 @@ use std::time::Duration;
 ///   step ([`checkpoint_every_step`](Self::checkpoint_every_step)), with a memory image of
 ///   snapshot-safe plugins ([`memory_images`](Self::memory_images)), and a claim on each
 ///   process, lasting 30 s unrenewed ([`claim_processes`](Self::claim_processes)); each
-///   process's log keeps its last 1000 lines ([`log_lines`](Self::log_lines))
+///   process's log keeps its last 1000 lines ([`log_lines`](Self::log_lines)); a process that
+///   waits for a resume leaves memory at once
+///   ([`dehydrate_waiting`](Self::dehydrate_waiting))
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,6 +42,7 @@ pub struct HostConfig {
     pub(crate) claim_ttl: Duration,
     pub(crate) tenant: String,
     pub(crate) log_lines: usize,
+    pub(crate) dehydrate_waiting: bool,
 }
 
 impl Default for HostConfig {
@@ -65,7 +68,28 @@ impl HostConfig {
             claim_ttl: Duration::from_secs(30),
             tenant: crate::persist::DEFAULT_TENANT.to_string(),
             log_lines: 1000,
+            dehydrate_waiting: true,
         }
+    }
+
+    /// Whether a durable process that waits for a resume (or, paused, for a play) leaves
+    /// memory: once its wait is checkpointed with a memory image, its task ends and its plugin
+    /// instance is dropped, so that it holds no instance, no reserved memory and no task —
+    /// a host can hold very many of them. Its handle stays, with its record and listeners
+    /// ([`ProcessHandle::is_dehydrated`](crate::ProcessHandle::is_dehydrated)); the first
+    /// request that needs it (resume, pause, play, kill, checkpoint) brings it back from its
+    /// checkpoint on a new instance, on the same handle. A kill needs no instance: it is
+    /// applied without one. A process that cannot be brought back (its store out of reach) is
+    /// tried again, at intervals growing to 30 s, while the host lives.
+    ///
+    /// Processes of plugins that are not snapshot-safe, or with
+    /// [`memory_images`](Self::memory_images) off, stay in memory (their state would be lost),
+    /// as do processes waiting for children.
+    ///
+    /// By default on. Only matters for a host with a store.
+    pub fn dehydrate_waiting(&mut self, on: bool) -> &mut Self {
+        self.dehydrate_waiting = on;
+        self
     }
 
     /// How many lines of its log each process keeps in the store: the last ones, the plugin's

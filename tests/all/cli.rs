@@ -440,7 +440,8 @@ fn bench_runs_plumpys_cases_and_prints_damsons_figures() {
         "t  tenant B's trivial process, beside 20 spinning",
         "e  2 durable trivial processes, embedded store, one after another",
         "e  2 durable trivial processes, embedded store, all at once",
-        "w  50 waiting processes: address space each",
+        "w  50 waiting processes: launched until dehydrated",
+        "w  one brought back by a resume (1 in turn)",
         "w  50 waiting processes: all killed",
     ] {
         damson_tests::bench_figure(&text, case);

@@ -4,6 +4,7 @@ mod broker_tenants;
 mod claims;
 mod cli;
 mod comms;
+mod dehydrated;
 mod durable;
 mod failover;
 mod http_api;

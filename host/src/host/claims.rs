@@ -128,8 +128,9 @@ impl Host {
             .filter(|(tenant, _)| tenant == self.tenant())
             .map(|(_, pid)| pid.as_str())
             .collect();
-        for process in self.inner.processes.live() {
-            let pid = process.pid();
+        // By pid: a dehydrated process's handle is made only if its claim is in question.
+        for pid in self.inner.processes.live_pids() {
+            let pid = pid.as_str();
             if held.contains(pid) {
                 continue;
             }
@@ -145,7 +146,9 @@ impl Host {
                         %pid,
                         "another host has taken this process over (this host's claim ran out): it stops here"
                     );
-                    process.abandon();
+                    if let Some(process) = self.inner.processes.get(pid) {
+                        process.abandon();
+                    }
                 }
                 Err(e) => tracing::error!(%pid, "cannot check the claim: {}", chain(&e)),
             }

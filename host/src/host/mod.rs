@@ -3,13 +3,14 @@
 //! A host composes the parts below it, one module per job: [`plugins`] (finding, loading and
 //! caching plugins), [`processes`] (creating processes and restoring them from checkpoints, on
 //! one guest set-up), [`claims`] (this host's claims on its processes in a shared store),
-//! [`recovery`] (continuing what a host left), [`outside`] (what the host is to a running
-//! process) and [`audit`] (recording the control operations that arrive through a
+//! [`recovery`] (continuing what a host left), [`dormant`] (waiting processes out of memory
+//! until a request brings them back), [`outside`] (what the host is to a running process) and [`audit`] (recording the control operations that arrive through a
 //! communicator). Making processes reachable through a communicator is
 //! [`comms::Attachment`](crate::comms).
 
 mod audit;
 mod claims;
+mod dormant;
 pub mod index;
 mod outside;
 mod plugins;
@@ -83,6 +84,8 @@ struct Inner {
     submissions: SubmissionRate,
     /// Whether plugins are found by name only, never by path (a host for a tenant).
     names_only: bool,
+    /// What brings this host's dehydrated processes back, once one has dehydrated.
+    rehydrator: OnceLock<Arc<dyn crate::process::Rehydrate>>,
 }
 
 impl Host {
@@ -142,6 +145,7 @@ impl Host {
                 quotas: Quotas::default(),
                 submissions: SubmissionRate::default(),
                 names_only: false,
+                rehydrator: OnceLock::new(),
             }),
         })
     }
@@ -200,6 +204,7 @@ impl Host {
                 quotas,
                 submissions: SubmissionRate::default(),
                 names_only: true,
+                rehydrator: OnceLock::new(),
             }),
         }
     }

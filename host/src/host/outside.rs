@@ -1,6 +1,8 @@
 //! What the host is to a running process ([`Outside`]): its checkpoints go into the store under
 //! its claim, its children are made and found here, its state changes are broadcast.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::Host;
@@ -9,7 +11,8 @@ use crate::error::Error;
 use crate::guest::{Launch, LogEntry, LogLevel, LogSource};
 use crate::persist::{self, CheckpointKey, bundle};
 use crate::process::{
-    Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, StepPermit, Unsaved,
+    Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, Rehydrate, StepPermit,
+    Unsaved,
 };
 
 #[async_trait]
@@ -138,6 +141,17 @@ impl Outside for Host {
         if let Some(attachment) = self.inner.comms.get() {
             attachment.ended(pid);
         }
+    }
+    fn dehydrate(
+        &self,
+        process: &ProcessHandle,
+        record: &ProcessRecord,
+    ) -> Option<Arc<dyn Rehydrate>> {
+        let rehydrator = self.rehydrator()?;
+        self.inner
+            .processes
+            .dehydrated(process, record, rehydrator.clone());
+        Some(rehydrator)
     }
 }
 

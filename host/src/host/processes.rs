@@ -114,7 +114,7 @@ impl Host {
         if quotas.live_processes.is_some() {
             self.within(
                 Quota::LiveProcesses,
-                self.inner.processes.live().len() as u64,
+                self.inner.processes.live_pids().len() as u64,
             )?;
         }
         if quotas.stored_bytes.is_some()

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot, watch};
 
+use super::outside::Rehydrate;
 use super::{Event, ProcessListener, ProcessRecord, ProcessState};
 use crate::error::{Error, Result};
 
@@ -51,6 +52,8 @@ pub(crate) struct Control {
     pub(crate) listeners: Vec<Arc<dyn ProcessListener>>,
     /// Another host has taken the process over: it stops here without saving anything more.
     pub(crate) abandoned: bool,
+    /// Set while the process is dehydrated (waiting with no task): what brings it back.
+    pub(crate) dormant: Option<Arc<dyn Rehydrate>>,
 }
 
 impl Shared {
@@ -79,6 +82,17 @@ impl ProcessHandle {
         Self {
             shared: Arc::new(Shared::new(record, interrupt)),
         }
+    }
+
+    /// The handle of a started process, dehydrated as `record` says, that `rehydrate` brings
+    /// back.
+    pub(crate) fn dormant(record: ProcessRecord, rehydrate: Arc<dyn Rehydrate>) -> Self {
+        let handle = Self::new(record, Arc::default());
+        let mut control = handle.shared.control();
+        control.started = true;
+        control.dormant = Some(rehydrate);
+        drop(control);
+        handle
     }
 
     /// The handle of a process that terminated before this host saw it: it never runs again.
@@ -115,8 +129,27 @@ impl ProcessHandle {
 
     /// Stop running the process here, saving nothing more: another host has taken it over.
     pub(crate) fn abandon(&self) {
-        self.shared.control().abandoned = true;
+        let mut control = self.shared.control();
+        control.abandoned = true;
+        self.wake(control);
+    }
+
+    /// Whether the process is dehydrated: it waits in the store, with no task, instance or
+    /// memory of its own on this host, until a request (resume, pause, play, kill, checkpoint)
+    /// brings it back from its checkpoint. Its handles, listeners and record stay as they were.
+    pub fn is_dehydrated(&self) -> bool {
+        self.shared.control().dormant.is_some()
+    }
+
+    /// Tell the task of a request just recorded in `control`; a dehydrated process is brought
+    /// back first (outside the lock: bringing it back uses the handle).
+    fn wake(&self, mut control: MutexGuard<'_, Control>) {
+        let dormant = control.dormant.take();
+        drop(control);
         self.shared.wake.notify_one();
+        if let Some(rehydrate) = dormant {
+            rehydrate.rehydrate(self.clone());
+        }
     }
 
     pub(crate) fn is_abandoned(&self) -> bool {
@@ -149,8 +182,7 @@ impl ProcessHandle {
         let mut control = self.shared.control();
         control.pause = Some(message.map(str::to_string));
         control.play = false;
-        drop(control);
-        self.shared.wake.notify_one();
+        self.wake(control);
         true
     }
 
@@ -164,8 +196,7 @@ impl ProcessHandle {
         if control.pause.take().is_none() {
             control.play = true;
         }
-        drop(control);
-        self.shared.wake.notify_one();
+        self.wake(control);
         true
     }
 
@@ -183,9 +214,8 @@ impl ProcessHandle {
         control
             .kill
             .get_or_insert_with(|| message.map(str::to_string));
-        drop(control);
         self.shared.interrupt.store(true, Ordering::Relaxed);
-        self.shared.wake.notify_one();
+        self.wake(control);
         true
     }
 
@@ -196,8 +226,9 @@ impl ProcessHandle {
         if self.state() != ProcessState::Waiting {
             return false;
         }
-        self.shared.control().resume = Some(value);
-        self.shared.wake.notify_one();
+        let mut control = self.shared.control();
+        control.resume = Some(value);
+        self.wake(control);
         true
     }
 
@@ -217,11 +248,11 @@ impl ProcessHandle {
             return Err(closed());
         }
         let (done, saved) = oneshot::channel();
-        self.shared
-            .control()
-            .checkpoints
-            .push((tag.map(str::to_string), done));
-        self.shared.wake.notify_one();
+        {
+            let mut control = self.shared.control();
+            control.checkpoints.push((tag.map(str::to_string), done));
+            self.wake(control);
+        }
         saved.await.map_err(|_| closed())?
     }
 

@@ -1,5 +1,7 @@
 //! [`Outside`]: what a running process needs from the host around it, as one narrow interface.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::{ProcessHandle, ProcessRecord, ProcessState};
@@ -76,6 +78,25 @@ pub(crate) trait Outside: Send + Sync {
     /// The process has stopped here, terminated or `abandoned` to another host: it answers no
     /// more requests, and an abandoned one is forgotten.
     fn ended(&self, pid: &str, abandoned: bool);
+
+    /// Process `process`, which waits for a resume with `record` (saved, with a memory image,
+    /// as its current checkpoint), is about to leave memory — its task ends and its guest is
+    /// dropped — if the host lets it: what brings it back when a request comes. `None` keeps
+    /// it in memory. The host may keep only `record` (encoded) once nobody holds the handle.
+    fn dehydrate(
+        &self,
+        process: &ProcessHandle,
+        record: &ProcessRecord,
+    ) -> Option<Arc<dyn Rehydrate>>;
+}
+
+/// What brings a dehydrated process back: called once, by the first request that needs its
+/// task (a resume, pause, play, kill, checkpoint, or its abandonment to another host), with
+/// the process's handle, which the new task shares — whoever holds the handle follows the
+/// process across.
+pub(crate) trait Rehydrate: Send + Sync {
+    /// Start a task for `process` again, from its checkpoint.
+    fn rehydrate(&self, process: ProcessHandle);
 }
 
 /// A turn to run a guest call ([`Outside::step_permit`]): whatever the outside counts turns

@@ -3,20 +3,27 @@
 use damson_guest::prelude::*;
 
 #[derive(Default)]
-struct Lifecycle;
+struct Lifecycle {
+    /// Kept in the plugin's own memory from the first step to the last (mode `remember`):
+    /// only a memory image carries it across a wait that outlives the instance.
+    remembered: Option<String>,
+}
 
 impl Process for Lifecycle {
     fn define(spec: &mut Spec<Self>) {
         spec.input("mode")
             .valid_type(Type::Str)
             .default("ok")
-            .help("ok | raise | kill | unsuccessful | wait | pause");
+            .help("ok | raise | kill | unsuccessful | wait | remember | pause");
         spec.input_namespace("").dynamic(true);
         spec.output("default").valid_type(Type::Int).required(false);
         spec.output("finished")
             .valid_type(Type::Bool)
             .required(false);
         spec.output("resumed_with").required(false);
+        spec.output("remembered")
+            .valid_type(Type::Str)
+            .required(false);
         spec.exit_code(256, "UNSUCCESSFUL", "an unsuccessful result");
         spec.outline([step("run", Self::run), step("last_step", Self::last_step)]);
     }
@@ -45,6 +52,13 @@ impl Lifecycle {
                 event: None,
                 message: Some("waiting to be resumed".into()),
             }),
+            "remember" => {
+                self.remembered = Some(format!("kept in memory by {}", p.pid()));
+                Ok(Next::Wait {
+                    event: None,
+                    message: Some("waiting to be resumed".into()),
+                })
+            }
             other => bail!("unknown mode '{other}'"),
         }
     }
@@ -52,6 +66,9 @@ impl Lifecycle {
     /// Only reached after a wait.
     fn last_step(&mut self, p: &mut Ctx) -> Step {
         p.out("finished", true)?;
+        if let Some(remembered) = &self.remembered {
+            p.out("remembered", remembered.as_str())?;
+        }
         if let Some(value) = p.get_opt::<Value>("resumed")? {
             p.out("resumed_with", value)?;
         }

@@ -41,8 +41,10 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      variables: memory image size, save and load as in case c, in memory
   e  durable trivial processes on the embedded store (a tenth of --processes), each
      checkpointed at its creation, after its step and at its end, one after another
-  w  --waiting processes (`lifecycle`, mode=wait) launched until each waits: the resident
-     memory and address space each adds to this process, and killing them all
+  w  --waiting durable processes (`lifecycle`, mode=wait, on the embedded store) launched
+     until each waits, dehydrated: the resident memory and address space each adds to this
+     process; the time to bring one back with a resume (for a sample, one after another); and
+     killing all the others
   t  noisy neighbour: tenant B's trivial process (`add`, launched and run to its end, one
      after another) on an idle host, then while tenant A runs --spinners processes that spin
      (`spin`) on the same host; the median latency of each and their ratio
@@ -84,7 +86,7 @@ pub(crate) struct BenchCommand {
     cases: String,
 
     /// Case w: how many waiting processes.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 100_000)]
     waiting: usize,
 
     /// Case t: how many spinning processes the noisy tenant runs.

@@ -47,6 +47,10 @@ pub struct EmbeddedPersister {
     writer: writer::Writer,
 }
 
+/// What redb keeps of the file in memory. Small: the kernel's page cache holds the file too,
+/// and a host's resident memory must not grow with what it stores (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 16 << 20;
+
 impl EmbeddedPersister {
     /// Open the store at `path`, creating the file (and its directory) if needed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PersistError> {
@@ -63,6 +67,7 @@ impl EmbeddedPersister {
         // two hosts): redb then coordinates with byte-range locks, one write at a time.
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| backend(e.into()))?;
         let upgrade = || -> Result<(), BoxError> {

@@ -107,8 +107,14 @@ impl Task {
         // The log first: a checkpoint seen in the store has every line logged before it.
         self.log_state();
         self.flush_logs().await;
-        self.outside
+        let imaged = image.is_some();
+        let saved = self
+            .outside
             .save(&self.handle, &self.record, image, tag)
-            .await
+            .await;
+        if tag.is_none() && saved.is_ok() {
+            self.imaged = imaged;
+        }
+        saved
     }
 }

@@ -1,5 +1,6 @@
 //! The end of a process: FINISHED (with the missing required outputs), EXCEPTED or KILLED,
-//! saved and announced; or abandoned to another host, saved and announced by nobody here.
+//! saved and announced; or abandoned to another host, saved and announced by nobody here; or
+//! the end of its task only, the process dehydrated into the store.
 
 use crate::error::chain;
 use crate::guest::LogLevel;
@@ -10,8 +11,14 @@ use super::{End, Task};
 
 impl Task {
     pub(super) async fn end(mut self, end: End) {
-        if let End::Abandoned = end {
-            return self.abandoned();
+        match end {
+            End::Abandoned => return self.abandoned(),
+            // Its guest goes with this task; the handle stays, dormant, in the host's table.
+            End::Dehydrated => {
+                tracing::debug!(pid = %self.handle.pid(), "dehydrated: waits in the store");
+                return;
+            }
+            _ => {}
         }
         // Plumpy applies a pause requested during the final step after the transition: the
         // process is then terminated *and* paused.
@@ -59,7 +66,7 @@ impl Task {
                 self.record.exit_message.clone_from(&message);
                 (ProcessState::Killed, Event::Killed { message })
             }
-            End::Abandoned => unreachable!("an abandoned process returned above"),
+            End::Abandoned | End::Dehydrated => unreachable!("returned above"),
         };
         // One change makes the process terminal, with everything it produced: whoever sees the
         // state sees the outputs. It is saved first: what anyone sees is durable.

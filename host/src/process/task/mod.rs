@@ -39,6 +39,9 @@ enum End {
     Killed(Option<String>),
     /// Another host runs the process now: this one stops, saving and announcing nothing.
     Abandoned,
+    /// Not an end: the process waits in the store, without a task, until a request brings it
+    /// back ([`Outside::dehydration`]).
+    Dehydrated,
 }
 
 /// The task that runs one process.
@@ -57,6 +60,12 @@ pub(crate) struct Task {
     logs: LogBuffer,
     /// The state the log last told of.
     logged_state: ProcessState,
+    /// Whether the last checkpoint saved had a memory image (a process leaves memory only
+    /// then: its guest's state is in the store).
+    imaged: bool,
+    /// Brought back from dehydration: the wait it left is taken up again as it was (saved
+    /// and announced already).
+    rehydrated: bool,
 }
 
 impl Task {
@@ -84,7 +93,18 @@ impl Task {
             guest_status,
             children: HashMap::new(),
             logs: LogBuffer::default(),
+            imaged: false,
+            rehydrated: false,
         }
+    }
+
+    /// This task takes up a dehydrated process where it waits, from a checkpoint with a memory
+    /// image (`imaged`) or not: it neither saves nor announces that wait again, nor logs that
+    /// it continued from its checkpoint.
+    pub(crate) fn rehydrated(mut self, imaged: bool) -> Self {
+        self.rehydrated = true;
+        self.imaged = imaged;
+        self
     }
 
     /// Run the process on its own tokio task. Should the task panic (a bug in the host), the
@@ -132,7 +152,7 @@ impl Task {
         // A process restored from a checkpoint carries on from where it was.
         let restored = self.record.state != ProcessState::Created;
         self.created(restored).await?;
-        if restored {
+        if restored && !self.rehydrated {
             let position = match self.record.position.as_str() {
                 "" => String::new(),
                 position => format!(" at {position}"),

@@ -39,12 +39,15 @@ impl Task {
                 .collect(),
             Until::Resume { .. } => Vec::new(),
         };
-        self.commit(|r| {
-            r.state = ProcessState::Waiting;
-            r.awaiting.clone_from(&awaiting);
-        })
-        .await?;
-        self.emit(Event::Waiting { message });
+        // A process brought back from dehydration is in this wait already: saved, announced.
+        if !std::mem::take(&mut self.rehydrated) {
+            self.commit(|r| {
+                r.state = ProcessState::Waiting;
+                r.awaiting.clone_from(&awaiting);
+            })
+            .await?;
+            self.emit(Event::Waiting { message });
+        }
         // Children wake this task when they terminate.
         let watchers: Vec<_> = match &until {
             Until::Children(children) => children
@@ -66,6 +69,11 @@ impl Task {
             if !self.record.paused && self.waited_for(&until) {
                 break;
             }
+            if let Until::Resume { .. } = until
+                && self.dehydrate().await
+            {
+                return Err(End::Dehydrated);
+            }
             notified.await;
         }
         for watcher in watchers {
@@ -77,6 +85,33 @@ impl Task {
         self.set_state(ProcessState::Running, Vec::new());
         self.emit(Event::Running);
         Ok(())
+    }
+
+    /// Leave memory while waiting for a resume, if the host lets processes do so and the wait's
+    /// checkpoint holds the guest's state (a memory image): the process's last log lines go to
+    /// the store, and unless a request came meanwhile it becomes dormant — its handle will
+    /// bring it back — and its task ends. Whether it did.
+    async fn dehydrate(&mut self) -> bool {
+        if !self.imaged {
+            return false;
+        }
+        let Some(rehydrate) = self.outside.dehydrate(&self.handle, &self.record) else {
+            return false;
+        };
+        self.flush_logs().await;
+        let mut control = self.handle.shared.control();
+        // A resume for a paused process waits for the play, which brings it back.
+        let pending = control.kill.is_some()
+            || control.pause.is_some()
+            || control.play
+            || (control.resume.is_some() && !self.record.paused)
+            || !control.checkpoints.is_empty()
+            || control.abandoned;
+        if pending {
+            return false;
+        }
+        control.dormant = Some(rehydrate);
+        true
     }
 
     /// Whether what the process waits for has come: a resume (whose value goes into the

@@ -17,7 +17,7 @@ use crate::guest::{
     ProcessView, StepOutcome, StepResult,
 };
 use crate::ports::{DefaultRequest, GuestCheck, PortNamespace};
-use crate::process::outside::{Checkpoints, Outside, StepPermit, Unsaved};
+use crate::process::outside::{Checkpoints, Outside, Rehydrate, StepPermit, Unsaved};
 use crate::process::{Event, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Task};
 use crate::spec::{ExitCodeSpec, ProcessSpec};
 use crate::workchain::{Node, Outline};
@@ -299,6 +299,11 @@ pub(super) struct Fake {
     pub(super) logs: Mutex<Vec<Appended>>,
     /// The lines a process keeps (`log_lines`).
     pub(super) log_lines: usize,
+    /// Set: waiting processes dehydrate, and come back on this plugin from their last saved
+    /// checkpoint.
+    pub(super) dehydrate: Mutex<Option<Plugin>>,
+    /// The pids brought back from dehydration, once each time.
+    pub(super) rehydrated: Mutex<Vec<String>>,
     pub(super) me: Weak<Fake>,
 }
 
@@ -333,6 +338,8 @@ impl Fake {
             calls: Arc::default(),
             logs: Mutex::default(),
             log_lines: lines,
+            dehydrate: Mutex::default(),
+            rehydrated: Mutex::default(),
             me: me.clone(),
         })
     }
@@ -340,6 +347,40 @@ impl Fake {
     /// A durable host whose processes keep `lines` log lines.
     pub(super) fn keeping_log_lines(lines: usize) -> Arc<Self> {
         Self::with_log_lines(Checkpoints::EveryStep, &[], lines)
+    }
+
+    /// A durable host whose waiting processes of `plugin` dehydrate.
+    pub(super) fn dehydrating(plugin: &Plugin) -> Arc<Self> {
+        let host = Self::durable();
+        *host.dehydrate.lock().unwrap() = Some(plugin.clone());
+        host
+    }
+
+    /// Bring `process` back from its last current checkpoint, on a new scripted guest.
+    fn rehydrate(&self, process: ProcessHandle) {
+        let plugin = self.dehydrate.lock().unwrap().clone().expect("dehydrating");
+        let record = self
+            .saved()
+            .into_iter()
+            .rev()
+            .find(|s| s.tag.is_none() && s.record.pid == process.pid())
+            .expect("a dormant process was saved")
+            .record;
+        self.rehydrated.lock().unwrap().push(process.pid().into());
+        let guest = Scripted {
+            plugin: plugin.clone(),
+            interrupt: process.shared.interrupt.clone(),
+            calls: self.calls.clone(),
+            failed: false,
+        };
+        let me: Arc<dyn Outside> = self.me.upgrade().expect("the fake host lives");
+        Task::new(process, plugin.spec.clone(), Box::new(guest), me, record)
+            .rehydrated(true)
+            .spawn();
+    }
+
+    pub(super) fn rehydrations(&self) -> usize {
+        self.rehydrated.lock().unwrap().len()
     }
 
     /// The appends to the log of `pid`, in order.
@@ -518,6 +559,27 @@ impl Outside for Fake {
         if abandoned {
             self.table.remove(pid);
         }
+    }
+
+    fn dehydrate(
+        &self,
+        process: &ProcessHandle,
+        record: &ProcessRecord,
+    ) -> Option<Arc<dyn Rehydrate>> {
+        self.dehydrate.lock().unwrap().as_ref()?;
+        let rehydrator: Arc<dyn Rehydrate> = Arc::new(FakeRehydrator(self.me.clone()));
+        self.table.dehydrated(process, record, rehydrator.clone());
+        Some(rehydrator)
+    }
+}
+
+/// Brings a dormant process back on the fake host, on a tokio task as the host does.
+struct FakeRehydrator(Weak<Fake>);
+
+impl Rehydrate for FakeRehydrator {
+    fn rehydrate(&self, process: ProcessHandle) {
+        let host = self.0.upgrade().expect("the fake host lives");
+        tokio::spawn(async move { host.rehydrate(process) });
     }
 }
 

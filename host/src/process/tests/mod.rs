@@ -6,6 +6,7 @@
 mod checkpoints;
 mod children;
 mod controls;
+mod dormant;
 mod failures;
 mod fakes;
 mod logs;
