@@ -149,8 +149,8 @@ pub(crate) struct PsCommand {
     #[arg(long)]
     pub(crate) json: bool,
     /// Only processes in this state.
-    #[arg(long, value_enum, ignore_case = true)]
-    state: Option<StateArg>,
+    #[arg(long, value_parser = state_parser(), ignore_case = true)]
+    state: Option<crate::ProcessState>,
     /// Only processes of the plugin of this (declared) name.
     #[arg(long, value_name = "NAME")]
     plugin: Option<String>,
@@ -165,29 +165,12 @@ pub(crate) struct PsCommand {
     common: CommonOptions,
 }
 
-/// A state, as `ps --state` takes it.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum StateArg {
-    Created,
-    Running,
-    Waiting,
-    Finished,
-    Excepted,
-    Killed,
-}
-
-impl StateArg {
-    fn state(self) -> crate::ProcessState {
-        use crate::ProcessState as S;
-        match self {
-            Self::Created => S::Created,
-            Self::Running => S::Running,
-            Self::Waiting => S::Waiting,
-            Self::Finished => S::Finished,
-            Self::Excepted => S::Excepted,
-            Self::Killed => S::Killed,
-        }
-    }
+/// `ps --state`'s parser: one of the states' names, in any case.
+fn state_parser() -> impl clap::builder::TypedValueParser<Value = crate::ProcessState> {
+    use clap::builder::TypedValueParser;
+    let names = crate::ProcessState::ALL.map(|state| state.name().to_lowercase());
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| crate::ProcessState::from_name(&name).expect("one of the states' names"))
 }
 
 impl PsCommand {
@@ -197,7 +180,7 @@ impl PsCommand {
         // Answered from the store's summary index: no checkpoint is read.
         let filter = crate::persist::SummaryFilter {
             live: self.live,
-            state: self.state.map(|s| s.state().name().to_string()),
+            state: self.state.map(|s| s.name().to_string()),
             plugin: self.plugin.clone(),
             ..Default::default()
         };

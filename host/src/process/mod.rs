@@ -9,6 +9,10 @@
 //!    └───────────┴────────────┴──► FINISHED | EXCEPTED | KILLED
 //! ```
 //!
+//! A durable process that waits for a resume may leave memory — its task ends, its guest is
+//! dropped, and the table keeps its record encoded — until a request brings it back on the same
+//! handle (`Outside::dehydrate`, [`ProcessHandle::is_dehydrated`]).
+//!
 //! Any non-terminal process can be paused (a running step completes first), played, killed (a
 //! running step is interrupted at the next epoch tick) and, when waiting, resumed. Each process
 //! runs as its own tokio task (`Task`: the state machine), which owns its record and its `Guest`
@@ -57,6 +61,23 @@ pub enum ProcessState {
 }
 
 impl ProcessState {
+    /// Every state, in the order of the state machine.
+    pub const ALL: [ProcessState; 6] = [
+        Self::Created,
+        Self::Running,
+        Self::Waiting,
+        Self::Finished,
+        Self::Excepted,
+        Self::Killed,
+    ];
+
+    /// The state of this name (as [`name`](Self::name) gives it, in any case), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.name().eq_ignore_ascii_case(name))
+    }
+
     /// Whether the process has ended (FINISHED, EXCEPTED or KILLED).
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Finished | Self::Excepted | Self::Killed)
