@@ -301,17 +301,158 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     for case in cases.chars() {
         let ours = median(&damson_runs[&case], |v| v["peak_rss_mb"].as_f64());
         let theirs = median(&plumpy_runs[&case], |v| v["peak_rss_mb"].as_f64());
-        print_row(
-            'e',
-            &format!("peak resident memory, case {case}"),
-            ours,
-            theirs,
-            "MB",
-            false,
-        );
+        print_row(case, "peak resident memory", ours, theirs, "MB", false);
     }
     println!("\n(ratio above 1: Damson is ahead — more per second, or less time or memory)");
+    damson_alone(&damson, &home, &python, &script)
+}
+
+/// The figures plumpy has no counterpart for — durable processes on the embedded store (case
+/// e), 100,000 dehydrated waiting processes (case w) — once each, and the resident memory of
+/// `damson run` and of an idle `damson serve` beside plumpy's with nothing but its imports.
+fn damson_alone(
+    damson: &PathBuf,
+    home: &PathBuf,
+    python: &PathBuf,
+    script: &PathBuf,
+) -> Result<(), String> {
+    let bench = |cases: &str, runs: &str| -> Result<Value, String> {
+        eprintln!("xtask: Damson's case {cases}");
+        let mut cmd = Command::new(damson);
+        cmd.args(["bench", "--runs", runs, "--json", "--cases", cases])
+            .env("DAMSON_PLUGINS", plugin_dir())
+            .env("DAMSON_HOME", home)
+            .env_remove("RUST_LOG");
+        last_json(&mut cmd)
+    };
+    let e = bench("e", "3")?;
+    let w = bench("w", "1")?;
+    let idle_run = peak_while_running(
+        Command::new(damson)
+            .args(["run", "add", "-i", "x=1", "-i", "y=2"])
+            .env("DAMSON_PLUGINS", plugin_dir())
+            .env("DAMSON_HOME", home),
+        None,
+    )?;
+    let serve_home = target_dir().join("damson-bench-serve-home");
+    let _ = std::fs::remove_dir_all(&serve_home);
+    let idle_serve = peak_while_running(
+        Command::new(damson)
+            .arg("serve")
+            .env("DAMSON_PLUGINS", plugin_dir())
+            .env("DAMSON_HOME", &serve_home),
+        Some(std::time::Duration::from_secs(3)),
+    )?;
+    let plumpy_idle = {
+        let mut cmd = Command::new(python);
+        cmd.arg(script)
+            .args(["--case", "z"])
+            .current_dir(script.parent().expect("the script is in a directory"));
+        last_json(&mut cmd)?["peak_rss_mb"].as_f64()
+    };
+
+    println!("\nDamson alone (plumpy has no counterpart), one run of each");
+    println!("case  {:<42} {:>16}", "figure", "damson");
+    let figure = |case: &Value, key: &str| case[key].as_f64();
+    let rows: [(char, &str, Option<f64>, &str); 8] = [
+        (
+            'e',
+            "durable trivial, one after another",
+            figure(&e["e"], "processes_per_s"),
+            "/s",
+        ),
+        (
+            'e',
+            "durable trivial, all at once",
+            figure(&e["e"], "concurrent_processes_per_s"),
+            "/s",
+        ),
+        (
+            'w',
+            "100,000 waiting: resident memory each",
+            figure(&w["w"], "rss_kb_per_process"),
+            "KB",
+        ),
+        (
+            'w',
+            "100,000 waiting: address space each",
+            figure(&w["w"], "address_space_kb_per_process"),
+            "KB",
+        ),
+        (
+            'w',
+            "100,000 waiting: launched until dehydrated",
+            figure(&w["w"], "waiting_per_s"),
+            "/s",
+        ),
+        (
+            'w',
+            "one brought back by a resume",
+            figure(&w["w"], "rehydrate_ms"),
+            "ms",
+        ),
+        (
+            'w',
+            "100,000 waiting: all killed",
+            figure(&w["w"], "kill_all_ms"),
+            "ms",
+        ),
+        (
+            'w',
+            "peak resident memory, case w",
+            w["peak_rss_mb"].as_f64(),
+            "MB",
+        ),
+    ];
+    for (case, label, value, unit) in rows {
+        let value = value.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
+        println!("{case}     {label:<42} {value:>16}");
+    }
+    println!("\nresident memory, idle");
+    println!(
+        "case  {:<42} {:>16} {:>16} {:>8}",
+        "figure", "damson", "plumpy 0.26.1", "ratio"
+    );
+    let label = "`damson run add` / plumpy imported";
+    print_row('z', label, Some(idle_run), plumpy_idle, "MB", false);
+    let label = "`damson serve`, idle 3 s / plumpy imported";
+    print_row('z', label, Some(idle_serve), plumpy_idle, "MB", false);
     Ok(())
+}
+
+/// The peak resident memory (`VmHWM`, MB) of `cmd` read from `/proc` while it runs: to its end,
+/// or for `idle` and then it is stopped.
+fn peak_while_running(cmd: &mut Command, idle: Option<std::time::Duration>) -> Result<f64, String> {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let status = format!("/proc/{}/status", child.id());
+    let started = std::time::Instant::now();
+    let mut peak_kb = 0.0f64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) => {}
+            Err(e) => return Err(format!("{cmd:?}: {e}")),
+        }
+        if idle.is_some_and(|idle| started.elapsed() >= idle) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(peak_kb / 1024.0)
 }
 
 fn print_row(
