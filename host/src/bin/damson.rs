@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    few_malloc_arenas();
     init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -35,5 +36,17 @@ fn main() -> ExitCode {
             print_error(&error);
             ExitCode::from(exit::for_error(&error))
         }
+    }
+}
+
+/// Two malloc arenas, not glibc's eight per core: a process's memory is allocated on one tokio
+/// thread and freed on another, and with an arena per thread the holes left behind keep a host
+/// of many dehydrated waiting processes at about twice their resident memory (bench case w: 4 KB
+/// each at 40,000, 1.8 KB with two arenas).
+fn few_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable; no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
