@@ -265,6 +265,33 @@ async fn a_tenant_submits_watches_pauses_plays_kills_and_reads_its_own_processes
         .map(|r| r["pid"].as_str().unwrap())
         .collect();
     assert_eq!(pids, [done.as_str(), pid.as_str()], "oldest first");
+    let only = |query: &'static str| {
+        let (server, token) = (&server, &token);
+        async move {
+            let (status, listed) = server
+                .call("GET", &format!("/v1/processes?{query}"), Some(token), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {listed}");
+            let pids: Vec<String> = listed["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["pid"].as_str().unwrap().to_string())
+                .collect();
+            pids
+        }
+    };
+    assert_eq!(only("state=killed").await, [pid.as_str()]);
+    assert_eq!(only("plugin=collatz").await, [done.as_str()]);
+    assert!(only("live=true").await.is_empty(), "both have ended");
+    let (status, refused) = server
+        .call("GET", "/v1/processes?state=sleeping", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.to_string().contains("'state'") && refused.to_string().contains("sleeping"),
+        "{refused}"
+    );
     let (status, checkpoints) = server
         .call(
             "GET",

@@ -31,7 +31,9 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, Option<&str>, &str)] = &[
         "/v1/processes",
         "listProcesses",
         Some("read"),
-        "The tenant's stored processes, oldest first, as `damson ps --json`",
+        "The tenant's stored processes, oldest first, as `damson ps --json`; query parameters \
+         `state` (a state's name), `plugin` (a plugin's name) and `live=true` keep some, as \
+         `ps --state`, `--plugin` and `--live` do (400 for a state that does not exist)",
     ),
     (
         "post",

@@ -49,10 +49,45 @@ async fn plugin(State(api): State<Api>, caller: Caller, Path(name): Path<String>
     Ok(Json(views::plugin(&plugin)))
 }
 
-async fn processes(State(api): State<Api>, caller: Caller) -> Reply {
+/// What `GET /v1/processes` takes, as `damson ps` does: only the processes in `state` (a
+/// state's name, in any case), of the plugin `plugin`, or that have not terminated (`live`).
+#[derive(Deserialize)]
+struct ProcessQuery {
+    state: Option<String>,
+    plugin: Option<String>,
+    #[serde(default)]
+    live: bool,
+}
+
+async fn processes(
+    State(api): State<Api>,
+    caller: Caller,
+    Query(query): Query<ProcessQuery>,
+) -> Reply {
     let host = caller.host(&api, Scope::Read).await?;
-    let all = crate::persist::SummaryFilter::default();
-    let (rows, damaged) = views::processes(&**store(&host)?, host.tenant(), &all).await?;
+    let state = match query.state.as_deref() {
+        None => None,
+        Some(name) => {
+            let state = crate::ProcessState::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = crate::ProcessState::ALL.map(|s| s.name()).to_vec();
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "query parameter 'state': no state '{name}' (the states: {})",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            Some(state.name().to_string())
+        }
+    };
+    let filter = crate::persist::SummaryFilter {
+        live: query.live,
+        state,
+        plugin: query.plugin,
+        ..Default::default()
+    };
+    let (rows, damaged) = views::processes(&**store(&host)?, host.tenant(), &filter).await?;
     for error in &damaged {
         tracing::warn!("{}", crate::error::chain(error));
     }
