@@ -77,12 +77,17 @@ impl BenchCommand {
             let process = host
                 .launch(&hailstone, json!({"n": N, "delay_ms": 1}))
                 .await?;
+            // 20 steps in or more: a watcher may miss a status between two it sees.
+            let step = |status: &str| {
+                status
+                    .strip_prefix("step ")
+                    .and_then(|s| s.split(' ').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
             process
                 .wait_for(|r| {
                     r.state.is_terminal()
-                        || r.status
-                            .as_deref()
-                            .is_some_and(|s| s.starts_with("step 20 "))
+                        || r.status.as_deref().and_then(step).is_some_and(|n| n >= 20)
                 })
                 .await;
             process.pause(None);
