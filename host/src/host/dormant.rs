@@ -12,9 +12,9 @@ use serde_json::Value;
 use super::{Host, Inner};
 use crate::error::{Error, Result, chain};
 use crate::guest::{Failure, Guest, Outcome, ProcessView, StepOutcome};
-use crate::persist::{self, CheckpointKey};
+use crate::persist::CheckpointKey;
 use crate::ports::{DefaultRequest, GuestCheck};
-use crate::process::{Outside, ProcessHandle, ProcessRecord, Rehydrate, Task};
+use crate::process::{Outside, ProcessHandle, Rehydrate, Task};
 
 /// The longest wait between two attempts to bring back a process that cannot be (its store out
 /// of reach, its plugin gone).
@@ -104,51 +104,26 @@ impl Host {
             return Ok(task.rehydrated(false));
         }
         let key = CheckpointKey::of(self.tenant(), process.pid());
-        let body = persist::load_checked::<ProcessRecord>(&*store, &key)
-            .await
-            .map_err(|source| Error::Store {
-                doing: format!("loading the checkpoint of {key}"),
-                source: Box::new(source),
-            })?
-            .ok_or_else(|| Error::NoCheckpoint {
-                key: key.clone(),
-                store: store.summary(),
-            })?;
-        let cannot = |source: Error| Error::Restore {
-            key: key.clone(),
-            source: Box::new(source),
-        };
-        let plugin = self
-            .plugin_for(&store, &body.record.plugin, &body.record.plugin_digest)
-            .await
-            .map_err(cannot)?;
         // The handle's flag, so that a kill from now on interrupts the new instance; one that
         // came before is applied before any guest call.
         let interrupt = process.shared.interrupt.clone();
         interrupt.store(false, Ordering::Relaxed);
-        let guests = self
-            .inner
-            .runtime
-            .guests(&plugin, interrupt, body.image.as_deref())
-            .await
-            .map_err(|source| {
-                cannot(Error::Guest {
-                    plugin: plugin.name().to_string(),
-                    doing: "bringing it back".into(),
-                    source,
-                })
-            })?;
-        let imaged = body.image.is_some();
-        let spec = plugin.spec().clone();
+        let restored = self.restore(&store, &key, false, interrupt).await?;
+        let Some((plugin, guests)) = restored.guests else {
+            // Its checkpoint says it has ended: another host finished it.
+            return Err(Error::Closed {
+                pid: process.pid().to_string(),
+            });
+        };
         let task = Task::new(
             process.clone(),
-            spec,
+            plugin.spec().clone(),
             Box::new(guests),
             self.outside(),
-            body.record,
+            restored.record,
         );
         tracing::debug!(pid = %process.pid(), "rehydrated");
-        Ok(task.rehydrated(imaged))
+        Ok(task.rehydrated(restored.imaged))
     }
 
     fn outside(&self) -> Arc<dyn Outside> {

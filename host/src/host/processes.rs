@@ -24,6 +24,8 @@ use crate::wasm::{Guests, Plugin};
 pub(crate) struct Restored {
     pub(crate) record: ProcessRecord,
     interrupt: Arc<AtomicBool>,
+    /// Whether its checkpoint had a memory image.
+    pub(crate) imaged: bool,
     /// `None` for a terminated process, which never runs again.
     pub(crate) guests: Option<(Arc<Plugin>, Guests)>,
 }
@@ -200,7 +202,7 @@ impl Host {
         }
         let mut key = CheckpointKey::of(self.tenant(), pid);
         key.tag = tag.map(str::to_string);
-        let restored = match self.restore(&store, &key, true).await {
+        let restored = match self.restore(&store, &key, true, Arc::default()).await {
             Ok(restored) => restored,
             Err(e) => {
                 // Not restored: any claim taken for it goes back.
@@ -221,13 +223,14 @@ impl Host {
     }
 
     /// Read the checkpoint under `key` and rebuild the process: its record, and (unless it has
-    /// terminated) its plugin's instance with the memory image written back. With `claim`, the
-    /// process is claimed for this host first.
+    /// terminated) its plugin's instance with the memory image written back, interrupted by
+    /// `interrupt`. With `claim`, the process is claimed for this host first.
     pub(crate) async fn restore(
         &self,
         store: &Arc<dyn Persister>,
         key: &CheckpointKey,
         claim: bool,
+        interrupt: Arc<AtomicBool>,
     ) -> Result<Restored> {
         let body = persist::load_checked::<ProcessRecord>(&**store, key)
             .await
@@ -240,11 +243,12 @@ impl Host {
                 store: store.summary(),
             })?;
         let record = body.record;
-        let interrupt = Arc::new(AtomicBool::new(false));
+        let imaged = body.image.is_some();
         if record.state.is_terminal() {
             return Ok(Restored {
                 record,
                 interrupt,
+                imaged,
                 guests: None,
             });
         }
@@ -275,6 +279,7 @@ impl Host {
         Ok(Restored {
             record,
             interrupt,
+            imaged,
             guests: Some((plugin, guests)),
         })
     }

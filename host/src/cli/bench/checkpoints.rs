@@ -129,7 +129,7 @@ impl BenchCommand {
         let key = CheckpointKey::new(process.pid()).tagged("bench");
         // Warm up (the plugin's code pages, the store's tables).
         process.checkpoint(Some("bench")).await?;
-        drop(host.restore(store, &key, false).await?);
+        drop(host.restore(store, &key, false, Default::default()).await?);
 
         let mut saves = Vec::with_capacity(self.checkpoints);
         for _ in 0..self.checkpoints {
@@ -140,7 +140,7 @@ impl BenchCommand {
         let mut loads = Vec::with_capacity(self.checkpoints);
         for _ in 0..self.checkpoints {
             let started = Instant::now();
-            let restored = host.restore(store, &key, false).await?;
+            let restored = host.restore(store, &key, false, Default::default()).await?;
             loads.push(started.elapsed());
             ensure!(
                 restored.guests.is_some(),
