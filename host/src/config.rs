@@ -21,6 +21,8 @@ use std::time::Duration;
 ///   process's log keeps its last 1000 lines ([`log_lines`](Self::log_lines)); a process that
 ///   waits for a resume leaves memory at once
 ///   ([`dehydrate_waiting`](Self::dehydrate_waiting))
+/// - plugin instances at once: 1000, their memories reserved up front in one pool
+///   ([`instance_pool`](Self::instance_pool))
 ///
 /// ```
 /// use std::time::Duration;
@@ -43,6 +45,7 @@ pub struct HostConfig {
     pub(crate) tenant: String,
     pub(crate) log_lines: usize,
     pub(crate) dehydrate_waiting: bool,
+    pub(crate) instance_pool: u32,
 }
 
 impl Default for HostConfig {
@@ -69,7 +72,30 @@ impl HostConfig {
             tenant: crate::persist::DEFAULT_TENANT.to_string(),
             log_lines: 1000,
             dehydrate_waiting: true,
+            instance_pool: 1000,
         }
+    }
+
+    /// How many plugin instances may exist at once. Their memories, tables and stacks are
+    /// reserved up front in one pool (wasmtime's pooling allocator), so that making an
+    /// instance takes a slot and maps its memory copy-on-write instead of mapping and
+    /// unmapping memory each time, which is most of what a short process costs. Each slot
+    /// reserves address space (not memory) for [`max_memory`](Self::max_memory) per linear
+    /// memory, two memories per instance.
+    ///
+    /// When every slot is taken, a new instance waits for one to be freed (the log says so
+    /// once): a process that ends, or a waiting one that is dehydrated
+    /// ([`dehydrate_waiting`](Self::dehydrate_waiting)), frees its slot. Processes that wait
+    /// in memory (on a host without a store, or for their children) keep theirs, so a host
+    /// that holds more of them than this at once must raise it.
+    ///
+    /// `0` turns the pool off: each instance maps its own memory (a 4 GiB reservation each),
+    /// with no limit on how many but at about half the speed for short processes.
+    ///
+    /// By default 1000.
+    pub fn instance_pool(&mut self, instances: u32) -> &mut Self {
+        self.instance_pool = instances;
+        self
     }
 
     /// Whether a durable process that waits for a resume (or, paused, for a play) leaves

@@ -38,6 +38,9 @@ pub(crate) struct Instance {
     warned_of_handles: bool,
     /// Whether the memories came from an image (a trap on a resource handle then has a cause).
     restored: bool,
+    /// Tells instantiations waiting for a pool slot, once `store` (dropped before it, as it
+    /// is declared first) has given its slots back.
+    _release: super::pool::Release,
 }
 
 impl Instance {
@@ -55,30 +58,45 @@ impl Instance {
     ) -> Result<Self, Failure> {
         let config = runtime.config();
         let limits = runtime.limits();
-        let mut state =
-            StoreState::new(&config.sandbox, limits.max_memory, plugin, spec, interrupt);
-        state.deadline = Deadline::new(runtime.seat());
-        state.log_lines = config.log_lines;
-        let mut store = Store::new(runtime.engine(), state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|mut ctx| {
-            if ctx.data().interrupt.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Interrupted));
-            }
-            ctx.data().deadline.check().map_err(wasmtime::Error::new)?;
-            // Yield to the async runtime at every tick so one guest never holds a thread; a
-            // long call takes its turn in the lane too.
-            Ok(ctx.data_mut().deadline.tick())
-        });
-        store.set_epoch_deadline(1);
-        store.data_mut().deadline.start(limits.step_timeout);
-        let instantiated = async {
-            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
-            let bindings = bindings::Plugin::new(&mut store, &instance)?;
-            Ok::<_, wasmtime::Error>((bindings, instance))
-        }
-        .await;
-        let (bindings, handle) = match instantiated {
+        let make = || {
+            let mut state = StoreState::new(
+                &config.sandbox,
+                limits.max_memory,
+                plugin.clone(),
+                spec.clone(),
+                interrupt.clone(),
+            );
+            state.deadline = Deadline::new(runtime.seat());
+            state.log_lines = config.log_lines;
+            let mut store = Store::new(runtime.engine(), state);
+            store.limiter(|state| &mut state.limiter);
+            store.epoch_deadline_callback(|mut ctx| {
+                if ctx.data().interrupt.load(Ordering::Relaxed) {
+                    return Err(wasmtime::Error::new(Interrupted));
+                }
+                ctx.data().deadline.check().map_err(wasmtime::Error::new)?;
+                // Yield to the async runtime at every tick so one guest never holds a thread;
+                // a long call takes its turn in the lane too.
+                Ok(ctx.data_mut().deadline.tick())
+            });
+            store.set_epoch_deadline(1);
+            store.data_mut().deadline.start(limits.step_timeout);
+            store
+        };
+        // A store that failed for want of a pool slot is dropped (giving back what it took)
+        // and a new one made once a slot is freed.
+        let instantiated = runtime
+            .slots()
+            .wait_for(config.instance_pool, || {
+                let mut store = make();
+                async move {
+                    let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                    let bindings = bindings::Plugin::new(&mut store, &instance)?;
+                    Ok((store, bindings, instance))
+                }
+            })
+            .await;
+        let (store, bindings, handle) = match instantiated {
             Ok(instantiated) => instantiated,
             Err(e) => return Err(classify(e, None, config.max_wasm_stack)),
         };
@@ -93,6 +111,7 @@ impl Instance {
             fresh,
             warned_of_handles: false,
             restored: image.is_some(),
+            _release: runtime.slots().release(),
         };
         if let Some(image) = image {
             let accessor = instance.accessor()?.ok_or_else(|| {

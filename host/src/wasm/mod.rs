@@ -15,6 +15,7 @@ mod instrument;
 mod lane;
 mod limits;
 mod plugin;
+mod pool;
 pub mod safety;
 mod spec;
 mod state;
@@ -60,6 +61,8 @@ struct Shared {
     /// The seats long guest calls take turns in (see `lane`).
     lane: Arc<FairPermits>,
     linker: Linker<StoreState>,
+    /// Where instantiations wait when the instance pool is full.
+    slots: pool::Slots,
     config: HostConfig,
     _ticker: epoch::EpochTicker,
 }
@@ -72,6 +75,7 @@ impl Runtime {
             .max_wasm_stack(config.max_wasm_stack)
             // The fiber a guest call runs on needs room for the wasm stack and the host frames.
             .async_stack_size(config.max_wasm_stack + (1 << 20));
+        pool::configure(&mut wasm, config);
         let engine_error = |e: wasmtime::Error| Error::Engine {
             source: BoxError::from(e),
         };
@@ -91,6 +95,7 @@ impl Runtime {
                 engine,
                 lane: lane::lane(),
                 linker,
+                slots: pool::Slots::default(),
                 config: config.clone(),
                 _ticker: ticker,
             }),
@@ -127,6 +132,10 @@ impl Runtime {
 
     fn config(&self) -> &HostConfig {
         &self.inner.config
+    }
+
+    fn slots(&self) -> &pool::Slots {
+        &self.inner.slots
     }
 
     /// Load the component at `path`: check that it is a component of this world, compile it (or
@@ -216,11 +225,13 @@ impl Runtime {
         };
         let mut instance = loading().await.map_err(declare)?;
         // Before its first call: what every fresh instance holds, which images are deltas
-        // against; a second instance tells the pages that are not the same in each.
+        // against; a second instance tells the pages that are not the same in each. One
+        // instance at a time, so that loading needs a single slot of the instance pool.
         let fresh = match instance.fresh().await.map_err(declare)? {
             Some(mut fresh) => {
-                let mut other = loading().await.map_err(declare)?;
-                if let Some(theirs) = other.fresh().await.map_err(declare)? {
+                drop(instance);
+                instance = loading().await.map_err(declare)?;
+                if let Some(theirs) = instance.fresh().await.map_err(declare)? {
                     fresh.unstable_against(&theirs);
                 }
                 Some(Arc::new(fresh))
