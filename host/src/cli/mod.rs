@@ -101,6 +101,11 @@ pub(crate) struct CommonOptions {
     /// are dropped and counted).
     #[arg(long, value_name = "LINES", default_value_t = 1000)]
     log_lines: usize,
+
+    /// How many plugin instances may exist at once, reserved up front in one pool; more wait
+    /// for a slot. `0` turns the pool off (each instance maps its own memory; slower).
+    #[arg(long, value_name = "INSTANCES", default_value_t = 1000)]
+    instance_pool: u32,
 }
 
 impl CommonOptions {
@@ -110,7 +115,8 @@ impl CommonOptions {
         config
             .max_memory(self.max_memory)
             .step_timeout(self.step_timeout)
-            .log_lines(self.log_lines);
+            .log_lines(self.log_lines)
+            .instance_pool(self.instance_pool);
         if !self.no_cache {
             config.cache_dir(self.home_dir().join("cache"));
         }
