@@ -487,6 +487,69 @@ async fn a_thousand_processes_run_at_once_in_one_host() {
     }
 }
 
+/// A full instance pool makes a new process wait for a slot, not fail: in a host without a
+/// store a waiting process keeps its instance, and its slot is freed when it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_instance_pool_makes_a_new_process_wait_for_a_slot() {
+    let mut config = config();
+    config.instance_pool(1);
+    let host = Host::new(&config).unwrap();
+    let lifecycle = host.load("lifecycle").await.unwrap();
+    let add = host.load("add").await.unwrap();
+    let first = host
+        .launch(&lifecycle, json!({"mode": "wait"}))
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        first.wait_for(|r| r.state == ProcessState::Waiting),
+    )
+    .await
+    .expect("first waits");
+
+    let second = tokio::spawn({
+        let host = host.clone();
+        async move {
+            let process = host.launch(&add, json!({"x": 1, "y": 2})).await.unwrap();
+            process.wait().await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second process runs only once the first gives its slot back"
+    );
+    assert!(first.resume(None));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), first.wait())
+            .await
+            .expect("first ends")
+            .state,
+        ProcessState::Finished
+    );
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the freed slot is taken")
+        .unwrap();
+    assert_eq!(second.outputs["sum"], 3);
+}
+
+/// With the pool off, each instance maps its own memory, and processes run as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_instance_pool_off_processes_still_run() {
+    let mut config = config();
+    config.instance_pool(0);
+    let host = Host::new(&config).unwrap();
+    let add = host.load("add").await.unwrap();
+    let mut processes = Vec::new();
+    for i in 0..20 {
+        processes.push(host.launch(&add, json!({"x": i, "y": 1})).await.unwrap());
+    }
+    for (i, process) in processes.iter().enumerate() {
+        assert_eq!(process.wait().await.outputs["sum"], i + 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_limit_of_one_step_at_a_time_still_runs_everything() {
     let mut config = config();
