@@ -30,7 +30,17 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    match runtime.block_on(cli.execute()) {
+    // The command runs on one of the runtime's workers, as a server's request handlers do,
+    // not on this thread: a process task it starts then runs on the same worker, and waiting
+    // for it does not wake a thread each time (half the context switches of `bench` case a).
+    let executed = runtime.block_on(async {
+        match tokio::spawn(cli.execute()).await {
+            Ok(executed) => executed,
+            Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+            Err(failed) => Err(anyhow::Error::new(failed).context("the command was cancelled")),
+        }
+    });
+    match executed {
         Ok(code) => code,
         Err(error) => {
             print_error(&error);
