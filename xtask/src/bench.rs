@@ -206,18 +206,21 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown bench argument '{other}' (--runs N, --cases abcdfg)"
+                    "unknown bench argument '{other}' (--runs N, --cases abcdfgewz)"
                 ));
             }
         }
     }
     let broker = std::net::TcpStream::connect(("127.0.0.1", 5672)).is_ok();
-    let cases = cases.unwrap_or_else(|| if broker { "abcdfg" } else { "abcd" }.into());
-    if let Some(case) = cases.chars().find(|c| !"abcdfg".contains(*c)) {
+    let cases = cases.unwrap_or_else(|| if broker { "abcdfgewz" } else { "abcdewz" }.into());
+    if let Some(case) = cases.chars().find(|c| !"abcdfgewz".contains(*c)) {
         return Err(format!(
-            "unknown case '{case}': the cases are a, b, c, d, f and g"
+            "unknown case '{case}': the cases are a, b, c, d, f and g (beside plumpy's), e, w \
+             and z (Damson's alone, and idle memory)"
         ));
     }
+    let alone: String = cases.chars().filter(|c| "ewz".contains(*c)).collect();
+    let cases: String = cases.chars().filter(|c| !"ewz".contains(*c)).collect();
     if (cases.contains('f') || cases.contains('g')) && !broker {
         return Err(
             "cases f and g need RabbitMQ on localhost:5672 (plumpy's script uses it)".into(),
@@ -274,6 +277,19 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         }
     }
 
+    if !cases.is_empty() {
+        compared(&cases, runs, &damson_runs, &plumpy_runs);
+    }
+    damson_alone(&alone, &damson, &home, &python, &script)
+}
+
+/// The table of the cases run beside plumpy's, from every run's figures.
+fn compared(
+    cases: &str,
+    runs: usize,
+    damson_runs: &BTreeMap<char, Vec<Value>>,
+    plumpy_runs: &BTreeMap<char, Vec<Value>>,
+) {
     println!(
         "\nplumpy 0.26.1 and Damson, case by case in turn, {runs} runs each in fresh processes on \
          this machine (medians)\n"
@@ -304,13 +320,14 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         print_row(case, "peak resident memory", ours, theirs, "MB", false);
     }
     println!("\n(ratio above 1: Damson is ahead — more per second, or less time or memory)");
-    damson_alone(&damson, &home, &python, &script)
 }
 
-/// The figures plumpy has no counterpart for — durable processes on the embedded store (case
-/// e), 100,000 dehydrated waiting processes (case w) — once each, and the resident memory of
-/// `damson run` and of an idle `damson serve` beside plumpy's with nothing but its imports.
+/// Those of `cases` plumpy has no counterpart for — durable processes on the embedded store
+/// (case e), 100,000 dehydrated waiting processes (case w) — once each, and (case z) the
+/// resident memory of `damson run` and of an idle `damson serve` beside plumpy's with nothing
+/// but its imports.
 fn damson_alone(
+    cases: &str,
     damson: &PathBuf,
     home: &PathBuf,
     python: &PathBuf,
@@ -325,8 +342,78 @@ fn damson_alone(
             .env_remove("RUST_LOG");
         last_json(&mut cmd)
     };
-    let e = bench("e", "3")?;
-    let w = bench("w", "1")?;
+    let e = if cases.contains('e') {
+        bench("e", "3")?
+    } else {
+        Value::Null
+    };
+    let w = if cases.contains('w') {
+        bench("w", "1")?
+    } else {
+        Value::Null
+    };
+    if cases.contains('e') || cases.contains('w') {
+        println!("\nDamson alone (plumpy has no counterpart), one run of each");
+        println!("case  {:<42} {:>16}", "figure", "damson");
+        let figure = |case: &Value, key: &str| case[key].as_f64();
+        let rows: [(char, &str, Option<f64>, &str); 8] = [
+            (
+                'e',
+                "durable trivial, one after another",
+                figure(&e["e"], "processes_per_s"),
+                "/s",
+            ),
+            (
+                'e',
+                "durable trivial, all at once",
+                figure(&e["e"], "concurrent_processes_per_s"),
+                "/s",
+            ),
+            (
+                'w',
+                "100,000 waiting: resident memory each",
+                figure(&w["w"], "rss_kb_per_process"),
+                "KB",
+            ),
+            (
+                'w',
+                "100,000 waiting: address space each",
+                figure(&w["w"], "address_space_kb_per_process"),
+                "KB",
+            ),
+            (
+                'w',
+                "100,000 waiting: launched until dehydrated",
+                figure(&w["w"], "waiting_per_s"),
+                "/s",
+            ),
+            (
+                'w',
+                "one brought back by a resume",
+                figure(&w["w"], "rehydrate_ms"),
+                "ms",
+            ),
+            (
+                'w',
+                "100,000 waiting: all killed",
+                figure(&w["w"], "kill_all_ms"),
+                "ms",
+            ),
+            (
+                'w',
+                "peak resident memory, case w",
+                w["peak_rss_mb"].as_f64(),
+                "MB",
+            ),
+        ];
+        for (case, label, value, unit) in rows.into_iter().filter(|r| cases.contains(r.0)) {
+            let value = value.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
+            println!("{case}     {label:<42} {value:>16}");
+        }
+    }
+    if !cases.contains('z') {
+        return Ok(());
+    }
     let idle_run = peak_while_running(
         Command::new(damson)
             .args(["run", "add", "-i", "x=1", "-i", "y=2"])
@@ -351,63 +438,6 @@ fn damson_alone(
         last_json(&mut cmd)?["peak_rss_mb"].as_f64()
     };
 
-    println!("\nDamson alone (plumpy has no counterpart), one run of each");
-    println!("case  {:<42} {:>16}", "figure", "damson");
-    let figure = |case: &Value, key: &str| case[key].as_f64();
-    let rows: [(char, &str, Option<f64>, &str); 8] = [
-        (
-            'e',
-            "durable trivial, one after another",
-            figure(&e["e"], "processes_per_s"),
-            "/s",
-        ),
-        (
-            'e',
-            "durable trivial, all at once",
-            figure(&e["e"], "concurrent_processes_per_s"),
-            "/s",
-        ),
-        (
-            'w',
-            "100,000 waiting: resident memory each",
-            figure(&w["w"], "rss_kb_per_process"),
-            "KB",
-        ),
-        (
-            'w',
-            "100,000 waiting: address space each",
-            figure(&w["w"], "address_space_kb_per_process"),
-            "KB",
-        ),
-        (
-            'w',
-            "100,000 waiting: launched until dehydrated",
-            figure(&w["w"], "waiting_per_s"),
-            "/s",
-        ),
-        (
-            'w',
-            "one brought back by a resume",
-            figure(&w["w"], "rehydrate_ms"),
-            "ms",
-        ),
-        (
-            'w',
-            "100,000 waiting: all killed",
-            figure(&w["w"], "kill_all_ms"),
-            "ms",
-        ),
-        (
-            'w',
-            "peak resident memory, case w",
-            w["peak_rss_mb"].as_f64(),
-            "MB",
-        ),
-    ];
-    for (case, label, value, unit) in rows {
-        let value = value.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
-        println!("{case}     {label:<42} {value:>16}");
-    }
     println!("\nresident memory, idle");
     println!(
         "case  {:<42} {:>16} {:>16} {:>8}",
