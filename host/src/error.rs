@@ -170,6 +170,27 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The instance pool ([`HostConfig::instance_pool`](crate::HostConfig::instance_pool))
+    /// cannot be reserved: mostly, its address space is more than the system gives.
+    #[error(
+        "cannot reserve the instance pool: {instances} instances, each with up to two memories \
+         of max_memory = {} MiB, reserve about {} GiB of address space; lower \
+         HostConfig::instance_pool (--instance-pool) or HostConfig::max_memory (--max-memory)",
+        .max_memory >> 20,
+        .reservation >> 30
+    )]
+    InstancePool {
+        /// The instances the pool was to hold.
+        instances: u32,
+        /// The most memory each linear memory may have, in bytes.
+        max_memory: usize,
+        /// The address space its memories would reserve, in bytes.
+        reservation: u64,
+        /// What wasmtime said.
+        #[source]
+        source: BoxError,
+    },
+
     /// The store failed.
     #[error("the store failed while {doing}")]
     Store {

@@ -534,6 +534,31 @@ async fn a_full_instance_pool_makes_a_new_process_wait_for_a_slot() {
     assert_eq!(second.outputs["sum"], 3);
 }
 
+/// A pool whose memories would reserve more address space than there is fails to start, with
+/// an error that names the two settings to lower.
+#[test]
+fn an_instance_pool_too_large_to_reserve_is_an_error_naming_its_settings() {
+    let mut config = config();
+    // 100,000 instances × 2 memories × 1 TiB = 200 PiB: more than even a 57-bit address space.
+    config.instance_pool(100_000).max_memory(1 << 40);
+    let error = Host::new(&config)
+        .err()
+        .expect("the pool cannot be reserved");
+    assert!(
+        matches!(
+            error,
+            Error::InstancePool {
+                instances: 100_000,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("--instance-pool"), "{message}");
+    assert!(message.contains("--max-memory"), "{message}");
+}
+
 /// With the pool off, each instance maps its own memory, and processes run as before.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_instance_pool_off_processes_still_run() {

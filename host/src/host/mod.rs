@@ -93,7 +93,8 @@ impl Host {
     /// processes live in memory only: see [`with_store`](Self::with_store) for durable ones.
     ///
     /// # Errors
-    /// [`Error::Engine`] when wasmtime's engine cannot be set up with this configuration.
+    /// [`Error::Engine`] when wasmtime's engine cannot be set up with this configuration;
+    /// [`Error::InstancePool`] when the instance pool's address space cannot be reserved.
     pub fn new(config: &HostConfig) -> Result<Self> {
         Self::build(config, None)
     }

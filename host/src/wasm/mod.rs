@@ -79,7 +79,15 @@ impl Runtime {
         let engine_error = |e: wasmtime::Error| Error::Engine {
             source: BoxError::from(e),
         };
-        let engine = Engine::new(&wasm).map_err(engine_error)?;
+        let engine = Engine::new(&wasm).map_err(|e| match config.instance_pool {
+            0 => engine_error(e),
+            instances => Error::InstancePool {
+                instances,
+                max_memory: config.max_memory,
+                reservation: pool::reservation(config),
+                source: BoxError::from(e),
+            },
+        })?;
         let mut linker = Linker::new(&engine);
         // Plugins built by Rust's wasm32-wasip2 import WASI even when they use none of it; the
         // sandbox (empty by default) decides what those imports can reach.

@@ -38,7 +38,7 @@ pub(super) fn configure(wasm: &mut wasmtime::Config, config: &HostConfig) {
     if instances == 0 {
         return;
     }
-    let memory = config.max_memory.div_ceil(WASM_PAGE) * WASM_PAGE;
+    let memory = memory_size(config);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_INSTANCE))
@@ -54,6 +54,16 @@ pub(super) fn configure(wasm: &mut wasmtime::Config, config: &HostConfig) {
         .max_memory_size(memory);
     wasm.memory_reservation(memory as u64)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+}
+
+/// The address space the pool's memories reserve, in bytes (what an error says it needed).
+pub(super) fn reservation(config: &HostConfig) -> u64 {
+    u64::from(config.instance_pool) * u64::from(MEMORIES_PER_INSTANCE) * memory_size(config) as u64
+}
+
+/// The most a pooled linear memory may have: `max_memory` in whole WebAssembly pages.
+fn memory_size(config: &HostConfig) -> usize {
+    config.max_memory.div_ceil(WASM_PAGE) * WASM_PAGE
 }
 
 /// Where instantiations wait for a slot: told each time an instance's store is dropped.
