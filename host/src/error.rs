@@ -174,8 +174,8 @@ pub enum Error {
     /// cannot be reserved: mostly, its address space is more than the system gives.
     #[error(
         "cannot reserve the instance pool: {instances} instances, each with up to two memories \
-         of max_memory = {} MiB, reserve about {} GiB of address space; lower \
-         HostConfig::instance_pool (--instance-pool) or HostConfig::max_memory (--max-memory)",
+         of max_memory = {} MiB, reserve about {} GiB of address space; lower instance_pool \
+         (--instance-pool) or max_memory (--max-memory) in the HostConfig",
         .max_memory >> 20,
         .reservation >> 30
     )]
