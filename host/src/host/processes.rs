@@ -267,7 +267,7 @@ impl Host {
         let guests = self
             .inner
             .runtime
-            .guests(&plugin, interrupt.clone(), body.image.as_deref())
+            .guests(&plugin, interrupt.clone(), body.image)
             .await
             .map_err(|source| {
                 cannot(Error::Guest {

@@ -10,9 +10,18 @@
 //! the component, grows each memory to its size in the image, writes those pages, and sets the
 //! globals last.
 //!
-//! Format: postcard [`Layout`] (the globals, each memory's size and the runs of 4 KiB pages
-//! that differ from a fresh instance's), then those pages, LZ4-compressed (`lz4_flex` block
-//! format).
+//! An image is made of blocks, each the pages of one 64 KiB stretch of a memory that differ
+//! from a fresh instance's, compressed on its own: the next image of the same instance copies
+//! the compressed bytes of every block it holds unchanged ([`Blocks`], found by a 128-bit hash
+//! of what the block holds) and compresses only those a step changed. Every image is whole (a
+//! checkpoint never needs another to be restored); only the work of making it is incremental.
+//!
+//! Format: postcard [`Layout`] (the globals, each memory's size, the runs of 4 KiB pages that
+//! differ from a fresh instance's, and each block's sizes and hash), then the blocks, each
+//! LZ4-compressed (`lz4_flex` block format). Format 3 (the pages as one LZ4 block) is still read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::Store;
@@ -28,8 +37,11 @@ const WASM_PAGE: usize = 65536;
 /// (see [`super::instrument::ACCESSOR_PAGES`]), which counts against the instance's memory
 /// limit, so that a capture never grows it.
 const CHUNK: usize = 64 << 10;
-/// The image format version (1 held memories only, 2 every page that was not zero).
-const FORMAT: u8 = 3;
+/// The image format version (1 held memories only, 2 every page that was not zero, 3 the pages
+/// that differ from a fresh instance's in one compressed block).
+const FORMAT: u8 = 4;
+/// The older format still read: one compressed block, no [`BlockLayout`]s.
+const FORMAT_ONE_BLOCK: u8 = 3;
 
 /// Why an image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,7 +194,12 @@ impl Accessor {
     }
 
     /// Take an image of every global and memory (between guest calls), as a delta against
-    /// `fresh`, what every fresh instance of the component holds.
+    /// `fresh`, what every fresh instance of the component holds; the blocks `previous` holds
+    /// (the last image's) are copied rather than compressed again. Also what the next image
+    /// can reuse of this one.
+    ///
+    /// Memory is read one block at a time, never whole: a large memory costs no allocation
+    /// of its size.
     ///
     /// `holds_handles` says that the instance holds handles to host resources: the image is
     /// taken, and refused by every restore ([`ImageError::HeldHandles`]).
@@ -191,9 +208,26 @@ impl Accessor {
         store: &mut Store<T>,
         fresh: &Fresh,
         holds_handles: bool,
-    ) -> wasmtime::Result<Vec<u8>> {
-        let (globals, memories) = self.read(store).await?;
-        Ok(encode(&globals, &memories, fresh, holds_handles))
+        previous: &Blocks,
+    ) -> wasmtime::Result<(Vec<u8>, Blocks)> {
+        let (globals, _) = self.globals(store).await?;
+        let mut encoder = Encoder::new(globals, holds_handles, fresh, previous);
+        for memory in &self.memories {
+            let (pages,) = memory.size.call_async(&mut *store, ()).await?;
+            let len = pages as usize * WASM_PAGE;
+            encoder.memory(len);
+            let mut at = 0;
+            while at < len {
+                let n = CHUNK.min(len - at);
+                let (chunk,) = memory
+                    .read
+                    .call_async(&mut *store, (at as u32, n as u32))
+                    .await?;
+                encoder.block(at, &chunk);
+                at += n;
+            }
+        }
+        Ok(encoder.finish())
     }
 
     /// What this fresh instance's memories hold (what data segments and start functions wrote),
@@ -350,43 +384,142 @@ impl Fresh {
     }
 }
 
-/// An image of `globals` and `memories`: the pages that differ from `fresh`'s, compressed.
-pub(crate) fn encode(
+/// An image of `globals` and `memories` (whole): the pages that differ from `fresh`'s, in
+/// blocks, those `previous` holds copied; and what the next image can reuse of this one.
+#[cfg(test)]
+fn encode(
     globals: &[u64],
     memories: &[Vec<u8>],
     fresh: &Fresh,
     holds_handles: bool,
-) -> Vec<u8> {
-    let mut layout = Layout {
-        format: FORMAT,
-        holds_handles,
-        globals: globals.to_vec(),
-        memories: Vec::with_capacity(memories.len()),
-        raw_len: 0,
-    };
-    let mut payload = Vec::new();
-    for (m, bytes) in memories.iter().enumerate() {
-        let mut runs: Vec<(u32, u32)> = Vec::new();
-        for (index, page) in bytes.chunks(PAGE).enumerate() {
-            if fresh.same(m, index, page) {
+    previous: &Blocks,
+) -> (Vec<u8>, Blocks) {
+    let mut encoder = Encoder::new(globals.to_vec(), holds_handles, fresh, previous);
+    for bytes in memories {
+        encoder.memory(bytes.len());
+        for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
+            encoder.block(n * CHUNK, chunk);
+        }
+    }
+    encoder.finish()
+}
+
+/// The compressed blocks of one image, by the hash of what each holds uncompressed: what the
+/// next image of the same instance copies instead of compressing again.
+///
+/// A block is reused when its 128-bit XXH3 hash matches: blocks that differ yet hash alike are
+/// not a practical concern for data a step writes (and a guest that forged one would only
+/// damage its own image).
+#[derive(Debug, Default)]
+pub(crate) struct Blocks {
+    /// Bytes that hold the compressed blocks: only those, one after another, for an image
+    /// just taken; the whole image, for one restored (kept rather than copied).
+    packed: Vec<u8>,
+    /// Where in `packed` the block of each hash is.
+    by_hash: HashMap<u128, (usize, usize)>,
+    /// How many blocks the image compressed (the others it copied from the previous one).
+    compressed: usize,
+}
+
+impl Blocks {
+    fn find(&self, hash: u128) -> Option<&[u8]> {
+        let &(at, len) = self.by_hash.get(&hash)?;
+        Some(&self.packed[at..at + len])
+    }
+}
+
+/// Makes an image memory by memory, one block (a 64 KiB stretch of a memory) at a time.
+struct Encoder<'a> {
+    fresh: &'a Fresh,
+    previous: &'a Blocks,
+    layout: Layout,
+    /// Each block's sizes and hash, in order.
+    listed: Vec<BlockLayout>,
+    blocks: Blocks,
+    /// The pages of the block being made that differ from a fresh instance's.
+    pages: Vec<u8>,
+}
+
+impl<'a> Encoder<'a> {
+    fn new(globals: Vec<u64>, holds_handles: bool, fresh: &'a Fresh, previous: &'a Blocks) -> Self {
+        Self {
+            fresh,
+            previous,
+            layout: Layout {
+                format: FORMAT,
+                holds_handles,
+                globals,
+                memories: Vec::new(),
+                raw_len: 0,
+            },
+            listed: Vec::new(),
+            blocks: Blocks::default(),
+            pages: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// Start the next memory, of `size` bytes.
+    fn memory(&mut self, size: usize) {
+        self.layout.memories.push(MemoryLayout {
+            size: size as u64,
+            runs: Vec::new(),
+        });
+    }
+
+    /// The bytes of the current memory from `at` (a multiple of [`PAGE`]): their pages that
+    /// differ from a fresh instance's become one block.
+    fn block(&mut self, at: usize, bytes: &[u8]) {
+        let m = self.layout.memories.len() - 1;
+        let runs = &mut self.layout.memories[m].runs;
+        for (n, page) in bytes.chunks(PAGE).enumerate() {
+            let index = at / PAGE + n;
+            if self.fresh.same(m, index, page) {
                 continue;
             }
-            payload.extend_from_slice(page);
+            self.pages.extend_from_slice(page);
             let index = index as u32;
             match runs.last_mut() {
                 Some((start, len)) if *start + *len == index => *len += 1,
                 _ => runs.push((index, 1)),
             }
         }
-        layout.memories.push(MemoryLayout {
-            size: bytes.len() as u64,
-            runs,
+        if self.pages.is_empty() {
+            return;
+        }
+        let hash = xxhash_rust::xxh3::xxh3_128(&self.pages);
+        let packed = &mut self.blocks.packed;
+        let start = packed.len();
+        match self.previous.find(hash) {
+            Some(same) => packed.extend_from_slice(same),
+            None => {
+                self.blocks.compressed += 1;
+                packed.resize(
+                    start + lz4_flex::block::get_maximum_output_size(self.pages.len()),
+                    0,
+                );
+                let n = lz4_flex::block::compress_into(&self.pages, &mut packed[start..])
+                    .expect("the buffer holds the largest output");
+                packed.truncate(start + n);
+            }
+        }
+        let len = packed.len() - start;
+        self.blocks.by_hash.entry(hash).or_insert((start, len));
+        self.listed.push(BlockLayout {
+            raw: self.pages.len() as u32,
+            packed: len as u32,
+            hash,
         });
+        self.layout.raw_len += self.pages.len() as u64;
+        self.pages.clear();
     }
-    layout.raw_len = payload.len() as u64;
-    let mut image = postcard::to_stdvec(&layout).expect("a layout always serialises");
-    image.extend_from_slice(&lz4_flex::block::compress(&payload));
-    image
+
+    /// The image, and its blocks for the next one.
+    fn finish(self) -> (Vec<u8>, Blocks) {
+        let mut image = postcard::to_stdvec(&self.layout).expect("a layout always serialises");
+        image.extend_from_slice(&postcard::to_stdvec(&self.listed).expect("blocks serialise"));
+        image.extend_from_slice(&self.blocks.packed);
+        (image, self.blocks)
+    }
 }
 
 /// The globals and memories of an image: the memories' sizes and runs of non-zero pages.
@@ -402,6 +535,18 @@ struct Layout {
     raw_len: u64,
 }
 
+/// One block of an image: some pages, compressed on their own. Format 4 lists them (postcard)
+/// after the [`Layout`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BlockLayout {
+    /// Bytes of its pages, uncompressed.
+    raw: u32,
+    /// Bytes it takes compressed.
+    packed: u32,
+    /// XXH3-128 of its pages, uncompressed.
+    hash: u128,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MemoryLayout {
     size: u64,
@@ -415,17 +560,68 @@ struct MemoryLayout {
 pub(crate) struct DecodedImage {
     layout: Layout,
     payload: Vec<u8>,
+    blocks: Arc<Blocks>,
+}
+
+/// The pages of format-4 `image`, whose block list (then the blocks) starts at `at`,
+/// `raw_len` bytes in all, each block checked against its hash; and its blocks, for the next
+/// image (the image itself, kept whole: no copy).
+fn unpack(image: Vec<u8>, at: usize, raw_len: usize) -> Result<(Vec<u8>, Blocks), ImageError> {
+    let decode = |m: String| ImageError::Decode(m);
+    let (listed, packed): (Vec<BlockLayout>, &[u8]) = postcard::take_from_bytes(&image[at..])
+        .map_err(|e| decode(format!("its block list: {e}")))?;
+    let start = image.len() - packed.len();
+    let mut payload = Vec::with_capacity(raw_len);
+    let mut by_hash = HashMap::with_capacity(listed.len());
+    let (mut raw_at, mut packed_at) = (0, 0);
+    for (i, block) in listed.iter().enumerate() {
+        let (raw, len) = (block.raw as usize, block.packed as usize);
+        if raw_at + raw > raw_len || packed_at + len > packed.len() {
+            return Err(decode(format!(
+                "block {i} lies beyond the {raw_len} bytes of pages or the {} compressed",
+                packed.len()
+            )));
+        }
+        // Into a vector of its own: lz4_flex decodes into a vector's spare room faster than
+        // into a slice, and the copy after stays in the cache.
+        let pages = lz4_flex::block::decompress(&packed[packed_at..packed_at + len], raw)
+            .map_err(|e| decode(format!("block {i} does not decompress: {e}")))?;
+        // A block whose hash is wrong would be copied into later images for other pages.
+        if pages.len() != raw || xxhash_rust::xxh3::xxh3_128(&pages) != block.hash {
+            return Err(decode(format!(
+                "block {i} does not hold what its hash says"
+            )));
+        }
+        payload.extend_from_slice(&pages);
+        by_hash
+            .entry(block.hash)
+            .or_insert((start + packed_at, len));
+        (raw_at, packed_at) = (raw_at + raw, packed_at + len);
+    }
+    if raw_at != raw_len || packed_at != packed.len() {
+        return Err(decode(format!(
+            "the blocks hold {raw_at} bytes of pages in {packed_at} compressed; the layout lists \
+             {raw_len}, the image holds {} compressed",
+            packed.len()
+        )));
+    }
+    let blocks = Blocks {
+        packed: image,
+        by_hash,
+        compressed: 0,
+    };
+    Ok((payload, blocks))
 }
 
 impl DecodedImage {
-    /// Check and decompress an image.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ImageError> {
+    /// Check and decompress an image (kept, for the blocks the next image reuses).
+    pub(crate) fn decode(bytes: Vec<u8>) -> Result<Self, ImageError> {
         let decode = |m: String| ImageError::Decode(m);
         let (layout, compressed): (Layout, _) =
-            postcard::take_from_bytes(bytes).map_err(|e| decode(e.to_string()))?;
-        if layout.format != FORMAT {
+            postcard::take_from_bytes(&bytes).map_err(|e| decode(e.to_string()))?;
+        if layout.format != FORMAT && layout.format != FORMAT_ONE_BLOCK {
             return Err(decode(format!(
-                "image format {} (this host reads {FORMAT})",
+                "image format {} (this host reads {FORMAT_ONE_BLOCK} and {FORMAT})",
                 layout.format
             )));
         }
@@ -457,12 +653,31 @@ impl DecodedImage {
                 layout.raw_len
             )));
         }
-        let payload = lz4_flex::block::decompress(compressed, layout.raw_len as usize)
-            .map_err(|e| decode(format!("the pages do not decompress: {e}")))?;
-        if payload.len() as u64 != layout.raw_len {
-            return Err(decode("the pages decompress to the wrong length".into()));
-        }
-        Ok(Self { layout, payload })
+        let (payload, blocks) = match layout.format {
+            FORMAT => {
+                let at = bytes.len() - compressed.len();
+                unpack(bytes, at, layout.raw_len as usize)?
+            }
+            FORMAT_ONE_BLOCK => {
+                let payload = lz4_flex::block::decompress(compressed, layout.raw_len as usize)
+                    .map_err(|e| decode(format!("the pages do not decompress: {e}")))?;
+                if payload.len() as u64 != layout.raw_len {
+                    return Err(decode("the pages decompress to the wrong length".into()));
+                }
+                (payload, Blocks::default())
+            }
+            _ => unreachable!("the format was checked"),
+        };
+        Ok(Self {
+            layout,
+            payload,
+            blocks: Arc::new(blocks),
+        })
+    }
+
+    /// The image's blocks, for the next image of the instance it is restored into.
+    pub(crate) fn blocks(&self) -> Arc<Blocks> {
+        self.blocks.clone()
     }
 
     /// Memory `m` as it was imaged against `fresh`.
@@ -525,8 +740,8 @@ mod tests {
             // A memory a fresh instance has not: its zero pages are left out.
             memory_with(&[(70000, 4)], 2 * size),
         ];
-        let image = encode(&[7, u64::MAX], &memories, &fresh, false);
-        let decoded = DecodedImage::decode(&image).unwrap();
+        let image = encode(&[7, u64::MAX], &memories, &fresh, false, &Blocks::default()).0;
+        let decoded = DecodedImage::decode(image.clone()).unwrap();
         assert_eq!(decoded.layout.globals, [7, u64::MAX]);
         assert_eq!(decoded.layout.memories[0].runs, [(2, 1), (15, 1)]);
         assert_eq!(decoded.layout.memories[1].runs, [(17, 1)]);
@@ -540,10 +755,99 @@ mod tests {
         let mut fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2)], size)]);
         fresh.unstable_against(&Fresh::of(vec![memory_with(&[(0, 9), (5000, 2)], size)]));
         let unchanged = memory_with(&[(0, 1), (5000, 2)], size);
-        let image = encode(&[], std::slice::from_ref(&unchanged), &fresh, false);
-        let decoded = DecodedImage::decode(&image).unwrap();
+        let image = encode(
+            &[],
+            std::slice::from_ref(&unchanged),
+            &fresh,
+            false,
+            &Blocks::default(),
+        )
+        .0;
+        let decoded = DecodedImage::decode(image.clone()).unwrap();
         assert_eq!(decoded.layout.memories[0].runs, [(0, 1)]);
         assert_eq!(decoded.memory(0, &fresh), unchanged);
+    }
+
+    #[test]
+    fn the_next_image_compresses_only_the_blocks_a_step_changed() {
+        let size = 16 * CHUNK;
+        let fresh = Fresh::default();
+        let text = |seed: u8| -> Vec<u8> { (0..size).map(|i| (i / 7) as u8 ^ seed).collect() };
+        let before = text(1);
+        let (first, blocks) = encode(
+            &[1],
+            std::slice::from_ref(&before),
+            &fresh,
+            false,
+            &Blocks::default(),
+        );
+        assert_eq!(
+            blocks.compressed, 16,
+            "the first image compresses every block"
+        );
+
+        // A step writes into one block of sixteen.
+        let mut after = before.clone();
+        after[5 * CHUNK + 100] ^= 0xff;
+        let (second, reused) = encode(&[2], &[after.clone()], &fresh, false, &blocks);
+        assert_eq!(reused.compressed, 1, "only the block the step changed");
+        let decoded = DecodedImage::decode(second.clone()).unwrap();
+        assert_eq!(decoded.memory(0, &fresh), after);
+        assert_eq!(decoded.layout.globals, [2]);
+
+        // A restored image's blocks serve the next image as well as the last one taken.
+        let restored = DecodedImage::decode(first.clone()).unwrap().blocks();
+        let (again, from_restored) = encode(&[2], &[after], &fresh, false, &restored);
+        assert_eq!(from_restored.compressed, 1);
+        assert_eq!(again, second, "the same image, whichever blocks it reused");
+    }
+
+    #[test]
+    fn a_block_that_does_not_hold_what_its_hash_says_is_refused() {
+        let fresh = Fresh::default();
+        let memory: Vec<u8> = (0..2 * CHUNK).map(|i| (i % 251) as u8).collect();
+        let (image, blocks) = encode(&[], &[memory], &fresh, false, &Blocks::default());
+        // A byte of the compressed blocks flipped is refused, unless the block still
+        // decompresses to the very same pages (LZ4 can say one thing in several ways): the
+        // hash is checked on decoding, so a damaged block is never copied into later images.
+        let pages = DecodedImage::decode(image.clone()).unwrap().payload;
+        let blocks_start = image.len() - blocks.packed.len();
+        let mut refused = 0;
+        for i in blocks_start..image.len() {
+            let mut bad = image.clone();
+            bad[i] ^= 0x01;
+            match DecodedImage::decode(bad.clone()) {
+                Err(_) => refused += 1,
+                Ok(decoded) => assert_eq!(decoded.payload, pages, "byte {i} flipped"),
+            }
+        }
+        assert!(
+            refused > (image.len() - blocks_start) / 2,
+            "{refused} refused"
+        );
+    }
+
+    #[test]
+    fn an_image_of_the_older_one_block_format_is_still_read() {
+        let fresh = Fresh::default();
+        let memory = memory_with(&[(10, 3), (70000, 4)], 2 * CHUNK);
+        let layout = Layout {
+            format: FORMAT_ONE_BLOCK,
+            holds_handles: false,
+            globals: vec![9],
+            memories: vec![MemoryLayout {
+                size: memory.len() as u64,
+                runs: vec![(0, 1), (17, 1)],
+            }],
+            raw_len: 2 * PAGE as u64,
+        };
+        let mut pages = memory[..PAGE].to_vec();
+        pages.extend_from_slice(&memory[17 * PAGE..18 * PAGE]);
+        let mut image = postcard::to_stdvec(&layout).unwrap();
+        image.extend_from_slice(&lz4_flex::block::compress(&pages));
+        let decoded = DecodedImage::decode(image.clone()).unwrap();
+        assert_eq!(decoded.memory(0, &fresh), memory);
+        assert_eq!(decoded.layout.globals, [9]);
     }
 
     #[test]
@@ -554,10 +858,12 @@ mod tests {
             &[memory_with(&[(0, 1), (9000, 2)], 64 * 1024)],
             &fresh,
             false,
-        );
+            &Blocks::default(),
+        )
+        .0;
         for cut in 0..image.len() {
             assert!(
-                DecodedImage::decode(&image[..cut]).is_err(),
+                DecodedImage::decode(image[..cut].to_vec()).is_err(),
                 "an image cut to {cut} of {} bytes is refused",
                 image.len()
             );
@@ -568,7 +874,7 @@ mod tests {
         for i in 0..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0xff;
-            match DecodedImage::decode(&bad) {
+            match DecodedImage::decode(bad.clone()) {
                 Err(_) => refused += 1,
                 Ok(decoded) => {
                     for m in 0..decoded.layout.memories.len() {
@@ -674,18 +980,24 @@ mod tests {
             x.call_async(&mut store, (by,)).await.unwrap();
         }
         y.call_async(&mut store, (5,)).await.unwrap();
-        let image = accessor.capture(&mut store, &before, false).await.unwrap();
+        let image = accessor
+            .capture(&mut store, &before, false, &Blocks::default())
+            .await
+            .unwrap()
+            .0;
 
         let (mut other, other_x, other_y, other_accessor) = fresh().await;
-        let decoded = DecodedImage::decode(&image).unwrap();
+        let decoded = DecodedImage::decode(image.clone()).unwrap();
         assert_eq!(decoded.layout.globals, [6, 5], "x's counter, then y's");
         other_accessor.restore(&mut other, &decoded).await.unwrap();
         assert_eq!(
             other_accessor
-                .capture(&mut other, &before, false)
+                .capture(&mut other, &before, false, &decoded.blocks())
                 .await
-                .unwrap(),
-            image
+                .unwrap()
+                .0,
+            image,
+            "a restored instance images as the original, reusing every block"
         );
         for (theirs, ours) in [(&x, &other_x), (&y, &other_y), (&x, &other_x)] {
             let theirs = theirs.call_async(&mut store, (7,)).await.unwrap();
@@ -715,18 +1027,24 @@ mod tests {
         }
         // The third call cleared the seed a data segment wrote: that page differs from a fresh
         // instance's, and the restore must write it.
-        let image = accessor.capture(&mut store, &before, false).await.unwrap();
+        let image = accessor
+            .capture(&mut store, &before, false, &Blocks::default())
+            .await
+            .unwrap()
+            .0;
 
         let (mut other, other_bump, other_accessor) = fresh().await;
-        let decoded = DecodedImage::decode(&image).unwrap();
+        let decoded = DecodedImage::decode(image.clone()).unwrap();
         assert_eq!(decoded.layout.memories[0].runs[0], (0, 1));
         other_accessor.restore(&mut other, &decoded).await.unwrap();
         assert_eq!(
             other_accessor
-                .capture(&mut other, &before, false)
+                .capture(&mut other, &before, false, &decoded.blocks())
                 .await
-                .unwrap(),
-            image
+                .unwrap()
+                .0,
+            image,
+            "a restored instance images as the original, reusing every block"
         );
         for _ in 0..2 {
             let theirs = bump.call_async(&mut store, ()).await.unwrap();
@@ -736,21 +1054,39 @@ mod tests {
 
         // An image of other memories is refused.
         let (mut third, _, third_accessor) = fresh().await;
-        let two = encode(&[0], &[vec![0; 65536], vec![0; 65536]], &before, false);
-        let two = DecodedImage::decode(&two).unwrap();
+        let two = encode(
+            &[0],
+            &[vec![0; 65536], vec![0; 65536]],
+            &before,
+            false,
+            &Blocks::default(),
+        )
+        .0;
+        let two = DecodedImage::decode(two.clone()).unwrap();
         assert!(matches!(
             third_accessor.restore(&mut third, &two).await,
             Err(RestoreError::Image(ImageError::Mismatch(_)))
         ));
-        let globals = encode(&[0, 0], &[vec![0; 65536 * 2]], &before, false);
-        let globals = DecodedImage::decode(&globals).unwrap();
+        let globals = encode(
+            &[0, 0],
+            &[vec![0; 65536 * 2]],
+            &before,
+            false,
+            &Blocks::default(),
+        )
+        .0;
+        let globals = DecodedImage::decode(globals.clone()).unwrap();
         assert!(matches!(
             third_accessor.restore(&mut third, &globals).await,
             Err(RestoreError::Image(ImageError::Mismatch(_)))
         ));
         // So is one taken while the instance held handles to host resources.
-        let holding = accessor.capture(&mut store, &before, true).await.unwrap();
-        let holding = DecodedImage::decode(&holding).unwrap();
+        let holding = accessor
+            .capture(&mut store, &before, true, &Blocks::default())
+            .await
+            .unwrap()
+            .0;
+        let holding = DecodedImage::decode(holding.clone()).unwrap();
         assert!(matches!(
             third_accessor.restore(&mut third, &holding).await,
             Err(RestoreError::Image(ImageError::HeldHandles))

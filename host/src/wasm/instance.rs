@@ -8,7 +8,7 @@ use serde_json::Value;
 use wasmtime::{Store, Trap};
 
 use super::bindings::damson::workflow::types as wit;
-use super::image::{Accessor, DecodedImage, Fresh, RestoreError};
+use super::image::{Accessor, Blocks, DecodedImage, Fresh, RestoreError};
 use super::limits::{Deadline, Interrupted};
 use super::state::{Call, StoreState};
 use super::{Runtime, bindings};
@@ -34,6 +34,9 @@ pub(crate) struct Instance {
     /// What a fresh instance of its component holds, which images are deltas against (`None`
     /// while loading, when it is not known yet).
     fresh: Option<Arc<Fresh>>,
+    /// The blocks of the last image taken or restored: the next image copies those it holds
+    /// unchanged.
+    blocks: Arc<Blocks>,
     /// Whether the log has been told that the instance holds resource handles between calls.
     warned_of_handles: bool,
     /// Whether the memories came from an image (a trap on a resource handle then has a cause).
@@ -109,6 +112,7 @@ impl Instance {
             handle,
             accessor: None,
             fresh,
+            blocks: image.map(DecodedImage::blocks).unwrap_or_default(),
             warned_of_handles: false,
             restored: image.is_some(),
             _release: runtime.slots().release(),
@@ -152,12 +156,14 @@ impl Instance {
         }
         self.store.data_mut().deadline.start(self.timeout);
         let image = accessor
-            .capture(&mut self.store, &fresh, holds_handles)
+            .capture(&mut self.store, &fresh, holds_handles, &self.blocks)
             .await;
         self.store.data_mut().deadline.clear();
-        image
+        let (image, blocks) = image
             .inspect_err(|e| tracing::warn!("cannot take a memory image: {e:#}"))
-            .ok()
+            .ok()?;
+        self.blocks = Arc::new(blocks);
+        Some(image)
     }
 
     /// What this instance's memories hold, taken before its first call (see

@@ -273,7 +273,7 @@ impl Runtime {
         &self,
         plugin: &Arc<Plugin>,
         interrupt: Arc<AtomicBool>,
-        image: Option<&[u8]>,
+        image: Option<Vec<u8>>,
     ) -> Result<Guests, Failure> {
         let safe = plugin.snapshot_safety().is_safe();
         let image = match image {
