@@ -106,7 +106,35 @@ pub fn encode<R: Serialize>(record: &R, image: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// Check and decode a bundle.
+///
+/// # Errors
+/// A [`BundleError`] naming what is wrong (and where) when the bytes are not a whole bundle
+/// this host reads, or fail its checksum.
 pub fn decode<R: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Body<R>, BundleError> {
+    let (record, image) = check(bytes)?;
+    let image = image.map(|at| bytes[at..].to_vec());
+    Ok(Body { record, image })
+}
+
+/// [`decode`] a bundle held in a vector of its own: the memory image is the vector itself,
+/// the header and record moved out of its front, rather than a copy (a large guest's image
+/// is megabytes).
+///
+/// # Errors
+/// As for [`decode`].
+pub fn decode_owned<R: for<'de> Deserialize<'de>>(
+    mut bytes: Vec<u8>,
+) -> Result<Body<R>, BundleError> {
+    let (record, image) = check(&bytes)?;
+    let image = image.map(|at| {
+        bytes.drain(..at);
+        bytes
+    });
+    Ok(Body { record, image })
+}
+
+/// The record of a checked bundle, and where its memory image starts (if it has one).
+fn check<R: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(R, Option<usize>), BundleError> {
     if bytes.len() < HEADER_LEN {
         return Err(BundleError::TooShort { len: bytes.len() });
     }
@@ -145,7 +173,7 @@ pub fn decode<R: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Body<R>, Bun
                 message: "a memory image is flagged, but none follows the record".into(),
             });
         }
-        Some(rest.to_vec())
+        Some(bytes.len() - rest.len())
     } else if rest.is_empty() {
         None
     } else {
@@ -157,7 +185,7 @@ pub fn decode<R: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Body<R>, Bun
             ),
         });
     };
-    Ok(Body { record, image })
+    Ok((record, image))
 }
 
 #[cfg(test)]
@@ -192,6 +220,15 @@ mod tests {
         let with_image = encode(&sample(), Some(&[1, 2, 3]));
         let body = decode::<Sample>(&with_image).unwrap();
         assert_eq!(body.image.as_deref(), Some(&[1u8, 2, 3][..]));
+        // Decoded from a vector of its own, the same body: the image is that vector.
+        assert_eq!(decode_owned::<Sample>(with_image).unwrap(), body);
+        assert_eq!(
+            decode_owned::<Sample>(plain.clone()).unwrap(),
+            decode(&plain).unwrap()
+        );
+        let mut damaged = plain;
+        damaged[HEADER_LEN] ^= 1;
+        assert!(decode_owned::<Sample>(damaged).is_err());
     }
 
     #[test]

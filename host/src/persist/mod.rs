@@ -351,7 +351,7 @@ pub async fn load_checked<R: for<'de> serde::Deserialize<'de>>(
     let Some(bytes) = persister.load(key).await? else {
         return Ok(None);
     };
-    bundle::decode(&bytes)
+    bundle::decode_owned(bytes)
         .map(Some)
         .map_err(|source| PersistError::Corrupt {
             key: key.clone(),

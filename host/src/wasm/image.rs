@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::Store;
-use wasmtime::component::{Instance, TypedFunc};
+use wasmtime::component::{Func, Instance, TypedFunc};
 
 use super::instrument::accessor_name;
 
@@ -93,7 +93,17 @@ struct MemoryAccess {
     size: TypedFunc<(), (u32,)>,
     grow: TypedFunc<(u32,), (i32,)>,
     read: TypedFunc<(u32, u32), (Vec<u8>,)>,
-    write: TypedFunc<(u32, Vec<u8>), ()>,
+    /// `(u32, list<u8>)`, called with borrowed bytes (a [`TypedFunc`] of a borrow is typed
+    /// per call): a restore writes pages without copying them into vectors first.
+    write: Func,
+}
+
+/// An accessor's `write`, typed for bytes borrowed for one call.
+fn write_typed<'a, T>(
+    write: &Func,
+    store: &Store<T>,
+) -> wasmtime::Result<TypedFunc<(u32, &'a [u8]), ()>> {
+    write.typed::<(u32, &[u8]), ()>(store)
 }
 
 impl Accessor {
@@ -139,11 +149,15 @@ impl Accessor {
                 set: instance.get_typed_func(&mut *store, set)?,
             });
             for (size, grow, read, write) in memories {
+                let write = instance.get_func(&mut *store, write).ok_or_else(|| {
+                    wasmtime::format_err!("accessor {n}'s `write` is no function")
+                })?;
+                write_typed(&write, store)?;
                 accessor.memories.push(MemoryAccess {
                     size: instance.get_typed_func(&mut *store, size)?,
                     grow: instance.get_typed_func(&mut *store, grow)?,
                     read: instance.get_typed_func(&mut *store, read)?,
-                    write: instance.get_typed_func(&mut *store, write)?,
+                    write,
                 });
             }
         }
@@ -264,7 +278,7 @@ impl Accessor {
                 globals.len()
             )));
         }
-        let mut offset = 0;
+        let mut reader = image.pages();
         for (i, (memory, saved)) in self.memories.iter().zip(&layout.memories).enumerate() {
             let (pages,) = memory.size.call_async(&mut *store, ()).await?;
             let fresh_len = pages as usize * WASM_PAGE;
@@ -281,18 +295,17 @@ impl Accessor {
                     return Err(mismatch(format!("memory {i} cannot grow to {len} bytes")));
                 }
             }
-            // Only the pages that differ: each first touch of a page costs a fault.
-            for &(start, pages) in &saved.runs {
-                let (start, run) = (start as usize * PAGE, pages as usize * PAGE);
-                let bytes = &image.payload[offset..offset + run];
-                for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
-                    let at = (start + n * CHUNK) as u32;
-                    memory
-                        .write
-                        .call_async(&mut *store, (at, chunk.to_vec()))
+            // Only the pages that differ: each first touch of a page costs a fault. Each call
+            // writes what one block holds of a run, straight from the block decompressed.
+            for &(start, count) in &saved.runs {
+                let (mut at, end) = (start as usize * PAGE, (start + count) as usize * PAGE);
+                while at < end {
+                    let bytes = reader.next(end - at).map_err(RestoreError::Image)?;
+                    write_typed(&memory.write, store)?
+                        .call_async(&mut *store, (at as u32, bytes))
                         .await?;
+                    at += bytes.len();
                 }
-                offset += run;
             }
         }
         // Last: the globals may say where the state the memories hold is.
@@ -555,47 +568,60 @@ struct MemoryLayout {
     runs: Vec<(u32, u32)>,
 }
 
-/// An image, checked and decompressed, ready to write back.
+/// An image, checked, ready to write back: its blocks are decompressed only as they are
+/// written, one at a time, so that a restore makes no copy of the whole memory (for a large
+/// guest that copy and its page faults cost as much as the decompression).
 #[derive(Debug, Clone)]
 pub(crate) struct DecodedImage {
     layout: Layout,
-    payload: Vec<u8>,
+    pages: Pages,
     blocks: Arc<Blocks>,
 }
 
-/// The pages of format-4 `image`, whose block list (then the blocks) starts at `at`,
-/// `raw_len` bytes in all, each block checked against its hash; and its blocks, for the next
-/// image (the image itself, kept whole: no copy).
-fn unpack(image: Vec<u8>, at: usize, raw_len: usize) -> Result<(Vec<u8>, Blocks), ImageError> {
+/// Where an image's pages are.
+#[derive(Debug, Clone)]
+enum Pages {
+    /// Format 3: decompressed when the image was decoded.
+    Whole(Vec<u8>),
+    /// Format 4: each block and where its compressed bytes start in [`Blocks::packed`]; each
+    /// is checked against its hash as it is decompressed.
+    Listed(Vec<(BlockLayout, usize)>),
+}
+
+/// The blocks of format-4 `image`, whose block list (then the blocks) starts at `at`,
+/// `raw_len` bytes of pages in all, each block's sizes checked against the image's; and its
+/// blocks, for the next image (the image itself, kept whole: no copy). The blocks are not
+/// decompressed here ([`PageReader`] does, and checks their hashes).
+fn unpack(
+    image: Vec<u8>,
+    at: usize,
+    raw_len: usize,
+) -> Result<(Vec<(BlockLayout, usize)>, Blocks), ImageError> {
     let decode = |m: String| ImageError::Decode(m);
     let (listed, packed): (Vec<BlockLayout>, &[u8]) = postcard::take_from_bytes(&image[at..])
         .map_err(|e| decode(format!("its block list: {e}")))?;
     let start = image.len() - packed.len();
-    let mut payload = Vec::with_capacity(raw_len);
+    let mut placed = Vec::with_capacity(listed.len());
     let mut by_hash = HashMap::with_capacity(listed.len());
     let (mut raw_at, mut packed_at) = (0, 0);
-    for (i, block) in listed.iter().enumerate() {
+    for (i, block) in listed.into_iter().enumerate() {
         let (raw, len) = (block.raw as usize, block.packed as usize);
+        // A block holds pages of one 64 KiB stretch of a memory, at least one.
+        if raw == 0 || raw > CHUNK {
+            return Err(decode(format!(
+                "block {i} holds {raw} bytes of pages (from 1 to {CHUNK})"
+            )));
+        }
         if raw_at + raw > raw_len || packed_at + len > packed.len() {
             return Err(decode(format!(
                 "block {i} lies beyond the {raw_len} bytes of pages or the {} compressed",
                 packed.len()
             )));
         }
-        // Into a vector of its own: lz4_flex decodes into a vector's spare room faster than
-        // into a slice, and the copy after stays in the cache.
-        let pages = lz4_flex::block::decompress(&packed[packed_at..packed_at + len], raw)
-            .map_err(|e| decode(format!("block {i} does not decompress: {e}")))?;
-        // A block whose hash is wrong would be copied into later images for other pages.
-        if pages.len() != raw || xxhash_rust::xxh3::xxh3_128(&pages) != block.hash {
-            return Err(decode(format!(
-                "block {i} does not hold what its hash says"
-            )));
-        }
-        payload.extend_from_slice(&pages);
         by_hash
             .entry(block.hash)
             .or_insert((start + packed_at, len));
+        placed.push((block, start + packed_at));
         (raw_at, packed_at) = (raw_at + raw, packed_at + len);
     }
     if raw_at != raw_len || packed_at != packed.len() {
@@ -610,7 +636,58 @@ fn unpack(image: Vec<u8>, at: usize, raw_len: usize) -> Result<(Vec<u8>, Blocks)
         by_hash,
         compressed: 0,
     };
-    Ok((payload, blocks))
+    Ok((placed, blocks))
+}
+
+/// An image's pages in order, as [`Accessor::restore`] writes them: one block decompressed at
+/// a time, into a buffer that stays in the cache.
+struct PageReader<'a> {
+    image: &'a DecodedImage,
+    /// The next block to decompress.
+    next_block: usize,
+    /// The pages of the block decompressed last.
+    current: Vec<u8>,
+    /// How much of `current` (for format 3, of the whole pages) has been read.
+    read: usize,
+}
+
+impl PageReader<'_> {
+    /// The next bytes of pages: at most `most`, and no more than one block's (or, format 3,
+    /// one [`CHUNK`]).
+    ///
+    /// # Errors
+    /// When a block does not decompress or does not hold what its hash says: a block whose
+    /// hash is wrong would be copied into later images for other pages.
+    fn next(&mut self, most: usize) -> Result<&[u8], ImageError> {
+        let decode = |m: String| ImageError::Decode(m);
+        let (bytes, read) = match &self.image.pages {
+            Pages::Whole(pages) => (&pages[..], self.read),
+            Pages::Listed(listed) => {
+                if self.read == self.current.len() {
+                    let i = self.next_block;
+                    let (block, at) = listed.get(i).ok_or_else(|| {
+                        decode("its blocks end before the pages its layout lists".into())
+                    })?;
+                    let (raw, len) = (block.raw as usize, block.packed as usize);
+                    let packed = &self.image.blocks.packed[*at..*at + len];
+                    self.current = lz4_flex::block::decompress(packed, raw)
+                        .map_err(|e| decode(format!("block {i} does not decompress: {e}")))?;
+                    if self.current.len() != raw
+                        || xxhash_rust::xxh3::xxh3_128(&self.current) != block.hash
+                    {
+                        return Err(decode(format!(
+                            "block {i} does not hold what its hash says"
+                        )));
+                    }
+                    (self.next_block, self.read) = (i + 1, 0);
+                }
+                (&self.current[..], self.read)
+            }
+        };
+        let n = most.min(CHUNK).min(bytes.len() - read);
+        self.read += n;
+        Ok(&bytes[read..read + n])
+    }
 }
 
 impl DecodedImage {
@@ -653,10 +730,11 @@ impl DecodedImage {
                 layout.raw_len
             )));
         }
-        let (payload, blocks) = match layout.format {
+        let (pages, blocks) = match layout.format {
             FORMAT => {
                 let at = bytes.len() - compressed.len();
-                unpack(bytes, at, layout.raw_len as usize)?
+                let (listed, blocks) = unpack(bytes, at, layout.raw_len as usize)?;
+                (Pages::Listed(listed), blocks)
             }
             FORMAT_ONE_BLOCK => {
                 let payload = lz4_flex::block::decompress(compressed, layout.raw_len as usize)
@@ -664,15 +742,36 @@ impl DecodedImage {
                 if payload.len() as u64 != layout.raw_len {
                     return Err(decode("the pages decompress to the wrong length".into()));
                 }
-                (payload, Blocks::default())
+                (Pages::Whole(payload), Blocks::default())
             }
             _ => unreachable!("the format was checked"),
         };
         Ok(Self {
             layout,
-            payload,
+            pages,
             blocks: Arc::new(blocks),
         })
+    }
+
+    /// A reader of the image's pages, in order.
+    fn pages(&self) -> PageReader<'_> {
+        PageReader {
+            image: self,
+            next_block: 0,
+            current: Vec::new(),
+            read: 0,
+        }
+    }
+
+    /// Every page the image holds, in order, decompressed.
+    #[cfg(test)]
+    fn payload(&self) -> Result<Vec<u8>, ImageError> {
+        let mut reader = self.pages();
+        let mut payload = Vec::with_capacity(self.layout.raw_len as usize);
+        while payload.len() < self.layout.raw_len as usize {
+            payload.extend_from_slice(reader.next(CHUNK)?);
+        }
+        Ok(payload)
     }
 
     /// The image's blocks, for the next image of the instance it is restored into.
@@ -682,7 +781,8 @@ impl DecodedImage {
 
     /// Memory `m` as it was imaged against `fresh`.
     #[cfg(test)]
-    fn memory(&self, m: usize, fresh: &Fresh) -> Vec<u8> {
+    fn memory(&self, m: usize, fresh: &Fresh) -> Result<Vec<u8>, ImageError> {
+        let payload = self.payload()?;
         let offset: usize = self.layout.memories[..m]
             .iter()
             .flat_map(|l| &l.runs)
@@ -701,10 +801,10 @@ impl DecodedImage {
         let mut at = offset;
         for &(start, len) in &layout.runs {
             let (start, len) = (start as usize * PAGE, len as usize * PAGE);
-            bytes[start..start + len].copy_from_slice(&self.payload[at..at + len]);
+            bytes[start..start + len].copy_from_slice(&payload[at..at + len]);
             at += len;
         }
-        bytes
+        Ok(bytes)
     }
 }
 
@@ -745,8 +845,8 @@ mod tests {
         assert_eq!(decoded.layout.globals, [7, u64::MAX]);
         assert_eq!(decoded.layout.memories[0].runs, [(2, 1), (15, 1)]);
         assert_eq!(decoded.layout.memories[1].runs, [(17, 1)]);
-        assert_eq!(decoded.memory(0, &fresh), memories[0]);
-        assert_eq!(decoded.memory(1, &fresh), memories[1]);
+        assert_eq!(decoded.memory(0, &fresh).unwrap(), memories[0]);
+        assert_eq!(decoded.memory(1, &fresh).unwrap(), memories[1]);
     }
 
     #[test]
@@ -765,7 +865,7 @@ mod tests {
         .0;
         let decoded = DecodedImage::decode(image.clone()).unwrap();
         assert_eq!(decoded.layout.memories[0].runs, [(0, 1)]);
-        assert_eq!(decoded.memory(0, &fresh), unchanged);
+        assert_eq!(decoded.memory(0, &fresh).unwrap(), unchanged);
     }
 
     #[test]
@@ -792,7 +892,7 @@ mod tests {
         let (second, reused) = encode(&[2], &[after.clone()], &fresh, false, &blocks);
         assert_eq!(reused.compressed, 1, "only the block the step changed");
         let decoded = DecodedImage::decode(second.clone()).unwrap();
-        assert_eq!(decoded.memory(0, &fresh), after);
+        assert_eq!(decoded.memory(0, &fresh).unwrap(), after);
         assert_eq!(decoded.layout.globals, [2]);
 
         // A restored image's blocks serve the next image as well as the last one taken.
@@ -809,16 +909,20 @@ mod tests {
         let (image, blocks) = encode(&[], &[memory], &fresh, false, &Blocks::default());
         // A byte of the compressed blocks flipped is refused, unless the block still
         // decompresses to the very same pages (LZ4 can say one thing in several ways): the
-        // hash is checked on decoding, so a damaged block is never copied into later images.
-        let pages = DecodedImage::decode(image.clone()).unwrap().payload;
+        // hash is checked as each block is decompressed to be written back, so a damaged
+        // block never reaches an instance nor is copied into later images.
+        let pages = DecodedImage::decode(image.clone())
+            .unwrap()
+            .payload()
+            .unwrap();
         let blocks_start = image.len() - blocks.packed.len();
         let mut refused = 0;
         for i in blocks_start..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0x01;
-            match DecodedImage::decode(bad.clone()) {
+            match DecodedImage::decode(bad.clone()).and_then(|decoded| decoded.payload()) {
                 Err(_) => refused += 1,
-                Ok(decoded) => assert_eq!(decoded.payload, pages, "byte {i} flipped"),
+                Ok(payload) => assert_eq!(payload, pages, "byte {i} flipped"),
             }
         }
         assert!(
@@ -846,7 +950,7 @@ mod tests {
         let mut image = postcard::to_stdvec(&layout).unwrap();
         image.extend_from_slice(&lz4_flex::block::compress(&pages));
         let decoded = DecodedImage::decode(image.clone()).unwrap();
-        assert_eq!(decoded.memory(0, &fresh), memory);
+        assert_eq!(decoded.memory(0, &fresh).unwrap(), memory);
         assert_eq!(decoded.layout.globals, [9]);
     }
 
@@ -874,14 +978,15 @@ mod tests {
         for i in 0..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0xff;
-            match DecodedImage::decode(bad.clone()) {
-                Err(_) => refused += 1,
-                Ok(decoded) => {
-                    for m in 0..decoded.layout.memories.len() {
-                        assert_eq!(
-                            decoded.memory(m, &fresh).len() as u64,
-                            decoded.layout.memories[m].size
-                        );
+            let Ok(decoded) = DecodedImage::decode(bad.clone()) else {
+                refused += 1;
+                continue;
+            };
+            for m in 0..decoded.layout.memories.len() {
+                match decoded.memory(m, &fresh) {
+                    Err(_) => refused += 1,
+                    Ok(memory) => {
+                        assert_eq!(memory.len() as u64, decoded.layout.memories[m].size)
                     }
                 }
             }
