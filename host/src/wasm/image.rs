@@ -42,6 +42,12 @@ const CHUNK: usize = 64 << 10;
 const FORMAT: u8 = 4;
 /// The older format still read: one compressed block, no [`BlockLayout`]s.
 const FORMAT_ONE_BLOCK: u8 = 3;
+/// Images of at least this many blocks are decompressed on a blocking thread, ahead of the
+/// writes (on another processor, while the instance takes the page faults of the blocks
+/// before); smaller ones inline, where a thread hand-off would cost more than it saves.
+const AHEAD_FROM_BLOCKS: usize = 16;
+/// How many blocks the decompression may be ahead of the writes.
+const AHEAD_BLOCKS: usize = 8;
 
 /// Why an image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -300,7 +306,7 @@ impl Accessor {
             for &(start, count) in &saved.runs {
                 let (mut at, end) = (start as usize * PAGE, (start + count) as usize * PAGE);
                 while at < end {
-                    let bytes = reader.next(end - at).map_err(RestoreError::Image)?;
+                    let bytes = reader.next(end - at).await.map_err(RestoreError::Image)?;
                     write_typed(&memory.write, store)?
                         .call_async(&mut *store, (at as u32, bytes))
                         .await?;
@@ -585,7 +591,26 @@ enum Pages {
     Whole(Vec<u8>),
     /// Format 4: each block and where its compressed bytes start in [`Blocks::packed`]; each
     /// is checked against its hash as it is decompressed.
-    Listed(Vec<(BlockLayout, usize)>),
+    Listed(Arc<[(BlockLayout, usize)]>),
+}
+
+/// Decompress block `i` of an image whose compressed blocks `packed` holds, placed as `placed`
+/// says (its sizes and hash, and where it starts), and check it against its hash: a block whose
+/// hash is wrong would be copied into later images for other pages.
+fn unpack_block(
+    packed: &[u8],
+    (block, at): &(BlockLayout, usize),
+    i: usize,
+) -> Result<Vec<u8>, ImageError> {
+    let (raw, len) = (block.raw as usize, block.packed as usize);
+    let pages = lz4_flex::block::decompress(&packed[*at..*at + len], raw)
+        .map_err(|e| ImageError::Decode(format!("block {i} does not decompress: {e}")))?;
+    if pages.len() != raw || xxhash_rust::xxh3::xxh3_128(&pages) != block.hash {
+        return Err(ImageError::Decode(format!(
+            "block {i} does not hold what its hash says"
+        )));
+    }
+    Ok(pages)
 }
 
 /// The blocks of format-4 `image`, whose block list (then the blocks) starts at `at`,
@@ -640,11 +665,13 @@ fn unpack(
 }
 
 /// An image's pages in order, as [`Accessor::restore`] writes them: one block decompressed at
-/// a time, into a buffer that stays in the cache.
+/// a time (for a large image, a few ahead on another thread).
 struct PageReader<'a> {
     image: &'a DecodedImage,
     /// The next block to decompress.
     next_block: usize,
+    /// The blocks decompressed ahead, in order, for an image of [`AHEAD_FROM_BLOCKS`] or more.
+    ahead: Option<tokio::sync::mpsc::Receiver<Result<Vec<u8>, ImageError>>>,
     /// The pages of the block decompressed last.
     current: Vec<u8>,
     /// How much of `current` (for format 3, of the whole pages) has been read.
@@ -658,27 +685,25 @@ impl PageReader<'_> {
     /// # Errors
     /// When a block does not decompress or does not hold what its hash says: a block whose
     /// hash is wrong would be copied into later images for other pages.
-    fn next(&mut self, most: usize) -> Result<&[u8], ImageError> {
-        let decode = |m: String| ImageError::Decode(m);
+    async fn next(&mut self, most: usize) -> Result<&[u8], ImageError> {
         let (bytes, read) = match &self.image.pages {
             Pages::Whole(pages) => (&pages[..], self.read),
             Pages::Listed(listed) => {
                 if self.read == self.current.len() {
                     let i = self.next_block;
-                    let (block, at) = listed.get(i).ok_or_else(|| {
-                        decode("its blocks end before the pages its layout lists".into())
+                    let placed = listed.get(i).ok_or_else(|| {
+                        ImageError::Decode(
+                            "its blocks end before the pages its layout lists".into(),
+                        )
                     })?;
-                    let (raw, len) = (block.raw as usize, block.packed as usize);
-                    let packed = &self.image.blocks.packed[*at..*at + len];
-                    self.current = lz4_flex::block::decompress(packed, raw)
-                        .map_err(|e| decode(format!("block {i} does not decompress: {e}")))?;
-                    if self.current.len() != raw
-                        || xxhash_rust::xxh3::xxh3_128(&self.current) != block.hash
-                    {
-                        return Err(decode(format!(
-                            "block {i} does not hold what its hash says"
-                        )));
-                    }
+                    self.current = match &mut self.ahead {
+                        Some(ahead) => ahead.recv().await.unwrap_or_else(|| {
+                            Err(ImageError::Decode(format!(
+                                "the decompression of its blocks stopped before block {i}"
+                            )))
+                        })?,
+                        None => unpack_block(&self.image.blocks.packed, placed, i)?,
+                    };
                     (self.next_block, self.read) = (i + 1, 0);
                 }
                 (&self.current[..], self.read)
@@ -734,7 +759,7 @@ impl DecodedImage {
             FORMAT => {
                 let at = bytes.len() - compressed.len();
                 let (listed, blocks) = unpack(bytes, at, layout.raw_len as usize)?;
-                (Pages::Listed(listed), blocks)
+                (Pages::Listed(listed.into()), blocks)
             }
             FORMAT_ONE_BLOCK => {
                 let payload = lz4_flex::block::decompress(compressed, layout.raw_len as usize)
@@ -755,9 +780,28 @@ impl DecodedImage {
 
     /// A reader of the image's pages, in order.
     fn pages(&self) -> PageReader<'_> {
+        let ahead = match (&self.pages, tokio::runtime::Handle::try_current()) {
+            (Pages::Listed(listed), Ok(runtime)) if listed.len() >= AHEAD_FROM_BLOCKS => {
+                let (send, ahead) = tokio::sync::mpsc::channel(AHEAD_BLOCKS);
+                let (listed, blocks) = (listed.clone(), self.blocks.clone());
+                // Stops at the first block that fails, or when the restore gives up.
+                runtime.spawn_blocking(move || {
+                    for (i, placed) in listed.iter().enumerate() {
+                        let block = unpack_block(&blocks.packed, placed, i);
+                        let failed = block.is_err();
+                        if send.blocking_send(block).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                Some(ahead)
+            }
+            _ => None,
+        };
         PageReader {
             image: self,
             next_block: 0,
+            ahead,
             current: Vec::new(),
             read: 0,
         }
@@ -765,11 +809,11 @@ impl DecodedImage {
 
     /// Every page the image holds, in order, decompressed.
     #[cfg(test)]
-    fn payload(&self) -> Result<Vec<u8>, ImageError> {
+    async fn payload(&self) -> Result<Vec<u8>, ImageError> {
         let mut reader = self.pages();
         let mut payload = Vec::with_capacity(self.layout.raw_len as usize);
         while payload.len() < self.layout.raw_len as usize {
-            payload.extend_from_slice(reader.next(CHUNK)?);
+            payload.extend_from_slice(reader.next(CHUNK).await?);
         }
         Ok(payload)
     }
@@ -781,8 +825,8 @@ impl DecodedImage {
 
     /// Memory `m` as it was imaged against `fresh`.
     #[cfg(test)]
-    fn memory(&self, m: usize, fresh: &Fresh) -> Result<Vec<u8>, ImageError> {
-        let payload = self.payload()?;
+    async fn memory(&self, m: usize, fresh: &Fresh) -> Result<Vec<u8>, ImageError> {
+        let payload = self.payload().await?;
         let offset: usize = self.layout.memories[..m]
             .iter()
             .flat_map(|l| &l.runs)
@@ -830,8 +874,9 @@ mod tests {
         bytes
     }
 
-    #[test]
-    fn an_image_keeps_every_byte_and_global_and_holds_only_the_pages_a_fresh_instance_has_not() {
+    #[tokio::test]
+    async fn an_image_keeps_every_byte_and_global_and_holds_only_the_pages_a_fresh_instance_has_not()
+     {
         let size = 64 * 1024;
         let fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2), (9000, 7)], size)]);
         let memories = [
@@ -845,12 +890,12 @@ mod tests {
         assert_eq!(decoded.layout.globals, [7, u64::MAX]);
         assert_eq!(decoded.layout.memories[0].runs, [(2, 1), (15, 1)]);
         assert_eq!(decoded.layout.memories[1].runs, [(17, 1)]);
-        assert_eq!(decoded.memory(0, &fresh).unwrap(), memories[0]);
-        assert_eq!(decoded.memory(1, &fresh).unwrap(), memories[1]);
+        assert_eq!(decoded.memory(0, &fresh).await.unwrap(), memories[0]);
+        assert_eq!(decoded.memory(1, &fresh).await.unwrap(), memories[1]);
     }
 
-    #[test]
-    fn pages_two_fresh_instances_disagree_on_are_always_imaged() {
+    #[tokio::test]
+    async fn pages_two_fresh_instances_disagree_on_are_always_imaged() {
         let size = 64 * 1024;
         let mut fresh = Fresh::of(vec![memory_with(&[(0, 1), (5000, 2)], size)]);
         fresh.unstable_against(&Fresh::of(vec![memory_with(&[(0, 9), (5000, 2)], size)]));
@@ -865,11 +910,11 @@ mod tests {
         .0;
         let decoded = DecodedImage::decode(image.clone()).unwrap();
         assert_eq!(decoded.layout.memories[0].runs, [(0, 1)]);
-        assert_eq!(decoded.memory(0, &fresh).unwrap(), unchanged);
+        assert_eq!(decoded.memory(0, &fresh).await.unwrap(), unchanged);
     }
 
-    #[test]
-    fn the_next_image_compresses_only_the_blocks_a_step_changed() {
+    #[tokio::test]
+    async fn the_next_image_compresses_only_the_blocks_a_step_changed() {
         let size = 16 * CHUNK;
         let fresh = Fresh::default();
         let text = |seed: u8| -> Vec<u8> { (0..size).map(|i| (i / 7) as u8 ^ seed).collect() };
@@ -892,7 +937,7 @@ mod tests {
         let (second, reused) = encode(&[2], &[after.clone()], &fresh, false, &blocks);
         assert_eq!(reused.compressed, 1, "only the block the step changed");
         let decoded = DecodedImage::decode(second.clone()).unwrap();
-        assert_eq!(decoded.memory(0, &fresh).unwrap(), after);
+        assert_eq!(decoded.memory(0, &fresh).await.unwrap(), after);
         assert_eq!(decoded.layout.globals, [2]);
 
         // A restored image's blocks serve the next image as well as the last one taken.
@@ -902,8 +947,8 @@ mod tests {
         assert_eq!(again, second, "the same image, whichever blocks it reused");
     }
 
-    #[test]
-    fn a_block_that_does_not_hold_what_its_hash_says_is_refused() {
+    #[tokio::test]
+    async fn a_block_that_does_not_hold_what_its_hash_says_is_refused() {
         let fresh = Fresh::default();
         let memory: Vec<u8> = (0..2 * CHUNK).map(|i| (i % 251) as u8).collect();
         let (image, blocks) = encode(&[], &[memory], &fresh, false, &Blocks::default());
@@ -914,13 +959,18 @@ mod tests {
         let pages = DecodedImage::decode(image.clone())
             .unwrap()
             .payload()
+            .await
             .unwrap();
         let blocks_start = image.len() - blocks.packed.len();
         let mut refused = 0;
         for i in blocks_start..image.len() {
             let mut bad = image.clone();
             bad[i] ^= 0x01;
-            match DecodedImage::decode(bad.clone()).and_then(|decoded| decoded.payload()) {
+            let payload = match DecodedImage::decode(bad.clone()) {
+                Ok(decoded) => decoded.payload().await,
+                Err(e) => Err(e),
+            };
+            match payload {
                 Err(_) => refused += 1,
                 Ok(payload) => assert_eq!(payload, pages, "byte {i} flipped"),
             }
@@ -931,8 +981,44 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_image_of_the_older_one_block_format_is_still_read() {
+    #[tokio::test]
+    async fn a_large_image_is_decompressed_ahead_and_a_bad_block_in_it_still_refused() {
+        let fresh = Fresh::default();
+        let blocks = AHEAD_FROM_BLOCKS + AHEAD_BLOCKS + 3;
+        let memory: Vec<u8> = (0..blocks * CHUNK).map(|i| (i / 7 % 251) as u8).collect();
+        let (image, _) = encode(
+            &[],
+            std::slice::from_ref(&memory),
+            &fresh,
+            false,
+            &Blocks::default(),
+        );
+        let decoded = DecodedImage::decode(image.clone()).unwrap();
+        assert!(
+            decoded.pages().ahead.is_some(),
+            "decompressed on another thread"
+        );
+        assert_eq!(decoded.memory(0, &fresh).await.unwrap(), memory);
+        // The last byte of the last block flipped (an LZ4 block ends with literals: its pages
+        // change): every block before it is written, then it is refused.
+        let mut bad = image;
+        *bad.last_mut().unwrap() ^= 1;
+        let error = DecodedImage::decode(bad)
+            .unwrap()
+            .payload()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the memory image cannot be decoded: block {} does not hold what its hash says",
+                blocks - 1
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_of_the_older_one_block_format_is_still_read() {
         let fresh = Fresh::default();
         let memory = memory_with(&[(10, 3), (70000, 4)], 2 * CHUNK);
         let layout = Layout {
@@ -950,12 +1036,12 @@ mod tests {
         let mut image = postcard::to_stdvec(&layout).unwrap();
         image.extend_from_slice(&lz4_flex::block::compress(&pages));
         let decoded = DecodedImage::decode(image.clone()).unwrap();
-        assert_eq!(decoded.memory(0, &fresh).unwrap(), memory);
+        assert_eq!(decoded.memory(0, &fresh).await.unwrap(), memory);
         assert_eq!(decoded.layout.globals, [9]);
     }
 
-    #[test]
-    fn damaged_images_are_refused_not_trusted() {
+    #[tokio::test]
+    async fn damaged_images_are_refused_not_trusted() {
         let fresh = Fresh::default();
         let image = encode(
             &[1, 2],
@@ -983,7 +1069,7 @@ mod tests {
                 continue;
             };
             for m in 0..decoded.layout.memories.len() {
-                match decoded.memory(m, &fresh) {
+                match decoded.memory(m, &fresh).await {
                     Err(_) => refused += 1,
                     Ok(memory) => {
                         assert_eq!(memory.len() as u64, decoded.layout.memories[m].size)

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
-use wasmtime::{Enabled, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig};
+use wasmtime::{
+    Enabled, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+};
 
 use crate::config::HostConfig;
 
