@@ -83,8 +83,8 @@ impl HostConfig {
     /// reserves address space (not memory) for [`max_memory`](Self::max_memory) per linear
     /// memory, two memories per instance. A freed slot keeps up to 4 MiB of its memory
     /// resident (reset in place, so that the next instance in it takes no page faults): a
-    /// host's resident memory holds that much for each slot that has been in use, bounded
-    /// by the most instances it held at once.
+    /// host's resident memory holds that much for each slot that has been in use (wasmtime
+    /// reuses the slots used last, so about as many as the most instances held at once).
     ///
     /// When every slot is taken, a new instance waits for one to be freed (the log says so
     /// once): a process that ends, or a waiting one that is dehydrated
