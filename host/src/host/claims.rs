@@ -9,7 +9,7 @@ use tokio::sync::{OnceCell, watch};
 
 use super::Host;
 use crate::error::{Error, Result, chain};
-use crate::persist::{Claim, Persister, Presence};
+use crate::persist::{Claim, Claiming, Committed, PersistError, Persister, Presence};
 use crate::process::ProcessHandle;
 
 /// This host's claims in its store.
@@ -53,14 +53,59 @@ impl Host {
     /// [`Error::Claimed`] naming the host that holds its claim, [`Error::Store`] when the store
     /// fails.
     pub(super) async fn claim(&self, store: &Arc<dyn Persister>, pid: &str) -> Result<()> {
-        let Some(claims) = &self.inner.claims else {
-            return Ok(());
-        };
+        let doing = format!("claiming process {pid}");
+        self.claim_with(store, pid, doing, |claiming| async move {
+            let Claiming::Take {
+                owner,
+                now_ms,
+                until_ms,
+            } = claiming
+            else {
+                return Ok(Committed::Written);
+            };
+            Ok(
+                match store
+                    .claim(self.tenant(), pid, owner, now_ms, until_ms)
+                    .await?
+                {
+                    Claim::Granted => Committed::Written,
+                    Claim::Held(holder) => Committed::NotHeld(Some(holder)),
+                },
+            )
+        })
+        .await
+    }
+
+    /// Claim process `pid` for this host as [`claim`](Self::claim) does, by `write`, which is
+    /// given the claim to take ([`Claiming::Unclaimed`] for a host without claims) and answers
+    /// whether the store granted it (written) or not, naming the holder if it can — a write
+    /// that takes the claim and saves a checkpoint in one step, say. `doing` says what the
+    /// write does, for its error.
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim)'s.
+    pub(super) async fn claim_with<'a, W, F>(
+        &'a self,
+        store: &Arc<dyn Persister>,
+        pid: &str,
+        doing: String,
+        write: W,
+    ) -> Result<()>
+    where
+        W: FnOnce(Claiming<'a>) -> F,
+        F: Future<Output = std::result::Result<Committed, PersistError>>,
+    {
         let store_error = |doing: String| {
             move |source| Error::Store {
                 doing,
                 source: Box::new(source),
             }
+        };
+        let Some(claims) = &self.inner.claims else {
+            write(Claiming::Unclaimed)
+                .await
+                .map_err(store_error(doing))?;
+            return Ok(());
         };
         claims
             .presence
@@ -68,20 +113,17 @@ impl Host {
             .await
             .map_err(store_error(format!("joining as {}", claims.owner)))?;
         let now = now_ms();
-        let claim = store
-            .claim(
-                self.tenant(),
-                pid,
-                &claims.owner,
-                now,
-                now + claims.ttl_ms(),
-            )
-            .await
-            .map_err(store_error(format!("claiming process {pid}")))?;
-        if let Claim::Held(holder) = claim {
+        let claim = write(Claiming::Take {
+            owner: &claims.owner,
+            now_ms: now,
+            until_ms: now + claims.ttl_ms(),
+        })
+        .await
+        .map_err(store_error(doing))?;
+        if let Committed::NotHeld(holder) = claim {
             return Err(Error::Claimed {
                 pid: pid.to_string(),
-                holder: Some(holder),
+                holder,
             });
         }
         // The first claim: the host's claims hold until this one runs out, at the earliest.

@@ -9,10 +9,10 @@ use super::Host;
 use super::index::summarize;
 use crate::error::Error;
 use crate::guest::{Launch, LogEntry, LogLevel, LogSource};
-use crate::persist::{self, CheckpointKey, bundle};
+use crate::persist::{self, CheckpointKey, Claiming, Commit, Committed, Logged, bundle};
 use crate::process::{
-    Checkpoints, Outside, ProcessHandle, ProcessRecord, ProcessState, Rehydrate, StepPermit,
-    Unsaved,
+    Checkpoints, HeldLogs, Outside, ProcessHandle, ProcessRecord, ProcessState, Rehydrate,
+    StepPermit, Unsaved,
 };
 
 #[async_trait]
@@ -27,13 +27,15 @@ impl Outside for Host {
 
     /// The one path by which a process's checkpoints are written: only while this host's claim
     /// holds (a host that cannot renew waits here), and — with claims — only if the store says
-    /// the claim is still this host's, in the same atomic step as the write.
+    /// the claim is still this host's, in the same atomic step as the write (and as the lines
+    /// logged before it, and the release of the claim with a terminated process's last).
     async fn save(
         &self,
         process: &ProcessHandle,
         record: &ProcessRecord,
         image: Option<Vec<u8>>,
         tag: Option<&str>,
+        logs: HeldLogs,
     ) -> Result<(), Unsaved> {
         let Some(store) = self.store() else {
             return Ok(());
@@ -45,20 +47,27 @@ impl Outside for Host {
         let mut key = CheckpointKey::of(self.tenant(), &record.pid);
         key.tag = tag.map(str::to_string);
         let summary = summarize(record);
-        let saved = match self.claimant() {
-            Some(owner) => {
-                store
-                    .save_claimed(&key, &bytes, Some(&summary), owner)
-                    .await
-            }
-            None => store
-                .save(&key, &bytes, Some(&summary))
-                .await
-                .map(|()| true),
+        let lines: Vec<persist::LogLine> = logs.lines.into_iter().map(stored_line).collect();
+        let last = tag.is_none() && record.state.is_terminal();
+        let claim = match self.claimant() {
+            None => Claiming::Unclaimed,
+            Some(owner) if last => Claiming::Release { owner },
+            Some(owner) => Claiming::Held { owner },
         };
-        match saved {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Unsaved::Abandoned),
+        let commit = Commit {
+            key: &key,
+            bundle: &bytes,
+            summary: Some(&summary),
+            logs: Logged {
+                lines: &lines,
+                dropped: logs.dropped,
+                keep: self.config().log_lines,
+            },
+            claim,
+        };
+        match store.commit(&commit).await {
+            Ok(Committed::Written) => Ok(()),
+            Ok(Committed::NotHeld(_)) => Err(Unsaved::Abandoned),
             Err(source) => Err(Unsaved::Failed(Error::Store {
                 doing: format!("saving the checkpoint of {key}"),
                 source: Box::new(source),

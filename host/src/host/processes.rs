@@ -15,7 +15,7 @@ use super::index::summarize;
 use crate::comms::{Control, ControlLog, Processes};
 use crate::error::{Error, Result};
 use crate::guest::Guest;
-use crate::persist::{self, CheckpointKey, Persister, bundle};
+use crate::persist::{self, CheckpointKey, Commit, Logged, Persister, bundle};
 use crate::process::{Outside, ProcessHandle, ProcessRecord, ProcessState, Task, prepare_inputs};
 use crate::tenancy::Quota;
 use crate::wasm::{Guests, Plugin};
@@ -91,19 +91,21 @@ impl Host {
         if let Some(store) = self.store() {
             // Durable from the start: the component first, so the checkpoint can always find it.
             self.store_plugin(store, plugin).await?;
-            self.claim(store, &pid).await?;
             let key = CheckpointKey::of(self.tenant(), &pid);
-            store
-                .save(
-                    &key,
-                    &bundle::encode(&record, None),
-                    Some(&summarize(&record)),
-                )
-                .await
-                .map_err(|source| Error::Store {
-                    doing: format!("saving the checkpoint of new {key}"),
-                    source: Box::new(source),
-                })?;
+            let (bytes, summary) = (bundle::encode(&record, None), summarize(&record));
+            let saving = |claim| {
+                let commit = Commit {
+                    key: &key,
+                    bundle: &bytes,
+                    summary: Some(&summary),
+                    logs: Logged::default(),
+                    claim,
+                };
+                // Claimed and saved in one write, where the store can.
+                async move { store.commit(&commit).await }
+            };
+            let doing = format!("claiming new {key} and saving its checkpoint");
+            self.claim_with(store, &pid, doing, saving).await?;
         }
         tracing::debug!(%pid, plugin = %spec.name, "process created");
         self.spawn(plugin, record, interrupt, guests, true).await

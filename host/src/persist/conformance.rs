@@ -7,9 +7,9 @@
 
 use super::bundle::{self, BundleError};
 use super::{
-    AuditRow, CheckpointKey, Claim, DEFAULT_TENANT, Holder, LogLevel, LogLine, LogSource,
-    PersistError, Persister, Presence, ProcessLog, ProcessSummary, Quotas, SummaryFilter,
-    TenantRow, TokenRow, load_checked,
+    AuditRow, CheckpointKey, Claim, Claiming, Commit, Committed, DEFAULT_TENANT, Holder, LogLevel,
+    LogLine, LogSource, Logged, PersistError, Persister, Presence, ProcessLog, ProcessSummary,
+    Quotas, SummaryFilter, TenantRow, TokenRow, load_checked,
 };
 
 /// Run every check against a fresh, empty persister.
@@ -24,6 +24,7 @@ pub async fn check(persister: &dyn Persister) {
     invalid_keys_are_refused(persister).await;
     one_owner_holds_a_claim_until_it_runs_out(persister).await;
     only_the_claims_holder_saves_claimed(persister).await;
+    a_commit_takes_the_claim_appends_the_lines_saves_and_releases(persister).await;
     a_claim_of_an_owner_that_is_gone_is_free_at_once(persister).await;
     tenants_are_created_once_listed_by_name_and_deleted_with_their_tokens(persister).await;
     tokens_are_saved_replaced_and_listed_by_tenant_and_all(persister).await;
@@ -649,6 +650,84 @@ async fn only_the_claims_holder_saves_claimed(p: &dyn Persister) {
     assert_eq!(p.load(&key).await.unwrap().unwrap(), b"five");
     p.release(DEFAULT_TENANT, "fenced", b).await.unwrap();
     p.delete_process(DEFAULT_TENANT, "fenced").await.unwrap();
+}
+
+async fn a_commit_takes_the_claim_appends_the_lines_saves_and_releases(p: &dyn Persister) {
+    let ((a, _pa), (b, _pb)) = owners(p).await;
+    let (a, b) = (a.as_str(), b.as_str());
+    let t = fresh("t");
+    let key = CheckpointKey::of(&t, "committed");
+    let lines = [log_line(1), log_line(2)];
+    let commit = |bundle: &'static [u8], claim| Commit {
+        key: &key,
+        bundle,
+        summary: None,
+        logs: Logged {
+            lines: &lines,
+            dropped: 1,
+            keep: 10,
+        },
+        claim,
+    };
+    let take = |owner| Claiming::Take {
+        owner,
+        now_ms: 1_000,
+        until_ms: u64::MAX / 4,
+    };
+    assert_eq!(
+        p.commit(&commit(b"first", take(a))).await.unwrap(),
+        Committed::Written,
+        "nobody held it"
+    );
+    assert_eq!(p.load(&key).await.unwrap().unwrap(), b"first");
+    let log = p.logs(&t, "committed", 0, 100).await.unwrap();
+    assert_eq!(
+        (log.lines, log.dropped),
+        (numbered(1..=2, 1), 1),
+        "the lines came first"
+    );
+    assert_eq!(
+        p.commit(&commit(b"b's", take(b))).await.unwrap(),
+        Committed::NotHeld(Some(Holder {
+            owner: a.to_string(),
+            until_ms: u64::MAX / 4
+        })),
+        "a holds it, and the answer says so"
+    );
+    assert_eq!(
+        p.commit(&commit(b"b's", Claiming::Held { owner: b }))
+            .await
+            .unwrap(),
+        Committed::NotHeld(None)
+    );
+    assert_eq!(
+        p.load(&key).await.unwrap().unwrap(),
+        b"first",
+        "b wrote nothing"
+    );
+    assert_eq!(
+        p.commit(&commit(b"last", Claiming::Release { owner: a }))
+            .await
+            .unwrap(),
+        Committed::Written
+    );
+    assert_eq!(p.load(&key).await.unwrap().unwrap(), b"last");
+    assert!(
+        p.claim(&t, "committed", b, 2_000, 3_000)
+            .await
+            .unwrap()
+            .is_granted(),
+        "the last checkpoint gave up a's claim"
+    );
+    assert_eq!(
+        p.commit(&commit(b"free", Claiming::Unclaimed))
+            .await
+            .unwrap(),
+        Committed::Written,
+        "unclaimed: written whoever holds it"
+    );
+    p.release(&t, "committed", b).await.unwrap();
+    p.delete_process(&t, "committed").await.unwrap();
 }
 
 async fn one_owner_holds_a_claim_until_it_runs_out(p: &dyn Persister) {

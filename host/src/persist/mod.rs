@@ -25,6 +25,7 @@
 
 mod accounts;
 pub mod bundle;
+pub mod commit;
 pub mod conformance;
 mod embedded;
 mod logs;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use accounts::{AuditRow, Quotas, TenantRow, TokenRow};
+pub use commit::{Claiming, Commit, Committed, Logged};
 pub use embedded::EmbeddedPersister;
 pub use logs::{LogLevel, LogLine, LogSource, ProcessLog};
 pub use memory::MemoryPersister;
@@ -157,6 +159,14 @@ pub trait Persister: Send + Sync {
         summary: Option<&ProcessSummary>,
         owner: &str,
     ) -> Result<bool, PersistError>;
+    /// Write `commit`: the log lines it carries, then its checkpoint under its claim — taken
+    /// first, or given up after, as it says — and nothing at all when the claim is not the
+    /// owner's. One atomic step where the store has one (the embedded store: one transaction,
+    /// shared with the other writes waiting); by default the parts
+    /// [one by one](commit::one_by_one), each atomic.
+    async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, PersistError> {
+        commit::one_by_one(self, commit).await
+    }
     /// The bundle stored under `key`, if any (not yet checked: see [`load_checked`]).
     async fn load(&self, key: &CheckpointKey) -> Result<Option<Vec<u8>>, PersistError>;
     /// Every stored checkpoint's key (plumpy's `get_checkpoints`).

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 pub use handle::ProcessHandle;
 pub(crate) use inputs::prepare_inputs;
-pub(crate) use outside::{Checkpoints, Outside, Rehydrate, StepPermit, Unsaved};
+pub(crate) use outside::{Checkpoints, HeldLogs, Outside, Rehydrate, StepPermit, Unsaved};
 pub use record::ProcessRecord;
 pub(crate) use table::ProcessTable;
 pub(crate) use task::Task;

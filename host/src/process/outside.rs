@@ -19,6 +19,16 @@ pub(crate) enum Checkpoints {
     EveryStep,
 }
 
+/// Log lines a process holds for the store, and how many gave way before them.
+#[derive(Debug, Default)]
+pub(crate) struct HeldLogs {
+    /// The lines, oldest first.
+    pub lines: Vec<LogEntry>,
+    /// Lines logged before them that were dropped on the way (the host's bound, a failed
+    /// store).
+    pub dropped: u64,
+}
+
 /// Why a checkpoint was not saved.
 #[derive(Debug)]
 pub(crate) enum Unsaved {
@@ -38,13 +48,17 @@ pub(crate) trait Outside: Send + Sync {
     fn checkpoints(&self) -> Checkpoints;
 
     /// Save `record` (with a memory image of its guest, if any) as the process's current
-    /// checkpoint, or as the one tagged `tag` — only while this host holds the process's claim.
+    /// checkpoint, or as the one tagged `tag` — only while this host holds the process's claim
+    /// — with `logs`, the lines logged before it, appended to its log first (in the same
+    /// atomic step where the store has one). A terminated process's current checkpoint, its
+    /// last, gives up the claim with it, as [`release`](Self::release) would.
     async fn save(
         &self,
         process: &ProcessHandle,
         record: &ProcessRecord,
         image: Option<Vec<u8>>,
         tag: Option<&str>,
+        logs: HeldLogs,
     ) -> Result<(), Unsaved>;
 
     /// A turn to run one guest call, held until dropped; waits while the limit of concurrent

@@ -1,5 +1,6 @@
 //! [`EmbeddedPersister`]: one file, no server (redb).
 
+mod claims;
 mod summaries;
 mod writer;
 
@@ -15,16 +16,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRow, BoxError, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence,
-    ProcessLog, ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow, check_key,
+    AuditRow, BoxError, CheckpointKey, Claim, Claiming, Commit, Committed, LogLine, Logged,
+    PersistError, Persister, Presence, ProcessLog, ProcessSummary, Quotas, Summaries,
+    SummaryFilter, TenantRow, TokenRow, check_key,
 };
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 /// SHA-256 digest (hex) → component bytes.
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
-/// `tenant \0 pid` → (owner, until in ms since the Unix epoch).
-const CLAIMS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("claims");
 /// Tenant name → its [`TenantRow`] (postcard).
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// Token id → its [`TokenRow`] (postcard).
@@ -96,8 +96,12 @@ impl EmbeddedPersister {
         }
     }
 
-    /// Apply `work` in the writer's next transaction (see [`writer`]).
-    async fn write(&self, work: writer::Work) -> Result<bool, PersistError> {
+    /// Apply `work` in the writer's next transaction (see [`writer`]): its answer, once that
+    /// has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl Fn(&redb::WriteTransaction) -> Result<T, BoxError> + Send + 'static,
+    ) -> Result<T, PersistError> {
         self.writer.write(work).await.map_err(|e| self.error(e))
     }
 
@@ -111,72 +115,6 @@ impl EmbeddedPersister {
             .await
             .map_err(|e| self.error(e))?
             .map_err(|e| self.error(e))
-    }
-}
-
-/// An owner's presence: its file in the owners' directory, locked (`flock`) while the owner
-/// lives. The system lets the lock go when the process ends, however it ends.
-struct PresenceFile {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl Drop for PresenceFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = self.file.unlock();
-    }
-}
-
-fn presence_path(dir: &Path, owner: &str) -> PathBuf {
-    dir.join(format!("{}.lock", hex::encode(owner)))
-}
-
-/// Lock the presence file of `owner`, making it first if need be.
-fn join_as(dir: &Path, owner: &str) -> Result<PresenceFile, BoxError> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::create_dir_all(dir)?;
-    let path = presence_path(dir, owner);
-    loop {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(format!("the owner '{owner}' is present already").into());
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
-        // Someone who found the file unlocked (before it was locked here) may have removed it:
-        // the lock must be on the file the path names.
-        let same = std::fs::metadata(&path).is_ok_and(|m| {
-            file.metadata()
-                .is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev())
-        });
-        if same {
-            return Ok(PresenceFile { file, path });
-        }
-    }
-}
-
-/// Whether `owner` is present: its presence file exists and is locked. A file left unlocked (its
-/// process ended without removing it) is removed.
-fn present(dir: &Path, owner: &str) -> bool {
-    let path = presence_path(dir, owner);
-    let Ok(file) = std::fs::File::open(&path) else {
-        return false;
-    };
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&path);
-            false
-        }
-        Err(std::fs::TryLockError::WouldBlock) => true,
-        // Cannot tell: count it as present, which is safe (the claim then runs out by time).
-        Err(std::fs::TryLockError::Error(_)) => true,
     }
 }
 
@@ -299,6 +237,50 @@ impl Write {
     }
 }
 
+/// Log lines to append, encoded for the store.
+struct LogRows {
+    tenant: String,
+    pid: String,
+    rows: Vec<Vec<u8>>,
+    dropped: u64,
+    keep: usize,
+}
+
+impl LogRows {
+    fn new(tenant: &str, pid: &str, logs: Logged<'_>) -> Result<Self, BoxError> {
+        Ok(Self {
+            tenant: tenant.to_string(),
+            pid: pid.to_string(),
+            rows: logs.lines.iter().map(to_bytes).collect::<Result<_, _>>()?,
+            dropped: logs.dropped,
+            keep: logs.keep,
+        })
+    }
+
+    /// Append the lines: their numbers and the count of those dropped change with them.
+    fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), BoxError> {
+        let (tenant, pid) = (self.tenant.as_str(), self.pid.as_str());
+        let mut heads = txn.open_table(LOG_HEADS)?;
+        let (mut last, mut gone) = heads.get((tenant, pid))?.map_or((0, 0), |h| h.value());
+        gone += self.dropped;
+        let mut logs = txn.open_table(LOGS)?;
+        for row in &self.rows {
+            last += 1;
+            logs.insert((tenant, pid, last), row.as_slice())?;
+        }
+        // Lines are numbered without gaps: those below `last - keep` are the oldest.
+        let cut = last.saturating_sub(self.keep as u64);
+        if cut > 0 {
+            logs.retain_in((tenant, pid, 0)..=(tenant, pid, cut), |_, _| {
+                gone += 1;
+                false
+            })?;
+        }
+        heads.insert((tenant, pid), (last, gone))?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Persister for EmbeddedPersister {
     async fn save(
@@ -309,7 +291,7 @@ impl Persister for EmbeddedPersister {
     ) -> Result<(), PersistError> {
         check_key(key)?;
         let write = Write::new(key, bundle, summary).map_err(|e| self.error(e))?;
-        self.write(Box::new(move |txn| write.apply(txn).map(|()| true)))
+        self.write(move |txn| write.apply(txn).map(|()| true))
             .await
             .map(drop)
     }
@@ -322,21 +304,69 @@ impl Persister for EmbeddedPersister {
         owner: &str,
     ) -> Result<bool, PersistError> {
         check_key(key)?;
-        let claim = format!("{}\0{}", key.tenant, key.pid);
+        let row = claims::row(&key.tenant, &key.pid);
         let write = Write::new(key, bundle, summary).map_err(|e| self.error(e))?;
         let owner = owner.to_string();
         // One write transaction: the claim is read and the checkpoint written atomically.
-        self.write(Box::new(move |txn| {
-            let held = {
-                let claims = txn.open_table(CLAIMS)?;
-                let holder = claims.get(claim.as_str())?;
-                holder.is_some_and(|held| held.value().0 == owner)
-            };
+        self.write(move |txn| {
+            let held = claims::holds(txn, &row, &owner)?;
             if held {
                 write.apply(txn)?;
             }
             Ok(held)
-        }))
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, PersistError> {
+        let key = commit.key;
+        check_key(key)?;
+        let write = Write::new(key, commit.bundle, commit.summary).map_err(|e| self.error(e))?;
+        let logs = (!commit.logs.is_empty())
+            .then(|| LogRows::new(&key.tenant, &key.pid, commit.logs))
+            .transpose()
+            .map_err(|e| self.error(e))?;
+        let row = claims::row(&key.tenant, &key.pid);
+        let owners = self.owners_dir();
+        let claim = match commit.claim {
+            Claiming::Unclaimed => None,
+            Claiming::Held { owner } | Claiming::Release { owner } => {
+                Some((owner.to_string(), None))
+            }
+            Claiming::Take {
+                owner,
+                now_ms,
+                until_ms,
+            } => Some((owner.to_string(), Some((now_ms, until_ms)))),
+        };
+        let release = matches!(commit.claim, Claiming::Release { .. });
+        // One write transaction: the claim taken or checked, the lines, the checkpoint, the
+        // claim given up — all of it or none (a refused claim writes nothing).
+        self.write(move |txn| {
+            if let Some((owner, take)) = &claim {
+                match take {
+                    Some((now, until)) => {
+                        if let Claim::Held(holder) =
+                            claims::take(txn, &row, owner, *now, *until, &owners)?
+                        {
+                            return Ok(Committed::NotHeld(Some(holder)));
+                        }
+                    }
+                    None if !claims::holds(txn, &row, owner)? => {
+                        return Ok(Committed::NotHeld(None));
+                    }
+                    None => {}
+                }
+            }
+            if let Some(logs) = &logs {
+                logs.apply(txn)?;
+            }
+            write.apply(txn)?;
+            if let (true, Some((owner, _))) = (release, &claim) {
+                claims::release(txn, &row, owner)?;
+            }
+            Ok(Committed::Written)
+        })
         .await
     }
 
@@ -463,7 +493,7 @@ impl Persister for EmbeddedPersister {
 
     async fn join(&self, owner: &str) -> Result<Presence, PersistError> {
         let (dir, owner) = (self.owners_dir(), owner.to_string());
-        self.blocking(move |_| join_as(&dir, &owner).map(Presence::new))
+        self.blocking(move |_| claims::join_as(&dir, &owner).map(Presence::new))
             .await
     }
 
@@ -475,36 +505,11 @@ impl Persister for EmbeddedPersister {
         now_ms: u64,
         until_ms: u64,
     ) -> Result<Claim, PersistError> {
-        let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
+        let (row, owner) = (claims::row(tenant, pid), owner.to_string());
         let owners = self.owners_dir();
-        // One write transaction: redb lets one writer in at a time, across processes too.
-        self.blocking(move |db| {
-            let txn = db.begin_write()?;
-            let claim = {
-                let mut table = txn.open_table(CLAIMS)?;
-                let held = match table.get(key.as_str())? {
-                    None => None,
-                    Some(held) => {
-                        let (holder, until) = held.value();
-                        let taken = holder != owner && until >= now_ms && present(&owners, holder);
-                        taken.then(|| Holder {
-                            owner: holder.to_string(),
-                            until_ms: until,
-                        })
-                    }
-                };
-                match held {
-                    Some(holder) => Claim::Held(holder),
-                    None => {
-                        table.insert(key.as_str(), (owner.as_str(), until_ms))?;
-                        Claim::Granted
-                    }
-                }
-            };
-            txn.commit()?;
-            Ok(claim)
-        })
-        .await
+        // Through the writer: claims made at once share a commit (and one with checkpoints).
+        self.write(move |txn| claims::take(txn, &row, &owner, now_ms, until_ms, &owners))
+            .await
     }
 
     async fn renew(
@@ -516,7 +521,7 @@ impl Persister for EmbeddedPersister {
         self.blocking(move |db| {
             let txn = db.begin_write()?;
             let mine = {
-                let mut table = txn.open_table(CLAIMS)?;
+                let mut table = txn.open_table(claims::CLAIMS)?;
                 let mine: Vec<String> = table
                     .iter()?
                     .filter_map(Result::ok)
@@ -541,21 +546,9 @@ impl Persister for EmbeddedPersister {
     }
 
     async fn release(&self, tenant: &str, pid: &str, owner: &str) -> Result<(), PersistError> {
-        let (key, owner) = (format!("{tenant}\0{pid}"), owner.to_string());
-        self.blocking(move |db| {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(CLAIMS)?;
-                let mine = table
-                    .get(key.as_str())?
-                    .is_some_and(|held| held.value().0 == owner);
-                if mine {
-                    table.remove(key.as_str())?;
-                }
-            }
-            txn.commit().map_err(Into::into)
-        })
-        .await
+        let (row, owner) = (claims::row(tenant, pid), owner.to_string());
+        self.write(move |txn| claims::release(txn, &row, &owner))
+            .await
     }
 
     async fn create_tenant(&self, tenant: &TenantRow) -> Result<bool, PersistError> {
@@ -765,37 +758,13 @@ impl Persister for EmbeddedPersister {
         dropped: u64,
         keep: usize,
     ) -> Result<(), PersistError> {
-        let rows = lines
-            .iter()
-            .map(to_bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.error(e))?;
-        let (tenant, pid) = (tenant.to_string(), pid.to_string());
-        // One write transaction: the lines, their numbers and the count of those dropped
-        // change together.
-        self.write(Box::new(move |txn| {
-            let (tenant, pid) = (tenant.as_str(), pid.as_str());
-            let mut heads = txn.open_table(LOG_HEADS)?;
-            let (mut last, mut gone) = heads.get((tenant, pid))?.map_or((0, 0), |h| h.value());
-            gone += dropped;
-            let mut logs = txn.open_table(LOGS)?;
-            for row in &rows {
-                last += 1;
-                logs.insert((tenant, pid, last), row.as_slice())?;
-            }
-            // Lines are numbered without gaps: those below `last - keep` are the oldest.
-            let cut = last.saturating_sub(keep as u64);
-            if cut > 0 {
-                logs.retain_in((tenant, pid, 0)..=(tenant, pid, cut), |_, _| {
-                    gone += 1;
-                    false
-                })?;
-            }
-            heads.insert((tenant, pid), (last, gone))?;
-            Ok(true)
-        }))
-        .await
-        .map(drop)
+        let logs = Logged {
+            lines,
+            dropped,
+            keep,
+        };
+        let rows = LogRows::new(tenant, pid, logs).map_err(|e| self.error(e))?;
+        self.write(move |txn| rows.apply(txn)).await
     }
 
     async fn logs(

@@ -1,8 +1,8 @@
-//! Group commit: the embedded store's checkpoint and log writes go through one writer thread,
-//! which puts every write waiting when it starts a transaction into that one transaction. A
-//! commit costs a few `fsync`s whatever it holds, so many processes saving at once share them.
-//! Each write is answered only once its transaction has committed: a step is durable before
-//! the host goes on, as with a transaction of its own.
+//! Group commit: the embedded store's writes go through one writer thread, which puts every
+//! write waiting when it starts a transaction into that one transaction. A commit costs a few
+//! `fsync`s whatever it holds, so many processes saving (and claiming, and releasing) at once
+//! share them. Each write is answered only once its transaction has committed: a step is
+//! durable before the host goes on, as with a transaction of its own.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -15,20 +15,45 @@ use super::BoxError;
 /// How many writes one transaction takes at most, so that a long queue still commits often.
 const MOST_PER_COMMIT: usize = 256;
 
-/// A write: applied to a transaction, it answers `true`, or `false` when it chose to write
-/// nothing (a claimed save whose claim is another's). It may run twice (see [`run`]): it must
-/// depend only on what the transaction holds.
-pub(super) type Work = Box<dyn Fn(&WriteTransaction) -> Result<bool, BoxError> + Send>;
+/// A write waiting for its transaction: applied to it (perhaps twice, see [`run`]: what it
+/// does must depend only on what the transaction holds), then answered once it committed.
+trait Pending: Send {
+    /// Apply the write to `txn`, keeping its answer until the commit.
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), BoxError>;
+    /// Answer the writer: the answer kept, once the transaction committed, or `error`.
+    fn answer(self: Box<Self>, error: Option<BoxError>);
+}
 
-struct Job {
-    work: Work,
-    done: oneshot::Sender<Result<bool, BoxError>>,
+struct Job<T, F> {
+    work: F,
+    answer: Option<T>,
+    done: oneshot::Sender<Result<T, BoxError>>,
+}
+
+impl<T, F> Pending for Job<T, F>
+where
+    T: Send,
+    F: Fn(&WriteTransaction) -> Result<T, BoxError> + Send,
+{
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), BoxError> {
+        self.answer = Some((self.work)(txn)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, error: Option<BoxError>) {
+        let answer = match (error, self.answer) {
+            (Some(error), _) => Err(error),
+            (None, Some(answer)) => Ok(answer),
+            (None, None) => Err("the store's writer answered a write it never applied".into()),
+        };
+        let _ = self.done.send(answer);
+    }
 }
 
 /// The queue to the writer thread of one store. Dropping it ends the thread once the writes
 /// queued are done, and waits for that: the database is closed when the store is dropped.
 pub(super) struct Writer {
-    queue: Option<Sender<Job>>,
+    queue: Option<Sender<Box<dyn Pending>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -54,13 +79,24 @@ impl Writer {
         })
     }
 
-    /// Apply `work` in the next transaction, and answer once it has committed.
-    pub(super) async fn write(&self, work: Work) -> Result<bool, BoxError> {
+    /// Apply `work` in the next transaction, and answer what it answered once that has
+    /// committed. `work` may run twice, in two transactions (the first one failed): it must
+    /// depend only on what the transaction holds.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, BoxError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction) -> Result<T, BoxError> + Send + 'static,
+    {
         let (done, answer) = oneshot::channel();
+        let job = Job {
+            work,
+            answer: None,
+            done,
+        };
         self.queue
             .as_ref()
             .expect("the queue lives as long as the writer")
-            .send(Job { work, done })
+            .send(Box::new(job))
             .map_err(|_| "the store's writer has stopped")?;
         answer
             .await
@@ -68,7 +104,7 @@ impl Writer {
     }
 }
 
-fn serve(db: &Database, jobs: &Receiver<Job>) {
+fn serve(db: &Database, jobs: &Receiver<Box<dyn Pending>>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MOST_PER_COMMIT {
@@ -77,35 +113,31 @@ fn serve(db: &Database, jobs: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match run(db, &batch) {
-            Ok(answers) => {
-                for (job, answer) in batch.into_iter().zip(answers) {
-                    let _ = job.done.send(Ok(answer));
-                }
-            }
+        match run(db, &mut batch) {
+            Ok(()) => batch.into_iter().for_each(|job| job.answer(None)),
             // One write that fails must not fail the others: each runs again on its own, and
             // gets its own answer (the failed transaction wrote nothing).
             Err(_) if batch.len() > 1 => {
-                for job in batch {
-                    let answer = run(db, std::slice::from_ref(&job)).map(|a| a[0]);
-                    let _ = job.done.send(answer);
+                for mut job in batch {
+                    let error = run(db, std::slice::from_mut(&mut job)).err();
+                    job.answer(error);
                 }
             }
             Err(error) => {
-                let job = batch.pop().expect("a batch of one");
-                let _ = job.done.send(Err(error));
+                if let Some(job) = batch.pop() {
+                    job.answer(Some(error));
+                }
             }
         }
     }
 }
 
 /// Apply `batch` in one transaction and commit it; nothing is written if any write fails.
-fn run(db: &Database, batch: &[Job]) -> Result<Vec<bool>, BoxError> {
+fn run(db: &Database, batch: &mut [Box<dyn Pending>]) -> Result<(), BoxError> {
     let txn = db.begin_write()?;
-    let answers = batch
-        .iter()
-        .map(|job| (job.work)(&txn))
-        .collect::<Result<Vec<_>, _>>()?;
+    for job in batch.iter_mut() {
+        job.apply(&txn)?;
+    }
     txn.commit()?;
-    Ok(answers)
+    Ok(())
 }

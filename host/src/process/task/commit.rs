@@ -2,7 +2,7 @@
 //! checkpoints — saved first, then published, through the one save path of [`Outside`].
 
 use crate::error::{Error, chain};
-use crate::process::outside::{Checkpoints, Unsaved};
+use crate::process::outside::{Checkpoints, HeldLogs, Unsaved};
 use crate::process::{ProcessRecord, ProcessState};
 
 use super::{End, Task};
@@ -104,14 +104,24 @@ impl Task {
         } else {
             self.guest.image().await
         };
-        // The log first: a checkpoint seen in the store has every line logged before it.
+        // The log with it, first: a checkpoint seen in the store has every line logged before it.
         self.log_state();
-        self.flush_logs().await;
+        let (lines, dropped) = self.logs.take();
+        let count = lines.len() as u64;
         let imaged = image.is_some();
         let saved = self
             .outside
-            .save(&self.handle, &self.record, image, tag)
+            .save(
+                &self.handle,
+                &self.record,
+                image,
+                tag,
+                HeldLogs { lines, dropped },
+            )
             .await;
+        if let Err(Unsaved::Failed(_)) = saved {
+            self.logs.count_dropped(count + dropped);
+        }
         if tag.is_none() && saved.is_ok() {
             self.imaged = imaged;
         }

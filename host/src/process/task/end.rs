@@ -4,7 +4,7 @@
 
 use crate::error::chain;
 use crate::guest::LogLevel;
-use crate::process::outside::Unsaved;
+use crate::process::outside::{Checkpoints, Unsaved};
 use crate::process::{Event, ProcessState};
 
 use super::{End, Task};
@@ -77,20 +77,24 @@ impl Task {
         self.record.awaiting.clear();
         self.record.state = state;
         self.record.after_step = None;
-        match self.save_as(None).await {
-            Ok(()) => {}
+        // The last checkpoint gives up the claim with it.
+        let released = match self.save_as(None).await {
+            Ok(()) => self.outside.checkpoints() != Checkpoints::Off,
             Err(Unsaved::Abandoned) => return self.abandoned(),
             Err(Unsaved::Failed(e)) => {
                 tracing::error!(pid = %self.handle.pid(), "cannot save the final checkpoint: {}", chain(&e));
+                false
             }
-        }
+        };
         self.publish();
         tracing::debug!(pid = %self.handle.pid(), %state, "process ended");
         self.emit(event);
         if let Some(message) = late_pause {
             self.emit(Event::Paused { message });
         }
-        self.outside.release(self.handle.pid()).await;
+        if !released {
+            self.outside.release(self.handle.pid()).await;
+        }
         self.keep_children();
         self.handle.shared.done.send_replace(true);
         self.outside.ended(self.handle.pid(), false);

@@ -17,7 +17,7 @@ use crate::guest::{
     ProcessView, StepOutcome, StepResult,
 };
 use crate::ports::{DefaultRequest, GuestCheck, PortNamespace};
-use crate::process::outside::{Checkpoints, Outside, Rehydrate, StepPermit, Unsaved};
+use crate::process::outside::{Checkpoints, HeldLogs, Outside, Rehydrate, StepPermit, Unsaved};
 use crate::process::{Event, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Task};
 use crate::spec::{ExitCodeSpec, ProcessSpec};
 use crate::workchain::{Node, Outline};
@@ -481,6 +481,7 @@ impl Outside for Fake {
         record: &ProcessRecord,
         image: Option<Vec<u8>>,
         tag: Option<&str>,
+        logs: HeldLogs,
     ) -> Result<(), Unsaved> {
         let mut saved = self.saved.lock().unwrap();
         let mut trouble = self.trouble.lock().unwrap();
@@ -492,6 +493,17 @@ impl Outside for Fake {
                 SaveBehaviour::Abandon => Unsaved::Abandoned,
                 SaveBehaviour::Fail => Unsaved::Failed(Error::NoStore),
             });
+        }
+        if !logs.lines.is_empty() || logs.dropped > 0 {
+            self.logs.lock().unwrap().push(Appended {
+                saves_before: saved.len(),
+                pid: record.pid.clone(),
+                lines: logs.lines,
+                dropped: logs.dropped,
+            });
+        }
+        if tag.is_none() && record.state.is_terminal() {
+            self.released.lock().unwrap().push(record.pid.clone());
         }
         saved.push(Saved {
             record: record.clone(),
