@@ -37,9 +37,9 @@ const LOGS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("lo
 const LOG_HEADS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("log_heads");
 
 /// Keeps checkpoints and plugins in one redb file. Every write is in one transaction: it
-/// commits whole or not at all, and a crash mid-write leaves the previous state. Checkpoints
-/// and log lines written at once by many processes share a transaction (group commit), each
-/// answered once it has committed.
+/// commits whole or not at all, and a crash mid-write leaves the previous state. A
+/// [`Commit`] is one transaction; checkpoints, log lines, claims and releases written at once
+/// by many processes share one (group commit), each answered once it has committed.
 pub struct EmbeddedPersister {
     db: Arc<Database>,
     path: PathBuf,
