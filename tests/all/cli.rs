@@ -549,7 +549,8 @@ fn a_process_killed_with_sigkill_mid_loop_is_continued_by_a_new_damson_to_the_sa
     assert_eq!(listed[0]["state"], "RUNNING", "it died running: {listed}");
     let show = run(&["show", &pid, "--store", &store]);
     assert!(
-        stdout(&show).contains("position: 1:while_(above_one)(0:advance)"),
+        // Its last checkpoint came after a step: the loop's condition is next.
+        stdout(&show).contains("position: 1:while_(above_one)\n"),
         "{}",
         stdout(&show)
     );

@@ -206,6 +206,18 @@ impl Outline {
         position(&self.root, cursor, &mut out);
         out
     }
+
+    /// The position of a process at rest at `cursor` (between two calls), as plumpy's stepper
+    /// names it: the next thing to run — `1:step2` once `0:step1` is done, `1:while_(more)`
+    /// once an iteration's last step is — found without calling anything. `None` when the
+    /// outline has nothing left to run.
+    pub fn position_at_rest(&self, cursor: &Cursor) -> Option<String> {
+        let mut ahead = cursor.clone();
+        match next(&self.root, &mut ahead) {
+            Call::Done => None,
+            _ => Some(self.position(&ahead)),
+        }
+    }
 }
 
 fn build(nodes: &[Node], index: u32, used: &mut [bool]) -> Result<Instruction, OutlineError> {
@@ -548,6 +560,36 @@ mod tests {
         assert_eq!(seen[0], "0:s1");
         assert_eq!(seen[1], "1:elif_(isB)(0:s3)");
         assert_eq!(seen[3], "3:while_(ltN)(0:s6)");
+    }
+
+    #[test]
+    fn at_rest_the_position_names_the_next_thing_to_run_as_plumpys_stepper_does() {
+        let outline = s39();
+        let mut cursor = outline.start();
+        let mut at_rest = Vec::new();
+        loop {
+            match outline.next(&mut cursor) {
+                Call::Step(_) => {
+                    outline.step_done(&mut cursor);
+                    at_rest.push(outline.position_at_rest(&cursor));
+                }
+                Call::Condition(c) => {
+                    outline.condition(&mut cursor, c == "isB" || c == "ltN" && at_rest.len() < 4)
+                }
+                _ => break,
+            }
+        }
+        let at_rest: Vec<_> = at_rest.iter().map(|p| p.as_deref()).collect();
+        assert_eq!(
+            at_rest,
+            [
+                Some("1:if_(isA)"),    // s1 done: the if_ comes next, its conditions untried
+                Some("2:s5"),          // s3, in the elif_, done
+                Some("3:while_(ltN)"), // s5 done: the loop's condition next
+                Some("3:while_(ltN)"), // an iteration of s6 done: the condition again
+            ]
+        );
+        assert_eq!(outline.position_at_rest(&cursor), None, "nothing left");
     }
 
     #[test]

@@ -337,7 +337,9 @@ impl Task {
     /// Run one step, commit what it did with a checkpoint, then carry out the rest of it.
     async fn step(&mut self, name: &str) -> Result<(), End> {
         let position = self.spec.outline.position(&self.record.cursor);
-        self.progress(|r| r.position.clone_from(&position));
+        if position != self.record.position {
+            self.progress(|r| r.position.clone_from(&position));
+        }
         let mut outcome = {
             let _permit = self.outside.step_permit().await;
             let mut view = self.lend();
@@ -367,6 +369,13 @@ impl Task {
             .awaited(returned.awaits, &launches)
             .map_err(|error| End::Excepted(format!("step '{name}' {error}")))?;
         self.spec.outline.step_done(&mut self.record.cursor);
+        // At rest, the position names what runs next, as plumpy's does (the last step's
+        // stays once nothing is left).
+        if let Some(next) = self.spec.outline.position_at_rest(&self.record.cursor)
+            && next != self.record.position
+        {
+            self.progress(|r| r.position.clone_from(&next));
+        }
         let pids: Vec<String> = launches.iter().map(|l| l.pid.clone()).collect();
         if !pids.is_empty() {
             self.progress(|r| r.children.extend(pids.iter().cloned()));

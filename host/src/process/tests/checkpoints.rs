@@ -43,8 +43,11 @@ async fn a_durable_process_checkpoints_at_each_point() {
         .iter()
         .map(|s| s.record.position.clone())
         .collect();
-    assert!(positions[2].contains("first"), "{positions:?}");
-    assert!(positions[6].contains("last"), "{positions:?}");
+    // At rest, the position names what runs next (as plumpy's stepper does); the last
+    // step's stays once nothing is left.
+    assert_eq!(positions[2], "1:wait", "after `first`: {positions:?}");
+    assert_eq!(positions[4], "2:last", "waiting: {positions:?}");
+    assert_eq!(positions[7], "2:last", "the end: {positions:?}");
 }
 
 #[tokio::test]
