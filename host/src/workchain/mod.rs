@@ -535,50 +535,39 @@ mod tests {
         assert_eq!(walk(&outline, |_| true), ["a", "return Some(3)"]);
     }
 
-    #[test]
-    fn the_position_reads_like_plumpys_stepper() {
-        let outline = s39();
+    /// Run `s39` with isA false, isB true and ltN true until four steps have run: the
+    /// position as each step runs, the position at rest after it, and the cursor at the end.
+    fn s39_positions(outline: &Outline) -> (Vec<String>, Vec<Option<String>>, Cursor) {
         let mut cursor = outline.start();
-        let mut seen = Vec::new();
+        let (mut running, mut at_rest) = (Vec::new(), Vec::new());
         loop {
             match outline.next(&mut cursor) {
                 Call::Step(_) => {
-                    seen.push(outline.position(&cursor));
+                    running.push(outline.position(&cursor));
                     outline.step_done(&mut cursor);
+                    at_rest.push(outline.position_at_rest(&cursor));
                 }
                 Call::Condition(c) => {
-                    let value = match c {
-                        "isA" => false,
-                        "isB" => true,
-                        _ => seen.len() < 4,
-                    };
+                    let value = c == "isB" || c == "ltN" && running.len() < 4;
                     outline.condition(&mut cursor, value);
                 }
-                _ => break,
+                _ => return (running, at_rest, cursor),
             }
         }
-        assert_eq!(seen[0], "0:s1");
-        assert_eq!(seen[1], "1:elif_(isB)(0:s3)");
-        assert_eq!(seen[3], "3:while_(ltN)(0:s6)");
+    }
+
+    #[test]
+    fn the_position_reads_like_plumpys_stepper() {
+        let (running, _, _) = s39_positions(&s39());
+        assert_eq!(running[0], "0:s1");
+        assert_eq!(running[1], "1:elif_(isB)(0:s3)");
+        assert_eq!(running[3], "3:while_(ltN)(0:s6)");
     }
 
     #[test]
     fn at_rest_the_position_names_the_next_thing_to_run_as_plumpys_stepper_does() {
         let outline = s39();
-        let mut cursor = outline.start();
-        let mut at_rest = Vec::new();
-        loop {
-            match outline.next(&mut cursor) {
-                Call::Step(_) => {
-                    outline.step_done(&mut cursor);
-                    at_rest.push(outline.position_at_rest(&cursor));
-                }
-                Call::Condition(c) => {
-                    outline.condition(&mut cursor, c == "isB" || c == "ltN" && at_rest.len() < 4)
-                }
-                _ => break,
-            }
-        }
+        let (_, at_rest, cursor) = s39_positions(&outline);
         let at_rest: Vec<_> = at_rest.iter().map(|p| p.as_deref()).collect();
         assert_eq!(
             at_rest,
