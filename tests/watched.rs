@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use damson::persist::{
-    AuditRow, CheckpointKey, Claim, LogLine, MemoryPersister, PersistError, Persister, Presence,
-    ProcessLog, ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow,
+    AuditRow, CheckpointKey, Claim, LogLine, MemoryPersister, PersistError, Persister, Posted,
+    Presence, ProcessLog, ProcessSummary, Quotas, SignalRow, Summaries, SummaryFilter, TenantRow,
+    TokenRow,
 };
 
 /// A store (by default a fresh in-memory one) that keeps every bundle saved through it, in
@@ -203,6 +204,22 @@ impl Persister for Watched {
         limit: usize,
     ) -> Result<ProcessLog, PersistError> {
         self.store.logs(tenant, pid, after_seq, limit).await
+    }
+    async fn post_signal(
+        &self,
+        tenant: &str,
+        pid: &str,
+        signal: &SignalRow,
+    ) -> Result<Posted, PersistError> {
+        self.store.post_signal(tenant, pid, signal).await
+    }
+    async fn signals(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+    ) -> Result<Vec<SignalRow>, PersistError> {
+        self.store.signals(tenant, pid, after_seq).await
     }
     fn summary(&self) -> String {
         format!("{} (watched)", self.store.summary())

@@ -162,6 +162,15 @@ pub enum Error {
         pid: String,
     },
 
+    /// The process has terminated, so it takes no signal.
+    #[error("process {pid} has terminated ({state}): it takes no more signals")]
+    Terminated {
+        /// The process.
+        pid: String,
+        /// How it ended: `FINISHED`, `EXCEPTED` or `KILLED`.
+        state: String,
+    },
+
     /// wasmtime's engine cannot be set up with this configuration.
     #[error("cannot set up the WebAssembly engine")]
     Engine {

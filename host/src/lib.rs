@@ -70,6 +70,8 @@ pub use config::{HostConfig, Sandbox};
 pub use error::{BoxError, Error, Result};
 pub use guest::{Failure, LimitExceeded};
 pub use host::{Host, Recovered};
-pub use process::{Event, ProcessHandle, ProcessListener, ProcessRecord, ProcessState};
+pub use process::{
+    Event, ProcessHandle, ProcessListener, ProcessRecord, ProcessState, Sent, Signal,
+};
 pub use spec::InvalidSpec;
 pub use wasm::{Plugin, SnapshotSafety, WORLD};

@@ -95,6 +95,16 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, Option<&str>, &str)] = &[
     ),
     (
         "post",
+        "/v1/processes/{pid}/signal",
+        "signal",
+        Some("control"),
+        "Send a signal; body {\"event\": TEXT, \"data\": JSON, \"key\": TEXT}, each optional \
+         (no event: a plain resume). Stored before the reply, taken by the process's wait for \
+         the event; the reply's `seq` numbers it, `duplicate` is true when a signal with the \
+         same key was sent before (nothing stored again); 409 for a terminated process",
+    ),
+    (
+        "post",
         "/v1/processes/{pid}/continue",
         "continueProcess",
         Some("submit"),

@@ -57,7 +57,9 @@ impl From<Error> for Problem {
             | Error::PluginPath { .. }
             | Error::PluginNotFound { .. } => StatusCode::BAD_REQUEST,
             Error::NoCheckpoint { .. } => StatusCode::NOT_FOUND,
-            Error::Claimed { .. } | Error::Closed { .. } => StatusCode::CONFLICT,
+            Error::Claimed { .. } | Error::Closed { .. } | Error::Terminated { .. } => {
+                StatusCode::CONFLICT
+            }
             Error::ReadPlugin { .. }
             | Error::NotWasm { .. }
             | Error::CoreModule { .. }

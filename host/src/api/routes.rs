@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::auth::Caller;
 use super::problem::Problem;
 use super::{Api, openapi, views};
+use crate::process::{Sent, Signal};
 use crate::tenancy::Scope;
 use crate::{Host, ProcessHandle};
 
@@ -28,6 +29,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/processes/{pid}/pause", post(pause))
         .route("/v1/processes/{pid}/play", post(play))
         .route("/v1/processes/{pid}/kill", post(kill))
+        .route("/v1/processes/{pid}/signal", post(signal))
         .route("/v1/processes/{pid}/continue", post(continue_))
         .with_state(api)
 }
@@ -224,6 +226,45 @@ async fn kill(
         p.kill(body.message.as_deref(), body.force)
     })
     .await
+}
+
+/// The body the signal route takes, all of it optional (no event: a plain resume).
+#[derive(Deserialize, Default)]
+struct SignalBody {
+    event: Option<String>,
+    data: Option<Value>,
+    key: Option<String>,
+}
+
+async fn signal(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(pid): Path<String>,
+    body: Option<Json<SignalBody>>,
+) -> Reply {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let host = caller.host(&api, Scope::Control).await?;
+    let signal = Signal {
+        event: body.event,
+        data: body.data.filter(|d| !d.is_null()),
+        key: body.key,
+    };
+    // A stored process is continued here first, as the control routes do, so that it takes
+    // the signal now if it waits for it.
+    let sent = async {
+        if host.process(&pid).is_none() {
+            host.continue_process(&pid, None).await?;
+        }
+        host.signal(&pid, &signal).await
+    }
+    .await;
+    api.audit(&caller, "process.signal", Some(&pid), &sent).await;
+    let sent = sent?;
+    Ok(Json(json!({
+        "pid": pid,
+        "seq": sent.seq(),
+        "duplicate": matches!(sent, Sent::Duplicate { .. }),
+    })))
 }
 
 async fn continue_(

@@ -99,14 +99,23 @@ pub(crate) struct DaemonOptions {
 
 impl DaemonOptions {
     /// The client of `--server`, if one is named.
-    fn server(&self) -> anyhow::Result<Option<Client>> {
+    pub(super) fn server(&self) -> anyhow::Result<Option<Client>> {
         self.server.client(self.token.as_deref())
     }
 
-    /// The record the store has of `pid`, if any (none from `--store memory:`).
-    async fn stored(&self, pid: &str) -> anyhow::Result<(Option<ProcessRecord>, String)> {
+    /// The store a process is read from when no daemon answers for it (none from `--store
+    /// memory:`).
+    pub(super) async fn store(&self) -> anyhow::Result<Option<Arc<dyn crate::persist::Persister>>> {
         let home = super::home_or_default(self.home.as_deref());
-        let Some(store) = self.store.open_in(&home).await? else {
+        self.store.open_in(&home).await
+    }
+
+    /// The record the store has of `pid`, if any (none from `--store memory:`).
+    pub(super) async fn stored(
+        &self,
+        pid: &str,
+    ) -> anyhow::Result<(Option<ProcessRecord>, String)> {
+        let Some(store) = self.store().await? else {
             return Ok((None, "no store (--store memory:)".into()));
         };
         let key = crate::persist::CheckpointKey::new(pid);
@@ -139,7 +148,9 @@ impl DaemonOptions {
     /// The broker or the socket, for a command with no `--server`. A token is refused there
     /// rather than ignored: the socket acts for its owner (the default tenant), and a broker
     /// URL carries its own credentials (a tenant's), so the token would act for nobody.
-    async fn controller(&self) -> anyhow::Result<(RemoteProcessController, Arc<dyn Communicator>)> {
+    pub(super) async fn controller(
+        &self,
+    ) -> anyhow::Result<(RemoteProcessController, Arc<dyn Communicator>)> {
         if self.token.is_some() {
             let through = if self.broker.broker.is_some() {
                 "the broker, whose URL's user says whose processes it reaches"
@@ -287,7 +298,7 @@ fn state_of(status: &Value) -> String {
 }
 
 /// How a process ended, in words: `FINISHED successfully`, `EXCEPTED: …`, `KILLED: …`.
-fn ended_how(record: &ProcessRecord) -> String {
+pub(super) fn ended_how(record: &ProcessRecord) -> String {
     let mut how = record.state.to_string();
     match record.successful() {
         Some(true) => how.push_str(" successfully"),

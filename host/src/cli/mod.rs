@@ -12,6 +12,7 @@ mod resume;
 mod run;
 mod serve;
 mod server;
+mod signal;
 mod store;
 mod tenant;
 mod token;
@@ -58,6 +59,7 @@ enum Command {
     Kill(control::KillCommand),
     /// Ask a running process for its status.
     Status(control::StatusCommand),
+    Signal(signal::SignalCommand),
     /// Follow a running process's state changes until it ends.
     Watch(control::WatchCommand),
     /// Run processes on this machine with no broker, controlled through a local socket.
@@ -318,6 +320,7 @@ impl Cli {
             Command::Play(cmd) => cmd.execute().await,
             Command::Kill(cmd) => cmd.execute().await,
             Command::Status(cmd) => cmd.execute().await,
+            Command::Signal(cmd) => cmd.execute().await,
             Command::Watch(cmd) => cmd.execute().await,
             Command::Serve(cmd) => cmd.execute().await,
             Command::Describe(cmd) => cmd.execute().await,

@@ -1,7 +1,7 @@
 //! [`Attachment`]: a host's processes made reachable through a communicator, as plumpy's are
 //! through theirs.
 //!
-//! Each process answers the RPC intents `pause`, `play`, `kill` and `status` at its pid; the
+//! Each process answers the RPC intents `pause`, `play`, `kill`, `status` and `signal` at its pid; the
 //! `pause`, `play` and `kill` broadcasts reach every live process of the host; every state
 //! change is broadcast as `state_changed.<from>.<to>` from the pid, in order.
 
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::audit::{Control, ControlLog, accepted};
 use super::control::{ProcessRpc, intent, state_changed};
 use super::{Broadcast, BroadcastSubscriber, CommsError, Communicator};
-use crate::process::{ProcessHandle, ProcessState, ProcessTable};
+use crate::process::{Inbox, ProcessHandle, ProcessState, ProcessTable};
 
 /// A communicator attached to a host, and the queue of state changes it broadcasts in order.
 pub(crate) struct Attachment {
@@ -22,13 +22,15 @@ pub(crate) struct Attachment {
     /// Where the control operations that arrive are recorded, as done by [`Self::peer`].
     log: Arc<dyn ControlLog>,
     peer: String,
+    /// Where the signals that arrive are stored for their processes.
+    inbox: Arc<dyn Inbox>,
 }
 
 impl Attachment {
     /// Attach `communicator` to the host whose processes `table` holds: it hears the broadcasts
     /// to all processes, and broadcasts their state changes; every pause, play and kill that
-    /// arrives is recorded in `log`. Make each process reachable with
-    /// [`reachable`](Self::reachable).
+    /// arrives is recorded in `log`; signals are stored in `inbox`. Make each process
+    /// reachable with [`reachable`](Self::reachable).
     ///
     /// # Errors
     /// When the communicator refuses the broadcast subscriber.
@@ -36,6 +38,7 @@ impl Attachment {
         communicator: Arc<dyn Communicator>,
         table: Weak<ProcessTable>,
         log: Arc<dyn ControlLog>,
+        inbox: Arc<dyn Inbox>,
     ) -> Result<Self, CommsError> {
         let peer = communicator.peer();
         let (changes, mut queue) = mpsc::unbounded_channel::<Broadcast>();
@@ -63,6 +66,7 @@ impl Attachment {
             changes,
             log,
             peer,
+            inbox,
         })
     }
 
@@ -78,6 +82,7 @@ impl Attachment {
                 process: process.clone(),
                 log: self.log.clone(),
                 peer: self.peer.clone(),
+                inbox: self.inbox.clone(),
             });
             self.communicator
                 .add_rpc_subscriber(rpc, Some(process.pid().to_string()))

@@ -5,7 +5,7 @@
 //! sends all of these from anywhere.
 //!
 //! Message bodies are kiwipy's (see `shared/design/kiwipy-wire.md`): RPC `{intent, message[,
-//! force_kill]}`; broadcasts with subject `pause` / `play` / `kill` and body `{intent, message[,
+//! force_kill]}`, and Damson's `{intent: signal, event, data, key}`; broadcasts with subject `pause` / `play` / `kill` and body `{intent, message[,
 //! force_kill]}` (or none for play); state changes `state_changed.<from>.<to>` from the pid with
 //! no body; tasks `{task: launch|create|continue, args: {…}}`.
 
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::RpcSubscriber;
 use super::audit::{Control, ControlLog, accepted};
-use crate::process::{ProcessHandle, ProcessRecord, ProcessState};
+use crate::error::{Error, chain};
+use crate::process::{Inbox, ProcessHandle, ProcessRecord, ProcessState, Sent, Signal, send_signal};
 
 /// The RPC intents a process answers (and the subjects of the broadcasts to all processes).
 pub mod intent {
@@ -28,6 +29,8 @@ pub mod intent {
     pub const KILL: &str = "kill";
     /// The process's status.
     pub const STATUS: &str = "status";
+    /// A signal to the process: `{intent: signal, event, data, key}` (Damson's, not plumpy's).
+    pub const SIGNAL: &str = "signal";
 }
 
 /// A state as plumpy names it on the wire (`ProcessState.WAITING.value`).
@@ -68,12 +71,31 @@ pub(crate) fn status(record: &ProcessRecord) -> Value {
     })
 }
 
+/// The signal a `signal` request carries: `event` (a string, or absent or null for a plain
+/// resume), `data` (any JSON; absent or null: none) and `key` (a string, or absent or null).
+fn signal_in(body: &Value) -> Result<Signal, String> {
+    let text = |field: &str| match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(format!(
+            "the signal's '{field}' must be a string or null, not {other}"
+        )),
+    };
+    Ok(Signal {
+        event: text("event")?,
+        data: body.get("data").filter(|d| !d.is_null()).cloned(),
+        key: text("key")?,
+    })
+}
+
 /// Answers the RPC intents sent to one process, and records the pauses, plays and kills.
 pub(crate) struct ProcessRpc {
     pub(crate) process: ProcessHandle,
     pub(crate) log: Arc<dyn ControlLog>,
     /// Who the requests come from.
     pub(crate) peer: String,
+    /// Where the signals that arrive are stored.
+    pub(crate) inbox: Arc<dyn Inbox>,
 }
 
 impl ProcessRpc {
@@ -135,6 +157,25 @@ impl RpcSubscriber for ProcessRpc {
                 Ok(json!(record.state == ProcessState::Killed))
             }
             intent::STATUS => Ok(status(&process.record())),
+            intent::SIGNAL => {
+                let signal = signal_in(&body)?;
+                let sent = send_signal(&*self.inbox, process, &signal).await;
+                let control = Control {
+                    actor: self.peer.clone(),
+                    action: "process.signal",
+                    pid: Some(process.pid().to_string()),
+                    outcome: sent.as_ref().map(drop).map_err(|e| chain(e)),
+                };
+                self.log.record(control).await;
+                match sent {
+                    Ok(sent) => Ok(
+                        json!({"seq": sent.seq(), "duplicate": matches!(sent, Sent::Duplicate { .. })}),
+                    ),
+                    // As a pause of a terminated process is answered.
+                    Err(Error::Terminated { .. }) => Ok(json!(false)),
+                    Err(e) => Err(chain(&e)),
+                }
+            }
             other => Err(format!("unknown intent '{other}'")),
         }
     }

@@ -53,6 +53,23 @@ impl RemoteProcessController {
             .await
     }
 
+    /// Send a signal to a process (`event` `None`: a plain resume): `{seq, duplicate}` once it
+    /// is stored for the process, `false` when the process has terminated.
+    pub async fn signal_process(
+        &self,
+        pid: &str,
+        event: Option<&str>,
+        data: Option<&Value>,
+        key: Option<&str>,
+    ) -> Result<Value, CommsError> {
+        self.communicator
+            .rpc_send(
+                pid,
+                json!({"intent": intent::SIGNAL, "event": event, "data": data, "key": key}),
+            )
+            .await
+    }
+
     /// A process's status: `{ctime, paused, process_string, state}`.
     pub async fn get_status(&self, pid: &str) -> Result<Value, CommsError> {
         self.communicator

@@ -16,6 +16,7 @@ mod outside;
 mod plugins;
 mod processes;
 mod recovery;
+mod signals;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -86,6 +87,8 @@ struct Inner {
     names_only: bool,
     /// What brings this host's dehydrated processes back, once one has dehydrated.
     rehydrator: OnceLock<Arc<dyn crate::process::Rehydrate>>,
+    /// Where the signals to its processes wait for them.
+    inbox: Arc<signals::StoreInbox>,
 }
 
 impl Host {
@@ -139,6 +142,7 @@ impl Host {
                     FairPermits::three_quarters(config.max_concurrent_steps),
                 ),
                 tenant_name: Arc::from(config.tenant.as_str()),
+                inbox: Arc::new(signals::StoreInbox::new(store.clone(), &config.tenant)),
                 store,
                 claims,
                 restoring: tokio::sync::Mutex::new(()),
@@ -199,6 +203,7 @@ impl Host {
                 processes: Arc::default(),
                 steps: self.inner.steps.clone(),
                 tenant_name: Arc::from(tenant),
+                inbox: Arc::new(signals::StoreInbox::new(store.clone(), tenant)),
                 store,
                 restoring: tokio::sync::Mutex::new(()),
                 comms: OnceLock::new(),
@@ -265,7 +270,8 @@ impl Host {
             store: self.inner.store.clone(),
             tenant: self.inner.tenant_name.clone(),
         });
-        let attachment = Attachment::new(communicator, Arc::downgrade(&self.inner.processes), log)
+        let processes = Arc::downgrade(&self.inner.processes);
+        let attachment = Attachment::new(communicator, processes, log, self.inner.inbox.clone())
             .await
             .map_err(|e| comms_error(e.into()))?;
         if self.inner.comms.set(attachment).is_err() {

@@ -11,8 +11,8 @@ use crate::error::Error;
 use crate::guest::{Launch, LogEntry, LogLevel, LogSource};
 use crate::persist::{self, CheckpointKey, Claiming, Commit, Committed, Logged, bundle};
 use crate::process::{
-    Checkpoints, HeldLogs, Outside, ProcessHandle, ProcessRecord, ProcessState, Rehydrate,
-    StepPermit, Unsaved,
+    Checkpoints, HeldLogs, Inbox, Outside, ProcessHandle, ProcessRecord, ProcessState, Rehydrate,
+    Signal, StepPermit, Unsaved,
 };
 
 #[async_trait]
@@ -128,6 +128,10 @@ impl Outside for Host {
                 doing: format!("appending to the log of process {pid}"),
                 source: Box::new(source),
             })
+    }
+
+    async fn signals(&self, pid: &str) -> Result<Vec<(u64, Signal)>, Error> {
+        self.inner.inbox.received(pid).await
     }
 
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic "DAMSONCK"
-//!      8     2  format version, little-endian (2)
+//!      8     2  format version, little-endian (3)
 //!     10     2  flags (bit 0: the body holds a memory image)
 //!     12     8  body length in bytes, little-endian
 //!     20     4  CRC-32 of the body, little-endian
@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"DAMSONCK";
 /// The format version this host writes and reads.
 /// Version 2: the body is the process record itself (version 1 repeated its fields in a
-/// checkpoint type of its own).
-pub const VERSION: u16 = 2;
+/// checkpoint type of its own). Version 3: the record holds the signals the process has taken.
+pub const VERSION: u16 = 3;
 const HEADER_LEN: usize = 24;
 const FLAG_IMAGE: u16 = 1;
 

@@ -1,9 +1,11 @@
 //! The conformance suite every [`Persister`] must pass: plumpy's persister scenario (S38) —
 //! keys, listing, filtering, deleting — and Damson's own rules: atomic replacement, damaged
 //! bundles refused naming pid and tag, plugins by digest, invalid keys refused, claims and the
-//! claims fence, tenants, tokens, the audit log and process logs. Run against every backend Damson has (the
+//! claims fence, tenants, tokens, the audit log, process logs and signals. Run against every backend Damson has (the
 //! PostgreSQL one in the integration tests, which start a server); run it against a backend of
 //! your own in its tests.
+
+mod signals;
 
 use super::bundle::{self, BundleError};
 use super::{
@@ -34,6 +36,7 @@ pub async fn check(persister: &dyn Persister) {
     a_log_goes_with_its_process_and_with_its_tenant(persister).await;
     summaries_are_kept_with_current_checkpoints_and_filtered(persister).await;
     an_unindexed_process_is_indexed_once(persister).await;
+    signals::signals_are_numbered_taken_once_by_key_and_go_with_their_process(persister).await;
 }
 
 /// A summary of process `pid` in `state`, made at `ctime`, launched by `parent`.

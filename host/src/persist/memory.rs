@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use super::{
     AuditRow, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence, ProcessLog,
-    ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow, check_key,
+    Posted, ProcessSummary, Quotas, SignalRow, Summaries, SummaryFilter, TenantRow, TokenRow,
+    check_key,
 };
 
 /// Keeps checkpoints and plugins in memory; they are gone when the value is dropped.
@@ -27,6 +28,8 @@ pub struct MemoryPersister {
     audit: Mutex<Vec<AuditRow>>,
     /// (tenant, pid) → the process's log.
     logs: Mutex<HashMap<(String, String), Log>>,
+    /// (tenant, pid) → the signals sent to the process, oldest first.
+    signals: Mutex<HashMap<(String, String), Vec<SignalRow>>>,
 }
 
 /// A checkpoint as kept: the bundle, and (current checkpoints only) the process's summary, if
@@ -162,10 +165,9 @@ impl Persister for MemoryPersister {
             .lock()
             .expect("checkpoints")
             .retain(|k, _| !(k.tenant == tenant && k.pid == pid));
-        self.logs
-            .lock()
-            .expect("logs")
-            .remove(&(tenant.to_string(), pid.to_string()));
+        let process = (tenant.to_string(), pid.to_string());
+        self.logs.lock().expect("logs").remove(&process);
+        self.signals.lock().expect("signals").remove(&process);
         Ok(())
     }
 
@@ -296,6 +298,10 @@ impl Persister for MemoryPersister {
             .lock()
             .expect("logs")
             .retain(|(tenant, _), _| tenant != name);
+        self.signals
+            .lock()
+            .expect("signals")
+            .retain(|(tenant, _), _| tenant != name);
         Ok(true)
     }
 
@@ -399,6 +405,47 @@ impl Persister for MemoryPersister {
                 .collect(),
             dropped: log.dropped,
         })
+    }
+
+    async fn post_signal(
+        &self,
+        tenant: &str,
+        pid: &str,
+        signal: &SignalRow,
+    ) -> Result<Posted, PersistError> {
+        let mut signals = self.signals.lock().expect("signals");
+        let theirs = signals
+            .entry((tenant.to_string(), pid.to_string()))
+            .or_default();
+        if let Some(earlier) = signal
+            .key
+            .as_ref()
+            .and_then(|key| theirs.iter().find(|s| s.key.as_ref() == Some(key)))
+        {
+            return Ok(Posted::Duplicate { seq: earlier.seq });
+        }
+        let seq = theirs.last().map_or(1, |last| last.seq + 1);
+        theirs.push(SignalRow {
+            seq,
+            ..signal.clone()
+        });
+        Ok(Posted::Queued { seq })
+    }
+
+    async fn signals(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+    ) -> Result<Vec<SignalRow>, PersistError> {
+        let signals = self.signals.lock().expect("signals");
+        let theirs = signals.get(&(tenant.to_string(), pid.to_string()));
+        Ok(theirs
+            .into_iter()
+            .flatten()
+            .filter(|s| s.seq > after_seq)
+            .cloned()
+            .collect())
     }
 
     fn summary(&self) -> String {

@@ -31,6 +31,7 @@ mod embedded;
 mod logs;
 mod memory;
 mod postgres;
+mod signals;
 mod summary;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use embedded::EmbeddedPersister;
 pub use logs::{LogLevel, LogLine, LogSource, ProcessLog};
 pub use memory::MemoryPersister;
 pub use postgres::PostgresPersister;
+pub use signals::{Posted, SignalRow};
 pub use summary::{ProcessSummary, Summaries, SummaryFilter};
 
 /// The tenant everything belongs to until tenants exist.
@@ -194,7 +196,7 @@ pub trait Persister: Send + Sync {
     /// Delete one checkpoint (the current one with its summary); deleting a missing one does
     /// nothing.
     async fn delete(&self, key: &CheckpointKey) -> Result<(), PersistError>;
-    /// Delete all of one process's checkpoints, its summary and its log.
+    /// Delete all of one process's checkpoints, its summary, its log and its signals.
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError>;
     /// Store a plugin's component under its digest (storing it again does nothing).
     async fn save_plugin(&self, digest: &str, component: &[u8]) -> Result<(), PersistError>;
@@ -290,6 +292,23 @@ pub trait Persister: Send + Sync {
         after_seq: u64,
         limit: usize,
     ) -> Result<ProcessLog, PersistError>;
+    /// Store `signal` for process `pid` of `tenant`, numbered after the process's last one (its
+    /// own `seq` is ignored) — unless it has a key and the process has a signal with that key
+    /// already: then nothing is stored and the answer names the earlier one. Atomic: the check
+    /// and the write are one step, so two posts with one key store one signal.
+    async fn post_signal(
+        &self,
+        tenant: &str,
+        pid: &str,
+        signal: &SignalRow,
+    ) -> Result<Posted, PersistError>;
+    /// The signals of process `pid` of `tenant` numbered after `after_seq`, oldest first.
+    async fn signals(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+    ) -> Result<Vec<SignalRow>, PersistError>;
     /// A short description for logs, e.g. "embedded store at /home/me/.damson/store.redb".
     fn summary(&self) -> String;
 }

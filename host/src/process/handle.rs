@@ -47,6 +47,8 @@ pub(crate) struct Control {
     pub(crate) kill: Option<Option<String>>,
     /// A resume to apply to a waiting process, with its value.
     pub(crate) resume: Option<Option<Value>>,
+    /// A signal was stored for the process since its task last looked.
+    pub(crate) signalled: bool,
     /// Checkpoints asked for (with their tags), and who to tell when each is saved.
     pub(crate) checkpoints: Vec<(Option<String>, oneshot::Sender<Result<()>>)>,
     pub(crate) listeners: Vec<Arc<dyn ProcessListener>>,
@@ -221,7 +223,9 @@ impl ProcessHandle {
 
     /// Resume a waiting process; `value` is stored in its context under the event it waits for
     /// (or `resumed`). A paused process resumes once played. Returns false unless the process
-    /// is waiting.
+    /// is waiting. The resume is held in memory only, and lost if the process is not waiting:
+    /// [`Host::signal`](crate::Host::signal) sends one that is stored first and kept until a
+    /// wait for it comes.
     pub fn resume(&self, value: Option<Value>) -> bool {
         if self.state() != ProcessState::Waiting {
             return false;
@@ -230,6 +234,14 @@ impl ProcessHandle {
         control.resume = Some(value);
         self.wake(control);
         true
+    }
+
+    /// Tell the process a signal was stored for it: a waiting one looks for the signal it
+    /// waits for (brought back first if dehydrated).
+    pub(crate) fn signalled(&self) {
+        let mut control = self.shared.control();
+        control.signalled = true;
+        self.wake(control);
     }
 
     /// Save a checkpoint of the process now — at once when it is paused, created or waiting,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{ProcessHandle, ProcessRecord, ProcessState};
+use super::{ProcessHandle, ProcessRecord, ProcessState, Signal};
 use crate::error::Error;
 use crate::guest::{Launch, LogEntry};
 
@@ -82,6 +82,10 @@ pub(crate) trait Outside: Send + Sync {
     /// never reached it (nothing to do without a store).
     async fn append_logs(&self, pid: &str, lines: Vec<LogEntry>, dropped: u64)
     -> Result<(), Error>;
+
+    /// Every signal stored for process `pid`, with its number, oldest first (see
+    /// `process::signal`).
+    async fn signals(&self, pid: &str) -> Result<Vec<(u64, Signal)>, Error>;
 
     /// The process changed state (`from` is `None` when it was just created).
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState);

@@ -64,6 +64,9 @@ pub struct ProcessRecord {
     /// and what the step asked for next; carried out again after a restore. `None` between two
     /// steps.
     pub(crate) after_step: Option<AfterStep>,
+    /// The numbers of the signals the process has taken, so that none is taken twice (see
+    /// `process::signal`).
+    pub(crate) taken_signals: Vec<u64>,
 }
 
 /// The rest of a step that returned: carried out after the checkpoint that commits the step,
@@ -115,6 +118,7 @@ impl ProcessRecord {
             ctime,
             cursor,
             after_step: None,
+            taken_signals: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! [`EmbeddedPersister`]: one file, no server (redb).
 
 mod claims;
+mod signals;
 mod summaries;
 mod writer;
 
@@ -17,8 +18,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     AuditRow, BoxError, CheckpointKey, Claim, Claiming, Commit, Committed, LogLine, Logged,
-    PersistError, Persister, Presence, ProcessLog, ProcessSummary, Quotas, Summaries,
-    SummaryFilter, TenantRow, TokenRow, check_key,
+    PersistError, Persister, Posted, Presence, ProcessLog, ProcessSummary, Quotas, SignalRow,
+    Summaries, SummaryFilter, TenantRow, TokenRow, check_key,
 };
 
 /// `tenant \0 pid \0 tag` (empty tag: the untagged checkpoint) → bundle.
@@ -454,6 +455,7 @@ impl Persister for EmbeddedPersister {
                 logs.retain_in((tenant, pid, 0)..=(tenant, pid, u64::MAX), |_, _| false)?;
                 txn.open_table(LOG_HEADS)?.remove((tenant, pid))?;
                 summaries::remove(&txn, tenant, pid)?;
+                signals::remove(&txn, tenant, Some(pid))?;
             }
             txn.commit().map_err(Into::into)
         })
@@ -654,6 +656,7 @@ impl Persister for EmbeddedPersister {
                 txn.open_table(LOGS)?.retain_in(from..to, |_, _| false)?;
                 txn.open_table(LOG_HEADS)?
                     .retain_in((from.0, from.1)..(to.0, to.1), |_, _| false)?;
+                signals::remove(&txn, &name, None)?;
             }
             txn.commit()?;
             Ok(true)
@@ -803,6 +806,28 @@ impl Persister for EmbeddedPersister {
             Ok(ProcessLog { lines, dropped })
         })
         .await
+    }
+
+    async fn post_signal(
+        &self,
+        tenant: &str,
+        pid: &str,
+        signal: &SignalRow,
+    ) -> Result<Posted, PersistError> {
+        let (tenant, pid, signal) = (tenant.to_string(), pid.to_string(), signal.clone());
+        self.write(move |txn| signals::post(txn, &tenant, &pid, &signal))
+            .await
+    }
+
+    async fn signals(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+    ) -> Result<Vec<SignalRow>, PersistError> {
+        let (tenant, pid) = (tenant.to_string(), pid.to_string());
+        self.blocking(move |db| signals::after(&db.begin_read()?, &tenant, &pid, after_seq))
+            .await
     }
 
     fn summary(&self) -> String {

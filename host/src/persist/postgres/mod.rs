@@ -13,8 +13,8 @@ use schema::migrate;
 
 use super::{
     AuditRow, CheckpointKey, Claim, Holder, LogLevel, LogLine, LogSource, PersistError, Persister,
-    Presence, ProcessLog, ProcessSummary, Quotas, Summaries, SummaryFilter, TenantRow, TokenRow,
-    check_key,
+    Posted, Presence, ProcessLog, ProcessSummary, Quotas, SignalRow, Summaries, SummaryFilter,
+    TenantRow, TokenRow, check_key,
 };
 
 /// The advisory lock that keeps audit appends in order.
@@ -22,7 +22,7 @@ const AUDIT_LOCK: i64 = 0x64_616d_736f_6e41; // "damsonA"
 
 /// Keeps checkpoints and plugins in a PostgreSQL database (tables `damson_checkpoints`,
 /// `damson_plugins`, `damson_claims`, `damson_tenants`, `damson_tokens`, `damson_audit`,
-/// `damson_logs`, `damson_log_heads` and `damson_summaries`, and `damson_schema` for the schema's version, made or brought up to date when a persister
+/// `damson_logs`, `damson_log_heads`, `damson_summaries` and `damson_signals`, and `damson_schema` for the schema's version, made or brought up to date when a persister
 /// connects). Each save is one statement: atomic.
 pub struct PostgresPersister {
     client: Client,
@@ -301,12 +301,13 @@ impl Persister for PostgresPersister {
     }
 
     async fn delete_process(&self, tenant: &str, pid: &str) -> Result<(), PersistError> {
-        // One statement: the checkpoints, the summary and the log go together.
+        // One statement: the checkpoints, the summary, the log and the signals go together.
         self.client
             .execute(
                 "WITH logs AS (DELETE FROM damson_logs WHERE tenant = $1 AND pid = $2),
                       heads AS (DELETE FROM damson_log_heads WHERE tenant = $1 AND pid = $2),
-                      summary AS (DELETE FROM damson_summaries WHERE tenant = $1 AND pid = $2)
+                      summary AS (DELETE FROM damson_summaries WHERE tenant = $1 AND pid = $2),
+                      signals AS (DELETE FROM damson_signals WHERE tenant = $1 AND pid = $2)
                  DELETE FROM damson_checkpoints WHERE tenant = $1 AND pid = $2",
                 &[&tenant, &pid],
             )
@@ -522,6 +523,8 @@ impl Persister for PostgresPersister {
                       logs AS (DELETE FROM damson_logs WHERE tenant IN (SELECT name FROM gone)),
                       heads AS (DELETE FROM damson_log_heads
                                 WHERE tenant IN (SELECT name FROM gone)),
+                      signals AS (DELETE FROM damson_signals
+                                  WHERE tenant IN (SELECT name FROM gone)),
                       roles AS (SELECT damson_drop_tenant_role(name) FROM gone)
                  SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM roles)",
                 &[&name],
@@ -755,6 +758,83 @@ impl Persister for PostgresPersister {
 
     async fn scoped(&self, tenant: &str) -> Result<Option<Arc<dyn Persister>>, PersistError> {
         tenants::scoped(self, tenant).await
+    }
+
+    async fn post_signal(
+        &self,
+        tenant: &str,
+        pid: &str,
+        signal: &SignalRow,
+    ) -> Result<Posted, PersistError> {
+        // One statement checks the key and numbers the signal. Two posts at once may pick the
+        // same number (or key): the second stores nothing, and is tried again.
+        const POST: &str = "WITH earlier AS (SELECT seq FROM damson_signals
+                                WHERE tenant = $1 AND pid = $2 AND key = $5),
+                  posted AS (INSERT INTO damson_signals (tenant, pid, seq, event, data, key, sent_ms)
+                             SELECT $1, $2, COALESCE((SELECT MAX(seq) FROM damson_signals
+                                                      WHERE tenant = $1 AND pid = $2), 0) + 1,
+                                    $3, $4, $5, $6
+                             WHERE NOT EXISTS (SELECT 1 FROM earlier)
+                             ON CONFLICT DO NOTHING RETURNING seq)
+             SELECT (SELECT seq FROM posted), (SELECT seq FROM earlier)";
+        let sent_ms = signal.sent_ms as i64;
+        for _ in 0..16 {
+            let row = self
+                .client
+                .query_one(
+                    POST,
+                    &[
+                        &tenant,
+                        &pid,
+                        &signal.event,
+                        &signal.data,
+                        &signal.key,
+                        &sent_ms,
+                    ],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            let (posted, earlier): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+            match (posted, earlier) {
+                (Some(seq), _) => return Ok(Posted::Queued { seq: seq as u64 }),
+                (None, Some(seq)) => return Ok(Posted::Duplicate { seq: seq as u64 }),
+                (None, None) => continue,
+            }
+        }
+        Err(PersistError::Backend {
+            location: self.location.clone(),
+            source: format!(
+                "cannot number a signal to process {pid}: other posts kept taking the number"
+            )
+            .into(),
+        })
+    }
+
+    async fn signals(
+        &self,
+        tenant: &str,
+        pid: &str,
+        after_seq: u64,
+    ) -> Result<Vec<SignalRow>, PersistError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, event, data, key, sent_ms FROM damson_signals
+                 WHERE tenant = $1 AND pid = $2 AND seq > $3 ORDER BY seq",
+                &[&tenant, &pid, &(after_seq as i64)],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| SignalRow {
+                seq: row.get::<_, i64>(0) as u64,
+                event: row.get(1),
+                data: row.get(2),
+                key: row.get(3),
+                sent_ms: row.get::<_, i64>(4) as u64,
+            })
+            .collect())
     }
 
     fn summary(&self) -> String {

@@ -266,6 +266,30 @@ const MIGRATIONS: &[(i32, &str)] = &[
     END $$;
     SELECT damson_add_tenant_role(tenant) FROM damson_tenant_roles;",
     ),
+    (
+        7,
+        // Signals: each as it was posted, numbered per process; a key is used once per
+        // process (NULL keys never clash). Kept to its tenant as in step 4; the tenant roles
+        // that exist are granted the table now.
+        "CREATE TABLE IF NOT EXISTS damson_signals (
+        tenant TEXT NOT NULL,
+        pid TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        event TEXT,
+        data TEXT,
+        key TEXT,
+        sent_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant, pid, seq),
+        UNIQUE (tenant, pid, key)
+    );
+    ALTER TABLE damson_signals ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY damson_own_rows ON damson_signals
+        USING (tenant = damson_tenant_of(current_user))
+        WITH CHECK (tenant = damson_tenant_of(current_user));
+    INSERT INTO damson_tenant_tables (name, privileges)
+        VALUES ('damson_signals', 'SELECT, INSERT, UPDATE, DELETE') ON CONFLICT (name) DO NOTHING;
+    SELECT damson_add_tenant_role(tenant) FROM damson_tenant_roles;",
+    ),
 ];
 
 /// The advisory lock the schema is brought up to date under (`damson` in ASCII).

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::error::chain;
 use crate::guest::{AwaitChild, Launch};
+use crate::process::signal::first_for;
 use crate::process::{Event, ProcessHandle, ProcessState};
 
 use super::{End, Task};
@@ -62,11 +63,14 @@ impl Task {
                 .collect(),
             Until::Resume { .. } => Vec::new(),
         };
+        // The signal it waits for may be stored already: look once before any is announced.
+        let mut look = true;
         loop {
             let shared = self.handle.shared.clone();
             let notified = shared.wake.notified();
             self.apply_controls().await?;
-            if !self.record.paused && self.waited_for(&until) {
+            look |= std::mem::take(&mut self.handle.shared.control().signalled);
+            if !self.record.paused && self.waited_for(&until, &mut look).await {
                 break;
             }
             if let Until::Resume { .. } = until
@@ -105,6 +109,7 @@ impl Task {
             || control.pause.is_some()
             || control.play
             || (control.resume.is_some() && !self.record.paused)
+            || (control.signalled && !self.record.paused)
             || !control.checkpoints.is_empty()
             || control.abandoned;
         if pending {
@@ -114,18 +119,39 @@ impl Task {
         true
     }
 
-    /// Whether what the process waits for has come: a resume (whose value goes into the
-    /// context), or the end of every awaited child.
-    pub(super) fn waited_for(&mut self, until: &Until) -> bool {
+    /// Whether what the process waits for has come: a resume or a signal for its event (whose
+    /// payload goes into the context; the signal is marked taken in the record), or the end of
+    /// every awaited child. The stored signals are read when `look` says some may have come;
+    /// a store that cannot be read is logged and tried again at the next signal or request.
+    pub(super) async fn waited_for(&mut self, until: &Until, look: &mut bool) -> bool {
         match until {
             Until::Resume { event } => {
-                let Some(value) = self.handle.shared.control().resume.take() else {
+                let key = || event.clone().unwrap_or_else(|| "resumed".to_string());
+                if let Some(value) = self.handle.shared.control().resume.take() {
+                    if let Some(value) = value {
+                        self.record.context.insert(key(), value);
+                    }
+                    return true;
+                }
+                if !std::mem::take(look) {
+                    return false;
+                }
+                let received = match self.outside.signals(self.handle.pid()).await {
+                    Ok(received) => received,
+                    Err(e) => {
+                        tracing::warn!(pid = %self.handle.pid(), "cannot read the signals sent to the process: {}", chain(&e));
+                        return false;
+                    }
+                };
+                let Some((seq, signal)) =
+                    first_for(&received, event.as_deref(), &self.record.taken_signals)
+                else {
                     return false;
                 };
-                if let Some(value) = value {
-                    let key = event.clone().unwrap_or_else(|| "resumed".to_string());
-                    self.record.context.insert(key, value);
+                if let Some(data) = &signal.data {
+                    self.record.context.insert(key(), data.clone());
                 }
+                self.record.taken_signals.push(*seq);
                 true
             }
             Until::Children(children) => children.iter().all(|c| c.handle.state().is_terminal()),

@@ -18,7 +18,9 @@ use crate::guest::{
 };
 use crate::ports::{DefaultRequest, GuestCheck, PortNamespace};
 use crate::process::outside::{Checkpoints, HeldLogs, Outside, Rehydrate, StepPermit, Unsaved};
-use crate::process::{Event, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Task};
+use crate::process::{
+    Event, Inbox, ProcessHandle, ProcessRecord, ProcessState, ProcessTable, Sent, Signal, Task,
+};
 use crate::spec::{ExitCodeSpec, ProcessSpec};
 use crate::workchain::{Node, Outline};
 
@@ -304,6 +306,8 @@ pub(super) struct Fake {
     pub(super) dehydrate: Mutex<Option<Plugin>>,
     /// The pids brought back from dehydration, once each time.
     pub(super) rehydrated: Mutex<Vec<String>>,
+    /// The signals posted, by pid, numbered per process from 1 (the fake's inbox).
+    pub(super) signals: Mutex<Vec<(String, u64, Signal)>>,
     pub(super) me: Weak<Fake>,
 }
 
@@ -340,6 +344,7 @@ impl Fake {
             log_lines: lines,
             dehydrate: Mutex::default(),
             rehydrated: Mutex::default(),
+            signals: Mutex::default(),
             me: me.clone(),
         })
     }
@@ -558,6 +563,10 @@ impl Outside for Fake {
         Ok(())
     }
 
+    async fn signals(&self, pid: &str) -> Result<Vec<(u64, Signal)>, Error> {
+        self.received(pid).await
+    }
+
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {
         self.changes.lock().unwrap().push((pid.into(), from, to));
     }
@@ -586,6 +595,30 @@ impl Outside for Fake {
 }
 
 /// Brings a dormant process back on the fake host, on a tokio task as the host does.
+#[async_trait]
+impl Inbox for Fake {
+    async fn post(&self, pid: &str, signal: &Signal) -> Result<Sent, Error> {
+        let mut signals = self.signals.lock().unwrap();
+        let theirs = || signals.iter().filter(|(p, _, _)| p == pid);
+        if let Some((_, seq, _)) = theirs().find(|(_, _, s)| s.key.is_some() && s.key == signal.key)
+        {
+            return Ok(Sent::Duplicate { seq: *seq });
+        }
+        let seq = theirs().count() as u64 + 1;
+        signals.push((pid.to_string(), seq, signal.clone()));
+        Ok(Sent::Queued { seq })
+    }
+
+    async fn received(&self, pid: &str) -> Result<Vec<(u64, Signal)>, Error> {
+        let signals = self.signals.lock().unwrap();
+        Ok(signals
+            .iter()
+            .filter(|(p, _, _)| p == pid)
+            .map(|(_, seq, signal)| (*seq, signal.clone()))
+            .collect())
+    }
+}
+
 struct FakeRehydrator(Weak<Fake>);
 
 impl Rehydrate for FakeRehydrator {

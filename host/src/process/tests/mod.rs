@@ -10,4 +10,5 @@ mod dormant;
 mod failures;
 mod fakes;
 mod logs;
+mod signals;
 mod states;
