@@ -199,6 +199,24 @@ damson_next damson_wait(damson_ctx *ctx, const char *event, const char *message)
     return (damson_next){.kind = DAMSON_NEXT_WAIT_, .event = event, .message = message};
 }
 
+damson_next damson_wait_at_most(damson_ctx *ctx, const char *event, const char *message,
+                                uint64_t ms) {
+    (void)ctx;
+    return (damson_next){.kind = DAMSON_NEXT_WAIT_, .event = event, .message = message,
+                         .has_timer = true, .timer_ms = ms};
+}
+
+damson_next damson_sleep(damson_ctx *ctx, uint64_t ms) {
+    (void)ctx;
+    return (damson_next){.kind = DAMSON_NEXT_SLEEP_, .has_timer = true, .timer_ms = ms};
+}
+
+bool damson_timed_out(damson_ctx *ctx) {
+    if (ctx->error) return false;
+    const damson_json *v = damson_get(ctx, "timed_out");
+    return v && v->kind == DAMSON_KIND_BOOL && v->boolean;
+}
+
 damson_next damson_kill(damson_ctx *ctx, const char *fmt, ...) {
     (void)ctx;
     va_list args;
@@ -1213,8 +1231,18 @@ bool exports_damson_workflow_process_run_step(plugin_string_t *name,
     switch (next.kind) {
     case DAMSON_NEXT_WAIT_:
         n->tag = DAMSON_WORKFLOW_TYPES_NEXT_WAIT;
-        n->val.wait = (damson_workflow_types_wait_for_t){give_option(next.event),
-                                                         give_option(next.message)};
+        n->val.wait = (damson_workflow_types_wait_for_t){.event = give_option(next.event),
+                                                         .message = give_option(next.message)};
+        if (next.has_timer) {
+            n->val.wait.timeout.is_some = true;
+            n->val.wait.timeout.val = (damson_workflow_types_timer_t){
+                .tag = DAMSON_WORKFLOW_TYPES_TIMER_AFTER_MS, .val.after_ms = next.timer_ms};
+        }
+        break;
+    case DAMSON_NEXT_SLEEP_:
+        n->tag = DAMSON_WORKFLOW_TYPES_NEXT_SLEEP;
+        n->val.sleep = (damson_workflow_types_timer_t){.tag = DAMSON_WORKFLOW_TYPES_TIMER_AFTER_MS,
+                                                       .val.after_ms = next.timer_ms};
         break;
     case DAMSON_NEXT_FINISH_:
         n->tag = DAMSON_WORKFLOW_TYPES_NEXT_FINISH;

@@ -195,6 +195,9 @@ typedef struct damson_next {
     uint32_t status;
     const char *message;
     const char *event;
+    /* A wait's timeout (when `has_timer`), or a sleep's length, in milliseconds. */
+    bool has_timer;
+    uint64_t timer_ms;
 } damson_next;
 
 /* A step: reads inputs and context, emits outputs, says what comes next. */
@@ -209,8 +212,18 @@ typedef bool (*damson_condition_fn)(damson_ctx *ctx);
 damson_next damson_finish(damson_ctx *ctx, uint32_t status, const char *fmt, ...)
     DAMSON_PRINTF(3, 4);
 /* Wait until resumed, or until the named event arrives (`event` NULL: a plain resume), showing
- * `message` (NULL for none). */
+ * `message` (NULL for none). The signal's payload is then in the context under the event's
+ * name (`resumed` for a plain resume). */
 damson_next damson_wait(damson_ctx *ctx, const char *event, const char *message);
+/* The same, at most `ms` milliseconds: the context key `timed_out` then says how it ended
+ * (true: the timer fired first; see `damson_timed_out`). */
+damson_next damson_wait_at_most(damson_ctx *ctx, const char *event, const char *message,
+                                uint64_t ms);
+/* Sleep `ms` milliseconds on a durable timer (it survives a restart of the host, and fires at
+ * once if it came due meanwhile), then go on with the outline. */
+damson_next damson_sleep(damson_ctx *ctx, uint64_t ms);
+/* Whether the last wait with a timeout ended because its timer fired first. */
+bool damson_timed_out(damson_ctx *ctx);
 /* Kill the process with this message. */
 damson_next damson_kill(damson_ctx *ctx, const char *fmt, ...) DAMSON_PRINTF(2, 3);
 /* Fail the call: the process ends EXCEPTED with this message. In a step,
@@ -339,6 +352,7 @@ enum {
     DAMSON_NEXT_FINISH_,
     DAMSON_NEXT_KILL_,
     DAMSON_NEXT_FAIL_,
+    DAMSON_NEXT_SLEEP_,
 };
 enum {
     DAMSON_NODE_END_,

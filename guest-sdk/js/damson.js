@@ -286,16 +286,37 @@ class Spec {
 // ---- Steps -----------------------------------------------------------------------------------
 
 /** What a step may return, besides nothing (go on). */
-const NEXT = new Set(['continue', 'wait', 'finish', 'kill']);
+const NEXT = new Set(['continue', 'wait', 'finish', 'kill', 'sleep']);
 
 /** End the outline now with this exit status (0: success) and message. */
 export function finish(status = 0, message = null) {
   return { tag: 'finish', val: { status, message } };
 }
 
-/** Wait until resumed (or until `event` arrives), showing `message` meanwhile. */
-export function wait({ event = null, message = null } = {}) {
-  return { tag: 'wait', val: { event, message } };
+/**
+ * Wait until resumed (or until the signal `event` arrives: its payload is then in the context
+ * under the event's name, `resumed` for a plain resume), showing `message` meanwhile; at most
+ * `timeout` milliseconds if given, after which `ctx.timed_out` is true (false when the signal
+ * came).
+ */
+export function wait({ event = null, message = null, timeout = null } = {}) {
+  return { tag: 'wait', val: { event, message, timeout: timeout === null ? null : after(timeout) } };
+}
+
+/**
+ * Sleep `ms` milliseconds on a durable timer (it survives a restart of the host, and fires at
+ * once if it came due meanwhile), then go on with the outline.
+ */
+export function sleep(ms) {
+  return { tag: 'sleep', val: after(ms) };
+}
+
+function after(ms) {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+    throw new TypeError(`a timer takes a number of milliseconds, 0 or more, not ${ms}`);
+  }
+  // componentize-qjs takes a u64 as a number.
+  return { tag: 'after-ms', val: Math.round(ms) };
 }
 
 /** Kill the process with this message. */

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::outline::{Condition, StepFn};
 use crate::spec::Spec;
-use crate::{Next, Process};
+use crate::{Next, Process, Timer};
 
 pub mod bindings {
     wit_bindgen::generate!({
@@ -117,12 +117,30 @@ impl<P: Process> Runtime<P> {
 fn next_to_wit(next: Next) -> wit::Next {
     match next {
         Next::Continue => wit::Next::Continue,
-        Next::Wait { event, message } => wit::Next::Wait(wit::WaitFor { event, message }),
+        Next::Wait {
+            event,
+            message,
+            timeout,
+        } => wit::Next::Wait(wit::WaitFor {
+            event,
+            message,
+            timeout: timeout.map(timer_to_wit),
+        }),
+        Next::Sleep(timer) => wit::Next::Sleep(timer_to_wit(timer)),
         Next::Finish(code) => wit::Next::Finish(wit::Exit {
             status: code.status,
             message: code.message,
         }),
         Next::Kill(message) => wit::Next::Kill(message),
+    }
+}
+
+fn timer_to_wit(timer: Timer) -> wit::Timer {
+    match timer {
+        Timer::After(duration) => {
+            wit::Timer::AfterMs(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+        }
+        Timer::AtUnixMs(ms) => wit::Timer::AtUnixMs(ms),
     }
 }
 

@@ -69,6 +69,15 @@ impl Ctx {
             .transpose()
     }
 
+    /// Whether the last wait with a timeout ended because its timer fired first (the context
+    /// key `timed_out`); false when the signal came, or no such wait has ended.
+    pub fn timed_out(&self) -> bool {
+        self.get_opt::<bool>("timed_out")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
     /// Set the context value under `key`.
     pub fn set<T: Serialize>(&mut self, key: &str, value: T) -> Result<()> {
         host::context_set(key, &serde_json::to_string(&value)?);

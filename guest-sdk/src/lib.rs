@@ -77,24 +77,73 @@ pub enum Next {
     /// Go on with the outline.
     #[default]
     Continue,
-    /// Wait until the host resumes the process (or the named event arrives).
+    /// Wait until the host resumes the process (or the named event arrives). The signal's
+    /// payload is then in the context under the event's name (`resumed` for a plain resume).
     Wait {
         /// The event that resumes the process; `None` for a plain resume.
         event: Option<String>,
         /// Status message shown while waiting.
         message: Option<String>,
+        /// Wait at most until this timer fires; the context key `timed_out` then says how the
+        /// wait ended (`true`: the timer fired first; see [`Ctx::timed_out`]).
+        timeout: Option<Timer>,
     },
+    /// Sleep until the timer fires, then go on with the outline. The timer is durable: it
+    /// survives a restart of the host, and fires at once if it came due meanwhile.
+    Sleep(Timer),
     /// End the outline now with this exit code (status 0 is success).
     Finish(ExitCode),
     /// Kill the process with this message.
     Kill(String),
 }
 
+impl Next {
+    /// Wait for the signal `event`, with no timeout and no status message.
+    pub fn wait_for(event: &str) -> Self {
+        Next::Wait {
+            event: Some(event.to_string()),
+            message: None,
+            timeout: None,
+        }
+    }
+
+    /// Sleep for `duration`.
+    pub fn sleep(duration: std::time::Duration) -> Self {
+        Next::Sleep(Timer::After(duration))
+    }
+
+    /// The same wait, at most for `duration` (no change to other kinds of `Next`).
+    pub fn at_most(mut self, duration: std::time::Duration) -> Self {
+        if let Next::Wait { timeout, .. } = &mut self {
+            *timeout = Some(Timer::After(duration));
+        }
+        self
+    }
+
+    /// The same wait, showing `message` while it waits (no change to other kinds of `Next`).
+    pub fn with_message(mut self, text: &str) -> Self {
+        if let Next::Wait { message, .. } = &mut self {
+            *message = Some(text.to_string());
+        }
+        self
+    }
+}
+
+/// When a durable timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// This long after the step returns (to the millisecond).
+    After(std::time::Duration),
+    /// At this time, in milliseconds since the Unix epoch (at once if it has passed). Plugins
+    /// have no clock of their own: such a time comes in the inputs.
+    AtUnixMs(u64),
+}
+
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        Ctx, Error, ExitCode, Next, Outline, Process, Result, Spec, Step, Type, Value, if_, json,
-        return_, return_with, step, while_,
+        Ctx, Error, ExitCode, Next, Outline, Process, Result, Spec, Step, Timer, Type, Value, if_,
+        json, return_, return_with, step, while_,
     };
     pub use crate::{bail, debug, error, info, trace, warn};
 }

@@ -242,7 +242,7 @@ fn describe_json_has_the_spec() {
     let description = json_of(&out);
     assert_eq!(description["name"], "greet");
     assert_eq!(description["version"], "0.1.0");
-    assert_eq!(description["world"], "damson:workflow/plugin@0.1.0");
+    assert_eq!(description["world"], "damson:workflow/plugin@0.2.0");
     assert_eq!(
         description["memory_images"],
         json!({"safe": true, "reasons": []})

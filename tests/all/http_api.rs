@@ -413,7 +413,7 @@ async fn requests_without_a_valid_token_get_401_and_out_of_scope_ones_403() {
     assert_eq!(description["openapi"], "3.1.0");
     // Every route described is there, and each but the description wants a token.
     let paths = description["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 12, "{:?}", paths.keys());
+    assert_eq!(paths.len(), 13, "{:?}", paths.keys());
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
             let concrete = path
@@ -455,6 +455,7 @@ async fn another_tenants_processes_are_absent_whatever_is_asked_of_them() {
         ("POST", format!("/v1/processes/{pid}/pause")),
         ("POST", format!("/v1/processes/{pid}/play")),
         ("POST", format!("/v1/processes/{pid}/kill")),
+        ("POST", format!("/v1/processes/{pid}/signal")),
         ("POST", format!("/v1/processes/{pid}/continue")),
     ] {
         let (status, body) = server.call(method, &path, Some(&ours), None).await;
@@ -715,4 +716,46 @@ async fn a_tenant_reads_its_processes_logs_and_another_tenants_are_absent() {
         .call("GET", &path, Some("damson_not-a-token"), None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a malformed token");
+}
+
+/// `POST /v1/processes/{pid}/signal` resumes a waiting process with its payload, answers a
+/// repeated key as a duplicate, and refuses a terminated process with 409.
+#[tokio::test]
+async fn a_signal_through_the_api_resumes_a_waiting_process_and_a_key_is_taken_once() {
+    let setup = Setup::new();
+    let token = setup.token("acme", &["read", "submit", "control"]);
+    let server = setup.serve(&[]);
+    let pid = server
+        .submit(&token, "approval", json!({"request": "deploy"}))
+        .await;
+    server
+        .until(&token, &pid, |r| r["state"] == "WAITING")
+        .await;
+    let path = format!("/v1/processes/{pid}/signal");
+    let body = json!({"event": "approved", "data": {"by": "ada"}, "key": "k"});
+    let (status, sent) = server
+        .call("POST", &path, Some(&token), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(
+        (&sent["seq"], &sent["duplicate"]),
+        (&json!(1), &json!(false))
+    );
+    server
+        .until(&token, &pid, |r| r["state"] == "FINISHED")
+        .await;
+    let (_, shown) = server
+        .call("GET", &format!("/v1/processes/{pid}"), Some(&token), None)
+        .await;
+    assert_eq!(shown["outputs"]["approved_by"], "ada");
+
+    let (status, refused) = server.call("POST", &path, Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("takes no more signals"),
+        "{refused}"
+    );
 }

@@ -104,6 +104,28 @@ fn a_kiwipy_client_launches_asks_pauses_plays_and_kills_damson_processes() {
     assert_eq!(replies["play"], true);
     assert_eq!(replies["kill"], true);
     assert_eq!(replies["launch_and_wait"]["sum"], 3);
+    assert_eq!(replies["signal"], json!({"seq": 1, "duplicate": false}));
+    assert_eq!(
+        replies["signal_again"],
+        json!({"seq": 1, "duplicate": true})
+    );
+    // The approval took kiwipy's signal once played, and finished with its payload.
+    let approval = replies["approval_pid"].as_str().unwrap();
+    let store = dir.path().join("store.redb");
+    let started = std::time::Instant::now();
+    let shown = loop {
+        let out = damson_tests::damson()
+            .args(["show", approval, "--json", "--store"])
+            .arg(&store)
+            .output()
+            .unwrap();
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if shown["state"] == "FINISHED" || started.elapsed() > std::time::Duration::from_secs(30) {
+            break shown;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(shown["outputs"]["approved_by"], "kiwipy", "{shown}");
     drop(worker);
 }
 

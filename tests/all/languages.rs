@@ -124,6 +124,26 @@ fn a_step_that_raises_ends_excepted_with_the_languages_own_message() {
     }
 }
 
+/// Each guest SDK's durable timers: a sleep that `damson run` waits out, and a wait for a
+/// signal that nobody sends, ended by its timeout (Rust's: the `sleeper` and `approval`
+/// plugins).
+#[test]
+fn plugins_of_every_language_sleep_and_time_out() {
+    for (language, suffix) in GUESTS {
+        let plugin = format!("trials{suffix}");
+        let started = std::time::Instant::now();
+        let (code, slept) = run_json(&["run", &plugin, "-i", "do=sleep"]);
+        assert_eq!(code, Some(0), "{language}: {slept}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(300),
+            "{language}: not before its timer"
+        );
+        let (code, asked) = run_json(&["run", &plugin, "-i", "do=ask"]);
+        assert_eq!(code, Some(0), "{language}: {asked}");
+        assert_eq!(asked["outputs"]["timed_out"], true, "{language}: {asked}");
+    }
+}
+
 #[test]
 fn the_memory_cap_and_the_step_timeout_stop_plugins_of_every_language() {
     for (language, suffix) in GUESTS {

@@ -17,6 +17,8 @@ mod ports;
 mod postgres_tenants;
 mod sandbox;
 mod serve;
+mod signals;
 mod stores;
 mod tenant_hosts;
 mod tenants;
+mod timers;

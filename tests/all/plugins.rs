@@ -128,7 +128,40 @@ async fn a_component_of_another_world_version_is_refused() {
         panic!("wrongworld loaded");
     };
     assert!(detail.contains("damson:workflow/process@9.0.0"), "{detail}");
-    assert!(detail.contains("damson:workflow/process@0.1.0"), "{detail}");
+    assert!(
+        detail.contains("damson:workflow/process@0.2.0 or damson:workflow/process@0.1.0"),
+        "{detail}"
+    );
+}
+
+/// `oldworld` was built with wit-bindgen against `wit/0.1.0/`, the first world, as plugins
+/// built before 0.2.0 were: it loads, runs, waits for its event and takes its signal unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_built_against_the_first_world_loads_and_runs_unchanged() {
+    let host = host();
+    let old = host.load("oldworld").await.unwrap();
+    assert_eq!(old.world(), "damson:workflow/plugin@0.1.0");
+    let process = host.launch(&old, json!({"name": "Ada"})).await.unwrap();
+    let waiting = process
+        .wait_for(|r| r.state == ProcessState::Waiting || r.state.is_terminal())
+        .await;
+    assert_eq!(waiting.state, ProcessState::Waiting, "{waiting:?}");
+    assert_eq!(waiting.waiting_for.as_deref(), Some("go"));
+    assert_eq!(waiting.status.as_deref(), Some("waiting for go"));
+    assert_eq!(waiting.timer, None, "0.1.0 has no timeouts");
+
+    let go = damson::Signal {
+        event: Some("go".into()),
+        data: Some(json!({"word": "onward"})),
+        key: None,
+    };
+    host.signal(process.pid(), &go).await.unwrap();
+    let record = process.wait().await;
+    assert_eq!(record.successful(), Some(true), "{record:?}");
+    assert_eq!(
+        record.outputs,
+        json!({"greeting": "Hello, Ada!", "word": "onward"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use damson_tests::damson;
 use serde_json::Value;
 
 /// A `damson serve` on `home`, listening; SIGKILLed when dropped.
-struct Serve(Child);
+pub(crate) struct Serve(Child);
 
 impl Drop for Serve {
     fn drop(&mut self) {
@@ -20,7 +20,7 @@ impl Drop for Serve {
     }
 }
 
-fn serve(home: &Path) -> Serve {
+pub(crate) fn serve(home: &Path) -> Serve {
     serve_with(home, damson())
 }
 
@@ -43,7 +43,7 @@ fn serve_with(home: &Path, mut command: std::process::Command) -> Serve {
     Serve(child)
 }
 
-fn on(home: &Path, args: &[&str]) -> Output {
+pub(crate) fn on(home: &Path, args: &[&str]) -> Output {
     damson()
         .env("DAMSON_HOME", home)
         .env_remove("DAMSON_STORE")
@@ -52,7 +52,7 @@ fn on(home: &Path, args: &[&str]) -> Output {
         .expect("damson runs")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 

@@ -75,6 +75,29 @@ try:
     check('play', rpc(pid, {'intent': 'play', 'message': None}), lambda r: r is True)
     check('kill', rpc(pid, {'intent': 'kill', 'message': 'bye', 'force_kill': False}), lambda r: r is True)
 
+    # Damson's own intent: a signal with a payload, taken once per key.
+    approval = unwrapped(comm.task_send({
+        'task': 'launch',
+        'args': {
+            'process_class': 'approval',
+            'init_args': None,
+            'init_kwargs': {'inputs': {'request': 'deploy'}},
+            'persist': True,
+            'nowait': True,
+        },
+    }))
+    replies['approval_pid'] = approval
+    deadline = time.time() + TIMEOUT
+    while rpc(approval, {'intent': 'status', 'message': None})['state'] != 'ProcessState.WAITING':
+        if time.time() > deadline:
+            raise RuntimeError('the approval never waited')
+        time.sleep(0.05)
+    check('pause_approval', rpc(approval, {'intent': 'pause', 'message': None}), lambda r: r is True)
+    signal = {'intent': 'signal', 'event': 'approved', 'data': {'by': 'kiwipy'}, 'key': 'k'}
+    check('signal', rpc(approval, signal), lambda r: r == {'seq': 1, 'duplicate': False})
+    check('signal_again', rpc(approval, signal), lambda r: r == {'seq': 1, 'duplicate': True})
+    check('play_approval', rpc(approval, {'intent': 'play', 'message': None}), lambda r: r is True)
+
     outputs = unwrapped(comm.task_send({
         'task': 'launch',
         'args': {

@@ -206,21 +206,21 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown bench argument '{other}' (--runs N, --cases abcdfgewz)"
+                    "unknown bench argument '{other}' (--runs N, --cases abcdfgewsz)"
                 ));
             }
         }
     }
     let broker = std::net::TcpStream::connect(("127.0.0.1", 5672)).is_ok();
-    let cases = cases.unwrap_or_else(|| if broker { "abcdfgewz" } else { "abcdewz" }.into());
-    if let Some(case) = cases.chars().find(|c| !"abcdfgewz".contains(*c)) {
+    let cases = cases.unwrap_or_else(|| if broker { "abcdfgewsz" } else { "abcdewsz" }.into());
+    if let Some(case) = cases.chars().find(|c| !"abcdfgewsz".contains(*c)) {
         return Err(format!(
-            "unknown case '{case}': the cases are a, b, c, d, f and g (beside plumpy's), e, w \
-             and z (Damson's alone, and idle memory)"
+            "unknown case '{case}': the cases are a, b, c, d, f and g (beside plumpy's), e, w, \
+             s and z (Damson's alone, and idle memory)"
         ));
     }
-    let alone: String = cases.chars().filter(|c| "ewz".contains(*c)).collect();
-    let cases: String = cases.chars().filter(|c| !"ewz".contains(*c)).collect();
+    let alone: String = cases.chars().filter(|c| "ewsz".contains(*c)).collect();
+    let cases: String = cases.chars().filter(|c| !"ewsz".contains(*c)).collect();
     if (cases.contains('f') || cases.contains('g')) && !broker {
         return Err(
             "cases f and g need RabbitMQ on localhost:5672 (plumpy's script uses it)".into(),
@@ -323,7 +323,8 @@ fn compared(
 }
 
 /// Those of `cases` plumpy has no counterpart for — durable processes on the embedded store
-/// (case e), 100,000 dehydrated waiting processes (case w) — once each, and (case z) the
+/// (case e), 100,000 dehydrated waiting processes (case w), 10,000 sleepers woken by their timers
+/// (case s) — once each, and (case z) the
 /// resident memory of `damson run` and of an idle `damson serve` beside plumpy's with nothing
 /// but its imports.
 fn damson_alone(
@@ -352,11 +353,17 @@ fn damson_alone(
     } else {
         Value::Null
     };
-    if cases.contains('e') || cases.contains('w') {
+    let sleepers = if cases.contains('s') {
+        bench("s", "1")?
+    } else {
+        Value::Null
+    };
+    if cases.contains('e') || cases.contains('w') || cases.contains('s') {
         println!("\nDamson alone (plumpy has no counterpart), one run of each");
         println!("case  {:<42} {:>16}", "figure", "damson");
         let figure = |case: &Value, key: &str| case[key].as_f64();
-        let rows: [(char, &str, Option<f64>, &str); 8] = [
+        let s = &sleepers["s"];
+        let rows: [(char, &str, Option<f64>, &str); 13] = [
             (
                 'e',
                 "durable trivial, one after another",
@@ -404,6 +411,36 @@ fn damson_alone(
                 "peak resident memory, case w",
                 w["peak_rss_mb"].as_f64(),
                 "MB",
+            ),
+            (
+                's',
+                "10,000 sleepers: launched until asleep",
+                figure(s, "launched_per_s"),
+                "/s",
+            ),
+            (
+                's',
+                "10,000 sleepers: lateness, median",
+                figure(s, "late_p50_ms"),
+                "ms",
+            ),
+            (
+                's',
+                "10,000 sleepers: lateness, 90th percentile",
+                figure(s, "late_p90_ms"),
+                "ms",
+            ),
+            (
+                's',
+                "10,000 sleepers: lateness, 99th percentile",
+                figure(s, "late_p99_ms"),
+                "ms",
+            ),
+            (
+                's',
+                "10,000 sleepers: lateness, most",
+                figure(s, "late_max_ms"),
+                "ms",
             ),
         ];
         for (case, label, value, unit) in rows.into_iter().filter(|r| cases.contains(r.0)) {

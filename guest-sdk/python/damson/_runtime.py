@@ -172,11 +172,23 @@ def _next(step: str, returned) -> Any:
     if isinstance(returned, int) and not isinstance(returned, bool):
         return wit.Next_Finish(wit.Exit(status=returned, message=None))
     if isinstance(returned, process.Wait):
-        return wit.Next_Wait(wit.WaitFor(event=returned.event, message=returned.message))
+        timeout = None if returned.timeout is None else _after(step, returned.timeout)
+        return wit.Next_Wait(wit.WaitFor(event=returned.event, message=returned.message,
+                                         timeout=timeout))
+    if isinstance(returned, process.Sleep):
+        return wit.Next_Sleep(_after(step, returned.seconds))
     if isinstance(returned, process.Kill):
         return wit.Next_Kill(returned.message)
     raise TypeError(f"step '{step}' returned {returned!r}; a step returns None, an ExitCode, "
-                    "an int status, ToContext, Wait or Kill")
+                    "an int status, ToContext, Wait, Sleep or Kill")
+
+
+def _after(step: str, seconds: float) -> Any:
+    """A timer ``seconds`` from when the step returns."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise TypeError(f"step '{step}' asked for a timer of {seconds!r}; give a number of "
+                        "seconds, 0 or more")
+    return wit.Timer_AfterMs(round(seconds * 1000))
 
 
 def _keep_sources(*modules) -> None:

@@ -131,10 +131,21 @@ class ToContext(dict):
 
 
 class Wait(NamedTuple):
-    """Returned by a step: wait until resumed, or until ``event`` arrives."""
+    """Returned by a step: wait until resumed, or until the signal ``event`` arrives (its
+    payload is then in the context under the event's name, ``resumed`` for a plain resume); at
+    most ``timeout`` seconds if given, after which ``self.ctx.timed_out`` is true (false when
+    the signal came)."""
 
     message: Optional[str] = None
     event: Optional[str] = None
+    timeout: Optional[float] = None
+
+
+class Sleep(NamedTuple):
+    """Returned by a step: sleep ``seconds`` on a durable timer (it survives a restart of the
+    host, and fires at once if it came due meanwhile), then go on with the outline."""
+
+    seconds: float
 
 
 class Kill(NamedTuple):

@@ -258,7 +258,8 @@ async fn signal(
         host.signal(&pid, &signal).await
     }
     .await;
-    api.audit(&caller, "process.signal", Some(&pid), &sent).await;
+    api.audit(&caller, "process.signal", Some(&pid), &sent)
+        .await;
     let sent = sent?;
     Ok(Json(json!({
         "pid": pid,

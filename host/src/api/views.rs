@@ -74,7 +74,8 @@ pub async fn processes(
 }
 
 /// Process `pid` of `tenant` as `show --json` prints it: its record with "children" (each
-/// {"pid", "plugin", "state", "successful"}), "checkpoint_bytes" and "memory_image_bytes".
+/// {"pid", "plugin", "state", "successful"}), "checkpoint_bytes", "memory_image_bytes" and
+/// "signals" (each {"seq", "event", "data", "key", "sent_ms", "taken"}, oldest first).
 /// `None` when the tenant has no such process.
 ///
 /// # Errors
@@ -100,6 +101,17 @@ pub async fn process(
     json["children"] = Value::Array(children);
     json["checkpoint_bytes"] = json!(stored.size);
     json["memory_image_bytes"] = json!(stored.image);
+    let taken = &stored.record.taken_signals;
+    let signals = store.signals(tenant, pid, 0).await?.into_iter().map(|s| {
+        let data = s.data.as_deref().map(|text| {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+        });
+        json!({
+            "seq": s.seq, "event": s.event, "data": data, "key": s.key, "sent_ms": s.sent_ms,
+            "taken": taken.contains(&s.seq),
+        })
+    });
+    json["signals"] = Value::Array(signals.collect());
     Ok(Some((json, stored)))
 }
 
@@ -163,7 +175,7 @@ pub fn plugin(plugin: &Plugin) -> Value {
         "name": spec.name,
         "version": spec.version,
         "digest": plugin.digest(),
-        "world": crate::WORLD,
+        "world": plugin.world(),
         "memory_images": {
             "safe": plugin.snapshot_safety().is_safe(),
             "reasons": plugin.snapshot_safety().reasons,

@@ -98,6 +98,12 @@ pub(crate) struct DaemonOptions {
 }
 
 impl DaemonOptions {
+    /// Whether the commands go to the local `damson serve` (no `--broker`, `--server` or
+    /// token).
+    pub(super) fn local(&self) -> bool {
+        self.broker.broker.is_none() && self.server.server.is_none() && self.token.is_none()
+    }
+
     /// The client of `--server`, if one is named.
     pub(super) fn server(&self) -> anyhow::Result<Option<Client>> {
         self.server.client(self.token.as_deref())

@@ -23,8 +23,11 @@ Examples:
 The process is durable: it checkpoints into the store (by default the embedded one in the home
 directory), and if this command dies, `damson continue PID` carries it on.
 
+A sleep, or a wait for a signal with a timeout, is waited out: the command ends when the
+process does, or when it waits for a signal with no timeout (`damson signal` sends it).
+
 Exit status: 0 when the process finished successfully, 1 when it ended any other way (or is
-paused, or waits for a resume), 2 for a usage error, an invalid plugin or invalid inputs.
+paused, or waits for a signal with no timeout), 2 for a usage error, an invalid plugin or invalid inputs.
 The command ends when its output does (`damson run … | head`).";
 
 /// Run a process of a plugin until it ends, and print how it ended and its outputs.

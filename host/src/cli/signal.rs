@@ -56,28 +56,38 @@ impl SignalCommand {
                 .with_context(|| format!("cannot signal process {pid}"))?;
             return Ok(sent(pid, &reply));
         }
-        let (controller, communicator) = self.daemon.controller().await?;
+        let (controller, communicator) = match self.daemon.controller().await {
+            Ok(reached) => reached,
+            // No `damson serve` listens here: the store is where the process is.
+            Err(_) if self.daemon.local() => return self.straight_to_store(data).await,
+            Err(e) => return Err(e),
+        };
         let reply = controller
             .signal_process(pid, event, data.as_ref(), key)
             .await;
         communicator.close().await;
         match reply {
             Ok(reply) => Ok(sent(pid, &reply)),
-            Err(CommsError::UnroutableRpc(_)) => self.into_store(data).await,
+            Err(CommsError::UnroutableRpc(_)) => self.straight_to_store(data).await,
             Err(e) => Err(e).with_context(|| format!("cannot signal process {pid}")),
         }
     }
 
     /// No daemon answers for the process: store the signal beside its checkpoint, for when it
     /// is continued.
-    async fn into_store(&self, data: Option<Value>) -> anyhow::Result<ExitCode> {
+    async fn straight_to_store(&self, data: Option<Value>) -> anyhow::Result<ExitCode> {
         let pid = &self.pid;
         let (record, store_name) = self.daemon.stored(pid).await?;
         let Some(record) = record else {
-            bail!("no process {pid}: no daemon answers for it, and {store_name} has no record of it");
+            bail!(
+                "no process {pid}: no daemon answers for it, and {store_name} has no record of it"
+            );
         };
         if record.state.is_terminal() {
-            println!("{pid} has ended ({}): it takes no more signals", ended_how(&record));
+            println!(
+                "{pid} has ended ({}): it takes no more signals",
+                ended_how(&record)
+            );
             return Ok(ExitCode::from(exit::PROCESS_FAILED));
         }
         let store = self.daemon.store().await?.context("no store")?;

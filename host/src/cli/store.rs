@@ -13,7 +13,7 @@ use super::{CommonOptions, exit};
 use crate::api::views;
 use crate::persist::{EmbeddedPersister, Persister, PostgresPersister};
 use crate::tenancy::Scope;
-use crate::{Host, HostConfig, ProcessHandle, ProcessRecord, ProcessState};
+use crate::{Host, HostConfig, ProcessHandle, ProcessRecord};
 
 /// The `--store` option every durable command shares.
 #[derive(Debug, Clone, Args)]
@@ -274,6 +274,40 @@ impl ShowCommand {
             if !record.awaiting.is_empty() {
                 println!("  awaiting: {}", record.awaiting.join(", "));
             }
+            if record.state == crate::ProcessState::Waiting && record.awaiting.is_empty() {
+                let until = |ms: u64| {
+                    humantime::format_rfc3339_millis(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                    )
+                };
+                match (&record.waiting_for, record.timer) {
+                    (_, Some(ms)) if record.sleeping => {
+                        println!("  waiting for: its timer, at {}", until(ms));
+                    }
+                    (Some(event), Some(ms)) => println!(
+                        "  waiting for: the signal '{event}', at most until {}",
+                        until(ms)
+                    ),
+                    (Some(event), None) => println!("  waiting for: the signal '{event}'"),
+                    (None, Some(ms)) => println!(
+                        "  waiting for: a resume (a signal with no event), at most until {}",
+                        until(ms)
+                    ),
+                    (None, None) => println!("  waiting for: a resume (a signal with no event)"),
+                }
+            }
+            for signal in json["signals"].as_array().into_iter().flatten() {
+                let event = signal["event"].as_str().unwrap_or("(resume)");
+                let taken = if signal["taken"] == true {
+                    "taken"
+                } else {
+                    "not taken"
+                };
+                println!(
+                    "  signal {} {event} {taken}: {}",
+                    signal["seq"], signal["data"]
+                );
+            }
             for child in &children {
                 println!(
                     "  child {} {} {}",
@@ -342,9 +376,9 @@ impl CheckpointsCommand {
 }
 
 /// Whether a run or a continue has gone as far as it will go on its own: terminated, paused,
-/// or waiting for a resume no one will send.
+/// or waiting for a resume no one will send (a timer ends a wait by itself).
 pub(crate) fn stopped(r: &ProcessRecord) -> bool {
-    r.state.is_terminal() || r.paused || (r.state == ProcessState::Waiting && r.awaiting.is_empty())
+    r.state.is_terminal() || r.paused || r.waits_on_others()
 }
 
 /// Wait until `process` has [`stopped`]; one that terminated also gives up its claim in the

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use super::RpcSubscriber;
 use super::audit::{Control, ControlLog, accepted};
 use crate::error::{Error, chain};
-use crate::process::{Inbox, ProcessHandle, ProcessRecord, ProcessState, Sent, Signal, send_signal};
+use crate::process::{
+    Inbox, ProcessHandle, ProcessRecord, ProcessState, Sent, Signal, send_signal,
+};
 
 /// The RPC intents a process answers (and the subjects of the broadcasts to all processes).
 pub mod intent {

@@ -18,7 +18,9 @@ use serde_json::{Map, Value};
 
 pub use failure::{Failure, LimitExceeded};
 pub(crate) use logs::{LogBuffer, LogEntry, LogLevel, LogSource};
-pub(crate) use outcome::{AwaitChild, Effects, Launch, Next, Outcome, StepOutcome, StepResult};
+pub(crate) use outcome::{
+    AwaitChild, Effects, Launch, Next, Outcome, StepOutcome, StepResult, Timer,
+};
 
 use crate::ports::{DefaultRequest, GuestCheck};
 

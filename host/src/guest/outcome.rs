@@ -62,10 +62,12 @@ pub(crate) struct Effects {
 pub(crate) enum Next {
     /// Go on with the outline.
     Continue,
-    /// Wait until resumed (by the named event, if any), showing this status message.
+    /// Wait until resumed (by the named event, if any), showing this status message; at most
+    /// until the timer fires, if any.
     Wait {
         event: Option<String>,
         message: Option<String>,
+        timeout: Option<Timer>,
     },
     /// End the outline now, with this exit status (0 is success) and message.
     Finish {
@@ -74,6 +76,56 @@ pub(crate) enum Next {
     },
     /// Kill the process with this message.
     Kill { message: String },
+    /// Sleep until the timer fires, then go on with the outline.
+    Sleep { until: Timer },
+}
+
+impl Next {
+    /// The same, with its timer (if any) fixed to a time: what a step asked for, as its
+    /// checkpoint keeps it, so that a restart does not start the timer again.
+    pub(crate) fn fixed(self, now_unix_ms: u64) -> Self {
+        match self {
+            Next::Wait {
+                event,
+                message,
+                timeout,
+            } => Next::Wait {
+                event,
+                message,
+                timeout: timeout.map(|t| t.fixed(now_unix_ms)),
+            },
+            Next::Sleep { until } => Next::Sleep {
+                until: until.fixed(now_unix_ms),
+            },
+            other => other,
+        }
+    }
+}
+
+/// When a durable timer fires (the WIT world's `timer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Timer {
+    /// This many milliseconds after the step returned.
+    After { ms: u64 },
+    /// At this time, in milliseconds since the Unix epoch.
+    At { unix_ms: u64 },
+}
+
+impl Timer {
+    /// When it fires, in milliseconds since the Unix epoch, for a step that returned at
+    /// `now_unix_ms`.
+    pub(crate) fn due(self, now_unix_ms: u64) -> u64 {
+        match self {
+            Timer::After { ms } => now_unix_ms.saturating_add(ms),
+            Timer::At { unix_ms } => unix_ms,
+        }
+    }
+
+    fn fixed(self, now_unix_ms: u64) -> Self {
+        Timer::At {
+            unix_ms: self.due(now_unix_ms),
+        }
+    }
 }
 
 /// A child a step awaits (the WIT world's `await-child`).

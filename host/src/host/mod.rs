@@ -17,6 +17,7 @@ mod plugins;
 mod processes;
 mod recovery;
 mod signals;
+mod timers;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -89,6 +90,8 @@ struct Inner {
     rehydrator: OnceLock<Arc<dyn crate::process::Rehydrate>>,
     /// Where the signals to its processes wait for them.
     inbox: Arc<signals::StoreInbox>,
+    /// When its processes' timers fire.
+    timers: timers::Timers,
 }
 
 impl Host {
@@ -151,6 +154,7 @@ impl Host {
                 submissions: SubmissionRate::default(),
                 names_only: false,
                 rehydrator: OnceLock::new(),
+                timers: timers::Timers::default(),
             }),
         })
     }
@@ -211,6 +215,7 @@ impl Host {
                 submissions: SubmissionRate::default(),
                 names_only: true,
                 rehydrator: OnceLock::new(),
+                timers: timers::Timers::default(),
             }),
         }
     }

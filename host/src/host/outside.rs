@@ -144,7 +144,22 @@ impl Outside for Host {
         Host::release(self, pid).await;
     }
 
+    fn now_ms(&self) -> u64 {
+        super::timers::now_ms()
+    }
+
+    fn set_timer(&self, process: &ProcessHandle, due: u64) {
+        self.inner
+            .timers
+            .set(&self.inner.processes, process.pid(), due);
+    }
+
+    fn clear_timer(&self, pid: &str) {
+        self.inner.timers.clear(pid);
+    }
+
     fn ended(&self, pid: &str, abandoned: bool) {
+        self.inner.timers.clear(pid);
         if abandoned {
             // Another host may give it back one day; until then it is not this host's.
             self.inner.processes.remove(pid);

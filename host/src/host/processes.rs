@@ -308,16 +308,14 @@ impl Host {
         Ok(handle)
     }
 
-    /// Run a process to its end (or until it waits with no one to resume it: use
+    /// Run a process to its end (or until it waits with no one to resume it and no timer: use
     /// [`launch`](Self::launch) to control it) and return its record.
     ///
     /// # Errors
     /// As for [`create`](Self::create).
     pub async fn run(&self, plugin: &Arc<Plugin>, inputs: Value) -> Result<ProcessRecord> {
         let handle = self.launch(plugin, inputs).await?;
-        let stopped = |r: &ProcessRecord| {
-            r.state.is_terminal() || (r.state == ProcessState::Waiting && r.awaiting.is_empty())
-        };
+        let stopped = |r: &ProcessRecord| r.state.is_terminal() || r.waits_on_others();
         Ok(handle.wait_for(stopped).await)
     }
 

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 
 use super::{
-    AuditRow, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Presence, ProcessLog,
-    Posted, ProcessSummary, Quotas, SignalRow, Summaries, SummaryFilter, TenantRow, TokenRow,
+    AuditRow, CheckpointKey, Claim, Holder, LogLine, PersistError, Persister, Posted, Presence,
+    ProcessLog, ProcessSummary, Quotas, SignalRow, Summaries, SummaryFilter, TenantRow, TokenRow,
     check_key,
 };
 

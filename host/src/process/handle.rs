@@ -49,6 +49,8 @@ pub(crate) struct Control {
     pub(crate) resume: Option<Option<Value>>,
     /// A signal was stored for the process since its task last looked.
     pub(crate) signalled: bool,
+    /// Its timer came due since its task last looked.
+    pub(crate) timer_due: bool,
     /// Checkpoints asked for (with their tags), and who to tell when each is saved.
     pub(crate) checkpoints: Vec<(Option<String>, oneshot::Sender<Result<()>>)>,
     pub(crate) listeners: Vec<Arc<dyn ProcessListener>>,
@@ -227,9 +229,12 @@ impl ProcessHandle {
     /// [`Host::signal`](crate::Host::signal) sends one that is stored first and kept until a
     /// wait for it comes.
     pub fn resume(&self, value: Option<Value>) -> bool {
-        if self.state() != ProcessState::Waiting {
+        // Only its timer ends a sleep.
+        let record = self.shared.record.borrow();
+        if record.state != ProcessState::Waiting || record.sleeping {
             return false;
         }
+        drop(record);
         let mut control = self.shared.control();
         control.resume = Some(value);
         self.wake(control);
@@ -241,6 +246,14 @@ impl ProcessHandle {
     pub(crate) fn signalled(&self) {
         let mut control = self.shared.control();
         control.signalled = true;
+        self.wake(control);
+    }
+
+    /// Tell the process its timer came due: a waiting one looks at the clock (brought back
+    /// first if dehydrated).
+    pub(crate) fn timer_fired(&self) {
+        let mut control = self.shared.control();
+        control.timer_due = true;
         self.wake(control);
     }
 

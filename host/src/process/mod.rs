@@ -40,8 +40,8 @@ pub use handle::ProcessHandle;
 pub(crate) use inputs::prepare_inputs;
 pub(crate) use outside::{Checkpoints, HeldLogs, Outside, Rehydrate, StepPermit, Unsaved};
 pub use record::ProcessRecord;
-pub use signal::{Sent, Signal};
 pub(crate) use signal::{Inbox, refuse_terminated, send as send_signal};
+pub use signal::{Sent, Signal};
 pub(crate) use table::ProcessTable;
 pub(crate) use task::Task;
 

@@ -87,6 +87,18 @@ pub(crate) trait Outside: Send + Sync {
     /// `process::signal`).
     async fn signals(&self, pid: &str) -> Result<Vec<(u64, Signal)>, Error>;
 
+    /// The time now, in milliseconds since the Unix epoch: the clock timers are set and
+    /// checked by.
+    fn now_ms(&self) -> u64;
+
+    /// Wake `process` when its timer comes due, `due` (milliseconds since the Unix epoch): one
+    /// index of timers for the whole host, not a sleeping task per process, that brings a
+    /// dehydrated process back. Replaces the process's timer, if it had one.
+    fn set_timer(&self, process: &ProcessHandle, due: u64);
+
+    /// Forget the timer of process `pid`, if it has one.
+    fn clear_timer(&self, pid: &str);
+
     /// The process changed state (`from` is `None` when it was just created).
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState);
 

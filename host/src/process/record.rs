@@ -56,6 +56,15 @@ pub struct ProcessRecord {
     pub children: Vec<String>,
     /// WAITING only: the children it waits for (none when it waits for a resume).
     pub awaiting: Vec<String>,
+    /// WAITING for a signal only: the event it waits for (`None` for a plain resume, or when
+    /// it waits for children or does not wait).
+    pub waiting_for: Option<String>,
+    /// WAITING with a timer only: when it fires, in milliseconds since the Unix epoch — the
+    /// end of a sleep, or the timeout of a wait for a signal.
+    pub timer: Option<u64>,
+    /// WAITING only: whether the process sleeps until its [`timer`](Self::timer), which
+    /// nothing else ends.
+    pub sleeping: bool,
     /// Creation time, milliseconds since the Unix epoch.
     pub ctime: u64,
     /// Where the process is in its outline, exactly (what [`position`](Self::position) shows).
@@ -115,11 +124,21 @@ impl ProcessRecord {
             parent,
             children: Vec::new(),
             awaiting: Vec::new(),
+            waiting_for: None,
+            timer: None,
+            sleeping: false,
             ctime,
             cursor,
             after_step: None,
             taken_signals: Vec::new(),
         }
+    }
+
+    /// Whether the process is WAITING for what only someone outside can send — a resume or a
+    /// signal, with no timer to end the wait and no children to wait for: it goes no further
+    /// on its own.
+    pub fn waits_on_others(&self) -> bool {
+        self.state == ProcessState::Waiting && self.awaiting.is_empty() && self.timer.is_none()
     }
 
     /// Whether the process finished with exit status 0 and all required outputs; `None` until it
@@ -155,6 +174,7 @@ impl ProcessRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::Timer;
     use crate::persist::bundle;
     use crate::workchain::{Call, Node, Outline};
 
@@ -208,6 +228,9 @@ mod tests {
             then: Next::Wait {
                 event: Some("go".into()),
                 message: None,
+                timeout: Some(Timer::At {
+                    unix_ms: 1_700_000_000_000,
+                }),
             },
             pause: Some(None),
         });

@@ -7,20 +7,21 @@ use std::time::Duration;
 use serde_json::Value;
 use wasmtime::{Store, Trap};
 
-use super::bindings::damson::workflow::types as wit;
+use super::Runtime;
+use super::bindings::current::damson::workflow::types as wit;
 use super::image::{Accessor, Blocks, DecodedImage, Fresh, RestoreError};
 use super::limits::{Deadline, Interrupted};
 use super::state::{Call, StoreState};
-use super::{Runtime, bindings};
+use super::world::{Exports, WorldPre};
 use crate::guest::{
-    AwaitChild, Failure, LimitExceeded, Next, Outcome, ProcessView, StepOutcome, StepResult,
+    AwaitChild, Failure, LimitExceeded, Next, Outcome, ProcessView, StepOutcome, StepResult, Timer,
 };
 use crate::spec::ProcessSpec;
 
 /// One instance of a plugin with its store. Not shared: one process owns it.
 pub(crate) struct Instance {
     store: Store<StoreState>,
-    bindings: bindings::Plugin,
+    exports: Exports,
     timeout: Duration,
     max_wasm_stack: usize,
     /// Set once a call trapped: the instance must not run again.
@@ -52,7 +53,7 @@ impl Instance {
     /// instance has non-zero, if known).
     pub(super) async fn new(
         runtime: &Runtime,
-        pre: &bindings::PluginPre<StoreState>,
+        pre: &WorldPre,
         plugin: Arc<str>,
         spec: Option<Arc<ProcessSpec>>,
         interrupt: Arc<AtomicBool>,
@@ -94,18 +95,18 @@ impl Instance {
                 let mut store = make();
                 async move {
                     let instance = pre.instance_pre().instantiate_async(&mut store).await?;
-                    let bindings = bindings::Plugin::new(&mut store, &instance)?;
-                    Ok((store, bindings, instance))
+                    let exports = pre.exports(&mut store, &instance)?;
+                    Ok((store, exports, instance))
                 }
             })
             .await;
-        let (store, bindings, handle) = match instantiated {
+        let (store, exports, handle) = match instantiated {
             Ok(instantiated) => instantiated,
             Err(e) => return Err(classify(e, None, config.max_wasm_stack)),
         };
         let mut instance = Self {
             store,
-            bindings,
+            exports,
             timeout: limits.step_timeout,
             max_wasm_stack: config.max_wasm_stack,
             poisoned: None,
@@ -226,11 +227,7 @@ impl Instance {
     /// The plugin's declaration.
     pub(super) async fn describe(&mut self) -> Result<wit::Spec, Failure> {
         self.begin()?;
-        let r = self
-            .bindings
-            .damson_workflow_process()
-            .call_describe(&mut self.store)
-            .await;
+        let r = self.exports.describe(&mut self.store).await;
         self.end(r)
     }
 
@@ -240,11 +237,7 @@ impl Instance {
             return Outcome::failed(failure);
         }
         self.store.data_mut().lend(Call::Step, process);
-        let r = self
-            .bindings
-            .damson_workflow_process()
-            .call_run_step(&mut self.store, name)
-            .await;
+        let r = self.exports.run_step(&mut self.store, name).await;
         let effects = self.store.data_mut().give_back(process);
         let result = self.end(r).and_then(|r| r.map_err(Failure::Error));
         Outcome {
@@ -266,11 +259,7 @@ impl Instance {
             return Outcome::failed(failure);
         }
         self.store.data_mut().lend(Call::Condition, process);
-        let r = self
-            .bindings
-            .damson_workflow_process()
-            .call_check_condition(&mut self.store, name)
-            .await;
+        let r = self.exports.check_condition(&mut self.store, name).await;
         let effects = self.store.data_mut().give_back(process);
         Outcome {
             effects,
@@ -286,9 +275,8 @@ impl Instance {
     ) -> Result<Option<String>, Failure> {
         self.begin()?;
         let r = self
-            .bindings
-            .damson_workflow_process()
-            .call_validate(&mut self.store, path, &value.to_string())
+            .exports
+            .validate(&mut self.store, path, value.to_string())
             .await;
         self.end(r)
     }
@@ -296,11 +284,7 @@ impl Instance {
     /// The computed default of the port at `path`.
     pub(crate) async fn compute_default(&mut self, path: &str) -> Result<Value, Failure> {
         self.begin()?;
-        let r = self
-            .bindings
-            .damson_workflow_process()
-            .call_compute_default(&mut self.store, path)
-            .await;
+        let r = self.exports.compute_default(&mut self.store, path).await;
         let json = self.end(r)?.map_err(Failure::Error)?;
         serde_json::from_str(&json).map_err(|e| {
             Failure::Error(format!(
@@ -370,12 +354,23 @@ fn next(next: wit::Next) -> Next {
         wit::Next::Wait(wait) => Next::Wait {
             event: wait.event,
             message: wait.message,
+            timeout: wait.timeout.map(timer),
         },
         wit::Next::Finish(exit) => Next::Finish {
             status: exit.status,
             message: exit.message,
         },
         wit::Next::Kill(message) => Next::Kill { message },
+        wit::Next::Sleep(until) => Next::Sleep {
+            until: timer(until),
+        },
+    }
+}
+
+fn timer(timer: wit::Timer) -> Timer {
+    match timer {
+        wit::Timer::AfterMs(ms) => Timer::After { ms },
+        wit::Timer::AtUnixMs(ms) => Timer::At { unix_ms: ms },
     }
 }
 

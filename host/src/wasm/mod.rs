@@ -19,6 +19,7 @@ mod pool;
 pub mod safety;
 mod spec;
 mod state;
+mod world;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,14 +38,16 @@ pub(crate) use plugin::Loaded;
 pub use plugin::Plugin;
 pub use safety::SnapshotSafety;
 use state::StoreState;
+use world::{World, WorldPre};
 
 use crate::config::HostConfig;
 use crate::error::{BoxError, Error, Result};
 use crate::fair::FairPermits;
 use crate::guest::Failure;
 
-/// The plugin world this host implements.
-pub const WORLD: &str = "damson:workflow/plugin@0.1.0";
+/// The plugin world this host implements, which the guest SDKs build against. Plugins built
+/// against the earlier `damson:workflow/plugin@0.1.0` load and run unchanged.
+pub const WORLD: &str = bindings::current::WORLD;
 
 /// The wasmtime engine and linker shared by all plugins of a host. Cheap to clone.
 #[derive(Clone)]
@@ -92,11 +95,7 @@ impl Runtime {
         // Plugins built by Rust's wasm32-wasip2 import WASI even when they use none of it; the
         // sandbox (empty by default) decides what those imports can reach.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(engine_error)?;
+        world::add_to_linker(&mut linker).map_err(engine_error)?;
         let ticker = epoch::EpochTicker::start(&engine, config.epoch_tick);
         Ok(Self {
             inner: Arc::new(Shared {
@@ -200,7 +199,7 @@ impl Runtime {
         })?;
         safety.reasons.extend(refused);
 
-        self.check_world(path, &component)?;
+        let world = self.check_world(path, &component)?;
         let unlinkable = |e: wasmtime::Error| Error::WrongWorld {
             path: path.to_path_buf(),
             expected: WORLD,
@@ -212,7 +211,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(unlinkable)?;
-        let pre = bindings::PluginPre::new(instance_pre).map_err(unlinkable)?;
+        let pre = WorldPre::new(world, instance_pre).map_err(unlinkable)?;
 
         // Declaring the spec runs guest code: under the same limits as a step.
         let interrupt = Arc::new(AtomicBool::new(false));
@@ -311,27 +310,28 @@ impl Runtime {
         .await
     }
 
-    /// Name what is wrong when a component does not export this world's `process` interface or
-    /// imports something this host does not provide.
-    fn check_world(&self, path: &Path, component: &Component) -> Result<()> {
+    /// The world a component was built against; what is wrong when it does not export the
+    /// `process` interface of a world this host loads, or imports something this host does
+    /// not provide.
+    fn check_world(&self, path: &Path, component: &Component) -> Result<World> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(self.engine())
             .map(|(n, _)| n.to_string())
             .collect();
-        if !exports.iter().any(|e| e == bindings::PROCESS_INTERFACE) {
+        let Some(world) = World::exported_by(&exports) else {
             let detail = match exports
                 .iter()
                 .find(|e| e.starts_with("damson:workflow/process@"))
             {
                 Some(other) => format!(
                     "it exports {other}, but this host implements {}",
-                    bindings::PROCESS_INTERFACE
+                    World::process_interfaces()
                 ),
                 None if exports.is_empty() => "it exports nothing".to_string(),
                 None => format!(
                     "it does not export {} (it exports: {})",
-                    bindings::PROCESS_INTERFACE,
+                    World::process_interfaces(),
                     exports.join(", ")
                 ),
             };
@@ -341,12 +341,9 @@ impl Runtime {
                 detail,
                 source: None,
             });
-        }
+        };
         for (name, item) in ty.imports(self.engine()) {
-            let known = name.starts_with("wasi:")
-                || name == bindings::HOST_INTERFACE
-                || name.starts_with("damson:workflow/types@0.1.0");
-            if !known {
+            if !World::provides(name) {
                 let kind = match item.ty {
                     ComponentItem::ComponentInstance(_) => "interface",
                     _ => "item",
@@ -361,7 +358,7 @@ impl Runtime {
                 });
             }
         }
-        Ok(())
+        Ok(world)
     }
 }
 

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::SnapshotSafety;
-use super::bindings;
 use super::image::Fresh;
-use super::state::StoreState;
+use super::world::WorldPre;
 use crate::error::{Error, Result};
 use crate::spec::{DeclaredSpec, ProcessSpec};
 
@@ -18,7 +17,7 @@ pub(crate) struct Loaded {
     pub(super) digest: String,
     pub(super) from_cache: bool,
     pub(super) safety: SnapshotSafety,
-    pub(super) pre: bindings::PluginPre<StoreState>,
+    pub(super) pre: WorldPre,
     pub(super) fresh: Option<Arc<Fresh>>,
     pub(crate) declared: DeclaredSpec,
     pub(super) bytes: Arc<[u8]>,
@@ -30,7 +29,7 @@ pub struct Plugin {
     digest: String,
     spec: Arc<ProcessSpec>,
     from_cache: bool,
-    pub(super) pre: bindings::PluginPre<StoreState>,
+    pub(super) pre: WorldPre,
     /// What a fresh instance's memories hold, which its images are deltas against.
     pub(super) fresh: Option<Arc<Fresh>>,
     /// The plugins whose ports this one exposes, by name.
@@ -94,6 +93,12 @@ impl Plugin {
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The WIT world the component was built against: [`WORLD`](crate::WORLD), or an earlier
+    /// one this host still loads (`damson:workflow/plugin@0.1.0`).
+    pub fn world(&self) -> &'static str {
+        self.pre.world().name()
     }
 
     /// The SHA-256 digest of the component, in hex: what a process is pinned to.

@@ -4,7 +4,7 @@ use crate::ports::{DefaultValue, NamespaceOptions, PortDecl, Rules, ValidTypes, 
 use crate::spec::{DeclaredSpec, ExitCodeSpec, Expose, InvalidSpec, Side};
 use crate::workchain::{Node, Outline};
 
-use super::bindings::damson::workflow::types as wit;
+use super::bindings::current::damson::workflow::types as wit;
 
 /// Check what a plugin declared and turn it into the host's types. Ports are checked when the
 /// spec is built ([`DeclaredSpec::build`]), once exposed plugins are known.

@@ -8,7 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use serde_json::Value;
 
-use super::bindings::damson::workflow::{host, types};
+use super::bindings::current::damson::workflow::{host, types};
 use super::limits::{Deadline, MemoryLimiter};
 use crate::config::Sandbox;
 use crate::guest::{Effects, Launch, LogEntry, LogLevel, LogSource, ProcessView};

@@ -4,7 +4,8 @@
  *
  * do=raise fails the step, do=spin loops until the host's step timeout, do=hog allocates until
  * the host's memory cap, and do=child launches `child` with n = 27, awaits it into the context
- * and outputs its `steps`.
+ * and outputs its `steps`; do=sleep sleeps 300 ms, and do=ask waits for `approved` at most
+ * 300 ms and outputs whether it timed out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,16 @@ static damson_next act(damson_ctx *ctx) {
         damson_to_context(ctx, "child", child);
         return DAMSON_CONTINUE;
     }
-    return damson_fail(ctx, "unknown do '%s' (raise | spin | hog | child)", what);
+    if (strcmp(what, "sleep") == 0) return damson_sleep(ctx, 300);
+    if (strcmp(what, "ask") == 0) return damson_wait_at_most(ctx, "approved", NULL, 300);
+    return damson_fail(ctx, "unknown do '%s' (raise | spin | hog | child | sleep | ask)", what);
+}
+
+static bool asked(damson_ctx *ctx) { return strcmp(damson_input_str(ctx, "do"), "ask") == 0; }
+
+static damson_next report(damson_ctx *ctx) {
+    damson_out_bool(ctx, "timed_out", damson_timed_out(ctx));
+    return DAMSON_CONTINUE;
 }
 
 static bool launched_child(damson_ctx *ctx) { return strcmp(damson_input_str(ctx, "do"), "child") == 0; }
@@ -50,12 +60,15 @@ static damson_next collect(damson_ctx *ctx) {
 
 static void define(damson_spec *spec) {
     damson_description(spec, "Misbehaves on request (raise, spin, hog) or launches a child.");
-    damson_input(spec, "do", DAMSON_STR, "raise | spin | hog | child");
+    damson_input(spec, "do", DAMSON_STR, "raise | spin | hog | child | sleep | ask");
     damson_input(spec, "child", DAMSON_STR, "The plugin to launch when do=child", .default_str = "collatz-c");
     damson_output(spec, "child_steps", DAMSON_INT, "The child's `steps` output", .optional = true);
+    damson_output(spec, "timed_out", DAMSON_BOOL, "do=ask: whether the wait for `approved` timed out",
+                  .optional = true);
     damson_outline(spec,
         DAMSON_STEP(act),
-        DAMSON_IF(launched_child, DAMSON_STEP(collect)));
+        DAMSON_IF(launched_child, DAMSON_STEP(collect)),
+        DAMSON_IF(asked, DAMSON_STEP(report)));
 }
 
 DAMSON_PLUGIN(define)

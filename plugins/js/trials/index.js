@@ -1,6 +1,7 @@
 // `trials-js`: one plugin for the host's failure paths, chosen by the input `do`: a step that
-// throws, one that never returns, one that allocates without bound, and a child awaited.
-import { definePlugin, if_, step } from '../../../guest-sdk/js/damson.js';
+// throws, one that never returns, one that allocates without bound, a child awaited, a sleep,
+// and a wait for a signal with a timeout.
+import { definePlugin, if_, sleep, step, wait } from '../../../guest-sdk/js/damson.js';
 
 export const process = definePlugin({
   name: 'trials-js',
@@ -8,10 +9,19 @@ export const process = definePlugin({
 
   define(spec) {
     spec.description('Throws, spins, hogs memory or awaits a child, as `do` says.');
-    spec.input('do', { type: 'str', help: 'raise | spin | hog | child' });
+    spec.input('do', { type: 'str', help: 'raise | spin | hog | child | sleep | ask' });
     spec.input('child', { type: 'str', default: 'collatz-c', help: 'The plugin do=child launches' });
     spec.output('child_steps', { type: 'int', required: false, help: "The child's steps output" });
-    spec.outline(step('act'), if_('awaited_child', [step('collect')]));
+    spec.output('timed_out', {
+      type: 'bool',
+      required: false,
+      help: 'do=ask: whether the wait for `approved` timed out',
+    });
+    spec.outline(
+      step('act'),
+      if_('awaited_child', [step('collect')]),
+      if_('asked', [step('report')]),
+    );
   },
 
   act(ctx) {
@@ -29,11 +39,19 @@ export const process = definePlugin({
       case 'child':
         ctx.toContext('child', ctx.launch(ctx.input('child'), { n: 27 }));
         return;
+      case 'sleep':
+        return sleep(300);
+      case 'ask':
+        return wait({ event: 'approved', timeout: 300 });
       default:
-        throw new Error(`unknown do '${ctx.input('do')}' (raise | spin | hog | child)`);
+        throw new Error(`unknown do '${ctx.input('do')}' (raise | spin | hog | child | sleep | ask)`);
     }
   },
   awaited_child: (ctx) => ctx.input('do') === 'child',
+  asked: (ctx) => ctx.input('do') === 'ask',
+  report(ctx) {
+    ctx.out('timed_out', ctx.get('timed_out'));
+  },
   collect(ctx) {
     ctx.out('child_steps', ctx.get('child').outputs.steps);
   },

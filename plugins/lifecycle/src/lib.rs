@@ -51,12 +51,14 @@ impl Lifecycle {
             "wait" => Ok(Next::Wait {
                 event: None,
                 message: Some("waiting to be resumed".into()),
+                timeout: None,
             }),
             "remember" => {
                 self.remembered = Some(format!("kept in memory by {}", p.pid()));
                 Ok(Next::Wait {
                     event: None,
                     message: Some("waiting to be resumed".into()),
+                    timeout: None,
                 })
             }
             other => bail!("unknown mode '{other}'"),

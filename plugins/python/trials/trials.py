@@ -1,20 +1,23 @@
 """`trials-py`: one step that fails in the way asked, for the tests of what the host does with
-a Python plugin that raises, spins, hogs memory, or launches a child."""
+a Python plugin that raises, spins, hogs memory, launches a child, sleeps, or waits for a signal
+with a timeout."""
 
 import damson
-from damson import ToContext, WorkChain, if_
+from damson import Sleep, ToContext, Wait, WorkChain, if_
 
 
 class Trials(WorkChain):
-    """Raises, spins, hogs memory or launches a child, as asked."""
+    """Raises, spins, hogs memory, launches a child, sleeps or asks, as asked."""
 
     @classmethod
     def define(cls, spec):
         spec.name = "trials-py"
-        spec.input("do", valid_type=str, help="raise | spin | hog | child")
+        spec.input("do", valid_type=str, help="raise | spin | hog | child | sleep | ask")
         spec.input("child", valid_type=str, default="collatz-c", help="The plugin do=child launches")
         spec.output("child_steps", valid_type=int, required=False, help="The child's steps output")
-        spec.outline(cls.act, if_(cls.launched)(cls.collect))
+        spec.output("timed_out", valid_type=bool, required=False,
+                    help="do=ask: whether the wait for `approved` timed out")
+        spec.outline(cls.act, if_(cls.launched)(cls.collect), if_(cls.asked)(cls.report))
 
     def act(self):
         do = self.inputs.do
@@ -30,10 +33,20 @@ class Trials(WorkChain):
                 self.hoard.append(bytearray(b"\xa5" * (1 << 20)))
         if do == "child":
             return ToContext(child=self.launch(self.inputs.child, n=27))
-        raise ValueError(f"unknown do '{do}': raise | spin | hog | child")
+        if do == "sleep":
+            return Sleep(0.3)
+        if do == "ask":
+            return Wait(event="approved", timeout=0.3)
+        raise ValueError(f"unknown do '{do}': raise | spin | hog | child | sleep | ask")
 
     def launched(self):
         return self.inputs.do == "child"
+
+    def asked(self):
+        return self.inputs.do == "ask"
+
+    def report(self):
+        self.out("timed_out", self.ctx.timed_out)
 
     def collect(self):
         self.out("child_steps", self.ctx.child.outputs.steps)

@@ -9,6 +9,7 @@ mod figures;
 mod languages;
 mod scale;
 mod tenants;
+mod timers;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -45,6 +46,10 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      until each waits, dehydrated: the resident memory and address space each adds to this
      process; the time to bring one back with a resume (for a sample, one after another); and
      killing all the others
+  s  --sleepers durable processes (`sleeper`, on the embedded store), each sleeping --sleep-ms
+     from its launch on a durable timer (dehydrated meanwhile), woken by the host's one timer
+     index: how late each went on after its timer was due (median, 90th and 99th percentile,
+     most)
   t  noisy neighbour: tenant B's trivial process (`add`, launched and run to its end, one
      after another) on an idle host, then while tenant A runs --spinners processes that spin
      (`spin`) on the same host; the median latency of each and their ratio
@@ -82,12 +87,21 @@ pub(crate) struct BenchCommand {
     mib: u64,
 
     /// Which cases to run, e.g. `abd` or `c`; `f` and `g` need --broker.
-    #[arg(long, default_value = "abcdeltw")]
+    #[arg(long, default_value = "abcdeltws")]
     cases: String,
 
     /// Case w: how many waiting processes.
     #[arg(long, default_value_t = 100_000)]
     waiting: usize,
+
+    /// Case s: how many sleeping processes.
+    #[arg(long, default_value_t = 10_000)]
+    sleepers: usize,
+
+    /// Case s: how long each sleeps from its launch, in milliseconds (longer than launching
+    /// them all takes).
+    #[arg(long, default_value_t = 20_000)]
+    sleep_ms: u64,
 
     /// Case t: how many spinning processes the noisy tenant runs.
     #[arg(long, default_value_t = 200)]
@@ -204,6 +218,9 @@ impl BenchCommand {
         }
         if self.cases.contains('t') {
             self.case_t(&mut figures).await?;
+        }
+        if self.cases.contains('s') {
+            self.case_s(&mut figures).await?;
         }
         figures.print(self.json, self.runs);
         Ok(ExitCode::from(exit::OK))

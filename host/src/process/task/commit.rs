@@ -38,6 +38,9 @@ impl Task {
     pub(super) fn set_state(&mut self, state: ProcessState, awaiting: Vec<String>) {
         self.record.state = state;
         self.record.awaiting = awaiting;
+        self.record.waiting_for = None;
+        self.record.timer = None;
+        self.record.sleeping = false;
         self.sync_status();
         self.publish();
     }

@@ -385,7 +385,8 @@ impl Task {
             step: name.to_string(),
             launches,
             awaiting,
-            then: returned.next,
+            // A timer counts from now, also when the process is restored later.
+            then: returned.next.fixed(self.outside.now_ms()),
             pause,
         });
         // The checkpoint that commits the step: its outputs, context and children (by pid,
@@ -464,14 +465,25 @@ impl Task {
                 self.record.after_step = None;
                 Ok(())
             }
-            Next::Wait { event, message } => {
-                self.wait(Until::Resume { event }, message).await?;
+            Next::Wait {
+                event,
+                message,
+                timeout,
+            } => {
+                let timeout = timeout.map(|t| t.due(self.outside.now_ms()));
+                self.wait(Until::Resume { event, timeout }, message).await?;
                 self.record.after_step = None;
                 // The resume is part of the process now.
                 self.save().await
             }
             Next::Finish { status, message } => Err(End::Finished { status, message }),
             Next::Kill { message } => Err(End::Killed(Some(message))),
+            Next::Sleep { until } => {
+                let until = until.due(self.outside.now_ms());
+                self.wait(Until::Sleep { until }, None).await?;
+                self.record.after_step = None;
+                self.save().await
+            }
         }
     }
 

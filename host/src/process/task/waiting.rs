@@ -20,10 +20,31 @@ pub(super) struct Awaited {
 
 /// What a waiting process waits for.
 pub(super) enum Until {
-    /// A resume (optionally named after the event it stands for).
-    Resume { event: Option<String> },
+    /// A resume (optionally named after the event it stands for), or the timeout (when its
+    /// timer fires, in milliseconds since the Unix epoch), whichever comes first.
+    Resume {
+        event: Option<String>,
+        timeout: Option<u64>,
+    },
+    /// Its timer to fire (in milliseconds since the Unix epoch).
+    Sleep { until: u64 },
     /// These children to terminate.
     Children(Vec<Awaited>),
+}
+
+/// The context key that says how a wait with a timeout ended: `true` when its timer fired
+/// first, `false` when what it waited for came.
+pub(crate) const TIMED_OUT: &str = "timed_out";
+
+impl Until {
+    /// When its timer fires, if it has one.
+    fn timer(&self) -> Option<u64> {
+        match self {
+            Until::Resume { timeout, .. } => *timeout,
+            Until::Sleep { until } => Some(*until),
+            Until::Children(_) => None,
+        }
+    }
 }
 
 impl Task {
@@ -38,16 +59,29 @@ impl Task {
                 .iter()
                 .map(|c| c.handle.pid().to_string())
                 .collect(),
-            Until::Resume { .. } => Vec::new(),
+            Until::Resume { .. } | Until::Sleep { .. } => Vec::new(),
         };
+        let timer = until.timer();
         // A process brought back from dehydration is in this wait already: saved, announced.
         if !std::mem::take(&mut self.rehydrated) {
+            let event = match &until {
+                Until::Resume { event, .. } => event.clone(),
+                Until::Sleep { .. } | Until::Children(_) => None,
+            };
+            let sleeping = matches!(until, Until::Sleep { .. });
             self.commit(|r| {
                 r.state = ProcessState::Waiting;
                 r.awaiting.clone_from(&awaiting);
+                r.waiting_for = event;
+                r.timer = timer;
+                r.sleeping = sleeping;
             })
             .await?;
             self.emit(Event::Waiting { message });
+        }
+        // The host's timer wakes the process (brought back first if it left memory).
+        if let Some(due) = timer {
+            self.outside.set_timer(&self.handle, due);
         }
         // Children wake this task when they terminate.
         let watchers: Vec<_> = match &until {
@@ -61,7 +95,7 @@ impl Task {
                     })
                 })
                 .collect(),
-            Until::Resume { .. } => Vec::new(),
+            Until::Resume { .. } | Until::Sleep { .. } => Vec::new(),
         };
         // The signal it waits for may be stored already: look once before any is announced.
         let mut look = true;
@@ -69,19 +103,26 @@ impl Task {
             let shared = self.handle.shared.clone();
             let notified = shared.wake.notified();
             self.apply_controls().await?;
-            look |= std::mem::take(&mut self.handle.shared.control().signalled);
+            {
+                let mut control = self.handle.shared.control();
+                look |= std::mem::take(&mut control.signalled);
+                // The clock says whether the timer is due: the flag only keeps the process
+                // from leaving memory meanwhile (see `dehydrate`).
+                control.timer_due = false;
+            }
             if !self.record.paused && self.waited_for(&until, &mut look).await {
                 break;
             }
-            if let Until::Resume { .. } = until
-                && self.dehydrate().await
-            {
+            if !matches!(until, Until::Children(_)) && self.dehydrate().await {
                 return Err(End::Dehydrated);
             }
             notified.await;
         }
         for watcher in watchers {
             watcher.abort();
+        }
+        if timer.is_some() {
+            self.outside.clear_timer(self.handle.pid());
         }
         if let Until::Children(children) = until {
             self.collect(children)?;
@@ -91,7 +132,7 @@ impl Task {
         Ok(())
     }
 
-    /// Leave memory while waiting for a resume, if the host lets processes do so and the wait's
+    /// Leave memory while waiting for a resume or a timer, if the host lets processes do so and the wait's
     /// checkpoint holds the guest's state (a memory image): the process's last log lines go to
     /// the store, and unless a request came meanwhile it becomes dormant — its handle will
     /// bring it back — and its task ends. Whether it did.
@@ -110,6 +151,7 @@ impl Task {
             || control.play
             || (control.resume.is_some() && !self.record.paused)
             || (control.signalled && !self.record.paused)
+            || (control.timer_due && !self.record.paused)
             || !control.checkpoints.is_empty()
             || control.abandoned;
         if pending {
@@ -125,36 +167,52 @@ impl Task {
     /// a store that cannot be read is logged and tried again at the next signal or request.
     pub(super) async fn waited_for(&mut self, until: &Until, look: &mut bool) -> bool {
         match until {
-            Until::Resume { event } => {
-                let key = || event.clone().unwrap_or_else(|| "resumed".to_string());
-                if let Some(value) = self.handle.shared.control().resume.take() {
-                    if let Some(value) = value {
-                        self.record.context.insert(key(), value);
-                    }
-                    return true;
+            Until::Resume { event, timeout } => {
+                let came = self.signal_came(event, look).await;
+                let timed_out = !came && timeout.is_some_and(|due| self.outside.now_ms() >= due);
+                if timeout.is_some() && (came || timed_out) {
+                    self.record
+                        .context
+                        .insert(TIMED_OUT.to_string(), Value::Bool(timed_out));
                 }
-                if !std::mem::take(look) {
-                    return false;
-                }
-                let received = match self.outside.signals(self.handle.pid()).await {
-                    Ok(received) => received,
-                    Err(e) => {
-                        tracing::warn!(pid = %self.handle.pid(), "cannot read the signals sent to the process: {}", chain(&e));
-                        return false;
-                    }
-                };
-                let Some((seq, signal)) =
-                    first_for(&received, event.as_deref(), &self.record.taken_signals)
-                else {
-                    return false;
-                };
-                if let Some(data) = &signal.data {
-                    self.record.context.insert(key(), data.clone());
-                }
-                self.record.taken_signals.push(*seq);
-                true
+                came || timed_out
             }
+            Until::Sleep { until } => self.outside.now_ms() >= *until,
             Until::Children(children) => children.iter().all(|c| c.handle.state().is_terminal()),
+        }
+    }
+
+    /// Whether the resume or signal a wait for `event` waits for has come: its payload is then
+    /// in the context (and the signal marked taken in the record).
+    async fn signal_came(&mut self, event: &Option<String>, look: &mut bool) -> bool {
+        {
+            let key = || event.clone().unwrap_or_else(|| "resumed".to_string());
+            if let Some(value) = self.handle.shared.control().resume.take() {
+                if let Some(value) = value {
+                    self.record.context.insert(key(), value);
+                }
+                return true;
+            }
+            if !std::mem::take(look) {
+                return false;
+            }
+            let received = match self.outside.signals(self.handle.pid()).await {
+                Ok(received) => received,
+                Err(e) => {
+                    tracing::warn!(pid = %self.handle.pid(), "cannot read the signals sent to the process: {}", chain(&e));
+                    return false;
+                }
+            };
+            let Some((seq, signal)) =
+                first_for(&received, event.as_deref(), &self.record.taken_signals)
+            else {
+                return false;
+            };
+            if let Some(data) = &signal.data {
+                self.record.context.insert(key(), data.clone());
+            }
+            self.record.taken_signals.push(*seq);
+            true
         }
     }
 

@@ -14,6 +14,7 @@ async fn a_durable_process_checkpoints_at_each_point() {
         Act::next(Next::Wait {
             event: None,
             message: None,
+            timeout: None,
         })
     });
     let (process, _) = host.create(&plugin, "p", None);

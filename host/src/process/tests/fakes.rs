@@ -308,6 +308,10 @@ pub(super) struct Fake {
     pub(super) rehydrated: Mutex<Vec<String>>,
     /// The signals posted, by pid, numbered per process from 1 (the fake's inbox).
     pub(super) signals: Mutex<Vec<(String, u64, Signal)>>,
+    /// The fake's clock, in ms since the Unix epoch: it moves only when told to.
+    pub(super) clock: Mutex<u64>,
+    /// The timers set, by pid.
+    pub(super) timers: Mutex<HashMap<String, u64>>,
     pub(super) me: Weak<Fake>,
 }
 
@@ -319,6 +323,9 @@ pub(super) struct Appended {
     pub(super) lines: Vec<LogEntry>,
     pub(super) dropped: u64,
 }
+
+/// Where the fake's clock starts: ms since the Unix epoch.
+pub(super) const START_MS: u64 = 1_800_000_000_000;
 
 impl Fake {
     pub(super) fn new(checkpoints: Checkpoints, children: &[Plugin]) -> Arc<Self> {
@@ -345,8 +352,42 @@ impl Fake {
             dehydrate: Mutex::default(),
             rehydrated: Mutex::default(),
             signals: Mutex::default(),
+            clock: Mutex::new(START_MS),
+            timers: Mutex::default(),
             me: me.clone(),
         })
+    }
+
+    /// Move the clock on by `ms`, and wake the processes whose timers came due, as the host's
+    /// timer index does.
+    pub(super) fn advance(&self, ms: u64) {
+        let now = {
+            let mut clock = self.clock.lock().unwrap();
+            *clock += ms;
+            *clock
+        };
+        let due: Vec<String> = {
+            let mut timers = self.timers.lock().unwrap();
+            let due: Vec<String> = timers
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(pid, _)| pid.clone())
+                .collect();
+            for pid in &due {
+                timers.remove(pid);
+            }
+            due
+        };
+        for pid in due {
+            if let Some(process) = self.table.get(&pid) {
+                process.timer_fired();
+            }
+        }
+    }
+
+    /// The timer set for process `pid`, if any.
+    pub(super) fn timer_of(&self, pid: &str) -> Option<u64> {
+        self.timers.lock().unwrap().get(pid).copied()
     }
 
     /// A durable host whose processes keep `lines` log lines.
@@ -567,6 +608,21 @@ impl Outside for Fake {
         self.received(pid).await
     }
 
+    fn now_ms(&self) -> u64 {
+        *self.clock.lock().unwrap()
+    }
+
+    fn set_timer(&self, process: &ProcessHandle, due: u64) {
+        self.timers
+            .lock()
+            .unwrap()
+            .insert(process.pid().to_string(), due);
+    }
+
+    fn clear_timer(&self, pid: &str) {
+        self.timers.lock().unwrap().remove(pid);
+    }
+
     fn state_changed(&self, pid: &str, from: Option<ProcessState>, to: ProcessState) {
         self.changes.lock().unwrap().push((pid.into(), from, to));
     }
@@ -678,6 +734,7 @@ pub(super) fn waiter() -> Plugin {
         Act::next(Next::Wait {
             event: None,
             message: None,
+            timeout: None,
         })
     })
 }

@@ -12,3 +12,4 @@ mod fakes;
 mod logs;
 mod signals;
 mod states;
+mod timers;

@@ -16,6 +16,7 @@ fn approval() -> Plugin {
         Act::next(Next::Wait {
             event: Some("approved".into()),
             message: Some("waiting for approval".into()),
+            timeout: None,
         })
     };
     Plugin::steps("approval", &["ask", "again", "last"])
@@ -107,7 +108,10 @@ async fn a_signal_with_a_key_sent_twice_is_taken_once() {
     let again = send_signal(&*host, &process, &approved("ada", Some("k")))
         .await
         .unwrap();
-    assert_eq!((first, again), (Sent::Queued { seq: 1 }, Sent::Duplicate { seq: 1 }));
+    assert_eq!(
+        (first, again),
+        (Sent::Queued { seq: 1 }, Sent::Duplicate { seq: 1 })
+    );
     let waiting = until(&process, |r| {
         r.state == ProcessState::Waiting && r.position == "2:last"
     })
@@ -130,10 +134,15 @@ async fn a_signal_to_a_terminated_process_is_refused_naming_its_state() {
     ended(&process).await;
     let refused = send_signal(&*host, &process, &Signal::default()).await;
     match refused {
-        Err(Error::Terminated { pid, state }) => assert_eq!((pid.as_str(), state.as_str()), ("p", "KILLED")),
+        Err(Error::Terminated { pid, state }) => {
+            assert_eq!((pid.as_str(), state.as_str()), ("p", "KILLED"))
+        }
         other => panic!("expected Terminated, got {other:?}"),
     }
-    assert!(host.signals.lock().unwrap().is_empty(), "nothing was stored");
+    assert!(
+        host.signals.lock().unwrap().is_empty(),
+        "nothing was stored"
+    );
 }
 
 #[tokio::test]
@@ -166,8 +175,16 @@ async fn a_dormant_process_comes_back_for_its_signal_and_never_takes_one_twice()
     settle().await;
     assert_eq!(process.state(), ProcessState::Waiting);
     assert_eq!(process.record().position, "2:last");
-    assert_eq!(host.rehydrations(), 3, "back for the pause and for the play");
-    assert!(host.saved()[saves..].iter().all(|s| s.record.taken_signals == [1]));
+    assert_eq!(
+        host.rehydrations(),
+        3,
+        "back for the pause and for the play"
+    );
+    assert!(
+        host.saved()[saves..]
+            .iter()
+            .all(|s| s.record.taken_signals == [1])
+    );
 
     send_signal(&*host, &process, &approved("bob", None))
         .await

@@ -109,6 +109,7 @@ async fn s07_a_waiting_process_is_resumed_by_a_listener() {
             Act::next(Next::Wait {
                 event: Some("go".into()),
                 message: Some("waiting for go".into()),
+                timeout: None,
             })
         })
         .on("last", |p| {

@@ -1,0 +1,113 @@
+//! Durable timers from the command line: a sleep is waited out by `damson run`, an approval
+//! nobody gives times out, and a sleeper whose timer came due while its daemon was down goes on
+//! as soon as the daemon starts again.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use damson_tests::damson;
+use serde_json::Value;
+
+use super::serve::{on, serve, text};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The stored record of `pid` once `condition` holds of it, and how long that took.
+fn shown_once(home: &std::path::Path, pid: &str, condition: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Ok(shown) = serde_json::from_str::<Value>(&text(&on(home, &["show", pid, "--json"])))
+            && condition(&shown)
+        {
+            return shown;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{pid} never got there"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn damson_run_waits_out_a_sleep() {
+    let home = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = damson()
+        .env("DAMSON_HOME", home.path())
+        .args(["run", "sleeper", "-i", "ms=1500", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran: Value = serde_json::from_str(&text(&out)).unwrap();
+    assert_eq!(ran["state"], "FINISHED");
+    assert_eq!(ran["outputs"]["slept"], 1500);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before its timer"
+    );
+}
+
+#[test]
+fn an_approval_nobody_gives_times_out() {
+    let home = tempfile::tempdir().unwrap();
+    let out = damson()
+        .env("DAMSON_HOME", home.path())
+        .args([
+            "run",
+            "approval",
+            "-i",
+            "request=deploy",
+            "-i",
+            "timeout_s=1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "not successful");
+    let ran: Value = serde_json::from_str(&text(&out)).unwrap();
+    assert_eq!(ran["state"], "FINISHED");
+    assert_eq!(ran["exit_status"], 408);
+    assert_eq!(ran["exit_message"], "nobody decided in time");
+}
+
+/// The timer is in the checkpoint: a daemon killed with `kill -9` while a process sleeps, and
+/// started again after its timer came due, has it go on at once.
+#[test]
+fn a_sleeper_whose_timer_came_due_while_its_daemon_was_down_goes_on_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let daemon = serve(home.path());
+    let pid = text(&on(home.path(), &["submit", "sleeper", "-i", "ms=2000"]));
+    let asleep = shown_once(home.path(), &pid, |s| s["state"] == "WAITING");
+    assert_eq!(asleep["sleeping"], true);
+    let due = asleep["timer"]
+        .as_u64()
+        .expect("the record says when it wakes");
+    let shown = text(&on(home.path(), &["show", &pid]));
+    assert!(shown.contains("waiting for: its timer, at "), "{shown}");
+    drop(daemon); // SIGKILL, asleep
+
+    while now_ms() <= due + 500 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let still = shown_once(home.path(), &pid, |_| true);
+    assert_eq!(still["state"], "WAITING", "nobody ran it meanwhile");
+    let restarted = Instant::now();
+    let _again = serve(home.path());
+    let finished = shown_once(home.path(), &pid, |s| s["state"] == "FINISHED");
+    assert_eq!(finished["outputs"]["slept"], 2000);
+    assert!(
+        restarted.elapsed() < Duration::from_secs(10),
+        "an overdue timer fires at once: {:?}",
+        restarted.elapsed()
+    );
+}
