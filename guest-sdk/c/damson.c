@@ -633,6 +633,8 @@ struct damson_spec {
     size_t exposes_len;
     damson_workflow_types_exit_code_t *exit_codes;
     size_t exit_codes_len;
+    damson_workflow_types_retry_policy_t *retries;
+    size_t retries_len;
     node *nodes;
     size_t nodes_len;
     uint32_t root;
@@ -661,6 +663,33 @@ void damson_exit_code(damson_spec *spec, uint32_t status, const char *label, con
     code->status = status;
     code->label = keep_string(label);
     code->message = keep_string(message);
+}
+
+void damson_retry_(damson_spec *spec, const char *step, const damson_retry_options *o) {
+    damson_workflow_types_retry_policy_t *r = APPEND(spec->retries, spec->retries_len);
+    if (step) {
+        r->step.is_some = true;
+        r->step.val = keep_string(step);
+    }
+    r->max_attempts = o->max_attempts ? o->max_attempts : 3;
+    r->initial_interval_ms = o->initial_interval_ms ? o->initial_interval_ms : 1000;
+    r->backoff = o->backoff != 0 ? o->backoff : 2.0;
+    if (o->max_interval_ms) {
+        r->max_interval_ms.is_some = true;
+        r->max_interval_ms.val = o->max_interval_ms;
+    }
+    static const struct {
+        unsigned flag;
+        damson_workflow_types_failure_kind_t kind;
+    } kinds[] = {
+        {DAMSON_FAIL_ERROR, DAMSON_WORKFLOW_TYPES_FAILURE_KIND_ERROR},
+        {DAMSON_FAIL_TRAP, DAMSON_WORKFLOW_TYPES_FAILURE_KIND_TRAP},
+        {DAMSON_FAIL_TIMEOUT, DAMSON_WORKFLOW_TYPES_FAILURE_KIND_TIMEOUT},
+        {DAMSON_FAIL_MEMORY, DAMSON_WORKFLOW_TYPES_FAILURE_KIND_MEMORY},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        if (o->non_retryable & kinds[i].flag)
+            *APPEND(r->non_retryable.ptr, r->non_retryable.len) = kinds[i].kind;
 }
 
 static damson_workflow_types_list_value_type_t type_list(unsigned types) {
@@ -850,6 +879,11 @@ static const damson_json *expect(damson_ctx *ctx, const damson_json *value, dams
         return NULL;
     }
     return value;
+}
+
+uint32_t damson_attempt(damson_ctx *ctx) {
+    (void)ctx;
+    return damson_workflow_host_attempt();
 }
 
 const char *damson_pid(damson_ctx *ctx) {
@@ -1178,6 +1212,16 @@ void exports_damson_workflow_process_describe(exports_damson_workflow_process_sp
         c->status = s->exit_codes[i].status;
         c->label = give((const char *)s->exit_codes[i].label.ptr);
         c->message = give((const char *)s->exit_codes[i].message.ptr);
+    }
+    for (size_t i = 0; i < s->retries_len; i++) {
+        damson_workflow_types_retry_policy_t *r = APPEND(ret->retries.ptr, ret->retries.len);
+        const damson_workflow_types_retry_policy_t *k = &s->retries[i];
+        *r = *k;
+        r->step = give_option(k->step.is_some ? (const char *)k->step.val.ptr : NULL);
+        r->non_retryable.ptr = NULL;
+        r->non_retryable.len = 0;
+        for (size_t n = 0; n < k->non_retryable.len; n++)
+            *APPEND(r->non_retryable.ptr, r->non_retryable.len) = k->non_retryable.ptr[n];
     }
     damson_workflow_types_outline_t *outline = &ret->outline;
     outline->root = s->root;

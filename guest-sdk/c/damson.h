@@ -163,6 +163,29 @@ void damson_description(damson_spec *spec, const char *description);
 /* Declare an exit code a step can end with (`damson_finish`). */
 void damson_exit_code(damson_spec *spec, uint32_t status, const char *label, const char *message);
 
+/* Failures a retry policy can leave out (`.non_retryable`, or-ed together). */
+enum {
+    DAMSON_FAIL_ERROR = 1 << 0,   /* the step failed (`damson_fail`) */
+    DAMSON_FAIL_TRAP = 1 << 1,    /* the plugin trapped (`damson_panic`, a crash) */
+    DAMSON_FAIL_TIMEOUT = 1 << 2, /* the step ran past the host's time limit */
+    DAMSON_FAIL_MEMORY = 1 << 3,  /* the plugin grew past the host's memory limit */
+};
+/* How a failed step is tried again. A field left zero takes its default. */
+typedef struct damson_retry_options {
+    uint32_t max_attempts;        /* attempts in all, the first included (default 3) */
+    uint64_t initial_interval_ms; /* before the second attempt (default 1000) */
+    double backoff;               /* each interval is this times the one before (default 2.0) */
+    uint64_t max_interval_ms;     /* the longest interval (default: no bound) */
+    unsigned non_retryable;       /* DAMSON_FAIL_* that end the process at once (default none) */
+} damson_retry_options;
+/* Retry step `step` (NULL: every step without a policy of its own) when it fails: from the
+ * state before it (context, outputs and the plugin's memory), as the options say, e.g.
+ * `damson_retry(spec, "send", .max_attempts = 5, .non_retryable = DAMSON_FAIL_TRAP)`.
+ * `damson_attempt` tells a step which attempt it is. */
+#define damson_retry(spec, step, ...) \
+    damson_retry_((spec), (step), &(damson_retry_options){__VA_ARGS__})
+void damson_retry_(damson_spec *spec, const char *step, const damson_retry_options *options);
+
 /* What an exposure copies, beyond the plugin and namespace; unset fields keep the exposed
  * namespace's own. Lists end with NULL. */
 typedef struct damson_expose_options {
@@ -270,6 +293,8 @@ typedef struct damson_node {
 
 /* This process's id. */
 const char *damson_pid(damson_ctx *ctx);
+/* Which attempt of the running step this is: 1 for the first, 2 for the first retry. */
+uint32_t damson_attempt(damson_ctx *ctx);
 
 /* The input at a dotted path, of this type; a sticky error when missing or of another type. */
 int64_t damson_input_int(damson_ctx *ctx, const char *path);

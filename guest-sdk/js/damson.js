@@ -168,6 +168,9 @@ function validTypes(type) {
   return types;
 }
 
+/** The failures a retry policy can leave out. */
+const FAILURE_KINDS = new Set(['error', 'trap', 'timeout', 'memory']);
+
 /** What `define(spec)` declares. Port options are documented in README.md. */
 class Spec {
   #description = null;
@@ -175,6 +178,7 @@ class Spec {
   outputs = [];
   exposes = [];
   exitCodes = [];
+  retries = [];
   root = [];
   validators = new Map();
   defaults = new Map();
@@ -213,6 +217,30 @@ class Spec {
     this.exitCodes.push({ status, label, message });
     return this;
   }
+  /**
+   * Retry the step `step` (its name; `null`: every step without a policy of its own) when it
+   * fails: from the state before it (context, outputs and the plugin's memory), at most
+   * `maxAttempts` attempts in all, `initialInterval` ms before the second, each interval
+   * `backoff` times the one before, at most `maxInterval` ms. `nonRetryable` lists failures
+   * that end the process at once: 'error' (the step threw), 'trap', 'timeout', 'memory'.
+   * `ctx.attempt` tells a step which attempt it is.
+   */
+  retry(step, { maxAttempts = 3, initialInterval = 1000, backoff = 2, maxInterval = null, nonRetryable = [] } = {}) {
+    for (const kind of nonRetryable) {
+      if (!FAILURE_KINDS.has(kind)) {
+        throw new Error(`unknown failure kind '${kind}' (one of ${[...FAILURE_KINDS].join(', ')})`);
+      }
+    }
+    this.retries.push({
+      step,
+      maxAttempts,
+      initialIntervalMs: Math.round(initialInterval),
+      backoff,
+      maxIntervalMs: maxInterval === null ? null : Math.round(maxInterval),
+      nonRetryable,
+    });
+    return this;
+  }
   /** The outline: `step`, `if_`, `while_` and `return_` elements, in order. */
   outline(...elements) {
     this.root = elements.flat();
@@ -233,6 +261,7 @@ class Spec {
       exposes: this.exposes,
       exitCodes: this.exitCodes,
       outline: { nodes, root },
+      retries: this.retries,
     };
     return { wit, names, validators: this.validators, defaults: this.defaults };
   }
@@ -356,6 +385,10 @@ function fallible(f) {
 class Ctx {
   awaits = [];
 
+  /** Which attempt of the running step this is: 1 for the first, 2 for the first retry. */
+  get attempt() {
+    return host.attempt();
+  }
   /** This process's id. */
   get pid() {
     return host.pid();

@@ -69,6 +69,12 @@ impl Ctx {
             .transpose()
     }
 
+    /// Which attempt of the running step this is: 1 for the first, 2 for the first retry
+    /// under its [`RetryPolicy`](crate::RetryPolicy).
+    pub fn attempt(&self) -> u32 {
+        host::attempt()
+    }
+
     /// Whether the last wait with a timeout ended because its timer fired first (the context
     /// key `timed_out`); false when the signal came, or no such wait has ended.
     pub fn timed_out(&self) -> bool {

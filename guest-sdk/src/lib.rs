@@ -56,7 +56,7 @@ pub use error::{Error, Result};
 pub use log::Level;
 pub use outline::{Outline, if_, return_, return_with, step, while_};
 pub use serde_json::{self, Value, json};
-pub use spec::{ExitCode, ExposeBuilder, PortBuilder, Spec, Type};
+pub use spec::{ExitCode, ExposeBuilder, FailureKind, PortBuilder, RetryPolicy, Spec, Type};
 
 /// A Damson process: its spec and the steps of its outline.
 ///
@@ -142,8 +142,8 @@ pub enum Timer {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        Ctx, Error, ExitCode, Next, Outline, Process, Result, Spec, Step, Timer, Type, Value, if_,
-        json, return_, return_with, step, while_,
+        Ctx, Error, ExitCode, FailureKind, Next, Outline, Process, Result, RetryPolicy, Spec, Step,
+        Timer, Type, Value, if_, json, return_, return_with, step, while_,
     };
     pub use crate::{bail, debug, error, info, trace, warn};
 }

@@ -1,6 +1,7 @@
 //! The spec builder: what a plugin declares in [`Process::define`](crate::Process::define).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::__private::bindings::damson::workflow::types as wit;
 use crate::outline::{Condition, Outline, StepFn};
@@ -230,6 +231,98 @@ impl ExposeBuilder {
     }
 }
 
+/// A kind of failure a [`RetryPolicy`] can leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The step returned an error.
+    Error,
+    /// The plugin trapped or panicked.
+    Trap,
+    /// The step ran past the host's time limit per step.
+    Timeout,
+    /// The plugin grew past the host's memory limit.
+    Memory,
+}
+
+/// How a failed step is tried again ([`Spec::retry`]). By default: 3 attempts in all, 1 s
+/// before the second, each interval twice the one before, no longest interval, every kind of
+/// failure retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    initial_interval: Duration,
+    backoff: f64,
+    max_interval: Option<Duration>,
+    non_retryable: Vec<FailureKind>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_interval: Duration::from_secs(1),
+            backoff: 2.0,
+            max_interval: None,
+            non_retryable: Vec::new(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// At most `max_attempts` attempts in all, the first one included (at least 1).
+    pub fn attempts(max_attempts: u32) -> Self {
+        Self {
+            max_attempts,
+            ..Self::default()
+        }
+    }
+
+    /// The interval before the second attempt.
+    pub fn initial_interval(mut self, interval: Duration) -> Self {
+        self.initial_interval = interval;
+        self
+    }
+
+    /// What each interval is multiplied by for the next (at least 1.0; 1.0 keeps it constant).
+    pub fn backoff(mut self, factor: f64) -> Self {
+        self.backoff = factor;
+        self
+    }
+
+    /// The longest interval.
+    pub fn max_interval(mut self, interval: Duration) -> Self {
+        self.max_interval = Some(interval);
+        self
+    }
+
+    /// Never retry a failure of this kind: it ends the process at once.
+    pub fn not_on(mut self, kind: FailureKind) -> Self {
+        self.non_retryable.push(kind);
+        self
+    }
+
+    fn into_wit(self, step: Option<String>) -> wit::RetryPolicy {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        wit::RetryPolicy {
+            step,
+            max_attempts: self.max_attempts,
+            initial_interval_ms: ms(self.initial_interval),
+            backoff: self.backoff,
+            max_interval_ms: self.max_interval.map(ms),
+            non_retryable: self
+                .non_retryable
+                .into_iter()
+                .map(|k| match k {
+                    FailureKind::Error => wit::FailureKind::Error,
+                    FailureKind::Trap => wit::FailureKind::Trap,
+                    FailureKind::Timeout => wit::FailureKind::Timeout,
+                    FailureKind::Memory => wit::FailureKind::Memory,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What a plugin declares: name, version, ports, exit codes and outline.
 ///
 /// The name and version default to the plugin crate's package name and version.
@@ -242,6 +335,7 @@ pub struct Spec<P> {
     exposes: Vec<ExposeBuilder>,
     exit_codes: Vec<wit::ExitCode>,
     outline: Vec<Outline<P>>,
+    retries: Vec<wit::RetryPolicy>,
 }
 
 pub(crate) struct Finished<P> {
@@ -263,6 +357,7 @@ impl<P> Spec<P> {
             exposes: Vec::new(),
             exit_codes: Vec::new(),
             outline: Vec::new(),
+            retries: Vec::new(),
         }
     }
 
@@ -338,6 +433,20 @@ impl<P> Spec<P> {
         ExitCode::with_message(status, message)
     }
 
+    /// Retry step `step` as `policy` says when it fails: from the state before it (context,
+    /// outputs and the plugin's memory — this value's fields included), after the policy's
+    /// intervals. [`Ctx::attempt`](crate::Ctx::attempt) tells a step which attempt it is.
+    pub fn retry(&mut self, step: &str, policy: RetryPolicy) -> &mut Self {
+        self.retries.push(policy.into_wit(Some(step.to_string())));
+        self
+    }
+
+    /// Retry every step that has no policy of its own as `policy` says.
+    pub fn retry_every_step(&mut self, policy: RetryPolicy) -> &mut Self {
+        self.retries.push(policy.into_wit(None));
+        self
+    }
+
     /// Set the outline: the steps, conditions and loops the host walks through.
     pub fn outline(&mut self, outline: impl IntoIterator<Item = Outline<P>>) -> &mut Self {
         self.outline = outline.into_iter().collect();
@@ -358,6 +467,7 @@ impl<P> Spec<P> {
                     nodes: Vec::new(),
                     root: 0,
                 },
+                retries: self.retries,
             },
             steps: HashMap::new(),
             conditions: HashMap::new(),

@@ -6,8 +6,9 @@
 //! memory and time limits.
 //!
 //! ## Module map, bottom up
-//! - [`ports`], [`workchain`], [`spec`]: ports and validation (plumpy's port model), outlines and
-//!   the cursor that says where a process is, a plugin's declared spec.
+//! - [`ports`], [`workchain`], [`retry`], [`spec`]: ports and validation (plumpy's port model),
+//!   outlines and the cursor that says where a process is, retry policies, a plugin's declared
+//!   spec.
 //! - `guest`: a process's plugin code as the state machine sees it — the `Guest` trait and the
 //!   `StepOutcome` a call returns.
 //! - [`persist`]: checkpoint bundles and stores (in memory, embedded file, PostgreSQL).
@@ -25,21 +26,21 @@
 //!
 //! | module | may use |
 //! |---|---|
-//! | `ports`, `workchain`, `json_text`, `fair` | nothing of the host |
-//! | `spec` | `ports`, `workchain` |
-//! | `guest` | `ports`, `spec` |
+//! | `ports`, `workchain`, `json_text`, `fair`, `retry` | nothing of the host |
+//! | `spec` | `ports`, `workchain`, `retry` |
+//! | `guest` | `ports`, `spec`, `retry` |
 //! | `persist` | nothing of the host |
 //! | `config` | `persist` (the default tenant's name) |
 //! | `tenancy` | `persist` |
 //! | `error` | `ports`, `spec`, `guest`, `persist`, `tenancy` |
-//! | `wasm` | `ports`, `workchain`, `spec`, `guest`, `config`, `error` |
-//! | `process` | `ports`, `workchain`, `spec`, `guest`, `error`, `json_text` |
+//! | `wasm` | `ports`, `workchain`, `spec`, `guest`, `config`, `error`, `retry` |
+//! | `process` | `ports`, `workchain`, `spec`, `guest`, `error`, `json_text`, `retry` |
 //! | `comms` | `process`, `error` (and the pure modules) |
 //! | `host` | everything but `api` and `cli` |
 //! | `api` | everything but `cli` |
 //! | `cli` | everything |
 //!
-//! **Architecture invariants:** `ports`, `workchain`, `spec` and `guest` are pure: no wasmtime,
+//! **Architecture invariants:** `ports`, `workchain`, `retry`, `spec` and `guest` are pure: no wasmtime,
 //! no tokio, no I/O. Only `wasm` touches wasmtime, and no WIT type leaves it. `process` never
 //! names the host: what a running process needs from around it is one narrow trait
 //! (`process::Outside`). Only `persist` talks to databases, only `comms` to RabbitMQ. Only
@@ -59,6 +60,7 @@ mod json_text;
 pub mod persist;
 pub mod ports;
 pub mod process;
+pub mod retry;
 pub mod spec;
 pub mod tenancy;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::ports::{NamespaceOptions, PortDecl, PortNamespace, Rules, SpecError};
+use crate::retry::RetryPolicy;
 use crate::workchain::{Outline, OutlineError};
 
 /// Everything the host knows about a plugin from its declaration (plumpy's `ProcessSpec`), with
@@ -23,6 +24,8 @@ pub struct ProcessSpec {
     pub exit_codes: Vec<ExitCodeSpec>,
     /// Its outline.
     pub outline: Outline,
+    /// Its retry policies: at most one per step, and one for the other steps.
+    pub retries: Vec<RetryPolicy>,
 }
 
 /// A declared exit code (plumpy's `ExitCode`): status 0 means success.
@@ -37,6 +40,11 @@ pub struct ExitCodeSpec {
 }
 
 impl ProcessSpec {
+    /// The retry policy of step `step`: its own, else the plugin's, if any.
+    pub fn retry_policy(&self, step: &str) -> Option<&RetryPolicy> {
+        crate::retry::policy_for(&self.retries, step)
+    }
+
     /// The declared exit code with this status, if any.
     pub fn exit_code(&self, status: u32) -> Option<&ExitCodeSpec> {
         self.exit_codes.iter().find(|c| c.status == status)
@@ -86,6 +94,8 @@ pub struct DeclaredSpec {
     pub exit_codes: Vec<ExitCodeSpec>,
     /// Its outline.
     pub outline: Outline,
+    /// Its retry policies.
+    pub retries: Vec<RetryPolicy>,
 }
 
 impl DeclaredSpec {
@@ -131,6 +141,7 @@ impl DeclaredSpec {
             outputs,
             exit_codes: self.exit_codes.clone(),
             outline: self.outline.clone(),
+            retries: self.retries.clone(),
         })
     }
 }

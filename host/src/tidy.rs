@@ -13,9 +13,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fair", &[]),
     ("workchain", &[]),
     ("json_text", &[]),
+    ("retry", &[]),
     ("config", &["persist"]),
-    ("spec", &["ports", "workchain"]),
-    ("guest", &["ports", "spec", "workchain", "json_text"]),
+    ("spec", &["ports", "workchain", "retry"]),
+    (
+        "guest",
+        &["ports", "spec", "workchain", "json_text", "retry"],
+    ),
     ("persist", &[]),
     ("tenancy", &["persist"]),
     (
@@ -33,11 +37,20 @@ const LAYERS: &[(&str, &[&str])] = &[
             "error",
             "json_text",
             "fair",
+            "retry",
         ],
     ),
     (
         "process",
-        &["ports", "workchain", "spec", "guest", "error", "json_text"],
+        &[
+            "ports",
+            "workchain",
+            "spec",
+            "guest",
+            "error",
+            "json_text",
+            "retry",
+        ],
     ),
     (
         "comms",
@@ -67,6 +80,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "wasm",
             "comms",
             "fair",
+            "retry",
         ],
     ),
     (

@@ -144,6 +144,17 @@ fn plugins_of_every_language_sleep_and_time_out() {
     }
 }
 
+/// Each guest SDK's retry policy: a step that fails on its first two attempts is tried again
+/// from the state before it and succeeds on its third (Rust's: the `approval` plugin).
+#[test]
+fn a_flaky_step_is_retried_until_it_succeeds_in_every_language() {
+    for (language, suffix) in GUESTS {
+        let (code, record) = run_json(&["run", &format!("trials{suffix}"), "-i", "do=flaky"]);
+        assert_eq!(code, Some(0), "{language}: {record}");
+        assert_eq!(record["outputs"]["attempts"], 3, "{language}: {record}");
+    }
+}
+
 #[test]
 fn the_memory_cap_and_the_step_timeout_stop_plugins_of_every_language() {
     for (language, suffix) in GUESTS {

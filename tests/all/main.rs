@@ -15,6 +15,7 @@ mod logs;
 mod plugins;
 mod ports;
 mod postgres_tenants;
+mod retries;
 mod sandbox;
 mod serve;
 mod signals;

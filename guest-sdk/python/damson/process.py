@@ -8,8 +8,8 @@ from wit_world.imports import host
 from wit_world.imports import types as wit
 from componentize_py_types import Err
 
-__all__ = ["AttributeDict", "Child", "Context", "Kill", "ToContext", "Wait", "WorkChain", "append_",
-           "inspect_"]
+__all__ = ["AttributeDict", "Child", "Context", "Kill", "Sleep", "ToContext", "Wait", "WorkChain",
+           "append_", "inspect_"]
 
 
 class AttributeDict(dict):
@@ -201,6 +201,12 @@ class WorkChain:
     def pid(self) -> str:
         """This process's id."""
         return host.pid()
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt of the running step this is: 1 for the first, 2 for the first retry
+        under its retry policy (``spec.retry``)."""
+        return host.attempt()
 
     @property
     def logger(self) -> logging.Logger:

@@ -27,6 +27,14 @@ _TYPES = {
     dict: wit.ValueType.DICT,
 }
 
+# The failure kinds a retry policy can leave out, by name.
+_FAILURE_KINDS = {
+    "error": wit.FailureKind.ERROR,
+    "trap": wit.FailureKind.TRAP,
+    "timeout": wit.FailureKind.TIMEOUT,
+    "memory": wit.FailureKind.MEMORY,
+}
+
 # Tells "no default" from a default of None.
 _UNSET: Any = object()
 
@@ -81,6 +89,7 @@ class Spec:
         self.description: Optional[str] = doc.split("\n\n")[0].replace("\n", " ") if doc else None
         self._ports: Dict[str, List[wit.Port]] = {"inputs": [], "outputs": []}
         self._exposes: List[wit.Expose] = []
+        self._retries: List[wit.RetryPolicy] = []
         self._exit_codes: Dict[str, wit.ExitCode] = {}
         self._outline: tuple = ()
         # Validators and computed defaults by full path (`inputs.options.greeting`).
@@ -149,6 +158,31 @@ class Spec:
         self._exit_codes[label] = wit.ExitCode(status=status, label=label, message=message)
         return ExitCode(status, message)
 
+    def retry(self, step=None, *, max_attempts: int = 3, initial_interval: float = 1.0,
+              backoff: float = 2.0, max_interval: Optional[float] = None,
+              non_retryable: Iterable[str] = ()) -> None:
+        """Retry ``step`` (a method of the outline, or its name; ``None``: every step without a
+        policy of its own) when it fails: from the state before it (context, outputs and the
+        plugin's memory, its attributes included), at most ``max_attempts`` attempts in all,
+        ``initial_interval`` seconds before the second, each interval ``backoff`` times the one
+        before, at most ``max_interval`` seconds. ``non_retryable`` names failures that end the
+        process at once: ``"error"`` (the step raised), ``"trap"``, ``"timeout"``, ``"memory"``.
+        ``self.attempt`` tells a step which attempt it is."""
+        name = step if step is None or isinstance(step, str) else step.__name__
+        kinds = []
+        for kind in non_retryable:
+            if kind not in _FAILURE_KINDS:
+                raise ValueError(f"unknown failure kind '{kind}' (error | trap | timeout | memory)")
+            kinds.append(_FAILURE_KINDS[kind])
+
+        def ms(seconds: float) -> int:
+            return round(seconds * 1000)
+
+        self._retries.append(wit.RetryPolicy(
+            step=name, max_attempts=max_attempts, initial_interval_ms=ms(initial_interval),
+            backoff=float(backoff), max_interval_ms=None if max_interval is None else ms(max_interval),
+            non_retryable=kinds))
+
     def outline(self, *instructions) -> None:
         """Set the outline: steps (methods), ``if_``, ``while_`` and ``return_``."""
         self._outline = instructions
@@ -193,6 +227,6 @@ class Spec:
             name=self.name, version=self.version, description=self.description,
             inputs=self._ports["inputs"], outputs=self._ports["outputs"], exposes=self._exposes,
             exit_codes=list(self._exit_codes.values()),
-            outline=wit.Outline(nodes=outline.nodes, root=outline.root))
+            outline=wit.Outline(nodes=outline.nodes, root=outline.root), retries=self._retries)
         codes = ExitCodes({label: ExitCode(c.status, c.message) for label, c in self._exit_codes.items()})
         return spec, outline, codes

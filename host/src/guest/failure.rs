@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::retry::FailureKind;
+
 /// Why a call into a plugin did not return normally. The message says what happened in words a
 /// plugin author can act on; the process it happened in ends EXCEPTED with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,22 @@ pub enum Failure {
          their memory"
     )]
     StaleHandle(String),
+}
+
+impl Failure {
+    /// Its kind, as a retry policy names it; `None` for one that no policy retries: a kill,
+    /// or a memory image that could not be written back.
+    pub fn kind(&self) -> Option<FailureKind> {
+        match self {
+            Failure::Error(_) => Some(FailureKind::Error),
+            Failure::Panic(_) | Failure::Trap(_) | Failure::StackOverflow { .. } => {
+                Some(FailureKind::Trap)
+            }
+            Failure::Limit(LimitExceeded::Time { .. }) => Some(FailureKind::Timeout),
+            Failure::Limit(LimitExceeded::Memory { .. }) => Some(FailureKind::Memory),
+            Failure::Interrupted | Failure::Restore(_) | Failure::StaleHandle(_) => None,
+        }
+    }
 }
 
 /// A limit a plugin ran into.

@@ -34,6 +34,8 @@ pub(crate) struct ProcessView {
     pub(crate) inputs: Value,
     /// The context, which a call may change.
     pub(crate) context: Map<String, Value>,
+    /// Which attempt of the running step this is: 1 for the first, 2 for the first retry.
+    pub(crate) attempt: u32,
 }
 
 /// The plugin code behind one process: its own instance, and the instances of the plugins whose
@@ -59,4 +61,9 @@ pub(crate) trait Guest: Send {
     /// process; `None` when none can or should be taken (the plugin is not snapshot-safe, images
     /// are off, or a call failed).
     async fn image(&mut self) -> Option<Vec<u8>>;
+
+    /// Start over on a fresh instance of the plugin, with `image` (taken from this guest
+    /// before) written back if given: what a retried step runs on, from the state before its
+    /// first attempt.
+    async fn reset(&mut self, image: Option<Vec<u8>>) -> Result<(), Failure>;
 }

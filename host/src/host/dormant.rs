@@ -162,4 +162,8 @@ impl Guest for Absent {
     async fn image(&mut self) -> Option<Vec<u8>> {
         None
     }
+
+    async fn reset(&mut self, _: Option<Vec<u8>>) -> std::result::Result<(), Failure> {
+        Err(Self::failure())
+    }
 }

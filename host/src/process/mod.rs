@@ -39,7 +39,7 @@ use serde_json::Value;
 pub use handle::ProcessHandle;
 pub(crate) use inputs::prepare_inputs;
 pub(crate) use outside::{Checkpoints, HeldLogs, Outside, Rehydrate, StepPermit, Unsaved};
-pub use record::ProcessRecord;
+pub use record::{ProcessRecord, Retry};
 pub(crate) use signal::{Inbox, refuse_terminated, send as send_signal};
 pub use signal::{Sent, Signal};
 pub(crate) use table::ProcessTable;

@@ -65,6 +65,9 @@ pub struct ProcessRecord {
     /// WAITING only: whether the process sleeps until its [`timer`](Self::timer), which
     /// nothing else ends.
     pub sleeping: bool,
+    /// While a failed step is tried again under its retry policy: which, the attempts, and
+    /// each failed attempt's error.
+    pub retry: Option<Retry>,
     /// Creation time, milliseconds since the Unix epoch.
     pub ctime: u64,
     /// Where the process is in its outline, exactly (what [`position`](Self::position) shows).
@@ -76,6 +79,19 @@ pub struct ProcessRecord {
     /// The numbers of the signals the process has taken, so that none is taken twice (see
     /// `process::signal`).
     pub(crate) taken_signals: Vec<u64>,
+}
+
+/// A failed step being tried again under its retry policy ([`ProcessRecord::retry`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// The step.
+    pub step: String,
+    /// The attempt that runs next (2 for the first retry).
+    pub attempt: u32,
+    /// The attempts the policy allows in all.
+    pub max_attempts: u32,
+    /// Each failed attempt's error, oldest first: the last is the last error.
+    pub errors: Vec<String>,
 }
 
 /// The rest of a step that returned: carried out after the checkpoint that commits the step,
@@ -127,6 +143,7 @@ impl ProcessRecord {
             waiting_for: None,
             timer: None,
             sleeping: false,
+            retry: None,
             ctime,
             cursor,
             after_step: None,

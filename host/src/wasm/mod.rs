@@ -285,7 +285,7 @@ impl Runtime {
         Ok(Guests {
             runtime: self.clone(),
             plugin: plugin.clone(),
-            own,
+            own: Some(own),
             others: HashMap::new(),
             images: safe && self.config().memory_images,
         })

@@ -1,6 +1,9 @@
 //! WIT declarations → the host's [`DeclaredSpec`].
 
+use std::time::Duration;
+
 use crate::ports::{DefaultValue, NamespaceOptions, PortDecl, Rules, ValidTypes, ValueType};
+use crate::retry::{FailureKind, RetryPolicy};
 use crate::spec::{DeclaredSpec, ExitCodeSpec, Expose, InvalidSpec, Side};
 use crate::workchain::{Node, Outline};
 
@@ -18,6 +21,16 @@ pub(super) fn from_wit(spec: wit::Spec) -> Result<DeclaredSpec, InvalidSpec> {
             )));
         }
     }
+    let steps: std::collections::HashSet<&str> = spec
+        .outline
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            wit::Instruction::Step(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let retries = retries(&spec.retries, &steps)?;
     let nodes: Vec<Node> = spec.outline.nodes.into_iter().map(node).collect();
     let outline = Outline::from_nodes(&nodes, spec.outline.root)?;
     Ok(DeclaredSpec {
@@ -37,7 +50,58 @@ pub(super) fn from_wit(spec: wit::Spec) -> Result<DeclaredSpec, InvalidSpec> {
             })
             .collect(),
         outline,
+        retries,
     })
+}
+
+/// The retry policies, checked: each for a step of the outline, at most one per step and one
+/// for the rest, at least one attempt, a backoff of at least 1.
+fn retries(
+    declared: &[wit::RetryPolicy],
+    steps: &std::collections::HashSet<&str>,
+) -> Result<Vec<RetryPolicy>, InvalidSpec> {
+    let mut seen = std::collections::HashSet::new();
+    declared
+        .iter()
+        .map(|p| {
+            let which = match &p.step {
+                Some(step) => format!("the retry policy of step '{step}'"),
+                None => "the retry policy for every step".to_string(),
+            };
+            let refuse = |why: String| Err(InvalidSpec::Other(format!("{which} {why}")));
+            if let Some(step) = &p.step
+                && !steps.contains(step.as_str())
+            {
+                return refuse("names no step of the outline".into());
+            }
+            if !seen.insert(p.step.clone()) {
+                return refuse("is declared twice".into());
+            }
+            if p.max_attempts == 0 {
+                return refuse("allows no attempt: max-attempts is at least 1".into());
+            }
+            if !(p.backoff.is_finite() && p.backoff >= 1.0) {
+                return refuse(format!(
+                    "has a backoff of {}: it is at least 1.0",
+                    p.backoff
+                ));
+            }
+            let kind = |k: &wit::FailureKind| match k {
+                wit::FailureKind::Error => FailureKind::Error,
+                wit::FailureKind::Trap => FailureKind::Trap,
+                wit::FailureKind::Timeout => FailureKind::Timeout,
+                wit::FailureKind::Memory => FailureKind::Memory,
+            };
+            Ok(RetryPolicy {
+                step: p.step.clone(),
+                max_attempts: p.max_attempts,
+                initial_interval: Duration::from_millis(p.initial_interval_ms),
+                backoff: p.backoff,
+                max_interval: p.max_interval_ms.map(Duration::from_millis),
+                non_retryable: p.non_retryable.iter().map(kind).collect(),
+            })
+        })
+        .collect()
 }
 
 fn ports(root: &str, declared: Vec<wit::Port>) -> Result<Vec<PortDecl>, InvalidSpec> {

@@ -290,6 +290,10 @@ impl host::Host for StoreState {
         Ok(StoreState::launch(self, plugin, inputs))
     }
 
+    fn attempt(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.process.attempt)
+    }
+
     fn report_panic(&mut self, message: String, location: Option<String>) -> wasmtime::Result<()> {
         self.panic = Some(match location {
             Some(location) => format!("panicked at {location}: {message}"),

@@ -127,7 +127,13 @@ impl Exports {
     ) -> wasmtime::Result<wit::Spec> {
         match self {
             Self::Current(p) => p.damson_workflow_process().call_describe(store).await,
-            Self::V0_1(p) => lift(p.damson_workflow_process().call_describe(store).await?),
+            Self::V0_1(p) => {
+                let spec = p.damson_workflow_process().call_describe(store).await?;
+                let mut spec = serde_json::to_value(spec).map_err(unreadable)?;
+                // The lists 0.2.0 added to the spec, empty.
+                spec["retries"] = serde_json::json!([]);
+                serde_json::from_value(spec).map_err(unreadable)
+            }
         }
     }
 
@@ -209,11 +215,15 @@ impl Exports {
 }
 
 /// A value of the 0.1.0 world as the same value of today's, which has every field and case
-/// 0.1.0 has (each one added since is an `option`, absent here).
+/// 0.1.0 has (each one added since is an `option`, absent here, but the spec's lists).
 fn lift<Old: Serialize, New: DeserializeOwned>(old: Old) -> wasmtime::Result<New> {
     serde_json::to_value(old)
         .and_then(serde_json::from_value)
-        .map_err(|e| wasmtime::Error::msg(format!("a 0.1.0 value does not read as 0.2.0: {e}")))
+        .map_err(unreadable)
+}
+
+fn unreadable(e: serde_json::Error) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("a 0.1.0 value does not read as 0.2.0: {e}"))
 }
 
 use current::damson::workflow::host as host_now;

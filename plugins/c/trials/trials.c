@@ -5,7 +5,8 @@
  * do=raise fails the step, do=spin loops until the host's step timeout, do=hog allocates until
  * the host's memory cap, and do=child launches `child` with n = 27, awaits it into the context
  * and outputs its `steps`; do=sleep sleeps 300 ms, and do=ask waits for `approved` at most
- * 300 ms and outputs whether it timed out.
+ * 300 ms and outputs whether it timed out; do=flaky runs a step that fails on its first two
+ * attempts, retried by its policy, and outputs the attempt that succeeded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,17 @@ static damson_next act(damson_ctx *ctx) {
     }
     if (strcmp(what, "sleep") == 0) return damson_sleep(ctx, 300);
     if (strcmp(what, "ask") == 0) return damson_wait_at_most(ctx, "approved", NULL, 300);
-    return damson_fail(ctx, "unknown do '%s' (raise | spin | hog | child | sleep | ask)", what);
+    if (strcmp(what, "flaky") == 0) return DAMSON_CONTINUE;
+    return damson_fail(ctx, "unknown do '%s' (raise | spin | hog | child | sleep | ask | flaky)", what);
+}
+
+static bool flaky(damson_ctx *ctx) { return strcmp(damson_input_str(ctx, "do"), "flaky") == 0; }
+
+static damson_next wobble(damson_ctx *ctx) {
+    uint32_t attempt = damson_attempt(ctx);
+    if (attempt < 3) return damson_fail(ctx, "wobbled on attempt %u", (unsigned)attempt);
+    damson_out_int(ctx, "attempts", attempt);
+    return DAMSON_CONTINUE;
 }
 
 static bool asked(damson_ctx *ctx) { return strcmp(damson_input_str(ctx, "do"), "ask") == 0; }
@@ -60,7 +71,7 @@ static damson_next collect(damson_ctx *ctx) {
 
 static void define(damson_spec *spec) {
     damson_description(spec, "Misbehaves on request (raise, spin, hog) or launches a child.");
-    damson_input(spec, "do", DAMSON_STR, "raise | spin | hog | child | sleep | ask");
+    damson_input(spec, "do", DAMSON_STR, "raise | spin | hog | child | sleep | ask | flaky");
     damson_input(spec, "child", DAMSON_STR, "The plugin to launch when do=child", .default_str = "collatz-c");
     damson_output(spec, "child_steps", DAMSON_INT, "The child's `steps` output", .optional = true);
     damson_output(spec, "timed_out", DAMSON_BOOL, "do=ask: whether the wait for `approved` timed out",
@@ -68,7 +79,12 @@ static void define(damson_spec *spec) {
     damson_outline(spec,
         DAMSON_STEP(act),
         DAMSON_IF(launched_child, DAMSON_STEP(collect)),
-        DAMSON_IF(asked, DAMSON_STEP(report)));
+        DAMSON_IF(asked, DAMSON_STEP(report)),
+        DAMSON_IF(flaky, DAMSON_STEP(wobble)));
+    damson_output(spec, "attempts", DAMSON_INT, "do=flaky: the attempt at which the flaky step succeeded",
+                  .optional = true);
+    damson_retry(spec, "wobble", .max_attempts = 3, .initial_interval_ms = 50, .backoff = 2.0,
+                 .non_retryable = DAMSON_FAIL_TRAP);
 }
 
 DAMSON_PLUGIN(define)

@@ -1,6 +1,6 @@
 """`trials-py`: one step that fails in the way asked, for the tests of what the host does with
 a Python plugin that raises, spins, hogs memory, launches a child, sleeps, or waits for a signal
-with a timeout."""
+with a timeout, or fails twice in a step it retries."""
 
 import damson
 from damson import Sleep, ToContext, Wait, WorkChain, if_
@@ -12,12 +12,19 @@ class Trials(WorkChain):
     @classmethod
     def define(cls, spec):
         spec.name = "trials-py"
-        spec.input("do", valid_type=str, help="raise | spin | hog | child | sleep | ask")
+        spec.input("do", valid_type=str, help="raise | spin | hog | child | sleep | ask | flaky")
         spec.input("child", valid_type=str, default="collatz-c", help="The plugin do=child launches")
         spec.output("child_steps", valid_type=int, required=False, help="The child's steps output")
         spec.output("timed_out", valid_type=bool, required=False,
                     help="do=ask: whether the wait for `approved` timed out")
-        spec.outline(cls.act, if_(cls.launched)(cls.collect), if_(cls.asked)(cls.report))
+        spec.output("attempts", valid_type=int, required=False,
+                    help="do=flaky: the attempt at which the flaky step succeeded")
+        # An exception raised in a step is a trap (with its traceback), retried like any failure
+        # but the host's limits.
+        spec.retry(cls.wobble, max_attempts=3, initial_interval=0.05, backoff=2.0,
+                   non_retryable=["timeout", "memory"])
+        spec.outline(cls.act, if_(cls.launched)(cls.collect), if_(cls.asked)(cls.report),
+                     if_(cls.flaky)(cls.wobble))
 
     def act(self):
         do = self.inputs.do
@@ -37,10 +44,20 @@ class Trials(WorkChain):
             return Sleep(0.3)
         if do == "ask":
             return Wait(event="approved", timeout=0.3)
-        raise ValueError(f"unknown do '{do}': raise | spin | hog | child | sleep | ask")
+        if do == "flaky":
+            return None
+        raise ValueError(f"unknown do '{do}': raise | spin | hog | child | sleep | ask | flaky")
 
     def launched(self):
         return self.inputs.do == "child"
+
+    def flaky(self):
+        return self.inputs.do == "flaky"
+
+    def wobble(self):
+        if self.attempt < 3:
+            raise RuntimeError(f"wobbled on attempt {self.attempt}")
+        self.out("attempts", self.attempt)
 
     def asked(self):
         return self.inputs.do == "ask"

@@ -9,6 +9,7 @@
 mod commit;
 mod end;
 mod logs;
+mod retries;
 mod waiting;
 
 use std::collections::HashMap;
@@ -170,6 +171,7 @@ impl Task {
         if self.record.after_step.is_some() {
             self.finish_step(true).await?;
         }
+        self.resume_retry_sleep().await?;
         self.walk().await
     }
 
@@ -301,6 +303,7 @@ impl Task {
             pid: std::mem::take(&mut self.record.pid),
             inputs: std::mem::take(&mut self.record.inputs),
             context: std::mem::take(&mut self.record.context),
+            attempt: self.attempt(),
         }
     }
 
@@ -340,6 +343,7 @@ impl Task {
         if position != self.record.position {
             self.progress(|r| r.position.clone_from(&position));
         }
+        let before = self.before_attempt(name).await;
         let mut outcome = {
             let _permit = self.outside.step_permit().await;
             let mut view = self.lend();
@@ -353,7 +357,7 @@ impl Task {
         let returned = match outcome.result {
             Ok(returned) => returned,
             Err(Failure::Interrupted) => return Err(self.killed()),
-            Err(failure) => return Err(End::Excepted(format!("step '{name}' {failure}"))),
+            Err(failure) => return self.failed_attempt(name, failure, before).await,
         };
         // A kill that came as the step returned: the process ends KILLED before any more guest
         // code (an output validator) runs and meets the interrupt.
@@ -381,6 +385,8 @@ impl Task {
             self.progress(|r| r.children.extend(pids.iter().cloned()));
         }
         let launched = !launches.is_empty();
+        // The attempt that succeeded ends the retries.
+        self.record.retry = None;
         self.record.after_step = Some(AfterStep {
             step: name.to_string(),
             launches,

@@ -142,6 +142,7 @@ impl Plugin {
                 outputs,
                 exit_codes: Vec::new(),
                 outline: Outline::from_nodes(nodes, root).expect("a valid outline"),
+                retries: Vec::new(),
             }),
             steps: HashMap::new(),
             conditions: HashMap::new(),
@@ -175,6 +176,11 @@ impl Plugin {
         // The ports tests' declaration with plumpy's defaults: required, any type.
         let port = crate::ports::tests::port(path);
         self.spec_mut().outputs.declare(&port).unwrap();
+        self
+    }
+
+    pub(super) fn retry(mut self, policy: crate::retry::RetryPolicy) -> Self {
+        self.spec_mut().retries.push(policy);
         self
     }
 
@@ -256,6 +262,16 @@ impl Guest for Scripted {
 
     async fn image(&mut self) -> Option<Vec<u8>> {
         (!self.failed).then(|| b"memory".to_vec())
+    }
+
+    async fn reset(&mut self, image: Option<Vec<u8>>) -> Result<(), Failure> {
+        let from = if image.is_some() { "image" } else { "nothing" };
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("reset from {from}"));
+        self.failed = false;
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ mod dormant;
 mod failures;
 mod fakes;
 mod logs;
+mod retries;
 mod signals;
 mod states;
 mod timers;
