@@ -32,6 +32,73 @@
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the output is already a component.
 //!
+//! ## Signals, timers and retries
+//!
+//! A step can wait for a signal (a named event with a JSON payload, sent with `damson signal PID
+//! EVENT --data JSON`, the RPC intent `signal` or the HTTP API) at most some time, sleep on a
+//! durable timer, and be retried under a [`RetryPolicy`]; all of it survives a restart of the
+//! host. The `approval` plugin of this repository is this, whole:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use damson_guest::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Approval;
+//!
+//! impl Process for Approval {
+//!     fn define(spec: &mut Spec<Self>) {
+//!         spec.output("approved_by").valid_type(Type::Str).required(false);
+//!         spec.exit_code(408, "NO_DECISION", "nobody decided in time");
+//!         // Three attempts, 200 ms then 400 ms apart, each from the state before the first;
+//!         // a panic is a bug, not bad luck: never retried.
+//!         spec.retry(
+//!             "send",
+//!             RetryPolicy::attempts(3)
+//!                 .initial_interval(Duration::from_millis(200))
+//!                 .backoff(2.0)
+//!                 .not_on(FailureKind::Trap),
+//!         );
+//!         spec.outline([
+//!             step("send", Self::send),
+//!             step("ask", Self::ask),
+//!             step("decide", Self::decide),
+//!         ]);
+//!     }
+//! }
+//!
+//! impl Approval {
+//!     fn send(&mut self, p: &mut Ctx) -> Step {
+//!         if p.attempt() < 2 {
+//!             bail!("the approvers did not answer");
+//!         }
+//!         Ok(Next::Continue)
+//!     }
+//!
+//!     fn ask(&mut self, _: &mut Ctx) -> Step {
+//!         Ok(Next::wait_for("approved").at_most(Duration::from_secs(600)))
+//!     }
+//!
+//!     fn decide(&mut self, p: &mut Ctx) -> Step {
+//!         if p.timed_out() {
+//!             return Ok(Next::Finish(ExitCode::new(408)));
+//!         }
+//!         // The signal's payload is in the context under the event's name.
+//!         let decision: Value = p.get("approved")?;
+//!         p.out("approved_by", decision["by"].as_str().unwrap_or("?"))?;
+//!         Ok(Next::Continue)
+//!     }
+//! }
+//!
+//! damson_guest::export!(Approval);
+//! ```
+//!
+//! [`Next::Sleep`] (or [`Next::sleep`]) sleeps; only its timer ends it. A plain
+//! `Next::Wait { event: None, .. }` takes a signal with no event, its payload under `resumed`.
+//! A step that returns an error is a [`FailureKind::Error`]; a panic is a
+//! [`FailureKind::Trap`]. An exhausted policy ends the process EXCEPTED with every attempt's
+//! error.
+//!
 //! ## Rules the SDK keeps for you
 //! - Plugins never touch WASI stdout or stderr: logging goes through the host ([`info!`] and
 //!   friends) and a panic is reported through the host before the plugin traps. A WASI stream handle

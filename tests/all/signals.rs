@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::serve::{on, serve, text};
 
 /// The stored record of `pid`, once `condition` holds of it (or fail after a while).
-fn shown_once(home: &Path, pid: &str, condition: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn shown_once(home: &Path, pid: &str, condition: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
         let shown = on(home, &["show", pid, "--json"]);

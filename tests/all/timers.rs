@@ -8,29 +8,13 @@ use damson_tests::damson;
 use serde_json::Value;
 
 use super::serve::{on, serve, text};
+use super::signals::shown_once;
 
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// The stored record of `pid` once `condition` holds of it, and how long that took.
-fn shown_once(home: &std::path::Path, pid: &str, condition: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        if let Ok(shown) = serde_json::from_str::<Value>(&text(&on(home, &["show", pid, "--json"])))
-            && condition(&shown)
-        {
-            return shown;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{pid} never got there"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -46,10 +46,11 @@ Cases (as plumpy's reference benchmark, shared/bench/plumpy_bench.py):
      until each waits, dehydrated: the resident memory and address space each adds to this
      process; the time to bring one back with a resume (for a sample, one after another); and
      killing all the others
-  s  --sleepers durable processes (`sleeper`, on the embedded store), each sleeping --sleep-ms
-     from its launch on a durable timer (dehydrated meanwhile), woken by the host's one timer
-     index: how late each went on after its timer was due (median, 90th and 99th percentile,
-     most)
+  s  --sleepers durable processes (`sleeper`, on the embedded store), each sleeping on a durable
+     timer from its launch (dehydrated meanwhile) — --sleep-ms, and its share of
+     --wake-spread-ms, so that the timers come due one after another over that time — woken by
+     the host's one timer index: how late each went on after its timer was due (median, 90th
+     and 99th percentile, most)
   t  noisy neighbour: tenant B's trivial process (`add`, launched and run to its end, one
      after another) on an idle host, then while tenant A runs --spinners processes that spin
      (`spin`) on the same host; the median latency of each and their ratio
@@ -98,10 +99,15 @@ pub(crate) struct BenchCommand {
     #[arg(long, default_value_t = 10_000)]
     sleepers: usize,
 
-    /// Case s: how long each sleeps from its launch, in milliseconds (longer than launching
-    /// them all takes).
-    #[arg(long, default_value_t = 20_000)]
+    /// Case s: how long each sleeps at least from its launch, in milliseconds (longer than
+    /// launching them all takes).
+    #[arg(long, default_value_t = 15_000)]
     sleep_ms: u64,
+
+    /// Case s: the sleepers' timers come due over this many milliseconds, one after another
+    /// (0: all as fast as they were launched).
+    #[arg(long, default_value_t = 20_000)]
+    wake_spread_ms: u64,
 
     /// Case t: how many spinning processes the noisy tenant runs.
     #[arg(long, default_value_t = 200)]

@@ -1,6 +1,7 @@
 //! Case s (issue 16's timers): --sleepers durable processes on the embedded store, each
-//! sleeping --sleep-ms from its launch on a durable timer, woken by the host's one timer index:
-//! how late each went on after its timer came due.
+//! sleeping on a durable timer from its launch — --sleep-ms, plus its share of --wake-spread-ms
+//! so that their timers come due over that time rather than all at once — woken by the host's
+//! one timer index: how late each went on after its timer came due.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,14 +31,14 @@ impl BenchCommand {
         let mut sleepers: Vec<ProcessHandle> = Vec::with_capacity(n);
         let started = Instant::now();
         let mut launching = tokio::task::JoinSet::new();
-        for _ in 0..n {
+        for i in 0..n {
             if launching.len() >= 256
                 && let Some(launched) = launching.join_next().await
             {
                 sleepers.push(launched??);
             }
             let (host, sleeper, woke) = (host.clone(), sleeper.clone(), woke.clone());
-            let ms = self.sleep_ms;
+            let ms = self.sleep_ms + self.wake_spread_ms * i as u64 / n as u64;
             launching.spawn(async move {
                 let process = host.launch(&sleeper, json!({"ms": ms})).await?;
                 let due = process
@@ -66,7 +67,8 @@ impl BenchCommand {
         let launched = started.elapsed();
         for process in &sleepers {
             let record = tokio::time::timeout(
-                Duration::from_millis(self.sleep_ms) + Duration::from_secs(120),
+                Duration::from_millis(self.sleep_ms + self.wake_spread_ms)
+                    + Duration::from_secs(120),
                 process.wait(),
             )
             .await
@@ -88,6 +90,7 @@ impl BenchCommand {
         drop((sleepers, host));
         let _ = std::fs::remove_dir_all(&dir);
         let at = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize] as f64;
+        let over = self.wake_spread_ms as f64 / 1000.0;
         figures.add(
             's',
             "launched_per_s",
@@ -104,7 +107,7 @@ impl BenchCommand {
             figures.add(
                 's',
                 key,
-                format!("{n} sleepers: lateness, {label}"),
+                format!("{n} sleepers waking over {over:.0} s: lateness, {label}"),
                 at(q),
                 Unit::Milliseconds,
             );
