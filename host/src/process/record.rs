@@ -92,6 +92,9 @@ pub struct Retry {
     pub max_attempts: u32,
     /// Each failed attempt's error, oldest first: the last is the last error.
     pub errors: Vec<String>,
+    /// The status message before the retries, shown again when the step is tried again (the
+    /// status says `retrying step …` only while the process waits to retry).
+    pub status_before: Option<String>,
 }
 
 /// The rest of a step that returned: carried out after the checkpoint that commits the step,

@@ -55,12 +55,10 @@ impl Task {
             return Err(End::Excepted(format!("step '{name}' {failure}")));
         };
         let attempt = self.attempt();
-        let mut errors = self
-            .record
-            .retry
-            .take()
-            .map(|r| r.errors)
-            .unwrap_or_default();
+        let (mut errors, status_before) = match self.record.retry.take() {
+            Some(retry) => (retry.errors, retry.status_before),
+            None => (Vec::new(), self.guest_status.clone()),
+        };
         errors.push(failure.to_string());
         let kind = failure.kind();
         if !kind.is_some_and(|kind| policy.retries(kind, attempt)) {
@@ -111,6 +109,7 @@ impl Task {
             attempt: next,
             max_attempts: policy.max_attempts,
             errors,
+            status_before,
         });
         let message = format!(
             "retrying step '{name}' (attempt {next} of {}) after: {failure}",
@@ -120,7 +119,17 @@ impl Task {
             .outside
             .now_ms()
             .saturating_add(interval.as_millis() as u64);
-        self.wait(Until::Sleep { until }, Some(message)).await
+        self.wait(Until::Sleep { until }, Some(message)).await?;
+        self.status_before_retry();
+        Ok(())
+    }
+
+    /// The attempt runs with the status from before the retries, not `retrying step …`.
+    fn status_before_retry(&mut self) {
+        if let Some(retry) = &self.record.retry {
+            self.guest_status.clone_from(&retry.status_before);
+            self.sync_status();
+        }
     }
 
     /// A process restored while it slept before retrying a step sleeps on until its timer.
@@ -132,7 +141,9 @@ impl Task {
         {
             return Ok(());
         }
-        self.wait(Until::Sleep { until }, None).await
+        self.wait(Until::Sleep { until }, None).await?;
+        self.status_before_retry();
+        Ok(())
     }
 }
 

@@ -108,6 +108,7 @@ async fn a_step_that_succeeds_on_its_third_attempt_is_retried_with_the_declared_
     assert_eq!(record.outputs, json!({"done": 3}));
     assert_eq!(record.context["half_done"], 3);
     assert_eq!(record.retry, None, "the success ends the retries");
+    assert_eq!(record.status, None, "no longer `retrying step …`");
     assert_eq!(
         host.calls(),
         [
