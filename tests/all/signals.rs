@@ -41,6 +41,14 @@ fn a_signal_resumes_a_waiting_process_with_its_payload_once_per_key() {
     ));
     let shown = shown_once(home.path(), &pid, waiting);
     assert_eq!(shown["status"], "waiting for an approval of deploy");
+    assert_eq!(shown["waiting_for"], "approved");
+    let status = text(&on(home.path(), &["status", &pid]));
+    assert!(
+        status.starts_with(&format!(
+            "{pid} WAITING, waiting for the signal 'approved', at most until "
+        )),
+        "{status}"
+    );
 
     let data = r#"{"by": "ada"}"#;
     let sent = on(

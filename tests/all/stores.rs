@@ -58,7 +58,7 @@ async fn hosts_starting_together_on_a_fresh_database_all_get_the_schema_once() {
             .collect();
         assert_eq!(
             versions,
-            [1, 2, 3, 4, 5, 6, 7],
+            [1, 2, 3, 4, 5, 6, 7, 8],
             "each step of the schema applied once"
         );
     }

@@ -78,6 +78,18 @@ fn a_sleeper_whose_timer_came_due_while_its_daemon_was_down_goes_on_at_once() {
         .expect("the record says when it wakes");
     let shown = text(&on(home.path(), &["show", &pid]));
     assert!(shown.contains("waiting for: its timer, at "), "{shown}");
+    // `ps` and `status` say it too, `ps --json` when.
+    let listed = text(&on(home.path(), &["ps"]));
+    let line = listed.lines().find(|l| l.starts_with(&pid)).unwrap();
+    assert!(line.contains("waiting for its timer, at "), "{listed}");
+    let rows: Value = serde_json::from_str(&text(&on(home.path(), &["ps", "--json"]))).unwrap();
+    assert_eq!(rows[0]["timer"], due);
+    assert_eq!(rows[0]["sleeping"], true);
+    let status = text(&on(home.path(), &["status", &pid]));
+    assert!(
+        status.starts_with(&format!("{pid} WAITING, waiting for its timer, at ")),
+        "{status}"
+    );
     drop(daemon); // SIGKILL, asleep
 
     while now_ms() <= due + 500 {

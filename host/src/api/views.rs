@@ -44,7 +44,7 @@ pub async fn read(
 }
 
 /// One process as `ps` lists it: {"pid", "plugin", "state", "paused", "status", "position",
-/// "parent", "ctime"}.
+/// "parent", "ctime", "waiting_for", "timer", "sleeping"}.
 pub fn row(r: &ProcessRecord) -> Value {
     summary_row(&crate::host::index::summarize(r))
 }
@@ -54,6 +54,7 @@ pub fn summary_row(s: &ProcessSummary) -> Value {
     json!({
         "pid": s.pid, "plugin": s.plugin, "state": s.state, "paused": s.paused,
         "status": s.status, "position": s.position, "parent": s.parent, "ctime": s.ctime,
+        "waiting_for": s.waiting_for, "timer": s.timer, "sleeping": s.sleeping,
     })
 }
 

@@ -295,6 +295,20 @@ fn done(pid: &str, what: &str, reply: Value) -> ExitCode {
 
 /// The state a status reply gives, as the state-change broadcasts name it (`waiting`): plumpy's
 /// status says `ProcessState.WAITING`.
+/// `, waiting for …` when a status reply or row says what the process waits for (a signal, or
+/// a timer); nothing otherwise.
+fn waits(status: &Value) -> String {
+    let (event, timer) = (status["waiting_for"].as_str(), status["timer"].as_u64());
+    if event.is_none() && timer.is_none() {
+        return String::new();
+    }
+    let sleeping = status["sleeping"] == true;
+    format!(
+        ", waiting for {}",
+        super::store::waits_for(event, timer, sleeping)
+    )
+}
+
 fn state_of(status: &Value) -> String {
     let state = status["state"].as_str().unwrap_or("?");
     state
@@ -451,7 +465,7 @@ impl StatusCommand {
                     ""
                 };
                 let state = row["state"].as_str().unwrap_or("?").to_uppercase();
-                println!("{} {state}{paused}", self.pid);
+                println!("{} {state}{paused}{}", self.pid, waits(&row));
             }
             return Ok(ExitCode::from(exit::OK));
         }
@@ -484,7 +498,12 @@ impl StatusCommand {
             } else {
                 ""
             };
-            println!("{} {}{paused}", self.pid, state_of(&status).to_uppercase());
+            println!(
+                "{} {}{paused}{}",
+                self.pid,
+                state_of(&status).to_uppercase(),
+                waits(&status)
+            );
         }
         Ok(code)
     }

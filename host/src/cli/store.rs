@@ -202,12 +202,22 @@ impl PsCommand {
                 if r["paused"] == true {
                     state.push_str(" (paused)");
                 }
+                let mut status = r["status"].as_str().unwrap_or("").to_string();
+                if r["state"] == "WAITING" && (r["waiting_for"].is_string() || r["timer"].is_u64())
+                {
+                    let waits = waits_for(
+                        r["waiting_for"].as_str(),
+                        r["timer"].as_u64(),
+                        r["sleeping"] == true,
+                    );
+                    let sep = if status.is_empty() { "" } else { "; " };
+                    status = format!("{status}{sep}waiting for {waits}");
+                }
                 println!(
-                    "{:<36}  {:<12}  {:<9}  {}",
+                    "{:<36}  {:<12}  {:<9}  {status}",
                     r["pid"].as_str().unwrap_or(""),
                     r["plugin"].as_str().unwrap_or(""),
                     state,
-                    r["status"].as_str().unwrap_or("")
                 );
             }
         }
@@ -275,26 +285,8 @@ impl ShowCommand {
                 println!("  awaiting: {}", record.awaiting.join(", "));
             }
             if record.state == crate::ProcessState::Waiting && record.awaiting.is_empty() {
-                let until = |ms: u64| {
-                    humantime::format_rfc3339_millis(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-                    )
-                };
-                match (&record.waiting_for, record.timer) {
-                    (_, Some(ms)) if record.sleeping => {
-                        println!("  waiting for: its timer, at {}", until(ms));
-                    }
-                    (Some(event), Some(ms)) => println!(
-                        "  waiting for: the signal '{event}', at most until {}",
-                        until(ms)
-                    ),
-                    (Some(event), None) => println!("  waiting for: the signal '{event}'"),
-                    (None, Some(ms)) => println!(
-                        "  waiting for: a resume (a signal with no event), at most until {}",
-                        until(ms)
-                    ),
-                    (None, None) => println!("  waiting for: a resume (a signal with no event)"),
-                }
+                let waits = waits_for(record.waiting_for.as_deref(), record.timer, record.sleeping);
+                println!("  waiting for: {waits}");
             }
             for signal in json["signals"].as_array().into_iter().flatten() {
                 let event = signal["event"].as_str().unwrap_or("(resume)");
@@ -372,6 +364,25 @@ impl CheckpointsCommand {
             }
         }
         Ok(ExitCode::from(exit::OK))
+    }
+}
+
+/// What a waiting process (not waiting for children) waits for, in words: `the signal
+/// 'approved', at most until 2026-12-04T20:00:00.000Z`, `its timer, at …`, `a resume …`.
+pub(crate) fn waits_for(event: Option<&str>, timer: Option<u64>, sleeping: bool) -> String {
+    let at = |ms: u64| {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+    };
+    let what = match event {
+        Some(event) => format!("the signal '{event}'"),
+        None => "a resume (a signal with no event)".to_string(),
+    };
+    match timer {
+        Some(ms) if sleeping => format!("its timer, at {}", at(ms)),
+        Some(ms) => format!("{what}, at most until {}", at(ms)),
+        None => what,
     }
 }
 

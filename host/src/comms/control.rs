@@ -59,7 +59,9 @@ pub(crate) fn state_changed(from: Option<ProcessState>, to: ProcessState) -> Str
 /// plumpy's status reply, `{ctime, paused, process_string, state}` as a plumpy process makes it
 /// (`state` is `str(ProcessState.WAITING)`, `ProcessState.WAITING`; `ctime` in seconds), and
 /// Damson's additions, which plumpy clients ignore: `status` (the status message), `position`
-/// (in the outline) and `outputs` (as published at the last state change or pause).
+/// (in the outline), `outputs` (as published at the last state change or pause), and while it
+/// waits `waiting_for` (the signal's event), `timer` (when its timer fires, ms since the Unix
+/// epoch) and `sleeping`.
 pub(crate) fn status(record: &ProcessRecord) -> Value {
     let state = format!("ProcessState.{}", record.state);
     json!({
@@ -70,6 +72,9 @@ pub(crate) fn status(record: &ProcessRecord) -> Value {
         "status": record.status,
         "position": record.position,
         "outputs": record.outputs,
+        "waiting_for": record.waiting_for,
+        "timer": record.timer,
+        "sleeping": record.sleeping,
     })
 }
 

@@ -17,6 +17,9 @@ pub fn summarize(record: &ProcessRecord) -> ProcessSummary {
         position: record.position.clone(),
         parent: record.parent.clone(),
         ctime: record.ctime,
+        waiting_for: record.waiting_for.clone(),
+        timer: record.timer,
+        sleeping: record.sleeping,
     }
 }
 

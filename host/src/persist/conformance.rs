@@ -53,6 +53,10 @@ fn summary(pid: &str, state: &str, ctime: u64, parent: Option<&str>) -> ProcessS
         position: "0:step".into(),
         parent: parent.map(str::to_string),
         ctime,
+        // A waiting one waits for a signal, at most a minute: the store keeps both.
+        waiting_for: (state == "WAITING").then(|| "go".into()),
+        timer: (state == "WAITING").then_some(ctime + 60_000),
+        sleeping: false,
     }
 }
 

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What the index keeps of a process: what `ps` shows, and what recovery needs to choose.
+/// What the index keeps of a process: what `ps` shows — what it waits for and when its timer
+/// fires included — and what recovery needs to choose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessSummary {
     /// The process id.
@@ -29,6 +30,12 @@ pub struct ProcessSummary {
     pub parent: Option<String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub ctime: u64,
+    /// WAITING for a signal: its event (`None` for a plain resume, children, or no wait).
+    pub waiting_for: Option<String>,
+    /// WAITING with a timer: when it fires, milliseconds since the Unix epoch.
+    pub timer: Option<u64>,
+    /// WAITING: whether it sleeps until its timer.
+    pub sleeping: bool,
 }
 
 /// Which summaries [`Persister::summaries`](super::Persister::summaries) returns: those that

@@ -6,8 +6,12 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTr
 use super::{BoxError, CHECKPOINTS, decode, from_bytes, open_existing, to_bytes};
 use crate::persist::{ProcessSummary, Summaries, SummaryFilter};
 
-/// (tenant, pid) → the [`ProcessSummary`] (postcard) of the process's current checkpoint.
-const SUMMARIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("summaries");
+/// (tenant, pid) → the [`ProcessSummary`] (postcard) of the process's current checkpoint. Its
+/// second form: summaries with what a waiting process waits for (the first, `summaries`, is
+/// dropped and every current checkpoint indexed again).
+const SUMMARIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("summaries_2");
+/// The summaries before they said what a process waits for.
+const FIRST_SUMMARIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("summaries");
 /// (tenant, pid) of the processes whose summary says they have not terminated: what recovery
 /// reads, without the rest.
 const LIVE: TableDefinition<(&str, &str), ()> = TableDefinition::new("live");
@@ -120,17 +124,23 @@ pub(super) fn read(
     Ok(Summaries::sorted(rows, unindexed))
 }
 
-/// A store written before it kept summaries: mark every current checkpoint unindexed, once
-/// (the summary tables' existence says it was done).
+/// A store written before it kept summaries, or kept them in their first form: mark every
+/// current checkpoint unindexed, once (the table of this form's existence says it was done).
 pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), BoxError> {
-    let mut has_checkpoints = false;
+    let (mut has_checkpoints, mut first_form) = (false, false);
     for table in txn.list_tables()? {
         match table.name() {
-            "summaries" | "unindexed" => return Ok(()),
+            "summaries_2" => return Ok(()),
+            "summaries" => first_form = true,
             "checkpoints" => has_checkpoints = true,
             _ => {}
         }
     }
+    if first_form {
+        txn.delete_table(FIRST_SUMMARIES)?;
+        txn.delete_table(LIVE)?;
+    }
+    txn.open_table(SUMMARIES)?;
     if !has_checkpoints {
         return Ok(());
     }
@@ -155,6 +165,8 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), BoxError> {
 mod tests {
     use super::*;
     use crate::persist::{CheckpointKey, EmbeddedPersister, Persister};
+
+    const DEFAULT: &str = "default";
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_store_from_before_the_index_has_its_processes_unindexed_once() {
@@ -194,6 +206,9 @@ mod tests {
             position: String::new(),
             parent: None,
             ctime: 1,
+            waiting_for: None,
+            timer: None,
+            sleeping: false,
         };
         assert!(store.index("default", &summary).await.unwrap());
         drop(store);
@@ -205,5 +220,42 @@ mod tests {
         };
         let found = store.summaries("default", &live).await.unwrap();
         assert_eq!((found.rows, found.unindexed), (vec![summary], vec![]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn summaries_of_the_first_form_are_dropped_and_their_processes_indexed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("first.redb");
+        {
+            // A store whose summaries do not say what a process waits for.
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let key = CheckpointKey::new("waits");
+                txn.open_table(CHECKPOINTS)
+                    .unwrap()
+                    .insert(super::super::encode(&key).as_str(), b"bundle".as_slice())
+                    .unwrap();
+                let row = (DEFAULT, "waits");
+                txn.open_table(FIRST_SUMMARIES)
+                    .unwrap()
+                    .insert(row, b"first form".as_slice())
+                    .unwrap();
+                txn.open_table(LIVE).unwrap().insert(row, ()).unwrap();
+                txn.open_table(UNINDEXED).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedPersister::open(&path).unwrap();
+        let live = SummaryFilter {
+            live: true,
+            ..SummaryFilter::default()
+        };
+        let found = store.summaries(DEFAULT, &live).await.unwrap();
+        assert_eq!(
+            (found.rows, found.unindexed),
+            (vec![], vec!["waits".to_string()]),
+            "read from its checkpoint again, not from the old row"
+        );
     }
 }

@@ -290,6 +290,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
         VALUES ('damson_signals', 'SELECT, INSERT, UPDATE, DELETE') ON CONFLICT (name) DO NOTHING;
     SELECT damson_add_tenant_role(tenant) FROM damson_tenant_roles;",
     ),
+    (
+        8,
+        // What a waiting process waits for and when its timer fires, in its summary (what
+        // `ps` shows). The summaries of live processes are indexed again from their
+        // checkpoints, on first reading.
+        "ALTER TABLE damson_summaries ADD COLUMN IF NOT EXISTS waiting_for TEXT;
+    ALTER TABLE damson_summaries ADD COLUMN IF NOT EXISTS timer BIGINT;
+    ALTER TABLE damson_summaries ADD COLUMN IF NOT EXISTS sleeping BOOLEAN NOT NULL DEFAULT false;
+    UPDATE damson_summaries SET state = NULL WHERE live;",
+    ),
 ];
 
 /// The advisory lock the schema is brought up to date under (`damson` in ASCII).

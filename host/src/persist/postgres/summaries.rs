@@ -1,4 +1,4 @@
-//! The summary index in PostgreSQL (`damson_summaries`, schema step 6): written by the
+//! The summary index in PostgreSQL (`damson_summaries`, schema steps 6 and 8): written by the
 //! statements that write current checkpoints, read without touching a bundle.
 
 use tokio_postgres::Row;
@@ -10,13 +10,13 @@ use crate::persist::{ProcessSummary, SummaryFilter};
 pub(super) type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// Saves a current checkpoint and its summary in one statement: `$1` tenant, `$2` pid, `$3`
-/// bundle, `$4..=$12` the summary's columns as [`columns`] gives them (`$4`, the state, NULL
-/// for none: unindexed). `claimed` keeps the write to the holder of the claim, `$13`. One row
+/// bundle, `$4..=$15` the summary's columns as [`columns`] gives them (`$4`, the state, NULL
+/// for none: unindexed). `claimed` keeps the write to the holder of the claim, `$16`. One row
 /// affected when it was written.
 pub(super) fn save_statement(claimed: bool) -> String {
     let claim = if claimed {
         "WHERE EXISTS (SELECT 1 FROM damson_claims
-                       WHERE tenant = $1 AND pid = $2 AND owner = $13 FOR SHARE)"
+                       WHERE tenant = $1 AND pid = $2 AND owner = $16 FOR SHARE)"
     } else {
         ""
     };
@@ -27,8 +27,9 @@ pub(super) fn save_statement(claimed: bool) -> String {
              ON CONFLICT (tenant, pid, tag) DO UPDATE SET bundle = EXCLUDED.bundle, saved_at = now()
              RETURNING tenant, pid)
          INSERT INTO damson_summaries
-             (tenant, pid, state, live, paused, failed, plugin, status, position, parent, ctime)
-         SELECT tenant, pid, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM saved
+             (tenant, pid, state, live, paused, failed, plugin, status, position, parent, ctime,
+              waiting_for, timer, sleeping)
+         SELECT tenant, pid, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM saved
          ON CONFLICT (tenant, pid) DO UPDATE SET {SET_ALL}"
     )
 }
@@ -36,11 +37,13 @@ pub(super) fn save_statement(claimed: bool) -> String {
 /// Every column but the key, from the row proposed.
 const SET_ALL: &str = "state = EXCLUDED.state, live = EXCLUDED.live, paused = EXCLUDED.paused, \
     failed = EXCLUDED.failed, plugin = EXCLUDED.plugin, status = EXCLUDED.status, \
-    position = EXCLUDED.position, parent = EXCLUDED.parent, ctime = EXCLUDED.ctime";
+    position = EXCLUDED.position, parent = EXCLUDED.parent, ctime = EXCLUDED.ctime, \
+    waiting_for = EXCLUDED.waiting_for, timer = EXCLUDED.timer, sleeping = EXCLUDED.sleeping";
 
-/// Gives an unindexed process (`$1` tenant, `$2` pid) its summary (`$3..=$11`).
+/// Gives an unindexed process (`$1` tenant, `$2` pid) its summary (`$3..=$14`).
 pub(super) const INDEX: &str = "UPDATE damson_summaries SET state = $3, live = $4, paused = $5, \
-    failed = $6, plugin = $7, status = $8, position = $9, parent = $10, ctime = $11 \
+    failed = $6, plugin = $7, status = $8, position = $9, parent = $10, ctime = $11, \
+    waiting_for = $12, timer = $13, sleeping = $14 \
     WHERE tenant = $1 AND pid = $2 AND state IS NULL";
 
 /// The values of a summary's columns, state first; those of an unindexed row for none.
@@ -54,6 +57,9 @@ pub(super) struct Columns {
     position: String,
     parent: Option<String>,
     ctime: i64,
+    waiting_for: Option<String>,
+    timer: Option<i64>,
+    sleeping: bool,
 }
 
 pub(super) fn columns(summary: Option<&ProcessSummary>) -> Columns {
@@ -68,6 +74,9 @@ pub(super) fn columns(summary: Option<&ProcessSummary>) -> Columns {
             position: s.position.clone(),
             parent: s.parent.clone(),
             ctime: s.ctime as i64,
+            waiting_for: s.waiting_for.clone(),
+            timer: s.timer.map(|t| t as i64),
+            sleeping: s.sleeping,
         },
         None => Columns {
             state: None,
@@ -79,13 +88,16 @@ pub(super) fn columns(summary: Option<&ProcessSummary>) -> Columns {
             position: String::new(),
             parent: None,
             ctime: 0,
+            waiting_for: None,
+            timer: None,
+            sleeping: false,
         },
     }
 }
 
 impl Columns {
     /// The parameters, in the order the statements number them.
-    pub(super) fn params(&self) -> [Param<'_>; 9] {
+    pub(super) fn params(&self) -> [Param<'_>; 12] {
         [
             &self.state,
             &self.live,
@@ -96,6 +108,9 @@ impl Columns {
             &self.position,
             &self.parent,
             &self.ctime,
+            &self.waiting_for,
+            &self.timer,
+            &self.sleeping,
         ]
     }
 }
@@ -105,8 +120,8 @@ impl Columns {
 /// parameters so that the planner can use the partial index of live processes.
 pub(super) fn select(filter: &SummaryFilter) -> String {
     let mut query = String::from(
-        "SELECT pid, state, live, paused, failed, plugin, status, position, parent, ctime \
-         FROM damson_summaries WHERE tenant = $1 AND state IS NOT NULL",
+        "SELECT pid, state, live, paused, failed, plugin, status, position, parent, ctime, \
+         waiting_for, timer, sleeping FROM damson_summaries WHERE tenant = $1 AND state IS NOT NULL",
     );
     if filter.live {
         query.push_str(" AND live");
@@ -141,5 +156,8 @@ pub(super) fn summary_of(row: &Row) -> ProcessSummary {
         position: row.get(7),
         parent: row.get(8),
         ctime: row.get::<_, i64>(9) as u64,
+        waiting_for: row.get(10),
+        timer: row.get::<_, Option<i64>>(11).map(|t| t as u64),
+        sleeping: row.get(12),
     }
 }
