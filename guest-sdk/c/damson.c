@@ -180,6 +180,18 @@ damson_next damson_fail(damson_ctx *ctx, const char *fmt, ...) {
     return (damson_next){.kind = DAMSON_NEXT_FAIL_};
 }
 
+damson_next damson_fail_kind(damson_ctx *ctx, const char *kind, const char *fmt, ...) {
+    if (!ctx->error && kind) {
+        plugin_string_t k = borrow(kind);
+        damson_workflow_host_error_kind(&k);
+    }
+    va_list args;
+    va_start(args, fmt);
+    vfail(ctx, fmt, args);
+    va_end(args);
+    return (damson_next){.kind = DAMSON_NEXT_FAIL_};
+}
+
 bool damson_failed(const damson_ctx *ctx) { return ctx->error != NULL; }
 
 damson_next damson_finish(damson_ctx *ctx, uint32_t status, const char *fmt, ...) {
@@ -690,6 +702,8 @@ void damson_retry_(damson_spec *spec, const char *step, const damson_retry_optio
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         if (o->non_retryable & kinds[i].flag)
             *APPEND(r->non_retryable.ptr, r->non_retryable.len) = kinds[i].kind;
+    for (const char *const *e = o->non_retryable_errors; e && *e; e++)
+        *APPEND(r->non_retryable_errors.ptr, r->non_retryable_errors.len) = keep_string(*e);
 }
 
 static damson_workflow_types_list_value_type_t type_list(unsigned types) {
@@ -1222,6 +1236,11 @@ void exports_damson_workflow_process_describe(exports_damson_workflow_process_sp
         r->non_retryable.len = 0;
         for (size_t n = 0; n < k->non_retryable.len; n++)
             *APPEND(r->non_retryable.ptr, r->non_retryable.len) = k->non_retryable.ptr[n];
+        r->non_retryable_errors.ptr = NULL;
+        r->non_retryable_errors.len = 0;
+        for (size_t n = 0; n < k->non_retryable_errors.len; n++)
+            *APPEND(r->non_retryable_errors.ptr, r->non_retryable_errors.len) =
+                give((const char *)k->non_retryable_errors.ptr[n].ptr);
     }
     damson_workflow_types_outline_t *outline = &ret->outline;
     outline->root = s->root;

@@ -177,6 +177,9 @@ typedef struct damson_retry_options {
     double backoff;               /* each interval is this times the one before (default 2.0) */
     uint64_t max_interval_ms;     /* the longest interval (default: no bound) */
     unsigned non_retryable;       /* DAMSON_FAIL_* that end the process at once (default none) */
+    /* Kinds of error (`damson_fail_kind`) that end the process at once: a NULL-terminated
+     * list, e.g. `(const char *[]){"invalid-request", NULL}` (default none). */
+    const char *const *non_retryable_errors;
 } damson_retry_options;
 /* Retry step `step` (NULL: every step without a policy of its own) when it fails: from the
  * state before it (context, outputs and the plugin's memory), as the options say, e.g.
@@ -252,6 +255,10 @@ damson_next damson_kill(damson_ctx *ctx, const char *fmt, ...) DAMSON_PRINTF(2, 
 /* Fail the call: the process ends EXCEPTED with this message. In a step,
  * `return damson_fail(ctx, ...)`; in a condition, call it and return anything. */
 damson_next damson_fail(damson_ctx *ctx, const char *fmt, ...) DAMSON_PRINTF(2, 3);
+/* The same, an error of the kind `kind` (e.g. "invalid-request"), which a retry policy's
+ * `.non_retryable_errors` may list. */
+damson_next damson_fail_kind(damson_ctx *ctx, const char *kind, const char *fmt, ...)
+    DAMSON_PRINTF(3, 4);
 /* Whether this call has failed already (see the sticky errors above). */
 bool damson_failed(const damson_ctx *ctx);
 

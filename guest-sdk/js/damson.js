@@ -19,11 +19,15 @@ const TYPES = new Set(['any', 'null', 'bool', 'int', 'float', 'number', 'str', '
 // cannot be lowered into a string and traps, which is how a call fails after `report-panic`.
 const TRAP = Object.freeze({ damson: 'trap after report-panic' });
 
-/** An error that fails the step with this message only (no stack): the step's `result` err. */
+/**
+ * An error that fails the step with this message only (no stack): the step's `result` err. A
+ * `kind` (e.g. 'invalid-request') lets a retry policy's `nonRetryableErrors` leave it out.
+ */
 export class StepError extends Error {
-  constructor(message) {
+  constructor(message, { kind = null } = {}) {
     super(message);
     this.name = 'StepError';
+    this.kind = kind;
   }
 }
 
@@ -77,7 +81,10 @@ function guard(f) {
   try {
     return f();
   } catch (e) {
-    if (e instanceof StepError) throw e.message;
+    if (e instanceof StepError) {
+      if (e.kind !== null) host.errorKind(e.kind);
+      throw e.message;
+    }
     const text = e instanceof Error ? errorText(e) : `uncaught ${typeof e}: ${String(e)}`;
     const location = e instanceof Error ? /\((.*:\d+:\d+)\)/.exec(e.stack ?? '')?.[1] : undefined;
     host.reportPanic(text, location ?? null);
@@ -222,10 +229,14 @@ class Spec {
    * fails: from the state before it (context, outputs and the plugin's memory), at most
    * `maxAttempts` attempts in all, `initialInterval` ms before the second, each interval
    * `backoff` times the one before, at most `maxInterval` ms. `nonRetryable` lists failures
-   * that end the process at once: 'error' (the step threw), 'trap', 'timeout', 'memory'.
+   * that end the process at once: 'error' (a StepError), 'trap' (any other exception),
+   * 'timeout', 'memory'; `nonRetryableErrors` the kinds of StepError that do.
    * `ctx.attempt` tells a step which attempt it is.
    */
-  retry(step, { maxAttempts = 3, initialInterval = 1000, backoff = 2, maxInterval = null, nonRetryable = [] } = {}) {
+  retry(
+    step,
+    { maxAttempts = 3, initialInterval = 1000, backoff = 2, maxInterval = null, nonRetryable = [], nonRetryableErrors = [] } = {},
+  ) {
     for (const kind of nonRetryable) {
       if (!FAILURE_KINDS.has(kind)) {
         throw new Error(`unknown failure kind '${kind}' (one of ${[...FAILURE_KINDS].join(', ')})`);
@@ -238,6 +249,7 @@ class Spec {
       backoff,
       maxIntervalMs: maxInterval === null ? null : Math.round(maxInterval),
       nonRetryable,
+      nonRetryableErrors,
     });
     return this;
   }

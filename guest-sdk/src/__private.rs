@@ -81,7 +81,13 @@ impl<P: Process> Runtime<P> {
         };
         let process = self.process.get_or_insert_with(P::default);
         let mut ctx = crate::Ctx::new();
-        let next = step(process, &mut ctx).map_err(|e| e.to_string())?;
+        let next = step(process, &mut ctx).map_err(|e| {
+            let (message, kind) = e.into_parts();
+            if let Some(kind) = kind {
+                bindings::damson::workflow::host::error_kind(&kind);
+            }
+            message
+        })?;
         Ok(wit::StepResult {
             next: next_to_wit(next),
             awaits: ctx.take_awaits(),

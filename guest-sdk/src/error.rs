@@ -6,6 +6,7 @@ use std::fmt;
 /// one from a message.
 pub struct Error {
     message: String,
+    kind: Option<String>,
 }
 
 /// `Result<T, damson_guest::Error>`.
@@ -16,7 +17,21 @@ impl Error {
     pub fn msg(message: impl fmt::Display) -> Self {
         Self {
             message: message.to_string(),
+            kind: None,
         }
+    }
+
+    /// The same error, of the kind `kind` (e.g. `invalid-request`): a
+    /// [`RetryPolicy`](crate::RetryPolicy) can leave it out
+    /// ([`not_on_error`](crate::RetryPolicy::not_on_error)).
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// Its message and kind, for the host.
+    pub(crate) fn into_parts(self) -> (String, Option<String>) {
+        (self.message, self.kind)
     }
 }
 
@@ -30,7 +45,10 @@ impl<E: std::error::Error> From<E> for Error {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
-        Self { message }
+        Self {
+            message,
+            kind: None,
+        }
     }
 }
 

@@ -95,8 +95,8 @@
 //!
 //! [`Next::Sleep`] (or [`Next::sleep`]) sleeps; only its timer ends it. A plain
 //! `Next::Wait { event: None, .. }` takes a signal with no event, its payload under `resumed`.
-//! A step that returns an error is a [`FailureKind::Error`]; a panic is a
-//! [`FailureKind::Trap`]. An exhausted policy ends the process EXCEPTED with every attempt's
+//! A step that returns an error is a [`FailureKind::Error`] (named with [`Error::kind`], which
+//! [`RetryPolicy::not_on_error`] can leave out); a panic is a [`FailureKind::Trap`]. An exhausted policy ends the process EXCEPTED with every attempt's
 //! error.
 //!
 //! ## Rules the SDK keeps for you

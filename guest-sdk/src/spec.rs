@@ -254,6 +254,7 @@ pub struct RetryPolicy {
     backoff: f64,
     max_interval: Option<Duration>,
     non_retryable: Vec<FailureKind>,
+    non_retryable_errors: Vec<String>,
 }
 
 impl Default for RetryPolicy {
@@ -264,6 +265,7 @@ impl Default for RetryPolicy {
             backoff: 2.0,
             max_interval: None,
             non_retryable: Vec::new(),
+            non_retryable_errors: Vec::new(),
         }
     }
 }
@@ -301,6 +303,12 @@ impl RetryPolicy {
         self
     }
 
+    /// Never retry an error of this kind ([`Error::kind`](crate::Error::kind)).
+    pub fn not_on_error(mut self, kind: &str) -> Self {
+        self.non_retryable_errors.push(kind.to_string());
+        self
+    }
+
     fn into_wit(self, step: Option<String>) -> wit::RetryPolicy {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         wit::RetryPolicy {
@@ -319,6 +327,7 @@ impl RetryPolicy {
                     FailureKind::Memory => wit::FailureKind::Memory,
                 })
                 .collect(),
+            non_retryable_errors: self.non_retryable_errors,
         }
     }
 }

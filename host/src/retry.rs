@@ -51,6 +51,8 @@ pub struct RetryPolicy {
     pub max_interval: Option<Duration>,
     /// Failures that end the process at once, never retried.
     pub non_retryable: Vec<FailureKind>,
+    /// Kinds of error, as the plugin names them, that end the process at once.
+    pub non_retryable_errors: Vec<String>,
 }
 
 impl RetryPolicy {
@@ -64,9 +66,24 @@ impl RetryPolicy {
             .map_or(interval, |most| interval.min(most))
     }
 
-    /// Whether a failure of `kind` after attempt `attempt` is tried again.
-    pub fn retries(&self, kind: FailureKind, attempt: u32) -> bool {
-        attempt < self.max_attempts && !self.non_retryable.contains(&kind)
+    /// Whether a failure of `kind` (an error the plugin named `error_kind`, if any) after
+    /// attempt `attempt` is tried again.
+    pub fn retries(&self, kind: FailureKind, error_kind: Option<&str>, attempt: u32) -> bool {
+        attempt < self.max_attempts && self.left_out(kind, error_kind).is_none()
+    }
+
+    /// Why the policy never retries such a failure, if it does not: `a trap`, `an error of
+    /// kind 'invalid-request'`.
+    pub fn left_out(&self, kind: FailureKind, error_kind: Option<&str>) -> Option<String> {
+        if self.non_retryable.contains(&kind) {
+            return Some(format!("a {}", kind.name()));
+        }
+        match error_kind {
+            Some(named) if self.non_retryable_errors.iter().any(|k| k == named) => {
+                Some(format!("an error of kind '{named}'"))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -111,6 +128,7 @@ mod tests {
             backoff: 2.0,
             max_interval: Some(Duration::from_millis(500)),
             non_retryable: vec![FailureKind::Trap],
+            non_retryable_errors: vec!["invalid".into()],
         }
     }
 
@@ -125,12 +143,20 @@ mod tests {
     #[test]
     fn attempts_stop_at_the_most_and_at_a_non_retryable_kind() {
         let policy = policy();
-        assert!(policy.retries(FailureKind::Error, 4));
+        assert!(policy.retries(FailureKind::Error, None, 4));
         assert!(
-            !policy.retries(FailureKind::Error, 5),
+            !policy.retries(FailureKind::Error, None, 5),
             "five attempts in all"
         );
-        assert!(!policy.retries(FailureKind::Trap, 1));
+        assert!(!policy.retries(FailureKind::Trap, None, 1));
+        assert!(policy.retries(FailureKind::Error, Some("flaky"), 1));
+        assert!(!policy.retries(FailureKind::Error, Some("invalid"), 1));
+        assert_eq!(
+            policy
+                .left_out(FailureKind::Error, Some("invalid"))
+                .as_deref(),
+            Some("an error of kind 'invalid'")
+        );
     }
 
     #[test]

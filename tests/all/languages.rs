@@ -152,6 +152,15 @@ fn a_flaky_step_is_retried_until_it_succeeds_in_every_language() {
         let (code, record) = run_json(&["run", &format!("trials{suffix}"), "-i", "do=flaky"]);
         assert_eq!(code, Some(0), "{language}: {record}");
         assert_eq!(record["outputs"]["attempts"], 3, "{language}: {record}");
+        // An error of a kind the policy leaves out: one attempt, and the process excepts.
+        let (code, record) = run_json(&["run", &format!("trials{suffix}"), "-i", "do=refuse"]);
+        assert_eq!(code, Some(1), "{language}: {record}");
+        assert_eq!(
+            record["error"],
+            "step 'wobble' failed: refused outright (its retry policy does not retry an error \
+             of kind 'refused')",
+            "{language}"
+        );
     }
 }
 

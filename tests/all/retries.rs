@@ -72,6 +72,18 @@ fn a_step_that_succeeds_on_its_third_attempt_waits_the_declared_intervals() {
 }
 
 #[test]
+fn an_error_of_a_kind_the_policy_leaves_out_is_not_retried() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, record) = run(home.path(), &["run", "approval", "-i", "request="]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        record["error"],
+        "step 'send' failed: there is nothing to approve (its retry policy does not retry an \
+         error of kind 'empty-request')"
+    );
+}
+
+#[test]
 fn an_exhausted_policy_excepts_the_process_naming_every_attempts_error() {
     let home = tempfile::tempdir().unwrap();
     let (code, record) = run(

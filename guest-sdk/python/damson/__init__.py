@@ -28,9 +28,10 @@ stream handle kept in memory would make the plugin's memory image unrestorable.
 
 from ._runtime import export
 from .outline import if_, return_, while_
-from .process import (AttributeDict, Child, Context, Kill, Sleep, ToContext, Wait, WorkChain,
-                      append_, inspect_)
+from .process import (AttributeDict, Child, Context, Kill, Sleep, StepError, ToContext, Wait,
+                      WorkChain, append_, inspect_)
 from .spec import ExitCode, Spec
 
-__all__ = ["AttributeDict", "Child", "Context", "ExitCode", "Kill", "Sleep", "Spec", "ToContext",
-           "Wait", "WorkChain", "append_", "export", "if_", "inspect_", "return_", "while_"]
+__all__ = ["AttributeDict", "Child", "Context", "ExitCode", "Kill", "Sleep", "Spec", "StepError",
+           "ToContext", "Wait", "WorkChain", "append_", "export", "if_", "inspect_", "return_",
+           "while_"]

@@ -111,6 +111,11 @@ class _Runtime:
             return function(*args)
         except Err:
             raise
+        except process.StepError as error:
+            # The call's error, with just its message (and its kind, for retry policies).
+            if error.kind is not None:
+                host.error_kind(error.kind)
+            raise Err(str(error)) from None
         except BaseException as error:
             _fail(error)
         finally:

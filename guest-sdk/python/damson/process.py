@@ -8,8 +8,8 @@ from wit_world.imports import host
 from wit_world.imports import types as wit
 from componentize_py_types import Err
 
-__all__ = ["AttributeDict", "Child", "Context", "Kill", "Sleep", "ToContext", "Wait", "WorkChain",
-           "append_", "inspect_"]
+__all__ = ["AttributeDict", "Child", "Context", "Kill", "Sleep", "StepError", "ToContext", "Wait",
+           "WorkChain", "append_", "inspect_"]
 
 
 class AttributeDict(dict):
@@ -146,6 +146,16 @@ class Sleep(NamedTuple):
     host, and fires at once if it came due meanwhile), then go on with the outline."""
 
     seconds: float
+
+
+class StepError(Exception):
+    """Raised in a step: fails it with just this message (no traceback), an error of ``kind``
+    if given (e.g. ``"invalid-request"``), which a retry policy's ``non_retryable_errors`` may
+    list. Any other exception is a trap, with its traceback."""
+
+    def __init__(self, message: str, kind: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class Kill(NamedTuple):

@@ -160,13 +160,14 @@ class Spec:
 
     def retry(self, step=None, *, max_attempts: int = 3, initial_interval: float = 1.0,
               backoff: float = 2.0, max_interval: Optional[float] = None,
-              non_retryable: Iterable[str] = ()) -> None:
+              non_retryable: Iterable[str] = (), non_retryable_errors: Iterable[str] = ()) -> None:
         """Retry ``step`` (a method of the outline, or its name; ``None``: every step without a
         policy of its own) when it fails: from the state before it (context, outputs and the
         plugin's memory, its attributes included), at most ``max_attempts`` attempts in all,
         ``initial_interval`` seconds before the second, each interval ``backoff`` times the one
         before, at most ``max_interval`` seconds. ``non_retryable`` names failures that end the
-        process at once: ``"error"`` (the step raised), ``"trap"``, ``"timeout"``, ``"memory"``.
+        process at once: ``"error"`` (a ``StepError``), ``"trap"`` (any other exception),
+        ``"timeout"``, ``"memory"``; ``non_retryable_errors`` the kinds of ``StepError`` that do.
         ``self.attempt`` tells a step which attempt it is."""
         name = step if step is None or isinstance(step, str) else step.__name__
         kinds = []
@@ -181,7 +182,7 @@ class Spec:
         self._retries.append(wit.RetryPolicy(
             step=name, max_attempts=max_attempts, initial_interval_ms=ms(initial_interval),
             backoff=float(backoff), max_interval_ms=None if max_interval is None else ms(max_interval),
-            non_retryable=kinds))
+            non_retryable=kinds, non_retryable_errors=list(non_retryable_errors)))
 
     def outline(self, *instructions) -> None:
         """Set the outline: steps (methods), ``if_``, ``while_`` and ``return_``."""

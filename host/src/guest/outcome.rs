@@ -55,6 +55,8 @@ pub(crate) struct Effects {
     pub(crate) status: Option<Option<String>>,
     /// The lines the call logged, for the process's log (within the host's bound).
     pub(crate) logs: LogBuffer,
+    /// The kind the plugin named for the error it returned, if any (for retry policies).
+    pub(crate) error_kind: Option<String>,
 }
 
 /// What happens after a step (the WIT world's `next`).

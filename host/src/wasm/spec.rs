@@ -99,6 +99,7 @@ fn retries(
                 backoff: p.backoff,
                 max_interval: p.max_interval_ms.map(Duration::from_millis),
                 non_retryable: p.non_retryable.iter().map(kind).collect(),
+                non_retryable_errors: p.non_retryable_errors.clone(),
             })
         })
         .collect()

@@ -290,6 +290,11 @@ impl host::Host for StoreState {
         Ok(StoreState::launch(self, plugin, inputs))
     }
 
+    fn error_kind(&mut self, kind: String) -> wasmtime::Result<()> {
+        self.effects.error_kind = Some(kind);
+        Ok(())
+    }
+
     fn attempt(&mut self) -> wasmtime::Result<u32> {
         Ok(self.process.attempt)
     }

@@ -37,13 +37,14 @@ impl Process for Approval {
         spec.exit_code(401, "REJECTED", "the request was rejected");
         spec.exit_code(408, "NO_DECISION", "nobody decided in time");
         // Sending may fail now and then: three attempts, 200 ms and then 400 ms apart. A trap is
-        // a bug, not bad luck: it is not retried.
+        // a bug, and an empty request bad input, not bad luck: neither is retried.
         spec.retry(
             "send",
             RetryPolicy::attempts(3)
                 .initial_interval(Duration::from_millis(200))
                 .backoff(2.0)
-                .not_on(FailureKind::Trap),
+                .not_on(FailureKind::Trap)
+                .not_on_error("empty-request"),
         );
         spec.outline([
             step("send", Self::send),
@@ -58,6 +59,9 @@ impl Approval {
         let request: String = p.input("request")?;
         let flaky: u32 = p.input("flaky_sends")?;
         let attempt = p.attempt();
+        if request.trim().is_empty() {
+            return Err(Error::msg("there is nothing to approve").kind("empty-request"));
+        }
         if attempt <= flaky {
             bail!("the approvers' inbox did not answer (attempt {attempt})");
         }

@@ -42,13 +42,18 @@ static damson_next act(damson_ctx *ctx) {
     }
     if (strcmp(what, "sleep") == 0) return damson_sleep(ctx, 300);
     if (strcmp(what, "ask") == 0) return damson_wait_at_most(ctx, "approved", NULL, 300);
-    if (strcmp(what, "flaky") == 0) return DAMSON_CONTINUE;
+    if (strcmp(what, "flaky") == 0 || strcmp(what, "refuse") == 0) return DAMSON_CONTINUE;
     return damson_fail(ctx, "unknown do '%s' (raise | spin | hog | child | sleep | ask | flaky)", what);
 }
 
-static bool flaky(damson_ctx *ctx) { return strcmp(damson_input_str(ctx, "do"), "flaky") == 0; }
+static bool flaky(damson_ctx *ctx) {
+    const char *what = damson_input_str(ctx, "do");
+    return strcmp(what, "flaky") == 0 || strcmp(what, "refuse") == 0;
+}
 
 static damson_next wobble(damson_ctx *ctx) {
+    if (strcmp(damson_input_str(ctx, "do"), "refuse") == 0)
+        return damson_fail_kind(ctx, "refused", "refused outright");
     uint32_t attempt = damson_attempt(ctx);
     if (attempt < 3) return damson_fail(ctx, "wobbled on attempt %u", (unsigned)attempt);
     damson_out_int(ctx, "attempts", attempt);
@@ -84,7 +89,8 @@ static void define(damson_spec *spec) {
     damson_output(spec, "attempts", DAMSON_INT, "do=flaky: the attempt at which the flaky step succeeded",
                   .optional = true);
     damson_retry(spec, "wobble", .max_attempts = 3, .initial_interval_ms = 50, .backoff = 2.0,
-                 .non_retryable = DAMSON_FAIL_TRAP);
+                 .non_retryable = DAMSON_FAIL_TRAP,
+                 .non_retryable_errors = (const char *[]){"refused", NULL});
 }
 
 DAMSON_PLUGIN(define)

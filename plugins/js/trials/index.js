@@ -22,7 +22,13 @@ export const process = definePlugin({
       required: false,
       help: 'do=flaky: the attempt at which the flaky step succeeded',
     });
-    spec.retry('wobble', { maxAttempts: 3, initialInterval: 50, backoff: 2, nonRetryable: ['trap'] });
+    spec.retry('wobble', {
+      maxAttempts: 3,
+      initialInterval: 50,
+      backoff: 2,
+      nonRetryable: ['trap'],
+      nonRetryableErrors: ['refused'],
+    });
     spec.outline(
       step('act'),
       if_('awaited_child', [step('collect')]),
@@ -51,6 +57,7 @@ export const process = definePlugin({
       case 'ask':
         return wait({ event: 'approved', timeout: 300 });
       case 'flaky':
+      case 'refuse':
         return;
       default:
         throw new Error(
@@ -60,8 +67,9 @@ export const process = definePlugin({
   },
   awaited_child: (ctx) => ctx.input('do') === 'child',
   asked: (ctx) => ctx.input('do') === 'ask',
-  flaky: (ctx) => ctx.input('do') === 'flaky',
+  flaky: (ctx) => ['flaky', 'refuse'].includes(ctx.input('do')),
   wobble(ctx) {
+    if (ctx.input('do') === 'refuse') throw new StepError('refused outright', { kind: 'refused' });
     // A StepError fails the step (retried); any other exception is a panic, which is not.
     if (ctx.attempt < 3) throw new StepError(`wobbled on attempt ${ctx.attempt}`);
     ctx.out('attempts', ctx.attempt);

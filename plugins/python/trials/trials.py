@@ -12,7 +12,7 @@ class Trials(WorkChain):
     @classmethod
     def define(cls, spec):
         spec.name = "trials-py"
-        spec.input("do", valid_type=str, help="raise | spin | hog | child | sleep | ask | flaky")
+        spec.input("do", valid_type=str, help="raise | spin | hog | child | sleep | ask | flaky | refuse")
         spec.input("child", valid_type=str, default="collatz-c", help="The plugin do=child launches")
         spec.output("child_steps", valid_type=int, required=False, help="The child's steps output")
         spec.output("timed_out", valid_type=bool, required=False,
@@ -22,7 +22,7 @@ class Trials(WorkChain):
         # An exception raised in a step is a trap (with its traceback), retried like any failure
         # but the host's limits.
         spec.retry(cls.wobble, max_attempts=3, initial_interval=0.05, backoff=2.0,
-                   non_retryable=["timeout", "memory"])
+                   non_retryable=["timeout", "memory"], non_retryable_errors=["refused"])
         spec.outline(cls.act, if_(cls.launched)(cls.collect), if_(cls.asked)(cls.report),
                      if_(cls.flaky)(cls.wobble))
 
@@ -44,7 +44,7 @@ class Trials(WorkChain):
             return Sleep(0.3)
         if do == "ask":
             return Wait(event="approved", timeout=0.3)
-        if do == "flaky":
+        if do in ("flaky", "refuse"):
             return None
         raise ValueError(f"unknown do '{do}': raise | spin | hog | child | sleep | ask | flaky")
 
@@ -52,9 +52,11 @@ class Trials(WorkChain):
         return self.inputs.do == "child"
 
     def flaky(self):
-        return self.inputs.do == "flaky"
+        return self.inputs.do in ("flaky", "refuse")
 
     def wobble(self):
+        if self.inputs.do == "refuse":
+            raise damson.StepError("refused outright", kind="refused")
         if self.attempt < 3:
             raise RuntimeError(f"wobbled on attempt {self.attempt}")
         self.out("attempts", self.attempt)

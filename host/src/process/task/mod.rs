@@ -353,11 +353,14 @@ impl Task {
         };
         let pause = outcome.effects.pause.clone();
         let launches = std::mem::take(&mut outcome.effects.launches);
+        let error_kind = outcome.effects.error_kind.take();
         let checks = self.apply(outcome.effects);
         let returned = match outcome.result {
             Ok(returned) => returned,
             Err(Failure::Interrupted) => return Err(self.killed()),
-            Err(failure) => return self.failed_attempt(name, failure, before).await,
+            Err(failure) => {
+                return self.failed_attempt(name, failure, error_kind, before).await;
+            }
         };
         // A kill that came as the step returned: the process ends KILLED before any more guest
         // code (an output validator) runs and meets the interrupt.

@@ -48,6 +48,7 @@ impl Task {
         &mut self,
         name: &str,
         failure: Failure,
+        error_kind: Option<String>,
         before: Option<BeforeStep>,
     ) -> Result<(), End> {
         let policy = self.spec.retry_policy(name).cloned();
@@ -61,13 +62,12 @@ impl Task {
         };
         errors.push(failure.to_string());
         let kind = failure.kind();
-        if !kind.is_some_and(|kind| policy.retries(kind, attempt)) {
-            let why = match kind {
-                Some(kind) if policy.non_retryable.contains(&kind) => {
-                    format!(" (its retry policy does not retry a {})", kind.name())
-                }
-                None => " (not a failure a retry policy retries)".to_string(),
-                Some(_) => String::new(),
+        let error_kind = error_kind.as_deref();
+        if !kind.is_some_and(|kind| policy.retries(kind, error_kind, attempt)) {
+            let why = match kind.and_then(|kind| policy.left_out(kind, error_kind)) {
+                Some(what) => format!(" (its retry policy does not retry {what})"),
+                None if kind.is_none() => " (not a failure a retry policy retries)".to_string(),
+                None => String::new(),
             };
             return Err(End::Excepted(if errors.len() == 1 {
                 format!("step '{name}' {failure}{why}")

@@ -22,6 +22,7 @@ fn policy(max_attempts: u32) -> RetryPolicy {
         backoff: 2.0,
         max_interval: None,
         non_retryable: vec![FailureKind::Trap],
+        non_retryable_errors: vec!["invalid-request".into()],
     }
 }
 
@@ -140,6 +141,31 @@ async fn a_failure_the_policy_leaves_out_is_not_retried() {
     assert_eq!(
         record.error.as_deref(),
         Some("step 'flaky' boom at lib.rs:3 (its retry policy does not retry a trap)")
+    );
+    assert_eq!(host.calls(), ["flaky"], "tried once");
+}
+
+#[tokio::test]
+async fn an_error_of_a_kind_the_policy_leaves_out_is_not_retried() {
+    let plugin = Plugin::steps("flaky", &["flaky", "last"])
+        .on("flaky", |_| {
+            let effects = Effects {
+                error_kind: Some("invalid-request".into()),
+                ..Effects::default()
+            };
+            Act::Fail(Failure::Error("the request names nobody".into()), effects)
+        })
+        .retry(policy(5));
+    let host = Fake::durable();
+    let (process, _) = host.create(&plugin, "p", None);
+    process.start().unwrap();
+    let record = ended(&process).await;
+    assert_eq!(
+        record.error.as_deref(),
+        Some(
+            "step 'flaky' failed: the request names nobody (its retry policy does not retry an \
+             error of kind 'invalid-request')"
+        )
     );
     assert_eq!(host.calls(), ["flaky"], "tried once");
 }
