@@ -4,29 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use damson_tests::damson;
-use serde_json::Value;
-
-fn run(home: &std::path::Path, args: &[&str]) -> (Option<i32>, Value) {
-    let out = damson()
-        .env("DAMSON_HOME", home)
-        .env_remove("DAMSON_STORE")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    (
-        out.status.code(),
-        serde_json::from_str(text.trim()).unwrap(),
-    )
-}
+use super::serve::{json_on, on};
 
 #[test]
 fn a_step_that_succeeds_on_its_third_attempt_waits_the_declared_intervals() {
     let home = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let (code, record) = run(
+    let (code, record) = json_on(
         home.path(),
         &[
             "run",
@@ -49,12 +33,7 @@ fn a_step_that_succeeds_on_its_third_attempt_waits_the_declared_intervals() {
     );
 
     let pid = record["pid"].as_str().unwrap();
-    let logs = damson()
-        .env("DAMSON_HOME", home.path())
-        .env_remove("DAMSON_STORE")
-        .args(["logs", pid])
-        .output()
-        .unwrap();
+    let logs = on(home.path(), &["logs", pid]);
     let logs = String::from_utf8_lossy(&logs.stdout);
     let retried: Vec<&str> = logs
         .lines()
@@ -74,7 +53,7 @@ fn a_step_that_succeeds_on_its_third_attempt_waits_the_declared_intervals() {
 #[test]
 fn an_error_of_a_kind_the_policy_leaves_out_is_not_retried() {
     let home = tempfile::tempdir().unwrap();
-    let (code, record) = run(home.path(), &["run", "approval", "-i", "request="]);
+    let (code, record) = json_on(home.path(), &["run", "approval", "-i", "request="]);
     assert_eq!(code, Some(1));
     assert_eq!(
         record["error"],
@@ -86,7 +65,7 @@ fn an_error_of_a_kind_the_policy_leaves_out_is_not_retried() {
 #[test]
 fn an_exhausted_policy_excepts_the_process_naming_every_attempts_error() {
     let home = tempfile::tempdir().unwrap();
-    let (code, record) = run(
+    let (code, record) = json_on(
         home.path(),
         &[
             "run",

@@ -52,6 +52,14 @@ pub(crate) fn on(home: &Path, args: &[&str]) -> Output {
         .expect("damson runs")
 }
 
+/// `damson ARGS --json` on `home`: its exit status and the JSON object it printed.
+pub(crate) fn json_on(home: &Path, args: &[&str]) -> (Option<i32>, Value) {
+    let out = on(home, &[args, &["--json"]].concat());
+    let printed = serde_json::from_str(&text(&out))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    (out.status.code(), printed)
+}
+
 pub(crate) fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -3,6 +3,7 @@
 //! signal stored but not yet taken survives a `kill -9` of the daemon.
 
 use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -27,6 +28,23 @@ pub(crate) fn shown_once(home: &Path, pid: &str, condition: impl Fn(&Value) -> b
     }
 }
 
+/// An approval of `deploy` submitted to the daemon on `home`: its pid, once it waits.
+fn waiting_approval(home: &Path) -> String {
+    let pid = text(&on(home, &["submit", "approval", "-i", "request=deploy"]));
+    shown_once(home, &pid, waiting);
+    pid
+}
+
+/// `damson signal PID approved --data '{"by": BY}'`, with `--key KEY` if given.
+fn approve(home: &Path, pid: &str, by: &str, key: Option<&str>) -> Output {
+    let data = format!(r#"{{"by": "{by}"}}"#);
+    let mut args = vec!["signal", pid, "approved", "--data", &data];
+    if let Some(key) = key {
+        args.extend(["--key", key]);
+    }
+    on(home, &args)
+}
+
 fn waiting(shown: &Value) -> bool {
     shown["state"] == "WAITING"
 }
@@ -35,10 +53,7 @@ fn waiting(shown: &Value) -> bool {
 fn a_signal_resumes_a_waiting_process_with_its_payload_once_per_key() {
     let home = tempfile::tempdir().unwrap();
     let _daemon = serve(home.path());
-    let pid = text(&on(
-        home.path(),
-        &["submit", "approval", "-i", "request=deploy"],
-    ));
+    let pid = waiting_approval(home.path());
     let shown = shown_once(home.path(), &pid, waiting);
     assert_eq!(shown["status"], "waiting for an approval of deploy");
     assert_eq!(shown["waiting_for"], "approved");
@@ -50,13 +65,7 @@ fn a_signal_resumes_a_waiting_process_with_its_payload_once_per_key() {
         "{status}"
     );
 
-    let data = r#"{"by": "ada"}"#;
-    let sent = on(
-        home.path(),
-        &[
-            "signal", &pid, "approved", "--data", data, "--key", "ticket-7",
-        ],
-    );
+    let sent = approve(home.path(), &pid, "ada", Some("ticket-7"));
     assert_eq!(
         sent.status.code(),
         Some(0),
@@ -72,12 +81,7 @@ fn a_signal_resumes_a_waiting_process_with_its_payload_once_per_key() {
     );
 
     // The same key again: the process has it already (and has ended, so nothing is sent).
-    let again = on(
-        home.path(),
-        &[
-            "signal", &pid, "approved", "--data", data, "--key", "ticket-7",
-        ],
-    );
+    let again = approve(home.path(), &pid, "ada", Some("ticket-7"));
     assert_eq!(again.status.code(), Some(1), "it has terminated");
     assert!(
         text(&again).contains("takes no more signals"),
@@ -90,40 +94,14 @@ fn a_signal_resumes_a_waiting_process_with_its_payload_once_per_key() {
 fn a_duplicate_key_is_taken_once_and_bad_input_is_refused() {
     let home = tempfile::tempdir().unwrap();
     let _daemon = serve(home.path());
-    let pid = text(&on(
-        home.path(),
-        &["submit", "approval", "-i", "request=deploy"],
-    ));
-    shown_once(home.path(), &pid, waiting);
+    let pid = waiting_approval(home.path());
     let paused = on(home.path(), &["pause", &pid]);
     assert_eq!(paused.status.code(), Some(0));
 
     // Paused: the signals wait in the store, the first of a key only.
-    let first = on(
-        home.path(),
-        &[
-            "signal",
-            &pid,
-            "approved",
-            "--data",
-            r#"{"by": "ada"}"#,
-            "--key",
-            "k",
-        ],
-    );
+    let first = approve(home.path(), &pid, "ada", Some("k"));
     assert_eq!(text(&first), format!("signal 1 sent to {pid}"));
-    let second = on(
-        home.path(),
-        &[
-            "signal",
-            &pid,
-            "approved",
-            "--data",
-            r#"{"by": "bob"}"#,
-            "--key",
-            "k",
-        ],
-    );
+    let second = approve(home.path(), &pid, "bob", Some("k"));
     assert_eq!(second.status.code(), Some(0));
     assert_eq!(
         text(&second),
@@ -155,16 +133,9 @@ fn a_duplicate_key_is_taken_once_and_bad_input_is_refused() {
 fn a_signal_not_yet_taken_survives_kill_9_of_the_daemon() {
     let home = tempfile::tempdir().unwrap();
     let daemon = serve(home.path());
-    let pid = text(&on(
-        home.path(),
-        &["submit", "approval", "-i", "request=deploy"],
-    ));
-    shown_once(home.path(), &pid, waiting);
+    let pid = waiting_approval(home.path());
     assert_eq!(on(home.path(), &["pause", &pid]).status.code(), Some(0));
-    let sent = on(
-        home.path(),
-        &["signal", &pid, "approved", "--data", r#"{"by": "ada"}"#],
-    );
+    let sent = approve(home.path(), &pid, "ada", None);
     assert_eq!(sent.status.code(), Some(0));
     drop(daemon); // SIGKILL, with the signal sent and not taken
 
@@ -182,17 +153,10 @@ fn a_signal_not_yet_taken_survives_kill_9_of_the_daemon() {
 fn a_signal_to_a_process_no_daemon_runs_waits_in_the_store() {
     let home = tempfile::tempdir().unwrap();
     let daemon = serve(home.path());
-    let pid = text(&on(
-        home.path(),
-        &["submit", "approval", "-i", "request=deploy"],
-    ));
-    shown_once(home.path(), &pid, waiting);
+    let pid = waiting_approval(home.path());
     drop(daemon);
 
-    let stored = on(
-        home.path(),
-        &["signal", &pid, "approved", "--data", r#"{"by": "ada"}"#],
-    );
+    let stored = approve(home.path(), &pid, "ada", None);
     assert_eq!(
         stored.status.code(),
         Some(0),

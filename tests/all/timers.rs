@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use damson_tests::damson;
 use serde_json::Value;
 
-use super::serve::{on, serve, text};
+use super::serve::{json_on, on, serve, text};
 use super::signals::shown_once;
 
 fn now_ms() -> u64 {
@@ -21,18 +20,8 @@ fn now_ms() -> u64 {
 fn damson_run_waits_out_a_sleep() {
     let home = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = damson()
-        .env("DAMSON_HOME", home.path())
-        .args(["run", "sleeper", "-i", "ms=1500", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ran: Value = serde_json::from_str(&text(&out)).unwrap();
+    let (code, ran) = json_on(home.path(), &["run", "sleeper", "-i", "ms=1500"]);
+    assert_eq!(code, Some(0), "{ran}");
     assert_eq!(ran["state"], "FINISHED");
     assert_eq!(ran["outputs"]["slept"], 1500);
     assert!(
@@ -44,21 +33,18 @@ fn damson_run_waits_out_a_sleep() {
 #[test]
 fn an_approval_nobody_gives_times_out() {
     let home = tempfile::tempdir().unwrap();
-    let out = damson()
-        .env("DAMSON_HOME", home.path())
-        .args([
+    let (code, ran) = json_on(
+        home.path(),
+        &[
             "run",
             "approval",
             "-i",
             "request=deploy",
             "-i",
             "timeout_s=1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "not successful");
-    let ran: Value = serde_json::from_str(&text(&out)).unwrap();
+        ],
+    );
+    assert_eq!(code, Some(1), "not successful: {ran}");
     assert_eq!(ran["state"], "FINISHED");
     assert_eq!(ran["exit_status"], 408);
     assert_eq!(ran["exit_message"], "nobody decided in time");

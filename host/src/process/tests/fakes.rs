@@ -401,6 +401,16 @@ impl Fake {
         }
     }
 
+    /// The last checkpoint `first` saved, as a host that starts again reads it, once `first`
+    /// is killed (and the calls so far forgotten): what a test continues on another task.
+    pub(super) async fn last_checkpoint_of_killed(&self, first: &ProcessHandle) -> ProcessRecord {
+        let record = self.saved().last().expect("a checkpoint").record.clone();
+        first.kill(None, true);
+        ended(first).await;
+        self.calls.lock().unwrap().clear();
+        record
+    }
+
     /// The timer set for process `pid`, if any.
     pub(super) fn timer_of(&self, pid: &str) -> Option<u64> {
         self.timers.lock().unwrap().get(pid).copied()

@@ -199,11 +199,7 @@ async fn a_process_restored_while_it_waits_to_retry_sleeps_on_then_retries() {
     let (first, _) = host.create(&plugin, "p", None);
     first.start().unwrap();
     until(&first, |r| r.state == ProcessState::Waiting).await;
-    // The retry's checkpoint, as a host that starts again reads it.
-    let record = host.saved().last().unwrap().record.clone();
-    first.kill(None, true);
-    ended(&first).await;
-    host.calls.lock().unwrap().clear();
+    let record = host.last_checkpoint_of_killed(&first).await;
 
     let (restored, _) = host.spawn(&plugin, record);
     restored.start().unwrap();

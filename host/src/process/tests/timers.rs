@@ -108,10 +108,7 @@ async fn a_restored_sleeper_whose_timer_came_due_meanwhile_goes_on_at_once() {
     first.start().unwrap();
     until(&first, |r| r.state == ProcessState::Waiting).await;
     // The checkpoint of the sleep, read by a host that starts two minutes later.
-    let record = host.saved().last().unwrap().record.clone();
-    first.kill(None, true);
-    ended(&first).await;
-    host.calls.lock().unwrap().clear();
+    let record = host.last_checkpoint_of_killed(&first).await;
     host.advance(120_000);
     let (restored, _) = host.spawn(&plugin, record);
     restored.start().unwrap();
